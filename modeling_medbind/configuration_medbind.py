@@ -1,0 +1,215 @@
+"""MedBind configuration: one composite config holding a CXR, an ECG and a text (BERT) sub-config."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from transformers import BertConfig, PreTrainedConfig
+
+VARIANTS = ("bd", "nm", "ecg-clip")
+LOSS_REDUCTIONS = ("sum", "mean")
+POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal")
+
+
+class MedBindCXRConfig(PreTrainedConfig):
+    r"""
+    Configuration of the chest X-ray tower: a timm image model (pooled output) and its input size.
+
+    Args:
+        model_name (`str`): timm architecture name. The paper's (and MedCLIP's) choice is a Swin-T.
+        image_size (`int`): side of the square input in pixels (the processor resizes and crops to it).
+        num_channels (`int`): input channels; radiographs are replicated to 3 so ImageNet weights apply.
+        drop_path_rate (`float`): stochastic depth of the timm model.
+        model_kwargs (`dict`): architecture overrides passed to `timm.create_model` (for example
+            `{"embed_dim": 16, "depths": [1, 1], "num_heads": [1, 2]}` for a tiny Swin in tests).
+    """
+
+    model_type = "medbind_cxr"
+    base_config_key = "cxr_config"
+
+    model_name: str = "swin_tiny_patch4_window7_224"
+    image_size: int = 224
+    num_channels: int = 3
+    drop_path_rate: float = 0.1
+    model_kwargs: dict | None = None
+
+
+class MedBindECGConfig(PreTrainedConfig):
+    r"""
+    Configuration of the ECG tower: a vanilla pre-norm transformer encoder over time steps.
+
+    The paper embeds each time point (the 12 lead values) as one token; `patch_size` > 1 embeds that many consecutive
+    time points per token, which divides the attention cost by `patch_size**2` (one token per step over 10 s at
+    100 Hz is 1,001 tokens, the dominant cost on a CPU).
+
+    Args:
+        num_leads (`int`): leads per record, in the canonical order I, II, III, aVR, aVL, aVF, V1-V6.
+        num_samples (`int`): samples per lead (10 s at 100 Hz).
+        patch_size (`int`): time points per token; must divide `num_samples`. 1 reproduces the paper.
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: transformer sizes.
+        hidden_dropout_prob, attention_dropout: dropout on residual branches and on attention weights.
+        position_embedding_type (`str`): `"learned"` or `"sinusoidal"`; the paper only says positions are needed.
+        layer_norm_eps, initializer_range: as in BERT.
+    """
+
+    model_type = "medbind_ecg"
+    base_config_key = "ecg_config"
+
+    num_leads: int = 12
+    num_samples: int = 1000
+    patch_size: int = 1
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 8
+    intermediate_size: int = 1024
+    hidden_dropout_prob: float = 0.1
+    attention_dropout: float = 0.1
+    position_embedding_type: str = "learned"
+    layer_norm_eps: float = 1e-6
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        if self.num_samples % self.patch_size != 0:
+            raise ValueError(
+                f"ecg_config.patch_size={self.patch_size} must divide ecg_config.num_samples={self.num_samples}"
+            )
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"ecg_config.hidden_size={self.hidden_size} is not a multiple of "
+                f"num_attention_heads={self.num_attention_heads}"
+            )
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise ValueError(
+                f"ecg_config.position_embedding_type must be one of {POSITION_EMBEDDING_TYPES}, "
+                f"got {self.position_embedding_type!r}"
+            )
+        super().__post_init__(**kwargs)
+
+    @property
+    def num_patches(self) -> int:
+        """Tokens per record before the class token is prepended."""
+        return self.num_samples // self.patch_size
+
+
+# Named starting points. "paper" follows method.md; "tiny" (a few hundred thousand parameters) exists for tests
+# and the CPU demo, with ECG patches of 10 samples so attention runs over 101 tokens instead of 1,001.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "cxr_config": {"model_name": "swin_tiny_patch4_window7_224", "image_size": 224},
+        "ecg_config": {
+            "hidden_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 8,
+            "intermediate_size": 1024,
+            "patch_size": 1,
+        },
+        "text_config": {},  # BERT-base, the size of dmis-lab/biobert-v1.1
+    },
+    "tiny": {
+        "cxr_config": {
+            "model_name": "swin_tiny_patch4_window7_224",
+            "image_size": 224,
+            "drop_path_rate": 0.0,
+            "model_kwargs": {"embed_dim": 16, "depths": [1, 1], "num_heads": [1, 2]},
+        },
+        "ecg_config": {
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 128,
+            "patch_size": 10,
+        },
+        "text_config": {
+            "vocab_size": 2048,
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 128,
+            "max_position_embeddings": 256,
+        },
+    },
+}
+
+
+class MedBindConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`MedBindModel`]: three sub-configs and the contrastive-training settings.
+
+    Args:
+        cxr_config (`dict` or [`MedBindCXRConfig`]): the chest X-ray tower.
+        ecg_config (`dict` or [`MedBindECGConfig`]): the ECG tower.
+        text_config (`dict` or [`BertConfig`]): the report tower (BioBERT in the paper).
+        projection_dim (`int`): size of the shared embedding space (256 in the paper).
+        temperature (`float`): tau of TMCL and EMCL (0.07 in the paper).
+        learnable_temperature (`bool`): learn tau as a CLIP-style logit scale, initialised at `temperature`.
+        variant (`str`): `"bd"` (TMCL + EMCL, MEDBind_BD), `"nm"` (TMCL only, MEDBind_NM) or `"ecg-clip"`
+            (ECG and text towers only; the model then has no CXR tower).
+        loss_reduction (`str`): `"sum"` over the batch as the paper's equations write it, or `"mean"`.
+        initializer_range (`float`): std of the normal init of projections and ECG tower weights.
+
+    Example:
+
+    ```python
+    >>> from modeling_medbind import MedBindConfig, MedBindModel
+    >>> config = MedBindConfig.from_preset("tiny", variant="nm")
+    >>> model = MedBindModel(config)
+    ```
+    """
+
+    model_type = "medbind"
+    sub_configs_defaults: ClassVar = {
+        "cxr_config": MedBindCXRConfig,
+        "ecg_config": MedBindECGConfig,
+        "text_config": BertConfig,
+    }
+
+    cxr_config: dict | MedBindCXRConfig | None = None
+    ecg_config: dict | MedBindECGConfig | None = None
+    text_config: dict | BertConfig | None = None
+    projection_dim: int = 256
+    temperature: float = 0.07
+    learnable_temperature: bool = False
+    variant: Literal["bd", "nm", "ecg-clip"] = "bd"
+    loss_reduction: Literal["sum", "mean"] = "sum"
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {self.loss_reduction!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        super().__post_init__(**kwargs)
+
+    @property
+    def has_cxr(self) -> bool:
+        """Whether the model built from this config has a chest X-ray tower (every variant but ECG-CLIP)."""
+        return self.variant != "ecg-clip"
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "MedBindConfig":
+        """
+        Build a config from a named preset.
+
+        Args:
+            name: `"paper"` (Swin-T, BERT-base, a 4-layer d=256 ECG transformer with one token per time step) or
+                `"tiny"` (for tests and the CPU demo).
+            **overrides: top-level fields (`variant="nm"`, `projection_dim=...`) or whole sub-config dicts, which
+                update the preset's sub-config field by field.
+
+        Raises:
+            ValueError: for an unknown preset name.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown MedBind preset {name!r}; choose one of {sorted(PRESETS)}")
+        fields = {key: dict(value) for key, value in PRESETS[name].items()}
+        for key, value in overrides.items():
+            if key in fields and isinstance(value, dict):
+                fields[key].update(value)
+            else:
+                fields[key] = value
+        return cls(**fields)
+
+
+__all__ = ["MedBindCXRConfig", "MedBindConfig", "MedBindECGConfig"]

@@ -1,0 +1,175 @@
+"""MEDBind's contrastive losses, TMCL and EMCL, as pure functions over embedding tensors.
+
+Under `torch.distributed` with more than one process, each loss first gathers its inputs from every process (with
+gradient, following open_clip's `gather_features`), so the batch it sees is the global one: n, m and the negatives are
+global and the loss value is the same on every process. The backward pass of the gather sums each process's gradient
+into the local rows, i.e. the local gradient is `world_size` times the single-process one; DDP's gradient averaging
+divides that back, so a data-parallel run takes exactly the step a single process takes on the global batch.
+Every process must call the losses in the same order (the gathers are collectives), even with an empty local batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+import torch.nn.functional as F
+
+REDUCTIONS = ("sum", "mean")
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def gather_across_processes(tensor: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
+    """
+    Concatenate `tensor` from every process along dim 0, in rank order; processes may hold different row counts.
+
+    Args:
+        tensor: `[rows, ...]`, rows may differ between processes (0 included).
+        with_grad: keep the autograd graph so gradients flow back to every process's rows (needed for embeddings;
+            off for integer ids).
+
+    Returns:
+        `[sum of rows over processes, ...]`; `tensor` itself when not running distributed.
+    """
+    world_size = _world_size()
+    if world_size == 1:
+        return tensor
+    local_rows = torch.tensor([tensor.shape[0]], device=tensor.device)
+    all_rows = [torch.zeros_like(local_rows) for _ in range(world_size)]
+    dist.all_gather(all_rows, local_rows)
+    rows = [int(r.item()) for r in all_rows]
+    # all_gather needs equal shapes: pad to the largest row count, then drop the padding.
+    padding = [0, 0] * (tensor.dim() - 1) + [0, max(rows) - tensor.shape[0]]
+    padded = F.pad(tensor, padding)
+    if with_grad:
+        gathered = dist_fn.all_gather(padded)
+    else:
+        gathered = [torch.empty_like(padded) for _ in range(world_size)]
+        dist.all_gather(gathered, padded.contiguous())
+    return torch.cat([part[:count] for part, count in zip(gathered, rows)], dim=0)
+
+
+def _reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return per_anchor.sum() if reduction == "sum" else per_anchor.mean()
+
+
+def _positive_averaged_log_likelihood(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Per row i: 1/|P(i)| * sum_{p in P(i)} log softmax(logits_i)_p, with `positives` a boolean `[rows, cols]` mask."""
+    log_probs = F.log_softmax(logits, dim=-1)
+    positive_log_probs = log_probs.masked_fill(~positives, 0.0).sum(dim=-1)
+    return positive_log_probs / positives.sum(dim=-1)
+
+
+def tmcl_loss(
+    text_embeds: torch.Tensor,
+    modality_embeds: torch.Tensor,
+    text_group_ids: torch.Tensor,
+    temperature: float | torch.Tensor = 0.07,
+    reduction: str = "sum",
+) -> torch.Tensor:
+    r"""
+    Text-modality contrastive loss (TMCL) for one modality j (CXR or ECG), symmetric.
+
+    With text embeddings t_i, modality embeddings z_i (row i of each is one sample and its own report) and P(i) the
+    rows whose text is identical to text i (i included):
+
+        L^{t->z} = - sum_{i=1..n} 1/|P(i)| sum_{p in P(i)} log( exp(t_i . z_p / tau) / sum_{l=1..n} exp(t_i . z_l / tau) )
+
+    and L^{z->t} the same with the roles of t and z swapped (the positives of z_i are the texts identical to its own).
+    Returns L^{t->z} + L^{z->t}. Identical reports are positives, not negatives, unlike plain InfoNCE.
+
+    Args:
+        text_embeds: `[n, d]` L2-normalised report embeddings.
+        modality_embeds: `[n, d]` L2-normalised CXR or ECG embeddings, row-aligned with `text_embeds`.
+        text_group_ids: `[n]` integer ids, equal exactly where the (normalised) report texts are identical.
+        temperature: tau (a float, or a 0-d tensor when learned).
+        reduction: `"sum"` over anchors as in the paper, or `"mean"` (each direction divided by n).
+
+    Returns:
+        0-d tensor. Under `torch.distributed`, the global-batch loss (see the module docstring).
+
+    Raises:
+        ValueError: when the three inputs disagree on n or the reduction is unknown.
+    """
+    if not (text_embeds.shape[0] == modality_embeds.shape[0] == text_group_ids.shape[0]):
+        raise ValueError(
+            "tmcl_loss needs one text per modality sample: got text_embeds "
+            f"{tuple(text_embeds.shape)}, modality_embeds {tuple(modality_embeds.shape)}, "
+            f"text_group_ids {tuple(text_group_ids.shape)}"
+        )
+    text_embeds = gather_across_processes(text_embeds)
+    modality_embeds = gather_across_processes(modality_embeds)
+    text_group_ids = gather_across_processes(text_group_ids, with_grad=False)
+    if text_embeds.shape[0] == 0:
+        return text_embeds.sum() * 0.0 + modality_embeds.sum() * 0.0
+    logits = text_embeds @ modality_embeds.T / temperature
+    positives = text_group_ids[:, None] == text_group_ids[None, :]  # symmetric, so it serves both directions
+    text_to_modality = -_positive_averaged_log_likelihood(logits, positives)
+    modality_to_text = -_positive_averaged_log_likelihood(logits.T, positives)
+    return _reduce(text_to_modality, reduction) + _reduce(modality_to_text, reduction)
+
+
+def emcl_loss(
+    cxr_embeds: torch.Tensor,
+    ecg_embeds: torch.Tensor,
+    batch_size: int,
+    temperature: float | torch.Tensor = 0.07,
+    reduction: str = "sum",
+) -> torch.Tensor:
+    r"""
+    Edge-modality contrastive loss (EMCL) over the m CXR-ECG pairs of a batch, symmetric.
+
+    With z^c_u, z^e_u the CXR and ECG embeddings of pair u, n the batch size and m the number of pairs:
+
+        L^{c->e} = - sum_{u=1..m} log( exp(z^c_u . z^e_u / tau) / ( (n/m) sum_{q=1..m} exp(z^c_u . z^e_q / tau) ) )
+
+    and L^{e->c} the same from the ECG side. Returns L^{c->e} + L^{e->c}. As the paper writes it, the n/m factor sits
+    inside the log: it adds m * log(n/m) per direction to the value and leaves the gradient unchanged. It is kept so
+    the value matches the equation. With m = 0 the loss is 0 (not NaN), still attached to the graph.
+
+    Args:
+        cxr_embeds: `[m, d]` L2-normalised CXR embeddings of the paired rows.
+        ecg_embeds: `[m, d]` L2-normalised ECG embeddings, row u paired with `cxr_embeds[u]`.
+        batch_size: n, the number of samples per modality in this process's batch (summed over processes when
+            running distributed).
+        temperature: tau (a float, or a 0-d tensor when learned).
+        reduction: `"sum"` as in the paper, or `"mean"` (each direction divided by m).
+
+    Returns:
+        0-d tensor. Under `torch.distributed`, the global-batch loss (see the module docstring).
+
+    Raises:
+        ValueError: when the two inputs disagree on m, or m exceeds n.
+    """
+    if cxr_embeds.shape[0] != ecg_embeds.shape[0]:
+        raise ValueError(
+            f"emcl_loss needs row-aligned pairs: got cxr_embeds {tuple(cxr_embeds.shape)} and "
+            f"ecg_embeds {tuple(ecg_embeds.shape)}"
+        )
+    cxr_embeds = gather_across_processes(cxr_embeds)
+    ecg_embeds = gather_across_processes(ecg_embeds)
+    if _world_size() > 1:
+        global_batch_size = torch.tensor([batch_size], device=cxr_embeds.device)
+        dist.all_reduce(global_batch_size)
+        batch_size = int(global_batch_size.item())
+    num_pairs = cxr_embeds.shape[0]
+    if num_pairs == 0:
+        return cxr_embeds.sum() * 0.0 + ecg_embeds.sum() * 0.0
+    if num_pairs > batch_size:
+        raise ValueError(f"emcl_loss got m={num_pairs} pairs for a batch of n={batch_size}; m cannot exceed n")
+    logits = cxr_embeds @ ecg_embeds.T / temperature
+    targets = torch.arange(num_pairs, device=logits.device)
+    log_pair_share = math.log(batch_size / num_pairs)
+    cxr_to_ecg = F.cross_entropy(logits, targets, reduction="none") + log_pair_share
+    ecg_to_cxr = F.cross_entropy(logits.T, targets, reduction="none") + log_pair_share
+    return _reduce(cxr_to_ecg, reduction) + _reduce(ecg_to_cxr, reduction)
+
+
+__all__ = ["emcl_loss", "gather_across_processes", "tmcl_loss"]

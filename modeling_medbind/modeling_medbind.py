@@ -1,0 +1,446 @@
+"""MedBind model: CXR (timm Swin), ECG (transformer) and text (BERT) towers projected into one L2-normalised space."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import BertModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput
+
+from .configuration_medbind import MedBindConfig, MedBindCXRConfig, MedBindECGConfig
+from .losses import emcl_loss, tmcl_loss
+
+MODALITIES = ("cxr", "ecg")
+
+
+@dataclass
+class MedBindOutput(ModelOutput):
+    """
+    Output of [`MedBindModel.forward`]. Embeddings are L2-normalised `[rows, projection_dim]`; absent inputs give None.
+
+    Args:
+        loss: TMCL + EMCL (per the variant), when `return_loss=True`.
+        tmcl_loss: TMCL summed over the modalities present.
+        emcl_loss: EMCL over the CXR-ECG pairs (0 with no pairs); None for the variants without EMCL.
+        cxr_embeds, ecg_embeds: modality embeddings.
+        cxr_text_embeds, ecg_text_embeds: embeddings of the reports paired with the CXRs and with the ECGs.
+    """
+
+    loss: torch.FloatTensor | None = None
+    tmcl_loss: torch.FloatTensor | None = None
+    emcl_loss: torch.FloatTensor | None = None
+    cxr_embeds: torch.FloatTensor | None = None
+    ecg_embeds: torch.FloatTensor | None = None
+    cxr_text_embeds: torch.FloatTensor | None = None
+    ecg_text_embeds: torch.FloatTensor | None = None
+
+
+def sinusoidal_position_embeddings(num_positions: int, dim: int) -> torch.Tensor:
+    """The fixed sine/cosine table of "Attention is all you need": `[num_positions, dim]` float32."""
+    position = torch.arange(num_positions, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
+
+
+class MedBindECGEmbeddings(nn.Module):
+    """Linear embedding of each patch of `patch_size` time points (all leads), a class token and positions."""
+
+    def __init__(self, config: MedBindECGConfig):
+        super().__init__()
+        self.config = config
+        self.patch_embedding = nn.Linear(config.num_leads * config.patch_size, config.hidden_size)
+        self.class_embedding = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        num_positions = config.num_patches + 1
+        if config.position_embedding_type == "learned":
+            self.position_embedding = nn.Parameter(torch.zeros(1, num_positions, config.hidden_size))
+        else:
+            # Filled in `_init_weights`, which also runs after a meta-device `from_pretrained`.
+            self.register_buffer("position_embedding", torch.zeros(1, num_positions, config.hidden_size), persistent=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, ecg_values: torch.Tensor) -> torch.Tensor:
+        batch_size, num_leads, num_samples = ecg_values.shape
+        patch_size = self.config.patch_size
+        # [B, leads, T] -> [B, T/patch, patch * leads]: one token holds every lead of `patch_size` consecutive steps.
+        patches = ecg_values.transpose(1, 2).reshape(batch_size, num_samples // patch_size, patch_size * num_leads)
+        tokens = self.patch_embedding(patches)
+        tokens = torch.cat([self.class_embedding.expand(batch_size, -1, -1).to(tokens.dtype), tokens], dim=1)
+        return self.dropout(tokens + self.position_embedding.to(tokens.dtype))
+
+
+class MedBindECGAttention(nn.Module):
+    """Multi-head self-attention through `scaled_dot_product_attention` (flash / memory-efficient kernels)."""
+
+    def __init__(self, config: MedBindECGConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = config.attention_dropout
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        batch_size, length, hidden_size = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch_size, length, 3, self.num_heads, hidden_size // self.num_heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(attended.transpose(1, 2).reshape(batch_size, length, hidden_size))
+
+
+class MedBindECGLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, config: MedBindECGConfig):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = MedBindECGAttention(config)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.hidden_size, config.intermediate_size),
+            nn.GELU(),
+            nn.Linear(config.intermediate_size, config.hidden_size),
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = hidden_states + self.dropout(self.attention(self.attention_norm(hidden_states)))
+        return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
+
+
+class MedBindECGEncoder(nn.Module):
+    """The ECG tower: embeddings, transformer blocks, final norm; returns the class-token state `[B, hidden]`."""
+
+    def __init__(self, config: MedBindECGConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = MedBindECGEmbeddings(config)
+        self.layers = nn.ModuleList(MedBindECGLayer(config) for _ in range(config.num_hidden_layers))
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, ecg_values: torch.Tensor) -> torch.Tensor:
+        expected = (self.config.num_leads, self.config.num_samples)
+        if ecg_values.dim() != 3 or tuple(ecg_values.shape[1:]) != expected:
+            raise ValueError(
+                f"ecg_values must be [batch, {expected[0]} leads, {expected[1]} samples], "
+                f"got {tuple(ecg_values.shape)}; run the ECG feature extractor first"
+            )
+        hidden_states = self.embeddings(ecg_values)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states)
+        return self.final_norm(hidden_states[:, 0])
+
+
+class MedBindCXREncoder(nn.Module):
+    """The CXR tower: a timm model without its classifier; its pooled output (Swin has no class token)."""
+
+    def __init__(self, config: MedBindCXRConfig, pretrained: bool = False):
+        super().__init__()
+        self.config = config
+        self.model = self._create(pretrained)
+        self._reference_buffers: dict[str, torch.Tensor] | None = None
+
+    def _create(self, pretrained: bool) -> nn.Module:
+        return timm.create_model(
+            self.config.model_name,
+            pretrained=pretrained,
+            num_classes=0,
+            img_size=self.config.image_size,
+            in_chans=self.config.num_channels,
+            drop_path_rate=self.config.drop_path_rate,
+            **(self.config.model_kwargs or {}),
+        )
+
+    @torch.no_grad()
+    def reset_non_persistent_buffers(self, module: nn.Module) -> None:
+        """
+        Recompute the non-persistent buffers of `module`, a submodule of the timm model (Swin's relative position
+        index, ...). `from_pretrained` builds the model on the meta device and restores only what the checkpoint
+        holds, so these would stay uninitialised memory otherwise.
+        """
+        if self._reference_buffers is None:
+            with torch.device("cpu"):
+                self._reference_buffers = dict(self._create(pretrained=False).named_buffers())
+        prefix = next(name for name, candidate in self.model.named_modules() if candidate is module)
+        for buffer_name in module._non_persistent_buffers_set:
+            init.copy_(getattr(module, buffer_name), self._reference_buffers[f"{prefix}.{buffer_name}".lstrip(".")])
+
+    @property
+    def num_features(self) -> int:
+        return self.model.num_features
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values)
+
+
+class MedBindPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and the declarations `from_pretrained`, accelerate and FSDP read."""
+
+    config: MedBindConfig
+    config_class = MedBindConfig
+    base_model_prefix = "medbind"
+    main_input_name = "ecg_values"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["MedBindECGLayer", "BertLayer", "SwinTransformerBlock"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, MedBindECGEmbeddings):
+            init.normal_(module.class_embedding, std=std)
+            if module.config.position_embedding_type == "learned":
+                init.normal_(module.position_embedding, std=std)
+            else:
+                table = sinusoidal_position_embeddings(module.config.num_patches + 1, module.config.hidden_size)
+                init.copy_(module.position_embedding, table[None])
+        elif module._non_persistent_buffers_set and self._cxr_tower_holds(module):
+            self.cxr_model.reset_non_persistent_buffers(module)
+        elif isinstance(module, MedBindModel) and module.logit_scale is not None:
+            init.constant_(module.logit_scale, math.log(1.0 / self.config.temperature))
+
+    def _cxr_tower_holds(self, module: nn.Module) -> bool:
+        cxr_model = getattr(self, "cxr_model", None)
+        return cxr_model is not None and any(module is candidate for candidate in cxr_model.model.modules())
+
+    def _set_gradient_checkpointing(
+        self, enable: bool = True, gradient_checkpointing_func: Callable = checkpoint, every_n_layers: int = 1
+    ) -> None:
+        # timm models checkpoint through their own switch, which transformers' flag walk does not reach.
+        for module in self.modules():
+            if isinstance(module, MedBindCXREncoder):
+                module.model.set_grad_checkpointing(enable)
+        super()._set_gradient_checkpointing(enable, gradient_checkpointing_func, every_n_layers)
+
+
+class MedBindModel(MedBindPreTrainedModel):
+    """
+    MEDBind: a CXR tower (absent in ECG-CLIP), an ECG tower and one text tower shared by CXR and ECG reports, each
+    followed by a linear projection to `projection_dim` and L2 normalisation.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from modeling_medbind import MedBindConfig, MedBindModel
+    >>> model = MedBindModel(MedBindConfig.from_preset("tiny")).eval()
+    >>> ecg = model.get_ecg_features(torch.randn(2, 12, 1000))  # [2, 256], unit norm
+    ```
+    """
+
+    def __init__(self, config: MedBindConfig):
+        super().__init__(config)
+        self.cxr_model = MedBindCXREncoder(config.cxr_config) if config.has_cxr else None
+        self.ecg_model = MedBindECGEncoder(config.ecg_config)
+        self.text_model = BertModel(config.text_config, add_pooling_layer=False)
+        self.cxr_projection = (
+            nn.Linear(self.cxr_model.num_features, config.projection_dim, bias=False) if config.has_cxr else None
+        )
+        self.ecg_projection = nn.Linear(config.ecg_config.hidden_size, config.projection_dim, bias=False)
+        self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.zeros([])) if config.learnable_temperature else None
+        self.post_init()
+
+    @property
+    def temperature(self) -> float | torch.Tensor:
+        """tau: the config's constant, or 1 / exp(logit_scale) when learned (clamped as CLIP does, tau >= 0.01)."""
+        if self.logit_scale is None:
+            return self.config.temperature
+        return 1.0 / self.logit_scale.clamp(max=math.log(100.0)).exp()
+
+    def get_cxr_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            pixel_values: `[B, 3, image_size, image_size]` from the image processor.
+
+        Returns:
+            `[B, projection_dim]` L2-normalised CXR embeddings.
+
+        Raises:
+            ValueError: for the ECG-CLIP variant, which has no CXR tower.
+        """
+        if self.cxr_model is None:
+            raise ValueError(f"this MedBind model (variant={self.config.variant!r}) has no CXR tower")
+        return F.normalize(self.cxr_projection(self.cxr_model(pixel_values)), dim=-1)
+
+    def get_ecg_features(self, ecg_values: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            ecg_values: `[B, 12, 1000]` from the ECG feature extractor (leads in canonical order, 10 s at 100 Hz).
+
+        Returns:
+            `[B, projection_dim]` L2-normalised ECG embeddings.
+
+        Raises:
+            ValueError: when `ecg_values` is not `[B, num_leads, num_samples]`.
+        """
+        return F.normalize(self.ecg_projection(self.ecg_model(ecg_values)), dim=-1)
+
+    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        Args:
+            input_ids, attention_mask: `[B, L]` from the tokenizer.
+
+        Returns:
+            `[B, projection_dim]` L2-normalised embeddings of the [CLS] token.
+        """
+        hidden = self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return F.normalize(self.text_projection(hidden[:, 0]), dim=-1)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        cxr_input_ids: torch.Tensor | None = None,
+        cxr_attention_mask: torch.Tensor | None = None,
+        cxr_text_group_ids: torch.Tensor | None = None,
+        ecg_values: torch.Tensor | None = None,
+        ecg_input_ids: torch.Tensor | None = None,
+        ecg_attention_mask: torch.Tensor | None = None,
+        ecg_text_group_ids: torch.Tensor | None = None,
+        pair_index: torch.Tensor | None = None,
+        return_loss: bool | None = None,
+    ) -> MedBindOutput:
+        """
+        Embed whichever inputs are given and, with `return_loss=True`, compute the MEDBind loss.
+
+        Args:
+            pixel_values: `[n_cxr, 3, H, W]` radiographs; `cxr_input_ids` / `cxr_attention_mask` `[n_cxr, L]` their
+                reports; `cxr_text_group_ids` `[n_cxr]` equal where reports are identical (default: all distinct).
+            ecg_values: `[n_ecg, 12, 1000]` ECGs; `ecg_input_ids`, `ecg_attention_mask`, `ecg_text_group_ids` likewise.
+            pair_index: `[m, 2]` (cxr row, ecg row) of the samples from the same visit; EMCL uses them (variant bd).
+            return_loss: compute TMCL (per modality with its reports) + EMCL.
+
+        Returns:
+            [`MedBindOutput`].
+
+        Raises:
+            ValueError: for a loss request without reports, pairs without both modalities, or a CXR input to ECG-CLIP.
+        """
+        embeds: dict[str, torch.Tensor | None] = {}
+        inputs = {
+            "cxr": (pixel_values, cxr_input_ids, cxr_attention_mask, cxr_text_group_ids, self.get_cxr_features),
+            "ecg": (ecg_values, ecg_input_ids, ecg_attention_mask, ecg_text_group_ids, self.get_ecg_features),
+        }
+        tmcl = None
+        for modality, (values, input_ids, attention_mask, group_ids, embed) in inputs.items():
+            embeds[modality] = embed(values) if values is not None else None
+            embeds[f"{modality}_text"] = (
+                self.get_text_features(input_ids, attention_mask) if input_ids is not None else None
+            )
+            if not return_loss or values is None:
+                continue
+            if input_ids is None:
+                raise ValueError(f"return_loss=True needs the reports of the {modality.upper()}s ({modality}_input_ids)")
+            if group_ids is None:
+                group_ids = torch.arange(values.shape[0], device=values.device)
+            loss = tmcl_loss(
+                embeds[f"{modality}_text"], embeds[modality], group_ids, self.temperature, self.config.loss_reduction
+            )
+            tmcl = loss if tmcl is None else tmcl + loss
+
+        emcl = None
+        if return_loss and self.config.variant == "bd":
+            emcl = self._emcl(embeds["cxr"], embeds["ecg"], pair_index)
+        if return_loss and tmcl is None:
+            raise ValueError("return_loss=True needs CXR or ECG inputs with their reports")
+        loss = tmcl + emcl if emcl is not None else tmcl
+        return MedBindOutput(
+            loss=loss,
+            tmcl_loss=tmcl,
+            emcl_loss=emcl,
+            cxr_embeds=embeds["cxr"],
+            ecg_embeds=embeds["ecg"],
+            cxr_text_embeds=embeds["cxr_text"],
+            ecg_text_embeds=embeds["ecg_text"],
+        )
+
+    def _emcl(
+        self, cxr_embeds: torch.Tensor | None, ecg_embeds: torch.Tensor | None, pair_index: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        if pair_index is not None and pair_index.numel() > 0 and (cxr_embeds is None or ecg_embeds is None):
+            raise ValueError("pair_index was given but the batch lacks CXRs or ECGs to pair")
+        if cxr_embeds is None or ecg_embeds is None:
+            return None
+        if pair_index is None:
+            pair_index = torch.zeros(0, 2, dtype=torch.long, device=cxr_embeds.device)
+        # n: the paper's batch holds n of each modality; with unequal counts the larger is the batch the pairs come from.
+        batch_size = max(cxr_embeds.shape[0], ecg_embeds.shape[0])
+        return emcl_loss(
+            cxr_embeds[pair_index[:, 0]],
+            ecg_embeds[pair_index[:, 1]],
+            batch_size,
+            self.temperature,
+            self.config.loss_reduction,
+        )
+
+    @classmethod
+    def from_backbones(
+        cls,
+        config: MedBindConfig | None = None,
+        text: str | os.PathLike | None = "dmis-lab/biobert-v1.1",
+        cxr: str | None = "swin_tiny_patch4_window7_224",
+        **config_overrides: Any,
+    ) -> "MedBindModel":
+        """
+        A MedBind model whose text tower starts from a pretrained BERT (BioBERT by default) and whose CXR tower starts
+        from timm's ImageNet weights, as the paper trains it; the ECG tower and the projections are random.
+
+        Args:
+            config: starting config (default: the `"paper"` preset with `config_overrides`). Its `text_config` is
+                replaced by the pretrained model's, and `cxr_config.model_name` by `cxr`.
+            text: a Hub id or local directory of a BERT model, or None to keep a random text tower.
+            cxr: a timm model name with pretrained weights (Hub or cache), or None to keep a random CXR tower.
+
+        Raises:
+            OSError: when a backbone cannot be loaded; the message names the identifier and `HF_HUB_OFFLINE`.
+        """
+        config = config if config is not None else MedBindConfig.from_preset("paper", **config_overrides)
+        text_model = None
+        if text is not None:
+            text_model = _load_backbone(
+                str(text), lambda: BertModel.from_pretrained(text, add_pooling_layer=False), "transformers"
+            )
+            config.text_config = text_model.config
+        cxr_model = None
+        if cxr is not None and config.has_cxr:
+            config.cxr_config.model_name = cxr
+            cxr_model = _load_backbone(cxr, lambda: MedBindCXREncoder(config.cxr_config, pretrained=True), "timm")
+        model = cls(config)
+        if text_model is not None:
+            model.text_model.load_state_dict(text_model.state_dict())
+        if cxr_model is not None:
+            model.cxr_model.load_state_dict(cxr_model.state_dict())
+        return model
+
+
+def _load_backbone(identifier: str, load: Callable[[], nn.Module], library: str) -> nn.Module:
+    """Run `load`, turning the many ways a Hub download fails (offline, no network, unknown id) into one message."""
+    try:
+        return load()
+    except (OSError, RuntimeError, ValueError) as error:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+        raise OSError(
+            f"Could not load the pretrained backbone {identifier!r} through {library}"
+            f"{' because HF_HUB_OFFLINE is set' if offline else ''}: {error}. "
+            f"Download it once with network access (unset HF_HUB_OFFLINE) so it sits in the Hugging Face cache, "
+            f"or pass a local directory, or pass None to start that tower from random weights."
+        ) from error
+
+
+__all__ = ["MedBindModel", "MedBindOutput", "MedBindPreTrainedModel"]

@@ -1,0 +1,100 @@
+"""MedBind processor: one object turning radiographs, ECGs and report texts into MedBind model inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from transformers import BatchFeature, ProcessorMixin
+from transformers.image_utils import ImageInput
+from transformers.utils import TensorType
+
+from .feature_extraction_medbind import ECGInput, MedBindECGFeatureExtractor
+from .image_processing_medbind import MedBindImageProcessor
+from .tokenization_medbind import text_group_ids, truncate_words
+
+
+class MedBindProcessor(ProcessorMixin):
+    r"""
+    Wraps a [`MedBindImageProcessor`], a [`MedBindECGFeatureExtractor`] and a BERT tokenizer into one processor.
+
+    Text follows the paper: each report is cut to its first `max_words` words, then tokenised (truncated at
+    `max_length` tokens, padded to the longest in the batch); `text_group_ids` marks identical reports for TMCL.
+
+    Args:
+        image_processor ([`MedBindImageProcessor`]): chest X-rays -> `pixel_values`.
+        feature_extractor ([`MedBindECGFeatureExtractor`]): ECGs -> `ecg_values`.
+        tokenizer ([`BertTokenizerFast`]): BioBERT's, or one from `train_wordpiece_tokenizer` offline.
+        max_words (`int`): word limit applied before tokenising (100 in the paper).
+        max_length (`int`): token limit of the tokenizer.
+    """
+
+    def __init__(
+        self,
+        image_processor: MedBindImageProcessor,
+        feature_extractor: MedBindECGFeatureExtractor,
+        tokenizer,
+        max_words: int = 100,
+        max_length: int = 256,
+        **kwargs,
+    ):
+        if max_words < 1 or max_length < 1:
+            raise ValueError(f"max_words and max_length must be positive, got {max_words} and {max_length}")
+        self.max_words = max_words
+        self.max_length = max_length
+        super().__init__(image_processor, feature_extractor, tokenizer, **kwargs)
+
+    def __call__(
+        self,
+        images: ImageInput | None = None,
+        ecgs: ECGInput | Sequence[ECGInput] | None = None,
+        text: str | Sequence[str] | None = None,
+        sampling_rate: float | None = None,
+        lead_names: Sequence[str] | None = None,
+        return_tensors: str | TensorType | None = None,
+        **tokenizer_kwargs,
+    ) -> BatchFeature:
+        """Prepare whichever of the three modalities are given.
+
+        Args:
+            images: chest X-rays (see [`MedBindImageProcessor`]).
+            ecgs: ECG records or arrays (see [`MedBindECGFeatureExtractor`]).
+            text: one report or a list of `B` reports.
+            sampling_rate: rate in Hz of ECG arrays.
+            lead_names: lead names of ECG arrays' rows.
+            return_tensors: `"pt"`, `"np"` or `None`.
+            **tokenizer_kwargs: override the tokenizer call (`padding`, `max_length`, ...).
+
+        Returns:
+            `BatchFeature` with `pixel_values [B, 3, 224, 224]` for images, `ecg_values [B, 12, 1000]` for ECGs,
+            and `input_ids`, `attention_mask` `[B, L]` and `text_group_ids [B]` (int64) for text.
+
+        Raises:
+            ValueError: no input given, or an input rejected by its part (empty report, unreadable ECG...).
+        """
+        if images is None and ecgs is None and text is None:
+            raise ValueError("MedBindProcessor needs at least one of images=, ecgs= or text=")
+        data = {}
+        if images is not None:
+            data.update(self.image_processor(images, return_tensors=return_tensors))
+        if ecgs is not None:
+            data.update(
+                self.feature_extractor(
+                    ecgs, sampling_rate=sampling_rate, lead_names=lead_names, return_tensors=return_tensors
+                )
+            )
+        if text is not None:
+            reports = [text] if isinstance(text, str) else list(text)
+            truncated = [
+                truncate_words(report, self.max_words, name=f"report {index}") for index, report in enumerate(reports)
+            ]
+            tokenizer_kwargs = {
+                "padding": "longest",
+                "truncation": True,
+                "max_length": self.max_length,
+                # BERT's segment ids are all zero for single reports and the text tower does not take them.
+                "return_token_type_ids": False,
+                **tokenizer_kwargs,
+            }
+            data.update(self.tokenizer(truncated, return_tensors=return_tensors, **tokenizer_kwargs))
+            data["text_group_ids"] = text_group_ids(truncated, max_words=self.max_words)
+        return BatchFeature(data, tensor_type=return_tensors)

@@ -1,0 +1,171 @@
+"""Report text for MedBind: the paper's 100-word truncation, deterministic text-group ids and the BERT tokenizer.
+
+The paper tokenises every report with BioBERT (`dmis-lab/biobert-v1.1`) after cutting it to its first 100 words.
+That vocabulary cannot be downloaded where there is no network (CI, air-gapped hospital machines), so
+[`train_wordpiece_tokenizer`] trains a small WordPiece vocabulary of the same kind on local report text, and
+[`load_text_tokenizer`] loads either one with a clear error when a Hub identifier cannot be reached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+
+from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
+
+BIOBERT_IDENTIFIER = "dmis-lab/biobert-v1.1"
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_TRUE_STRINGS = {"1", "ON", "YES", "TRUE"}
+
+
+def truncate_words(text: str, max_words: int = 100, name: str = "report") -> str:
+    """Keep the first `max_words` whitespace-separated words of a report, joined by single spaces.
+
+    The paper truncates every report to its first 100 words before tokenising (method.md, Model).
+
+    Args:
+        text: one report.
+        max_words: how many words to keep (at least 1).
+        name: how the report is named in error messages (e.g. `"report 3 of the batch"`).
+
+    Returns:
+        The truncated report; runs of whitespace (newlines, tabs) become one space.
+
+    Raises:
+        ValueError: `text` is not a string, is empty or only whitespace, or `max_words` < 1.
+    """
+    if max_words < 1:
+        raise ValueError(f"max_words must be at least 1, got {max_words}")
+    if not isinstance(text, str):
+        raise ValueError(f"{name} must be a string, got {type(text).__name__}")
+    words = text.split()
+    if not words:
+        raise ValueError(f"{name} is empty or whitespace-only ({text!r}); every sample needs a report text")
+    return " ".join(words[:max_words])
+
+
+def normalize_report(text: str, max_words: int = 100, name: str = "report") -> str:
+    """The form of a report that decides whether two reports are "identical" for TMCL's positives.
+
+    Normalisation = the model's own truncation to `max_words` words + whitespace collapsed to single spaces +
+    lower case. Two reports whose first `max_words` words agree reach the encoder as the same words, so they are
+    the same text for the loss; case and line breaks are formatting, not content.
+
+    Args:
+        text: one report.
+        max_words: the word limit the processor applies before tokenising.
+        name: how the report is named in error messages.
+
+    Returns:
+        The normalised report.
+
+    Raises:
+        ValueError: as [`truncate_words`].
+    """
+    return truncate_words(text, max_words=max_words, name=name).lower()
+
+
+def text_group_ids(texts: Sequence[str], max_words: int = 100) -> list[int]:
+    """Deterministic signed 64-bit ids such that identical normalised reports share one id.
+
+    TMCL treats every sample whose text is identical to sample i's as a positive of i; the model compares these
+    ids instead of strings. The id is the first 8 bytes of `blake2b(normalize_report(text))`, read as a signed
+    little-endian integer so it fits `torch.int64`. Unlike Python's `hash`, it is the same across processes, runs
+    and machines (no `PYTHONHASHSEED` salt), so ids computed by dataloader workers or stored in a dataset agree.
+
+    Args:
+        texts: `B` reports.
+        max_words: the processor's word limit (see [`normalize_report`]).
+
+    Returns:
+        `B` ints in [-2**63, 2**63).
+
+    Raises:
+        ValueError: a report is not a string or is empty (the message gives its position).
+    """
+    return [
+        int.from_bytes(
+            hashlib.blake2b(
+                normalize_report(text, max_words=max_words, name=f"report {index}").encode("utf-8"), digest_size=8
+            ).digest(),
+            "little",
+            signed=True,
+        )
+        for index, text in enumerate(texts)
+    ]
+
+
+def train_wordpiece_tokenizer(
+    corpus: Iterable[str],
+    vocab_size: int = 2048,
+    min_frequency: int = 1,
+    lowercase: bool = False,
+    model_max_length: int = 256,
+) -> BertTokenizerFast:
+    """Train a small BERT WordPiece tokenizer on report texts, for offline demos and tests.
+
+    BioBERT v1.1's vocabulary is cased (it was initialised from BERT-base-cased), so the default keeps case too:
+    the offline tokenizer then sees text the way the real one does.
+
+    Args:
+        corpus: report texts (any iterable; consumed once).
+        vocab_size: size of the vocabulary, special tokens included.
+        min_frequency: minimum count for a merge to enter the vocabulary.
+        lowercase: lower-case text before splitting (BERT-uncased style).
+        model_max_length: the tokenizer's default truncation length.
+
+    Returns:
+        A `BertTokenizerFast` with BERT's special tokens (`[PAD]`, `[UNK]`, `[CLS]`, `[SEP]`, `[MASK]`), ready for
+        `save_pretrained` / `AutoTokenizer.from_pretrained`.
+
+    Raises:
+        ValueError: the corpus holds no non-blank text.
+    """
+    # Imported here because only this offline path needs the trainer; loading a saved tokenizer does not.
+    from tokenizers import BertWordPieceTokenizer
+
+    texts = [text for text in corpus if isinstance(text, str) and text.strip()]
+    if not texts:
+        raise ValueError("train_wordpiece_tokenizer needs a corpus with at least one non-blank report text")
+    wordpiece = BertWordPieceTokenizer(lowercase=lowercase)
+    wordpiece.train_from_iterator(
+        texts, vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(BERT_SPECIAL_TOKENS)
+    )
+    return BertTokenizerFast(
+        tokenizer_object=wordpiece._tokenizer, do_lower_case=lowercase, model_max_length=model_max_length
+    )
+
+
+def load_text_tokenizer(identifier: str | os.PathLike = BIOBERT_IDENTIFIER, **kwargs) -> PreTrainedTokenizerBase:
+    """Load the report tokenizer from a local directory or a Hub identifier (BioBERT by default).
+
+    `HF_HUB_OFFLINE` is read when this is called (huggingface_hub reads it once, at import), so setting it in a
+    running process still stops any download attempt.
+
+    Args:
+        identifier: a directory written by `save_pretrained` or a Hub model id.
+        **kwargs: passed to `AutoTokenizer.from_pretrained`.
+
+    Returns:
+        The tokenizer.
+
+    Raises:
+        FileNotFoundError: the identifier is neither a local tokenizer directory nor reachable on the Hub (offline
+            mode, no network or unknown id); the message names the identifier and `HF_HUB_OFFLINE`.
+    """
+    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE_STRINGS
+    try:
+        return AutoTokenizer.from_pretrained(
+            identifier, local_files_only=offline or kwargs.pop("local_files_only", False), **kwargs
+        )
+    except OSError as error:
+        reason = (
+            "HF_HUB_OFFLINE=1 forbids downloading it and it is not in the local cache"
+            if offline
+            else "it could not be downloaded (no network, or no such repository; HF_HUB_OFFLINE is not set)"
+        )
+        raise FileNotFoundError(
+            f"could not load the text tokenizer {str(identifier)!r}: {reason}. Pass a local directory instead, "
+            "e.g. one written by train_wordpiece_tokenizer(reports).save_pretrained(path)."
+        ) from error

@@ -1,0 +1,156 @@
+"""RSNA Pneumonia Detection Challenge -> a `DatasetDict` of chest radiographs labelled Normal or Pneumonia.
+
+Raw layout: the Kaggle competition download (https://www.kaggle.com/c/rsna-pneumonia-detection-challenge/data),
+`--root` is its unzipped folder:
+
+    stage_2_train_labels.csv       patientId, x, y, width, height, Target (one row per opacity box, one row with
+                                   Target 0 and blank box for an image without)
+    stage_2_train_images/<patientId>.dcm     1024x1024 8-bit DICOM (a PNG-converted copy, `<patientId>.png`, works too)
+
+Rows: one per `patientId` (one image per patient). `label` is `Target`: 1 "Pneumonia" (at least one opacity box),
+0 "Normal" (no pneumonia-like opacity; this includes the challenge's "No Lung Opacity / Not Normal" images), the
+paper's two classes. DICOMs are decoded with pydicom at build time (modality and VOI LUTs applied, MONOCHROME1
+inverted, scaled to 8 bits) and stored as PNG; `view` is the DICOM `ViewPosition` (AP/PA; None for PNG input).
+`study_id` is the `patientId`. Splits: the stage-2 test labels are not public, so the labelled images are split
+70 / 10 / 20 % by `processing.splits`' seeded hash of the `patientId` (the paper's 18,678 train / 5,338 test come
+from such a 70 / 10 / 20 split of the 26,684 images).
+
+    python -m processing.rsna --root RAW_DIR --out OUT_DIR [--seed 0] [--num_proc N]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+from .common import build_dataset_dict, cli_parser, read_table, save
+from .splits import DEFAULT_SEED, split_by_patient
+
+RSNA_CLASSES = ("Normal", "Pneumonia")
+SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
+IMAGE_DIR = "stage_2_train_images"
+FEATURES = datasets.Features({
+    "image": datasets.Image(),
+    "study_id": datasets.Value("string"),
+    "view": datasets.Value("string"),
+    "label": datasets.ClassLabel(names=list(RSNA_CLASSES)),
+})
+DESCRIPTION = "RSNA Pneumonia Detection Challenge (stage 2 train): chest radiographs, Normal vs Pneumonia."
+
+
+def read_targets(root: Path) -> dict[str, int]:
+    """The `Target` of every patient in `stage_2_train_labels.csv` (several box rows collapse to one).
+
+    Args:
+        root: the download folder.
+
+    Returns:
+        `{patientId: 0 or 1}` in file order.
+
+    Raises:
+        FileNotFoundError: the table is missing.
+        ValueError: a column is missing, a Target is not 0/1, or one patient's rows disagree.
+    """
+    table = read_table(root, "stage_2_train_labels.csv", ["patientId", "Target"])
+    targets: dict[str, int] = {}
+    for patient_id, target in zip(table["patientId"], table["Target"]):
+        if target not in (0, 1):
+            raise ValueError(f"stage_2_train_labels.csv, {patient_id}: Target must be 0 or 1, got {target!r}")
+        if targets.setdefault(patient_id, int(target)) != target:
+            raise ValueError(f"stage_2_train_labels.csv, {patient_id}: rows disagree on Target")
+    return targets
+
+
+def dicom_to_image(path: Path) -> tuple[Image.Image, str | None]:
+    """Decode a single-frame grayscale radiograph DICOM into an 8-bit image (`L`), white meaning dense.
+
+    Args:
+        path: the `.dcm` file.
+
+    Returns:
+        The image (8-bit input with no LUT keeps its exact values; anything else is min-max scaled to 0-255;
+        MONOCHROME1 is inverted) and the `ViewPosition` (None if absent or blank).
+
+    Raises:
+        ValueError: naming the file, if it is not a single-frame grayscale image.
+    """
+    dataset = pydicom.dcmread(path)
+    pixels = dataset.pixel_array
+    if pixels.ndim != 2:
+        raise ValueError(f"{path}: expected a single-frame grayscale radiograph, got pixel array {pixels.shape}")
+    values = apply_voi_lut(apply_modality_lut(pixels, dataset), dataset)
+    if values.dtype != np.uint8:
+        values = values.astype(np.float64)
+        span = values.max() - values.min()
+        values = np.round((values - values.min()) * (255.0 / span if span else 0.0)).astype(np.uint8)
+    if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
+        values = 255 - values
+    return Image.fromarray(values), dataset.get("ViewPosition") or None
+
+
+def image_file(root: Path, patient_id: str) -> Path:
+    """The image of a patient: `stage_2_train_images/<patientId>.dcm`, else `.png`.
+
+    Raises:
+        FileNotFoundError: naming the patient, if neither exists.
+    """
+    for suffix in (".dcm", ".png"):
+        path = root / IMAGE_DIR / f"{patient_id}{suffix}"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"RSNA: no image for patientId {patient_id} in {root / IMAGE_DIR} (.dcm or .png)")
+
+
+def rsna_example(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn `{"image_file", "study_id", "label"}` into an example of `FEATURES`, decoding a DICOM (worker-side)."""
+    path = Path(record["image_file"])
+    if path.suffix == ".dcm":
+        image, view = dicom_to_image(path)
+    else:
+        image, view = str(path), None
+    return {"image": image, "study_id": record["study_id"], "view": view, "label": record["label"]}
+
+
+def build_rsna(root: Path, seed: int = DEFAULT_SEED, num_proc: int | None = None) -> datasets.DatasetDict:
+    """Build RSNA Pneumonia (see the module docstring).
+
+    Args:
+        root: the unzipped Kaggle folder.
+        seed: the seed of the patient-level split.
+        num_proc: processes decoding the DICOMs (26,684 of them in the full set).
+
+    Returns:
+        `DatasetDict` with `train` / `validation` / `test` (those present), columns `FEATURES`.
+
+    Raises:
+        FileNotFoundError: the label table or an image is missing.
+        ValueError: the labels are malformed, or a DICOM is not a grayscale radiograph.
+    """
+    root = Path(root)
+    records = [
+        {"image_file": str(image_file(root, patient_id).resolve()), "study_id": patient_id,
+         "label": RSNA_CLASSES[target]}
+        for patient_id, target in read_targets(root).items()
+    ]
+    records_by_split = split_by_patient(records, seed, SPLIT_FRACTIONS, key="study_id")
+    return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, make_example=rsna_example, num_proc=num_proc)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: `python -m processing.rsna --root RAW_DIR --out OUT_DIR [--seed S] [--num_proc N]`."""
+    parser = cli_parser(__doc__)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the patient-level split")
+    parser.add_argument("--num_proc", type=int, default=None, help="processes decoding the DICOMs")
+    args = parser.parse_args(argv)
+    save(build_rsna(args.root, args.seed, args.num_proc), args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The one patient-level train / validation / test split shared by every MIMIC dataset (and the demo).
+
+A patient's split is a pure function of its `subject_id` and a seed: a SHA-256 hash mapped to [0, 1) and cut at
+the cumulative fractions. So MIMIC-CXR, MIMIC-IV-ECG, MIMIC-PAIR and the MIMIC-IV outcomes, built separately and
+in any order, put a patient in the same split, and no patient is ever in two splits. The default fractions
+(70 / 10 / 20 %) follow the paper's MIMIC split sizes (method.md, Data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from numbers import Integral, Real
+from typing import Any
+
+SPLIT_NAMES = ("train", "validation", "test")
+DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
+DEFAULT_SEED = 0
+
+
+def _check_fractions(fractions: tuple[float, float, float]) -> None:
+    if len(fractions) != len(SPLIT_NAMES) or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+        raise ValueError(
+            f"split fractions must be three non-negative numbers for {SPLIT_NAMES} summing to 1, got {fractions}"
+        )
+
+
+def _subject_key(subject_id: Any) -> str:
+    # 10000032, "10000032" and 10000032.0 (pandas turns int columns with gaps into floats) are one patient.
+    if isinstance(subject_id, Integral) or (isinstance(subject_id, Real) and float(subject_id).is_integer()):
+        return str(int(subject_id))
+    return str(subject_id)
+
+
+def patient_split(
+    subject_id: Any, seed: int = DEFAULT_SEED, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+) -> str:
+    """The split of one patient.
+
+    Args:
+        subject_id: the patient id (int, or a string id for sources without integer ids).
+        seed: changes the whole assignment; every dataset that must share a split uses the same seed.
+        fractions: expected shares of (train, validation, test).
+
+    Returns:
+        One of `"train"`, `"validation"`, `"test"`.
+
+    Raises:
+        ValueError: if `fractions` are not three non-negative numbers summing to 1.
+    """
+    _check_fractions(fractions)
+    digest = hashlib.sha256(f"{seed}:{_subject_key(subject_id)}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    cumulative = 0.0
+    for name, fraction in zip(SPLIT_NAMES, fractions):
+        cumulative += fraction
+        if position < cumulative:
+            return name
+    return SPLIT_NAMES[-1]
+
+
+def split_by_patient(
+    records: Iterable[Mapping[str, Any]],
+    seed: int = DEFAULT_SEED,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    key: str = "subject_id",
+) -> dict[str, list[Mapping[str, Any]]]:
+    """Group records by the split of their patient.
+
+    Args:
+        records: mappings that each hold the patient id under `key`.
+        seed, fractions: as in `patient_split`.
+        key: the field holding the patient id.
+
+    Returns:
+        `{split_name: [records]}` in `SPLIT_NAMES` order, only the splits that received records; the records keep
+        their input order.
+
+    Raises:
+        KeyError: if a record lacks `key`.
+        ValueError: if `fractions` are invalid.
+    """
+    groups: dict[str, list[Mapping[str, Any]]] = {name: [] for name in SPLIT_NAMES}
+    for index, record in enumerate(records):
+        if key not in record:
+            raise KeyError(f"record {index} has no patient id field {key!r} (fields: {sorted(record)})")
+        groups[patient_split(record[key], seed, fractions)].append(record)
+    return {name: rows for name, rows in groups.items() if rows}

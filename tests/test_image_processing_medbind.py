@@ -1,0 +1,243 @@
+"""Tests of modeling_medbind/image_processing_medbind.py: radiographs -> `pixel_values`, and CXR augmentation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from timm.data import create_transform, resolve_data_config
+from timm.models import get_pretrained_cfg
+
+from modeling_medbind.configuration_medbind import MedBindCXRConfig
+from modeling_medbind.image_processing_medbind import CXRAugmentation, MedBindImageProcessor
+
+SWIN = "swin_tiny_patch4_window7_224"
+
+
+def gradient(height: int = 60, width: int = 80) -> np.ndarray:
+    """A float image in [0.1, 0.9] varying along both axes (so resizing, cropping and flipping are visible).
+
+    The margin keeps bicubic overshoot inside [0, 1], where 8-bit results would clip it and float ones not.
+    """
+    rows, columns = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+    return (0.1 + 0.56 * rows + 0.24 * columns).astype(np.float32)
+
+
+def quantised(image: np.ndarray, maximum: int, dtype) -> np.ndarray:
+    """`image` in [0, 1] stored as integers 0..maximum, rounded as an image writer would."""
+    return np.round(image * maximum).astype(dtype)
+
+
+def intensities(pixel_values: torch.Tensor, processor: MedBindImageProcessor) -> torch.Tensor:
+    """Undo the normalisation: back to [0, 1] intensities."""
+    mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
+    return pixel_values * std + mean
+
+
+@pytest.fixture(scope="module")
+def processor() -> MedBindImageProcessor:
+    return MedBindImageProcessor()
+
+
+def process(processor: MedBindImageProcessor, images) -> torch.Tensor:
+    return processor(images, return_tensors="pt")["pixel_values"]
+
+
+def test_plain_constructor_defaults_equal_timm_swin_tiny_config(processor):
+    data_config = resolve_data_config(pretrained_cfg=get_pretrained_cfg(SWIN).to_dict())
+    assert processor.to_dict() == MedBindImageProcessor.from_timm(SWIN).to_dict()
+    assert tuple(processor.image_mean) == data_config["mean"]
+    assert tuple(processor.image_std) == data_config["std"]
+    assert (processor.crop_size.height, processor.crop_size.width) == data_config["input_size"][1:]
+    assert processor.size.shortest_edge == math.floor(data_config["input_size"][1] / data_config["crop_pct"])
+    assert processor.resample.name.lower() == data_config["interpolation"]
+
+
+def test_default_crop_matches_the_cxr_tower_input_size(processor):
+    config = MedBindCXRConfig()
+    assert config.model_name == SWIN
+    assert processor.crop_size.height == processor.crop_size.width == config.image_size
+
+
+def test_from_timm_reads_another_models_preprocessing():
+    vit = MedBindImageProcessor.from_timm("vit_base_patch16_384")
+    assert (vit.crop_size.height, vit.size.shortest_edge) == (384, 384)
+    assert tuple(vit.image_mean) == (0.5, 0.5, 0.5)
+    assert process(vit, gradient()).shape == (1, 3, 384, 384)
+
+
+def test_unknown_timm_model_is_an_error():
+    with pytest.raises(ValueError, match="no pretrained config for model 'not_a_timm_model'"):
+        MedBindImageProcessor.from_timm("not_a_timm_model")
+
+
+def test_output_matches_timms_own_eval_transform(processor):
+    rgb = Image.fromarray((np.random.default_rng(0).random((300, 260, 3)) * 255).astype(np.uint8))
+    data_config = resolve_data_config(pretrained_cfg=get_pretrained_cfg(SWIN).to_dict())
+    expected = create_transform(**data_config)(rgb)
+    # torchvision's tensor resize and PIL's differ by at most one 8-bit level after rounding
+    torch.testing.assert_close(process(processor, rgb)[0], expected, atol=1.01 / 255 / min(data_config["std"]), rtol=0)
+
+
+IMAGE_BUILDERS = {
+    "pil_L": lambda: Image.fromarray(quantised(gradient(), 255, np.uint8), mode="L"),
+    "pil_I;16": lambda: Image.fromarray(quantised(gradient(), 65535, np.uint16)),
+    "pil_I": lambda: Image.fromarray(quantised(gradient(), 65535, np.int32), mode="I"),
+    "pil_RGB": lambda: Image.fromarray(quantised(np.stack([gradient()] * 3, -1), 255, np.uint8)),
+    "pil_RGBA": lambda: Image.fromarray(quantised(np.stack([gradient()] * 3 + [np.ones((60, 80))], -1), 255, np.uint8)),
+    "pil_LA": lambda: Image.fromarray(
+        quantised(np.stack([gradient(), np.ones((60, 80))], -1), 255, np.uint8), mode="LA"
+    ),
+    "pil_P": lambda: Image.fromarray(quantised(gradient(), 255, np.uint8), mode="L").convert("P"),
+    "numpy_uint8_HW": lambda: quantised(gradient(), 255, np.uint8),
+    "numpy_uint16_HW": lambda: quantised(gradient(), 65535, np.uint16),
+    "numpy_uint8_HWC": lambda: quantised(np.stack([gradient()] * 3, -1), 255, np.uint8),
+    "numpy_float_CHW": lambda: np.stack([gradient()] * 3),
+    "torch_uint8_CHW": lambda: torch.from_numpy(quantised(gradient()[None], 255, np.uint8)),
+    "torch_float_HW": lambda: torch.from_numpy(gradient()),
+}
+
+
+@pytest.mark.parametrize("name", IMAGE_BUILDERS)
+def test_every_accepted_input_gives_the_same_normalised_tensor(processor, name):
+    reference = process(processor, IMAGE_BUILDERS["numpy_float_CHW"]())
+    pixel_values = process(processor, IMAGE_BUILDERS[name]())
+    assert pixel_values.shape == (1, 3, 224, 224) and pixel_values.dtype == torch.float32
+    # 8-bit inputs are rounded to 1/255 when stored (bicubic weights amplify that a little) and again after
+    # torchvision's fixed-point uint8 resize: at most 1.5 levels apart
+    torch.testing.assert_close(pixel_values, reference, atol=1.5 / 255 / min(processor.image_std), rtol=0)
+
+
+def test_image_file_path_is_opened(processor, tmp_path):
+    path = tmp_path / "cxr.png"
+    IMAGE_BUILDERS["pil_L"]().save(path)
+    torch.testing.assert_close(process(processor, str(path)), process(processor, IMAGE_BUILDERS["pil_L"]()))
+
+
+def test_16_bit_png_is_scaled_by_its_full_range_not_clipped(processor, tmp_path):
+    path = tmp_path / "dicom_derived.png"
+    sixteen_bit = quantised(gradient(), 65535, np.uint16)
+    Image.fromarray(sixteen_bit).save(path)
+    assert Image.open(path).mode == "I;16"
+    recovered = intensities(process(processor, path), processor)
+    expected = intensities(process(processor, gradient()), processor)
+    torch.testing.assert_close(recovered, expected, atol=1e-4, rtol=0)
+    assert recovered.max() > 0.5  # clipping at 255 would leave an almost uniformly white image
+    assert recovered.min() < 0.2
+
+
+def test_8_bit_and_16_bit_of_the_same_level_agree(processor):
+    eight = np.full((40, 40), 128, dtype=np.uint8)
+    sixteen = np.full((40, 40), 128 * 257, dtype=np.uint16)  # 128/255 == 128*257/65535
+    torch.testing.assert_close(process(processor, eight), process(processor, sixteen), atol=1e-5, rtol=0)
+
+
+def test_grayscale_is_replicated_to_three_channels(processor):
+    restored = intensities(process(processor, IMAGE_BUILDERS["pil_L"]()), processor)[0]
+    torch.testing.assert_close(restored[0], restored[1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(restored[0], restored[2], atol=1e-6, rtol=0)
+
+
+def test_transparent_pixels_are_composited_onto_black(processor):
+    rgba = np.zeros((50, 50, 4), dtype=np.uint8)
+    rgba[..., :3] = 200
+    rgba[:, 25:, 3] = 255  # left half transparent
+    restored = intensities(process(processor, Image.fromarray(rgba)), processor)[0]
+    assert restored[:, :, :90].abs().max() < 1e-5
+    opaque = restored[:, :, 140:]
+    torch.testing.assert_close(opaque, torch.full_like(opaque, 200 / 255), atol=1e-5, rtol=0)
+
+
+def test_batch_of_different_sizes_is_stacked(processor):
+    batch = [np.zeros((300, 200), np.uint8), np.ones((100, 400, 3), np.float32), Image.new("L", (50, 70))]
+    assert process(processor, batch).shape == (3, 3, 224, 224)
+
+
+@pytest.mark.parametrize(
+    ("image", "error", "message"),
+    [
+        (np.zeros((0, 10), np.uint8), ValueError, "is empty"),
+        (np.zeros((10, 10, 5), np.uint8), ValueError, "expected 1 \\(gray\\), 2 \\(gray \\+ alpha\\), 3"),
+        (np.full((10, 10), np.nan, np.float32), ValueError, "NaN or infinite"),
+        (np.full((10, 10), 2.0, np.float32), ValueError, "float images must lie in \\[0, 1\\]"),
+        (np.full((10, 10), -5, np.int32), ValueError, "must lie in \\[0, 65535\\]"),
+        (np.zeros((10, 10), bool), ValueError, "boolean"),
+    ],
+)
+def test_unusable_images_are_errors(processor, image, error, message):
+    with pytest.raises(error, match=message):
+        processor(image)
+
+
+def test_missing_file_is_file_not_found(processor, tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.png"):
+        processor(tmp_path / "absent.png")
+
+
+def test_undecodable_file_is_an_error_naming_it(processor, tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"not a png at all")
+    with pytest.raises(ValueError, match="broken.png"):
+        processor(path)
+
+
+def test_real_radiographs_are_processed(processor, shared_data):
+    for path in sorted((shared_data / "cxr").glob("*.*g")):  # the PNGs and the JPEG
+        pixel_values = process(processor, path)
+        assert pixel_values.shape == (1, 3, 224, 224), path.name
+        assert torch.isfinite(pixel_values).all(), path.name
+        data_config = resolve_data_config(pretrained_cfg=get_pretrained_cfg(SWIN).to_dict())
+        expected = create_transform(**data_config)(Image.open(path).convert("RGB"))
+        assert (pixel_values[0] - expected).abs().mean() < 1e-3, path.name
+    grayscale = intensities(process(processor, shared_data / "cxr" / "nih_00000001_000.png"), processor)[0]
+    torch.testing.assert_close(grayscale[0], grayscale[2], atol=1e-6, rtol=0)
+
+
+@pytest.fixture
+def batch(processor) -> torch.Tensor:
+    images = [gradient(), gradient().T.copy(), np.flipud(gradient()).copy()]
+    return process(processor, images)
+
+
+def test_augmentation_is_reproducible_with_a_generator(batch):
+    augment = CXRAugmentation()
+    first = augment(batch, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(first, augment(batch, generator=torch.Generator().manual_seed(0)))
+    assert not torch.equal(first, augment(batch, generator=torch.Generator().manual_seed(1)))
+    assert first.shape == batch.shape and not torch.equal(first, batch)
+
+
+def test_augmentation_with_zero_ranges_is_the_identity(batch):
+    augment = CXRAugmentation(degrees=0, translate=0, scale=(1, 1), flip_probability=0, brightness=0, contrast=0)
+    torch.testing.assert_close(augment(batch), batch, atol=1e-4, rtol=0)
+
+
+def test_certain_flip_mirrors_the_width(batch):
+    augment = CXRAugmentation(degrees=0, translate=0, scale=(1, 1), flip_probability=1, brightness=0, contrast=0)
+    torch.testing.assert_close(augment(batch), batch.flip(-1), atol=1e-4, rtol=0)
+
+
+def test_brightness_jitter_scales_intensities_within_its_range(processor):
+    gray = process(processor, np.full((224, 224), 0.5, np.float32)).expand(16, -1, -1, -1)
+    augment = CXRAugmentation(degrees=0, translate=0, scale=(1, 1), flip_probability=0, brightness=0.2, contrast=0)
+    levels = intensities(augment(gray, generator=torch.Generator().manual_seed(0)), processor)
+    per_image = levels.flatten(1)
+    torch.testing.assert_close(per_image.min(1).values, per_image.max(1).values, atol=1e-5, rtol=0)
+    assert per_image.min() >= 0.4 - 1e-5 and per_image.max() <= 0.6 + 1e-5
+    assert per_image[:, 0].std() > 0.02  # images draw their own factors
+
+
+def test_shift_moves_content_by_at_most_the_translate_fraction(processor):
+    dot = np.zeros((224, 224), np.float32)
+    dot[112, 112] = 1.0
+    augment = CXRAugmentation(degrees=0, translate=0.0625, scale=(1, 1), flip_probability=0, brightness=0, contrast=0)
+    moved = intensities(augment(process(processor, dot), generator=torch.Generator().manual_seed(3)), processor)
+    row, column = divmod(int(moved[0, 0].argmax()), 224)
+    assert abs(row - 112) <= 0.0625 * 224 + 1 and abs(column - 112) <= 0.0625 * 224 + 1
+
+
+def test_augmentation_rejects_a_single_image():
+    with pytest.raises(ValueError, match="floating tensor \\[batch"):
+        CXRAugmentation()(torch.zeros(3, 224, 224))

@@ -1,0 +1,239 @@
+"""MedBindModel: towers, embeddings, forward and loss, checkpointing, Hub remote code, pretrained backbones."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, BertConfig, BertModel
+
+from modeling_medbind import MedBindConfig, MedBindModel, emcl_loss, tmcl_loss
+
+BATCH = 3
+
+
+def tiny_model(**overrides) -> MedBindModel:
+    torch.manual_seed(0)
+    return MedBindModel(MedBindConfig.from_preset("tiny", **overrides)).eval()
+
+
+def batch(seed: int = 0, rows: int = BATCH) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "pixel_values": torch.randn(rows, 3, 224, 224, generator=generator),
+        "cxr_input_ids": torch.randint(5, 500, (rows, 10), generator=generator),
+        "cxr_attention_mask": torch.ones(rows, 10, dtype=torch.long),
+        "ecg_values": torch.randn(rows, 12, 1000, generator=generator),
+        "ecg_input_ids": torch.randint(5, 500, (rows, 10), generator=generator),
+        "ecg_attention_mask": torch.ones(rows, 10, dtype=torch.long),
+    }
+
+
+def test_tiny_preset_has_a_few_hundred_thousand_parameters():
+    assert 1e5 < tiny_model().num_parameters() < 1e6
+
+
+def test_features_are_unit_norm_projections():
+    model, inputs = tiny_model(), batch()
+    with torch.no_grad():
+        features = [
+            model.get_cxr_features(inputs["pixel_values"]),
+            model.get_ecg_features(inputs["ecg_values"]),
+            model.get_text_features(inputs["cxr_input_ids"], inputs["cxr_attention_mask"]),
+        ]
+    for embeds in features:
+        assert embeds.shape == (BATCH, 256)
+        torch.testing.assert_close(embeds.norm(dim=-1), torch.ones(BATCH))
+
+
+def test_text_embedding_ignores_padding():
+    model = tiny_model()
+    ids = torch.tensor([[2, 17, 33, 3]])
+    padded = torch.tensor([[2, 17, 33, 3, 0, 0]])
+    with torch.no_grad():
+        plain = model.get_text_features(ids, torch.ones_like(ids))
+        with_padding = model.get_text_features(padded, torch.tensor([[1, 1, 1, 1, 0, 0]]))
+    torch.testing.assert_close(plain, with_padding, rtol=1e-4, atol=1e-5)
+
+
+def test_forward_loss_is_tmcl_per_modality_plus_emcl():
+    model, inputs = tiny_model(), batch()
+    groups = torch.tensor([4, 4, 9])
+    pairs = torch.tensor([[0, 2], [1, 0]])
+    with torch.no_grad():
+        out = model(**inputs, cxr_text_group_ids=groups, pair_index=pairs, return_loss=True)
+        expected_tmcl = tmcl_loss(out.cxr_text_embeds, out.cxr_embeds, groups) + tmcl_loss(
+            out.ecg_text_embeds, out.ecg_embeds, torch.arange(BATCH)
+        )
+        expected_emcl = emcl_loss(out.cxr_embeds[[0, 1]], out.ecg_embeds[[2, 0]], BATCH)
+    torch.testing.assert_close(out.tmcl_loss, expected_tmcl)
+    torch.testing.assert_close(out.emcl_loss, expected_emcl)
+    torch.testing.assert_close(out.loss, expected_tmcl + expected_emcl)
+
+
+def test_bd_without_pairs_has_zero_emcl_and_nm_has_none():
+    inputs = batch()
+    with torch.no_grad():
+        bound = tiny_model()(**inputs, return_loss=True)
+        normal = tiny_model(variant="nm")(**inputs, pair_index=torch.tensor([[0, 0]]), return_loss=True)
+    assert bound.emcl_loss.item() == 0.0
+    torch.testing.assert_close(bound.loss, bound.tmcl_loss)
+    assert normal.emcl_loss is None
+    torch.testing.assert_close(normal.loss, normal.tmcl_loss)
+
+
+@pytest.mark.parametrize("modality", ["cxr", "ecg"])
+def test_single_modality_batches_train(modality):
+    model = tiny_model().train()
+    keys = {"cxr": ["pixel_values", "cxr_input_ids", "cxr_attention_mask"]}.get(
+        modality, ["ecg_values", "ecg_input_ids", "ecg_attention_mask"]
+    )
+    out = model(**{k: v for k, v in batch().items() if k in keys}, return_loss=True)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and out.emcl_loss is None
+    tower = model.cxr_model if modality == "cxr" else model.ecg_model
+    assert all(p.grad is not None for p in tower.parameters())
+
+
+def test_ecg_clip_has_no_cxr_tower():
+    model = tiny_model(variant="ecg-clip")
+    assert model.cxr_model is None and model.cxr_projection is None
+    assert not any(name.startswith("cxr") for name, _ in model.named_parameters())
+    with pytest.raises(ValueError, match="no CXR tower"):
+        model(**batch())
+
+
+def test_bad_inputs_are_explained():
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"\[batch, 12 leads, 1000 samples\]"):
+        model.get_ecg_features(torch.randn(2, 8, 1000))
+    with pytest.raises(ValueError, match="ecg_input_ids"):
+        model(ecg_values=torch.randn(2, 12, 1000), return_loss=True)
+    with pytest.raises(ValueError, match="pair_index"):
+        inputs = {k: v for k, v in batch().items() if k.startswith("ecg")}
+        model(**inputs, pair_index=torch.tensor([[0, 0]]), return_loss=True)
+
+
+@pytest.mark.parametrize("position_embedding_type", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("patch_size", [1, 10])
+def test_ecg_tower_tokenisation_options(patch_size, position_embedding_type):
+    model = tiny_model(ecg_config={"patch_size": patch_size, "position_embedding_type": position_embedding_type})
+    embeddings = model.ecg_model.embeddings
+    assert embeddings.position_embedding.shape == (1, 1000 // patch_size + 1, 64)
+    if position_embedding_type == "sinusoidal":
+        # sin(0) and cos(0) at position 0, and a fixed (not learned) table
+        torch.testing.assert_close(embeddings.position_embedding[0, 0, :2], torch.tensor([0.0, 1.0]))
+        assert not any("position_embedding" in name for name, _ in model.ecg_model.named_parameters())
+    with torch.no_grad():
+        assert model.get_ecg_features(torch.randn(2, 12, 1000)).shape == (2, 256)
+
+
+def test_ecg_embedding_depends_on_time_order():
+    model, ecg = tiny_model(), torch.randn(1, 12, 1000)
+    with torch.no_grad():
+        assert not torch.allclose(model.get_ecg_features(ecg), model.get_ecg_features(ecg.flip(-1)), atol=1e-4)
+
+
+def test_gradient_checkpointing_reaches_all_three_towers_and_keeps_gradients():
+    inputs = batch()
+
+    def gradients(model):
+        model(**inputs, return_loss=True).loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    plain = gradients(tiny_model().train())
+    model = tiny_model().train()
+    model.activation_checkpointing_enable()
+    assert all(stage.grad_checkpointing for stage in model.cxr_model.model.layers)
+    assert all(layer.gradient_checkpointing for layer in model.text_model.encoder.layer)
+    assert all(layer.gradient_checkpointing for layer in model.ecg_model.layers)
+    checkpointed = gradients(model)
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-4, atol=1e-6)
+
+
+def test_learnable_temperature_starts_at_tau_and_learns():
+    model = tiny_model(learnable_temperature=True).train()
+    assert model.temperature.item() == pytest.approx(0.07, rel=1e-5)
+    model(**batch(), return_loss=True).loss.backward()
+    assert model.logit_scale.grad is not None and model.logit_scale.grad.abs().item() > 0
+
+
+def test_save_writes_safetensors_and_auto_model_reloads_identically(tmp_path):
+    model, inputs = tiny_model(ecg_config={"position_embedding_type": "sinusoidal"}), batch()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
+    assert set(load_file(tmp_path / "model.safetensors")) == set(model.state_dict())
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(reloaded, MedBindModel)
+    with torch.no_grad():
+        for key, value in model(**inputs).items():
+            torch.testing.assert_close(reloaded(**inputs)[key], value)
+
+
+def test_hub_folder_loads_with_remote_code_where_the_package_is_absent(tmp_path, run_without_medbind):
+    model = tiny_model()
+    model_dir = tmp_path / "medbind-tiny"
+    model.save_pretrained(model_dir)
+    config = (model_dir / "config.json").read_text()
+    assert '"AutoModel": "modeling_medbind.MedBindModel"' in config
+    assert {"modeling_medbind.py", "configuration_medbind.py", "losses.py"} <= {p.name for p in model_dir.iterdir()}
+    inputs = batch(seed=3)
+    torch.save(inputs, tmp_path / "inputs.pt")
+    with torch.no_grad():
+        expected = model(**inputs)
+    run_without_medbind(
+        f"""
+import torch
+from transformers import AutoModel
+model = AutoModel.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+inputs = torch.load({str(tmp_path / "inputs.pt")!r})
+with torch.no_grad():
+    out = model(**inputs)
+torch.save({{k: out[k] for k in ("cxr_embeds", "ecg_embeds", "cxr_text_embeds", "ecg_text_embeds")}},
+           {str(tmp_path / "remote.pt")!r})
+"""
+    )
+    remote = torch.load(tmp_path / "remote.pt")
+    for key, value in remote.items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+
+
+def test_from_backbones_loads_a_local_bert_into_the_text_tower(tmp_path):
+    torch.manual_seed(1)
+    bert = BertModel(
+        BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+        add_pooling_layer=False,
+    )
+    bert.save_pretrained(tmp_path / "tiny-bert")
+    model = MedBindModel.from_backbones(
+        config=MedBindConfig.from_preset("tiny"), text=tmp_path / "tiny-bert", cxr=None
+    )
+    assert model.config.text_config.hidden_size == 32
+    assert model.text_projection.in_features == 32
+    for name, value in bert.state_dict().items():
+        torch.testing.assert_close(model.text_model.state_dict()[name], value)
+
+
+@pytest.mark.parametrize("tower", ["text", "cxr"])
+def test_from_backbones_offline_names_the_identifier_and_hf_hub_offline(tower, tmp_path):
+    identifier = {"text": "dmis-lab/biobert-v1.1", "cxr": "swin_tiny_patch4_window7_224"}[tower]
+    other = {"text": "cxr", "cxr": "text"}[tower]
+    code = f"""
+from modeling_medbind import MedBindConfig, MedBindModel
+try:
+    MedBindModel.from_backbones(config=MedBindConfig.from_preset("tiny"), {tower}={identifier!r}, {other}=None)
+except OSError as error:
+    print(error)
+else:
+    raise SystemExit("loading succeeded offline")
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-cache")}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert identifier in result.stdout and "HF_HUB_OFFLINE" in result.stdout

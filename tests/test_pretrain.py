@@ -1,0 +1,212 @@
+"""training/pretrain.py end to end on a small synthetic demo: export, variants, two processes, kill and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoProcessor
+
+from datasets import load_from_disk
+
+from modeling_medbind import load_text_tokenizer, train_wordpiece_tokenizer
+from processing.demo import save_demo
+from training.pretrain import main, parse_arguments
+from training.trainer import MedBindTrainer
+
+PRETRAIN = Path(__file__).resolve().parents[1] / "training" / "pretrain.py"
+DIRECTIONS = ("cxr_to_text", "ecg_to_text", "cxr_to_ecg", "ecg_to_cxr")
+# No dropout and no augmentation: runs that must agree step for step draw no random numbers in the model.
+DETERMINISTIC = [
+    "--augment", "false",
+    "--config_overrides", json.dumps({
+        "ecg_config": {"hidden_dropout_prob": 0.0, "attention_dropout": 0.0},
+        "text_config": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+    }),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo") / "data"
+    save_demo(root, num_patients=150, seed=0)  # the smallest demo whose validation split has a visit pair
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo_tokenizer(demo_data) -> Path:
+    """One tokenizer for runs that must agree: a WordPiece vocabulary trained in another process may differ."""
+    path = demo_data.parent / "tokenizer"
+    reports = [text for name in ("cxr", "ecg") for text in load_from_disk(str(demo_data / name))["train"]["text"]]
+    train_wordpiece_tokenizer(reports, vocab_size=2048).save_pretrained(path)
+    return path
+
+
+def demo_arguments(data: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        "--preset", "demo", "--dataset_dir", str(data), "--output_dir", str(output),
+        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32", "--logging_steps", "1",
+        *extra,
+    ]  # fmt: skip
+
+
+def training_logs(output: Path) -> list[dict]:
+    checkpoints = sorted(output.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
+    return [entry for entry in state["log_history"] if "loss" in entry]
+
+
+def run_script(*arguments: str, **popen_kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(PRETRAIN), *arguments], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, **popen_kwargs,
+    )  # fmt: skip
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-5000:]
+    return output
+
+
+def test_demo_preset_trains_evaluates_and_writes_a_hub_folder(demo_data, tmp_path):
+    output = tmp_path / "bd"
+    metrics = main(demo_arguments(demo_data, output, "--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "4",
+                                  "--save_strategy", "steps", "--save_steps", "4"))  # fmt: skip
+
+    results = json.loads((output / "results.json").read_text())
+    assert results == pytest.approx(metrics)
+    assert {f"{d}/recall@{k}" for d in DIRECTIONS for k in (1, 5, 10)} <= set(results)
+    assert all(0.0 <= value <= 100.0 for key, value in results.items() if "/" in key)
+    assert (output / "results.png").stat().st_size > 1000
+    card = (output / "README.md").read_text()
+    assert "SYNTHETIC" in card and "| CXR -> ECG |" in card
+    assert {"model.safetensors", "config.json", "modeling_medbind.py", "processor_config.json", "tokenizer.json"} <= {
+        path.name for path in output.iterdir()
+    }
+    assert not list(output.glob("*.pt")) and not (output / "pytorch_model.bin").exists()
+    logs = training_logs(output)
+    assert all("tmcl_loss" in entry and "emcl_loss" in entry for entry in logs)
+    assert any(entry["emcl_loss"] > 0 for entry in logs)  # the demo has visit pairs, so EMCL is at work
+
+    model = AutoModel.from_pretrained(output)
+    processor = AutoProcessor.from_pretrained(output)
+    inputs = processor(text=["Sinus rhythm."], ecgs=[torch.zeros(12, 1000).numpy()], sampling_rate=100, return_tensors="pt")
+    with torch.no_grad():
+        assert model.get_ecg_features(inputs["ecg_values"]).shape == (1, 256)
+
+
+def test_the_trained_tokenizer_is_kept_for_every_process_and_for_a_resume(demo_data, tmp_path):
+    output = tmp_path / "tokenizer-run"
+    arguments = demo_arguments(demo_data, output, "--max_steps", "1", "--eval_strategy", "no",
+                               "--load_best_model_at_end", "false")  # fmt: skip
+    main(arguments)
+    saved = output / "_trained-tokenizer"
+    written = (saved / "tokenizer.json").stat().st_mtime_ns
+    main(arguments)  # a second run in the same folder (a resume, another process) loads it, never retrains it
+    assert (saved / "tokenizer.json").stat().st_mtime_ns == written
+    exported = AutoProcessor.from_pretrained(output).tokenizer
+    assert exported.get_vocab() == load_text_tokenizer(saved).get_vocab()
+
+
+def test_runs_without_pairs_have_zero_emcl(demo_data, tmp_path):
+    output = tmp_path / "unpaired"
+    main(demo_arguments(demo_data, output, "--max_steps", "3", "--pair_fraction", "0", "--eval_strategy", "no",
+                        "--load_best_model_at_end", "false", "--save_steps", "3", "--save_strategy", "steps"))  # fmt: skip
+    logs = training_logs(output)
+    assert len(logs) == 3 and all(entry["emcl_loss"] == 0.0 for entry in logs)
+
+
+def test_ecg_clip_trains_on_ecgs_and_reports_alone(demo_data, tmp_path):
+    output = tmp_path / "ecg-clip"
+    metrics = main(demo_arguments(demo_data, output, "--variant", "ecg-clip", "--max_steps", "3",
+                                  "--eval_strategy", "no", "--load_best_model_at_end", "false"))  # fmt: skip
+    assert {key.split("/")[0] for key in metrics if "/" in key} == {"ecg_to_text"}
+    weights = load_file(output / "model.safetensors")
+    assert weights and not any(name.startswith("cxr") for name in weights)
+    assert json.loads((output / "config.json").read_text())["variant"] == "ecg-clip"
+
+
+def test_arguments_load_from_a_yaml_file(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("preset: tiny\nvariant: nm\ndataset_dir: /data/mimic\noutput_dir: out\nnum_train_epochs: 3\n")
+    model_args, data_args, training_args = parse_arguments([str(config)])
+    assert (model_args.preset, model_args.variant, data_args.dataset_dir) == ("tiny", "nm", "/data/mimic")
+    assert training_args.num_train_epochs == 3
+    # paper defaults where the file is silent
+    assert (training_args.learning_rate, training_args.weight_decay, training_args.per_device_train_batch_size) == (
+        4e-4, 0.1, 128
+    )
+    assert training_args.lr_scheduler_type == "cosine"
+
+
+def test_a_failed_save_leaves_no_checkpoint_behind(demo_data, tmp_path, monkeypatch):
+    def crash(self, output_dir):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(MedBindTrainer, "_save_rng_state", crash)
+    output = tmp_path / "crash"
+    with pytest.raises(OSError, match="disk full"):
+        main(demo_arguments(demo_data, output, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
+                            "--eval_strategy", "no", "--load_best_model_at_end", "false"))  # fmt: skip
+    assert not list(output.glob("checkpoint-*"))  # only the staging folder, which resume ignores
+    assert list(output.glob("tmp-checkpoint-2"))
+
+
+def test_two_processes_take_the_single_process_steps(demo_data, demo_tokenizer, tmp_path, accelerate_launch):
+    common = ["--tokenizer_name", str(demo_tokenizer), "--max_steps", "3", "--optim", "sgd", "--learning_rate", "0.1", "--eval_strategy", "no",
+              "--load_best_model_at_end", "false", "--save_strategy", "steps", "--save_steps", "3", *DETERMINISTIC]  # fmt: skip
+    accelerate_launch(PRETRAIN, *demo_arguments(demo_data, tmp_path / "two", "--per_device_train_batch_size", "4"),
+                      *common)  # fmt: skip
+    finish(run_script(*demo_arguments(demo_data, tmp_path / "one"), *common))
+
+    one, two = training_logs(tmp_path / "one"), training_logs(tmp_path / "two")
+    assert [entry["step"] for entry in one] == [entry["step"] for entry in two] == [1, 2, 3]
+    for single, double in zip(one, two):
+        for name in ("loss", "tmcl_loss", "emcl_loss"):
+            assert double[name] == pytest.approx(single[name], rel=1e-3, abs=1e-3), name
+    single_weights, double_weights = load_file(tmp_path / "one/model.safetensors"), load_file(tmp_path / "two/model.safetensors")
+    assert single_weights.keys() == double_weights.keys()
+    for name, value in single_weights.items():
+        torch.testing.assert_close(double_weights[name], value, rtol=1e-4, atol=1e-5)
+    assert one[0]["loss"] != one[-1]["loss"]  # the steps did move the weights
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted_one(
+    demo_data, demo_tokenizer, tmp_path
+):
+    common = ["--tokenizer_name", str(demo_tokenizer), "--max_steps", "16", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
+              "--load_best_model_at_end", "false"]  # fmt: skip
+    reference = run_script(*demo_arguments(demo_data, tmp_path / "reference"), *common)
+
+    interrupted = tmp_path / "interrupted"
+    victim = run_script(*demo_arguments(demo_data, interrupted), *common)
+    deadline = time.monotonic() + 240
+    while not (interrupted / "checkpoint-4").exists():
+        assert victim.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    killed_at = max(int(path.name.split("-")[1]) for path in interrupted.glob("checkpoint-*"))
+    assert 4 <= killed_at < 16, "the kill must land mid-run"
+
+    resumed = finish(run_script(*demo_arguments(demo_data, interrupted), *common, "--resume_from_checkpoint", "auto"))
+    assert f"checkpoint-{killed_at}" in resumed
+    finish(reference)
+
+    expected, got = training_logs(tmp_path / "reference"), training_logs(interrupted)
+    assert [entry["step"] for entry in got] == list(range(1, 17))
+    for before, after in zip(expected, got):
+        assert after["loss"] == pytest.approx(before["loss"], rel=1e-5), f"step {before['step']}: a different batch"
+    final_expected = load_file(tmp_path / "reference/model.safetensors")
+    final_got = load_file(interrupted / "model.safetensors")
+    for name, value in final_expected.items():
+        torch.testing.assert_close(final_got[name], value, rtol=1e-5, atol=1e-6, msg=name)

@@ -1,0 +1,93 @@
+"""Tests for processing/chexpert5x200.py on a miniature CheXpert-v1.0-small folder."""
+
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pytest
+from fixtures.public import CHEXPERT_IMAGES, write_chexpert
+
+from processing.chexpert5x200 import COMPETITION_FINDINGS, build_chexpert5x200, eligible_images, main, sample_5x200
+
+
+@pytest.fixture(scope="module")
+def chexpert_root(tmp_path_factory) -> Path:
+    return write_chexpert(tmp_path_factory.mktemp("chexpert"))
+
+
+@pytest.fixture(scope="module")
+def chexpert(chexpert_root) -> datasets.DatasetDict:
+    return build_chexpert5x200(chexpert_root, per_class=2)
+
+
+def gloria_selection(table: pd.DataFrame, per_class: int) -> list[str]:
+    """GLoRIA's procedure restated independently: one-hot over the 5 tasks, the other 8 observations all 0."""
+    table = table.fillna(0)
+    table = table[table["Frontal/Lateral"] == "Frontal"]
+    others = ["Enlarged Cardiomediastinum", "Lung Lesion", "Lung Opacity", "Pneumonia", "Pneumothorax",
+              "Pleural Other", "Fracture", "Support Devices"]
+    paths = []
+    for task in COMPETITION_FINDINGS:
+        mask = pd.Series(True, index=table.index)
+        for column in [*COMPETITION_FINDINGS, *others]:
+            mask &= table[column] == float(column == task)
+        paths += list(table[mask].sample(n=per_class, random_state=0)["Path"])
+    return paths
+
+
+def test_selection_equals_glorias(chexpert_root):
+    table = pd.read_csv(chexpert_root / "train.csv")
+    assert list(sample_5x200(table, per_class=2)["Path"]) == gloria_selection(table, per_class=2)
+
+
+def test_only_single_finding_frontal_images_are_eligible(chexpert_root):
+    table = pd.read_csv(chexpert_root / "train.csv")
+    patients = {finding: sorted(int(p.split("/")[2][7:]) for p in eligible_images(table, finding)["Path"])
+                for finding in COMPETITION_FINDINGS}
+    # 30 lateral, 31 uncertain, 32 two findings, 33 pneumonia, 34 support device, 35 no finding: never eligible
+    assert patients == {"Atelectasis": [10, 20], "Cardiomegaly": [11, 21], "Consolidation": [12, 22],
+                        "Edema": [13, 23, 36], "Pleural Effusion": [14, 24]}
+
+
+def test_two_hundred_per_class_becomes_per_class_rows_each_in_one_test_split(chexpert):
+    assert list(chexpert) == ["test"]
+    names = chexpert["test"].features["label"].names
+    assert names == list(COMPETITION_FINDINGS)
+    assert sorted(chexpert["test"]["label"]) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def test_fields_come_from_path_and_view_columns(chexpert, chexpert_root):
+    by_subject = {row["subject_id"]: row for row in chexpert["test"]}
+    row = by_subject[21]
+    assert row["study_id"] == "patient00021/study1"
+    assert row["view"] == "PA" and row["hadm_id"] is None and row["study_time"] is None
+    assert chexpert["test"].features["label"].int2str(row["label"]) == "Cardiomegaly"
+    assert row["image"].size == (16, 16)
+    raw = chexpert["test"].cast_column("image", datasets.Image(decode=False))
+    assert str((chexpert_root / "train/patient00021/study1/view1_frontal.jpg").resolve()) in {
+        image["path"] for image in raw["image"]}
+
+
+def test_full_size_folder_name_is_stripped_from_paths_too(tmp_path):
+    root = write_chexpert(tmp_path, small=False)
+    built = build_chexpert5x200(root, per_class=2)
+    assert built["test"].num_rows == 10
+
+
+def test_too_few_eligible_images_names_the_finding(chexpert_root):
+    with pytest.raises(ValueError, match="Atelectasis has 2 eligible frontal images, need 3"):
+        build_chexpert5x200(chexpert_root, per_class=3)
+
+
+def test_missing_image_names_the_path(tmp_path):
+    root = write_chexpert(tmp_path, images=CHEXPERT_IMAGES)
+    (root / "train/patient00010/study1/view1_frontal.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match="patient00010/study1/view1_frontal.jpg"):
+        build_chexpert5x200(root, per_class=2)
+
+
+def test_printed_label_counts(chexpert_root, tmp_path, capsys):
+    main(["--root", str(chexpert_root), "--out", str(tmp_path / "out"), "--per_class", "2"])
+    printed = capsys.readouterr().out
+    assert "test: 10 rows" in printed
+    assert "label: Atelectasis=2, Cardiomegaly=2, Consolidation=2, Edema=2, Pleural Effusion=2" in printed

@@ -1,0 +1,204 @@
+"""Tests of processing/demo.py: the synthetic tri-modal demo data."""
+
+import re
+from datetime import datetime
+
+import datasets
+import numpy as np
+import pytest
+from scipy.signal import find_peaks
+from scipy.stats import spearmanr
+
+from processing import demo
+from processing.common import CHEXPERT_LABELS
+from processing.mimic_ecg import ecg_labels_from_text
+
+LEAD = {name: index for index, name in enumerate(demo.ECG_LEADS)}
+
+
+def measure_ctr(image) -> float:
+    """Cardiothoracic ratio read off a rendered radiograph: widest bright heart run / widest lung span."""
+    pixels = np.asarray(image, dtype=np.float64) / 255.0
+    heart_widths, thorax_widths = [], []
+    for row in pixels[int(0.55 * demo.IMAGE_SIZE) : int(0.78 * demo.IMAGE_SIZE)]:
+        inner = row[20:236]  # inside the soft tissue, away from the dark air at the borders
+        dark = np.flatnonzero(inner < 0.4)
+        if dark.size:
+            thorax_widths.append(dark[-1] - dark[0])
+        bright = inner > 0.53
+        start = end = demo.IMAGE_SIZE // 2 + 10 - 20
+        if bright[start]:
+            while start > 0 and bright[start - 1]:
+                start -= 1
+            while end < inner.size - 1 and bright[end + 1]:
+                end += 1
+            heart_widths.append(end - start + 1)
+    return max(heart_widths) / max(thorax_widths)
+
+
+def r_peaks(ecg: np.ndarray) -> np.ndarray:
+    """Sample indices of the QRS complexes: peaks of the spatial magnitude over the 12 leads."""
+    magnitude = np.sqrt((ecg**2).sum(axis=0))
+    peaks, _ = find_peaks(magnitude, height=0.5 * magnitude.max(), distance=25)
+    return peaks
+
+
+def st_deviation(ecg: np.ndarray) -> float:
+    """Largest ST shift over the leads: median level 100 ms after R minus 60 ms before R (PR segment), in mV."""
+    peaks = r_peaks(ecg)
+    peaks = peaks[(peaks >= 6) & (peaks < ecg.shape[1] - 10)]
+    shift = np.median(ecg[:, peaks + 10], axis=1) - np.median(ecg[:, peaks - 6], axis=1)
+    return float(np.abs(shift).max())
+
+
+@pytest.fixture(scope="module")
+def patients():
+    return demo.sample_patients(160, seed=7)
+
+
+@pytest.fixture(scope="module")
+def built():
+    return demo.build_demo(num_patients=40, seed=5)
+
+
+def test_sample_patients_rejects_an_empty_cohort():
+    with pytest.raises(ValueError, match="num_patients"):
+        demo.sample_patients(0)
+
+
+def test_demo_has_the_columns_of_the_mimic_builders(built):
+    cxr, ecg, pairs = built["cxr"], built["ecg"], built["pairs"]
+    assert isinstance(cxr["train"].features["image"], datasets.Image)
+    assert cxr["train"].features["labels"].feature.names == list(CHEXPERT_LABELS)
+    assert ecg["train"].features["ecg"] == datasets.Array2D((12, 1000), "float32")
+    assert ecg["train"].features["labels"].feature.names == ["NORM", "HYP", "STTC", "MI", "CD"]
+    assert set(pairs["train"].column_names) == {
+        "subject_id", "hadm_id", "cxr_study_id", "ecg_study_id", "link", "hours_apart"
+    }
+    row = cxr["train"][0]
+    assert row["image"].mode == "L" and row["image"].size == (256, 256)
+    assert row["view"] in ("AP", "PA")
+    datetime.fromisoformat(row["study_time"])
+    assert ecg["train"][0]["sampling_rate"] == 100
+    assert np.asarray(ecg["train"][0]["ecg"]).shape == (12, 1000)
+    for dataset_dict in built.values():
+        assert all("SYNTHETIC" in split.info.description for split in dataset_dict.values())
+
+
+def test_every_patient_has_at_least_one_modality_and_pairs_are_the_patients_with_both(built):
+    cxr_subjects = {s for split in built["cxr"].values() for s in split["subject_id"]}
+    ecg_subjects = {s for split in built["ecg"].values() for s in split["subject_id"]}
+    pair_subjects = {s for split in built["pairs"].values() for s in split["subject_id"]}
+    assert len(cxr_subjects | ecg_subjects) == 40
+    assert pair_subjects == cxr_subjects & ecg_subjects
+    assert 0 < len(pair_subjects) < 40
+
+
+def test_splits_never_share_a_patient_and_pairs_stay_in_their_studies_split(built):
+    for dataset_dict in built.values():
+        subjects = [set(split["subject_id"]) for split in dataset_dict.values()]
+        for first in range(len(subjects)):
+            for second in range(first + 1, len(subjects)):
+                assert not subjects[first] & subjects[second]
+    for name, pairs in built["pairs"].items():
+        assert set(pairs["cxr_study_id"]) <= set(built["cxr"][name]["study_id"])
+        assert set(pairs["ecg_study_id"]) <= set(built["ecg"][name]["study_id"])
+
+
+def test_pairs_link_by_hadm_id_or_else_by_time_within_24_hours(built):
+    cxr = {r["study_id"]: r for split in built["cxr"].values() for r in split.remove_columns("image")}
+    ecg = {r["study_id"]: r for split in built["ecg"].values() for r in split.remove_columns("ecg")}
+    rows = [r for split in built["pairs"].values() for r in split]
+    for pair in rows:
+        image_study, ecg_study = cxr[pair["cxr_study_id"]], ecg[pair["ecg_study_id"]]
+        assert image_study["subject_id"] == ecg_study["subject_id"] == pair["subject_id"]
+        assert image_study["hadm_id"] == ecg_study["hadm_id"] == pair["hadm_id"]
+        assert pair["link"] == ("time" if pair["hadm_id"] is None else "hadm_id")
+        gap = datetime.fromisoformat(image_study["study_time"]) - datetime.fromisoformat(ecg_study["ecg_time"])
+        assert pair["hours_apart"] == pytest.approx(abs(gap.total_seconds()) / 3600)
+        assert pair["hours_apart"] <= 24
+    assert {pair["link"] for pair in demo.build_demo(120, seed=1)["pairs"]["train"]} == {"hadm_id", "time"}
+
+
+def test_the_same_seed_gives_the_same_data_and_another_seed_other_data(patients):
+    again = demo.sample_patients(160, seed=7)
+    assert again == patients
+    first = demo.sample_patients(3, seed=11)
+    np.testing.assert_array_equal(np.asarray(demo.render_cxr(first[0])), np.asarray(demo.render_cxr(first[0])))
+    np.testing.assert_array_equal(demo.render_ecg(first[1]), demo.render_ecg(demo.sample_patients(3, seed=11)[1]))
+    other = demo.sample_patients(3, seed=12)
+    assert [p["ctr"] for p in other] != [p["ctr"] for p in first]
+    built_once, built_twice = demo.build_demo(12, seed=2), demo.build_demo(12, seed=2)
+    for name in built_once:
+        for split in built_once[name]:
+            assert built_once[name][split].to_dict() == built_twice[name][split].to_dict()
+
+
+def test_limb_leads_obey_einthoven_and_goldberger(patients):
+    ecg = demo.render_ecg(patients[0]).astype(np.float64)
+    lead_i, lead_ii = ecg[LEAD["I"]], ecg[LEAD["II"]]
+    np.testing.assert_allclose(ecg[LEAD["III"]], lead_ii - lead_i, atol=1e-5)
+    np.testing.assert_allclose(ecg[LEAD["aVR"]], -(lead_i + lead_ii) / 2, atol=1e-5)
+    np.testing.assert_allclose(ecg[LEAD["aVF"]], lead_ii - lead_i / 2, atol=1e-5)
+
+
+def test_heart_size_measured_on_the_cxr_tracks_the_qrs_voltage_of_the_same_patients_ecg(patients):
+    # Pneumonic consolidation beside the heart hides its border (the silhouette sign), so it is left out.
+    chosen = [p for p in patients if p["condition"] != "pneumonia"][:60]
+    measured_ctr = [measure_ctr(demo.render_cxr(p)) for p in chosen]
+    # QRS amplitude as the peak spatial magnitude over the 12 leads, which does not depend on the electrical axis.
+    qrs_amplitude = [np.percentile(np.sqrt((demo.render_ecg(p) ** 2).sum(axis=0)), 99) for p in chosen]
+    assert spearmanr(measured_ctr, [p["ctr"] for p in chosen]).statistic > 0.9
+    assert spearmanr(measured_ctr, qrs_amplitude).statistic > 0.6
+
+
+def test_ecg_heart_rate_measured_from_r_peaks_matches_the_rate_in_the_report(patients):
+    for patient in patients[:25]:
+        text = demo.render_ecg_report(demo.ecg_statements(patient))
+        stated = int(re.search(r"Heart rate (\d+) bpm", text).group(1))
+        measured = 60.0 * demo.ECG_SAMPLING_RATE / np.diff(r_peaks(demo.render_ecg(patient))).mean()
+        assert measured == pytest.approx(stated, rel=0.06)
+
+
+def test_severity_shows_as_st_deviation_in_the_ecg_and_opacity_in_the_cxr(patients):
+    for condition in ("infarction", "hypertrophy"):
+        cardiac = [p for p in patients if p["condition"] == condition]
+        deviations = [st_deviation(demo.render_ecg(p)) for p in cardiac]
+        assert spearmanr(deviations, [p["severity"] for p in cardiac]).statistic > 0.7, condition
+
+    pneumonia = [p for p in patients if p["condition"] == "pneumonia"]
+    opacified = []
+    for patient in pneumonia:
+        lower_zone = np.asarray(demo.render_cxr(patient), dtype=np.float64)[128:200] / 255
+        # The lateral lower zone of the affected lung (the patient's right is the image's left).
+        lateral = lower_zone[:, 36:92] if patient["pneumonia_side"] == "right" else lower_zone[:, 185:225]
+        opacified.append((lateral > 0.45).mean())
+    assert spearmanr(opacified, [p["severity"] for p in pneumonia]).statistic > 0.6
+
+
+def test_ecg_labels_follow_the_condition_under_the_mimic_rules(patients):
+    expected = {"normal": "NORM", "pneumonia": "NORM", "hypertrophy": "HYP", "infarction": "MI", "conduction": "CD"}
+    for patient in patients:
+        labels = ecg_labels_from_text(demo.render_ecg_report(demo.ecg_statements(patient)))
+        assert expected[patient["condition"]] in labels, (patient["condition"], labels)
+
+
+def test_cxr_reports_and_labels_name_the_graded_findings(patients):
+    for patient in patients:
+        text, findings = demo.cxr_report(patient), demo.cxr_findings(patient)
+        assert ("cardiomegaly" in text.lower()) == (patient["ctr"] >= demo.CARDIOMEGALY_CTR)
+        assert ("Cardiomegaly" in findings) == (patient["ctr"] >= demo.CARDIOMEGALY_CTR)
+        if patient["ctr"] > 0.6:
+            assert "Severe cardiomegaly." in text
+        assert ("pneumonia" in text.lower()) == (patient["condition"] == "pneumonia") == ("Pneumonia" in findings)
+        assert (findings == ["No Finding"]) == (not set(findings) - {"No Finding"})
+
+
+def test_command_line_writes_datasets_loadable_from_disk(tmp_path, capsys):
+    demo.main(["--out", str(tmp_path), "--num_patients", "10", "--seed", "3"])
+    loaded = {name: datasets.load_from_disk(str(tmp_path / name)) for name in ("cxr", "ecg", "pairs")}
+    assert sum(split.num_rows for split in loaded["cxr"].values()) + sum(
+        split.num_rows for split in loaded["ecg"].values()
+    ) >= 10
+    printed = capsys.readouterr().out
+    assert "SYNTHETIC" in printed and "labels: NORM=" in printed

@@ -1,0 +1,174 @@
+"""Tests of modeling_medbind/processing_medbind.py: the composed processor, its saving and remote-code loading."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoProcessor
+
+from modeling_medbind.feature_extraction_medbind import MedBindECGFeatureExtractor
+from modeling_medbind.image_processing_medbind import MedBindImageProcessor
+from modeling_medbind.processing_medbind import MedBindProcessor
+from modeling_medbind.tokenization_medbind import text_group_ids, train_wordpiece_tokenizer
+
+REPORTS = [
+    "Heart size is normal. The lungs are clear.",
+    "Sinus rhythm. Left ventricular hypertrophy.",
+    "heart size is  normal.\nThe lungs are clear.",
+]
+
+
+def ecg(seconds: float = 10.0, sampling_rate: int = 500) -> np.ndarray:
+    time = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    return np.sin(2 * np.pi * 3 * time[None, :] + np.arange(12)[:, None])
+
+
+def radiograph(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 65535, (90, 70), dtype=np.uint16)
+
+
+def make_processor(**kwargs) -> MedBindProcessor:
+    tokenizer = train_wordpiece_tokenizer(REPORTS * 4, vocab_size=150)
+    return MedBindProcessor(MedBindImageProcessor(), MedBindECGFeatureExtractor(), tokenizer, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def processor() -> MedBindProcessor:
+    return make_processor()
+
+
+def test_all_three_modalities_give_every_model_input(processor):
+    batch = processor(
+        images=[radiograph(0), radiograph(1)],
+        ecgs=[ecg(), ecg(4)],
+        sampling_rate=500,
+        text=REPORTS[:2],
+        return_tensors="pt",
+    )
+    assert set(batch) == {"pixel_values", "ecg_values", "input_ids", "attention_mask", "text_group_ids"}
+    assert batch["pixel_values"].shape == (2, 3, 224, 224)
+    assert batch["ecg_values"].shape == (2, 12, 1000)
+    assert batch["input_ids"].shape == batch["attention_mask"].shape
+    assert batch["input_ids"].shape[0] == 2
+    assert batch["text_group_ids"].dtype == torch.int64 and batch["text_group_ids"].shape == (2,)
+
+
+def test_only_the_given_modality_is_returned(processor):
+    assert set(processor(images=radiograph(0), return_tensors="pt")) == {"pixel_values"}
+    assert set(processor(ecgs=ecg(), sampling_rate=500, return_tensors="pt")) == {"ecg_values"}
+
+
+def test_parts_give_the_same_values_as_when_called_alone(processor):
+    batch = processor(images=radiograph(0), ecgs=ecg(), sampling_rate=500, return_tensors="pt")
+    alone = processor.image_processor(radiograph(0), return_tensors="pt")
+    torch.testing.assert_close(batch["pixel_values"], alone["pixel_values"])
+    torch.testing.assert_close(
+        batch["ecg_values"], processor.feature_extractor(ecg(), sampling_rate=500, return_tensors="pt")["ecg_values"]
+    )
+
+
+def test_identical_reports_share_a_text_group_id(processor):
+    ids = processor(text=REPORTS, return_tensors="pt")["text_group_ids"].tolist()
+    assert ids[0] == ids[2] and ids[0] != ids[1]
+    assert ids == text_group_ids(REPORTS)
+
+
+def test_text_is_cut_to_max_words_before_tokenising():
+    processor = make_processor(max_words=4)
+    encoded = processor(text=[" ".join(["Heart size is normal."] * 60)], return_tensors="pt")
+    expected = processor.tokenizer(["Heart size is normal."], return_tensors="pt")["input_ids"]
+    torch.testing.assert_close(encoded["input_ids"], expected)
+    assert encoded["text_group_ids"].tolist() == text_group_ids(["Heart size is normal."])
+
+
+def test_tokens_are_cut_at_max_length_and_padded_to_the_longest(processor):
+    encoded = processor(text=[" ".join(["lungs"] * 80), "Lungs."], max_length=16, return_tensors="pt")
+    assert encoded["input_ids"].shape == (2, 16)
+    assert encoded["attention_mask"][1].sum() < 16 and encoded["attention_mask"][0].sum() == 16
+
+
+def test_non_positive_word_limit_is_an_error():
+    with pytest.raises(ValueError, match="max_words and max_length must be positive"):
+        make_processor(max_words=0)
+
+
+def test_no_input_is_an_error(processor):
+    with pytest.raises(ValueError, match="at least one of images=, ecgs= or text="):
+        processor()
+
+
+def test_empty_report_is_an_error_naming_its_position(processor):
+    with pytest.raises(ValueError, match="report 1 is empty"):
+        processor(text=["Lungs are clear.", "  "])
+
+
+def test_save_and_from_pretrained_round_trip(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert saved["auto_map"]["AutoProcessor"] == "processing_medbind.MedBindProcessor"
+    assert saved["max_words"] == 100 and saved["max_length"] == 256
+    loaded = MedBindProcessor.from_pretrained(tmp_path)
+    assert loaded.image_processor.to_dict() == processor.image_processor.to_dict()
+    assert loaded.feature_extractor.to_dict() == processor.feature_extractor.to_dict()
+    inputs = {"images": radiograph(0), "ecgs": ecg(), "sampling_rate": 500, "text": REPORTS, "return_tensors": "pt"}
+    expected, actual = processor(**inputs), loaded(**inputs)
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key])
+
+
+def test_auto_processor_loads_the_saved_folder_in_process(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded, MedBindProcessor)
+
+
+def test_auto_processor_loads_remote_code_where_the_package_is_not_importable(processor, tmp_path):
+    saved = tmp_path / "saved"
+    processor.save_pretrained(saved)
+    inputs = {"images": radiograph(0), "ecgs": ecg(), "sampling_rate": 500, "text": REPORTS}
+    np.savez(tmp_path / "inputs.npz", image=inputs["images"], ecg=inputs["ecgs"])
+    # A module of the same name placed first on PYTHONPATH shadows the editable or regular install.
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "modeling_medbind.py").write_text("raise ImportError('modeling_medbind is hidden in this test')\n")
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        try:
+            import modeling_medbind
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("modeling_medbind is importable; the test would prove nothing")
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained({str(saved)!r}, trust_remote_code=True)
+        assert type(processor).__name__ == "MedBindProcessor", type(processor)
+        assert type(processor).__module__.startswith("transformers_modules."), type(processor).__module__
+        arrays = np.load({str(tmp_path / "inputs.npz")!r})
+        batch = processor(
+            images=arrays["image"], ecgs=arrays["ecg"], sampling_rate=500, text={REPORTS!r}, return_tensors="np"
+        )
+        np.savez({str(tmp_path / "outputs.npz")!r}, **batch)
+        """
+    )
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(shadow),
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = np.load(tmp_path / "outputs.npz")
+    expected = processor(**inputs, return_tensors="np")
+    assert set(outputs.files) == set(expected)
+    for key in expected:
+        np.testing.assert_allclose(outputs[key], expected[key], atol=1e-6, err_msg=key)

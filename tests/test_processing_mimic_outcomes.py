@@ -1,0 +1,107 @@
+"""Tests of processing/mimic_outcomes.py: mortality, the readmission window, texts and attached studies."""
+
+from datetime import datetime, timedelta
+
+import datasets
+import pandas as pd
+import pytest
+from fixtures.mimic import write_mimic_cxr, write_mimic_ecg, write_mimic_iv
+
+from processing import mimic_outcomes
+
+T0 = datetime(2180, 1, 1, 12, 0)
+
+
+def test_readmission_window_is_30_days_after_discharge_inclusive():
+    admissions = pd.DataFrame(
+        {
+            "subject_id": [1, 1, 2, 2, 3, 1],
+            "admittime": [T0, T0 + timedelta(days=32), T0, T0 + timedelta(days=32, minutes=1), T0 + timedelta(days=5),
+                          T0 + timedelta(days=90)],
+            "dischtime": [T0 + timedelta(days=2), T0 + timedelta(days=33), T0 + timedelta(days=2),
+                          T0 + timedelta(days=33), T0 + timedelta(days=6), T0 + timedelta(days=91)],
+        }
+    )
+    # Subject 1: readmitted exactly 30 days after discharge, then 57 days later (not); subject 2: 30 days + 1 min.
+    assert list(mimic_outcomes.readmitted(admissions)) == [True, False, False, False, False, False]
+
+
+def test_studies_attach_within_24_hours_of_admission_nearest_first():
+    admissions = [{"subject_id": 1, "admittime": T0}, {"subject_id": 2, "admittime": T0}]
+    studies = [
+        {"subject_id": 1, "study_id": 10, "time": T0 + timedelta(hours=23, minutes=59)},
+        {"subject_id": 1, "study_id": 11, "time": T0 - timedelta(hours=2)},
+        {"subject_id": 2, "study_id": 12, "time": T0 + timedelta(hours=24, minutes=1)},
+        {"subject_id": 2, "study_id": 13, "time": None},
+    ]
+    assert mimic_outcomes.attach_studies(admissions, studies) == [11, None]
+    assert mimic_outcomes.attach_studies(admissions, studies[:1]) == [10, None]
+
+
+def test_mortality_text_follows_the_paper_template():
+    assert mimic_outcomes.mortality_text("F", 52, "EW EMER.", "EMERGENCY ROOM") == (
+        "Female patient, who is at the age of 52, was admitted as EW EMER.. Location: EMERGENCY ROOM."
+    )
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mimic")
+    cxr_root, ecg_root = write_mimic_cxr(root / "cxr"), write_mimic_ecg(root / "ecg")
+    mimic_iv = write_mimic_iv(root / "mimiciv")
+    built = mimic_outcomes.build_mimic_outcomes(mimic_iv, mimic_iv / "note", cxr_root=cxr_root, ecg_root=ecg_root)
+    return {r["hadm_id"]: {**r, "split": name} for name, split in built.items() for r in split}
+
+
+def test_every_field_of_an_admission(rows):
+    row = rows[22000001]
+    assert row["subject_id"] == 10000032 and row["admittime"] == "2180-05-06T10:00:00"
+    assert row["mortality_text"] == (
+        "Female patient, who is at the age of 52, was admitted as EW EMER.. Location: EMERGENCY ROOM."
+    )
+    assert row["readmission_text"] == "Discharge summary: chest pain, mild cardiomegaly, discharged home."
+    assert (row["mortality"], row["readmission"]) == (0, 1)
+    assert (row["cxr_study_id"], row["ecg_study_id"]) == (50000001, None)  # the ECG is 58 h after admission
+
+
+def test_mortality_comes_from_the_discharge_location_and_readmission_from_the_window(rows):
+    assert {h: (r["mortality"], r["readmission"]) for h, r in rows.items()} == {
+        22000001: (0, 1),
+        22000002: (1, 0),
+        22000003: (0, 0),  # the next admission starts 30 days and 1 minute after discharge
+        22000004: (0, 0),
+    }
+    assert rows[22000003]["cxr_study_id"] == 50000006
+    assert rows[22000002]["readmission_text"] is None
+    assert rows[22000003]["mortality_text"].startswith("Male patient, who is at the age of 86")
+
+
+def test_a_patients_admissions_share_one_split(rows):
+    assert rows[22000001]["split"] == rows[22000002]["split"]
+    assert rows[22000003]["split"] == rows[22000004]["split"]
+
+
+def test_command_line_saves_and_prints_outcome_counts(tmp_path, capsys):
+    mimic_iv = write_mimic_iv(tmp_path / "mimiciv")
+    mimic_outcomes.main(["--root", str(mimic_iv), "--out", str(tmp_path / "out")])
+    loaded = datasets.load_from_disk(str(tmp_path / "out"))
+    assert sum(split.num_rows for split in loaded.values()) == 4
+    assert all(text is None for split in loaded.values() for text in split["readmission_text"])
+    totals = {}
+    for line in capsys.readouterr().out.splitlines():
+        column, _, counts = line.strip().partition(": ")
+        if column in ("mortality", "readmission"):
+            for item in counts.split(", "):
+                name, count = item.split("=")
+                totals[name] = totals.get(name, 0) + int(count)
+    died, readmitted = totals["died"], totals["readmitted"]
+    assert totals["survived"] + died == totals["not_readmitted"] + readmitted == 4
+    assert (died, readmitted) == (1, 1)
+
+
+def test_admission_of_an_unknown_patient_is_an_error(tmp_path):
+    mimic_iv = write_mimic_iv(tmp_path / "mimiciv")
+    patients = pd.read_csv(mimic_iv / "hosp" / "patients.csv.gz")
+    patients[patients["subject_id"] != 10000764].to_csv(mimic_iv / "hosp" / "patients.csv.gz", index=False)
+    with pytest.raises(ValueError, match="10000764"):
+        mimic_outcomes.outcome_records(mimic_iv)

@@ -1,0 +1,85 @@
+"""Tests of processing/mimic_pair.py: the visit / 24-hour linking rule and the builder on miniature MIMIC trees."""
+
+from datetime import datetime, timedelta
+
+import pytest
+from fixtures.mimic import write_mimic_cxr, write_mimic_ecg, write_mimic_iv
+
+from processing import mimic_pair
+
+T0 = datetime(2180, 1, 1, 12, 0)
+
+
+def study(study_id, subject_id=1, hadm_id=None, hours=0.0):
+    return {"study_id": study_id, "subject_id": subject_id, "hadm_id": hadm_id, "time": T0 + timedelta(hours=hours)}
+
+
+def linked(cxr, ecg):
+    return [(p["cxr_study_id"], p["ecg_study_id"], p["link"]) for p in mimic_pair.pair_records(cxr, ecg)]
+
+
+def test_studies_23h59_apart_pair_by_time():
+    pairs = mimic_pair.pair_records([study(1)], [study(2, hours=23 + 59 / 60)])
+    assert [(p["link"], p["hadm_id"]) for p in pairs] == [("time", None)]
+    assert pairs[0]["hours_apart"] == pytest.approx(23 + 59 / 60)
+
+
+def test_studies_24h01_apart_do_not_pair_and_24h00_is_inclusive():
+    assert linked([study(1)], [study(2, hours=24 + 1 / 60)]) == []
+    assert linked([study(1)], [study(2, hours=-24)]) == [(1, 2, "time")]
+
+
+def test_a_shared_hadm_id_pairs_however_far_apart():
+    pairs = mimic_pair.pair_records([study(1, hadm_id=7)], [study(2, hadm_id=7, hours=90)])
+    assert [(p["link"], p["hadm_id"], p["hours_apart"]) for p in pairs] == [("hadm_id", 7, 90.0)]
+
+
+def test_different_hadm_ids_never_pair_even_minutes_apart():
+    assert linked([study(1, hadm_id=7)], [study(2, hadm_id=8, hours=0.1)]) == []
+
+
+def test_one_missing_hadm_id_falls_back_to_time():
+    assert linked([study(1, hadm_id=7)], [study(2, hours=3)]) == [(1, 2, "time")]
+
+
+def test_other_patients_never_pair():
+    assert linked([study(1, subject_id=1)], [study(2, subject_id=2)]) == []
+
+
+def test_visit_links_win_over_closer_time_links_and_pairs_are_one_to_one():
+    cxr = [study(1, hadm_id=7), study(3, hours=1)]
+    ecg = [study(2, hadm_id=7, hours=30), study(4, hours=0.5), study(5, hours=2)]
+    assert linked(cxr, ecg) == [(1, 2, "hadm_id"), (3, 4, "time")]
+    # Two CXRs competing for one ECG: the closer one gets it, the other stays unpaired.
+    assert linked([study(1, hours=5), study(3, hours=1)], [study(2)]) == [(3, 2, "time")]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mimic")
+    cxr_root, ecg_root = write_mimic_cxr(root / "cxr"), write_mimic_ecg(root / "ecg")
+    mimic_iv = write_mimic_iv(root / "mimiciv")
+    return mimic_pair.build_mimic_pair(cxr_root, ecg_root, hosp=mimic_iv / "hosp")
+
+
+def test_builder_links_the_fixture_studies(built):
+    rows = sorted((r for split in built.values() for r in split), key=lambda r: r["cxr_study_id"])
+    assert [(r["cxr_study_id"], r["ecg_study_id"], r["link"], r["hadm_id"]) for r in rows] == [
+        (50000001, 40000001, "hadm_id", 22000001),
+        (50000004, 40000002, "time", None),
+    ]
+    assert rows[0]["hours_apart"] == pytest.approx(59.0)
+    assert rows[1]["hours_apart"] == pytest.approx(23 + 59 / 60)
+
+
+def test_splits_never_share_a_patient(built):
+    subjects = {name: set(split["subject_id"]) for name, split in built.items()}
+    names = list(subjects)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            assert not subjects[first] & subjects[second]
+
+
+def test_command_line_needs_both_roots(tmp_path):
+    with pytest.raises(SystemExit):
+        mimic_pair.main(["--cxr_root", str(tmp_path), "--out", str(tmp_path / "out")])

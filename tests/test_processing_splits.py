@@ -1,0 +1,36 @@
+"""Tests of processing/splits.py: the shared patient-level split."""
+
+import pytest
+
+from processing.splits import SPLIT_NAMES, patient_split, split_by_patient
+
+
+def test_a_patient_lands_in_the_same_split_whatever_the_dataset_or_id_type():
+    for subject in range(10000000, 10000200):
+        assert patient_split(subject) == patient_split(str(subject)) == patient_split(float(subject))
+
+
+def test_fractions_are_followed_on_many_patients_and_the_seed_changes_the_assignment():
+    splits = [patient_split(subject) for subject in range(20000)]
+    shares = [splits.count(name) / len(splits) for name in SPLIT_NAMES]
+    assert shares == pytest.approx([0.7, 0.1, 0.2], abs=0.015)
+    assert splits != [patient_split(subject, seed=1) for subject in range(20000)]
+    assert {patient_split(subject, fractions=(0.0, 0.0, 1.0)) for subject in range(100)} == {"test"}
+
+
+def test_split_by_patient_keeps_every_record_once_and_never_splits_a_patient():
+    records = [{"subject_id": subject, "study_id": study} for subject in range(50) for study in range(3)]
+    groups = split_by_patient(records)
+    assert list(groups) == [name for name in SPLIT_NAMES if name in groups]
+    assert sorted(r["study_id"] + 10 * r["subject_id"] for rows in groups.values() for r in rows) == sorted(
+        r["study_id"] + 10 * r["subject_id"] for r in records
+    )
+    subjects = [{r["subject_id"] for r in rows} for rows in groups.values()]
+    assert sum(len(s) for s in subjects) == len(set().union(*subjects)) == 50
+
+
+def test_bad_fractions_and_missing_ids_are_errors():
+    with pytest.raises(ValueError, match="fractions"):
+        patient_split(1, fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(KeyError, match="subject_id"):
+        split_by_patient([{"patient": 1}])

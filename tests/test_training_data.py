@@ -1,0 +1,166 @@
+"""Pretraining batches: visit pairs, per-epoch slots, the sampler and the collator."""
+
+from collections import Counter
+
+import datasets
+import numpy as np
+import pytest
+import torch
+import wfdb
+from PIL import Image
+
+from modeling_medbind import MedBindECGFeatureExtractor, MedBindImageProcessor, MedBindProcessor
+from modeling_medbind import train_wordpiece_tokenizer
+from training.data import MedBindPretrainingCollator, PretrainingDataset, SlotSampler, pair_rows
+
+CANONICAL_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def cxr_dataset(num_rows: int, first_study: int = 100) -> datasets.Dataset:
+    rng = np.random.default_rng(0)
+    return datasets.Dataset.from_dict(
+        {
+            "image": [Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)) for _ in range(num_rows)],
+            "text": [f"Chest radiograph {i}: heart size {'normal' if i % 2 else 'enlarged'}." for i in range(num_rows)],
+            "study_id": list(range(first_study, first_study + num_rows)),
+        },
+        features=datasets.Features(
+            {"image": datasets.Image(), "text": datasets.Value("string"), "study_id": datasets.Value("int64")}
+        ),
+    )
+
+
+def ecg_dataset(num_rows: int, first_study: int = 500) -> datasets.Dataset:
+    rng = np.random.default_rng(1)
+    return datasets.Dataset.from_dict(
+        {
+            "ecg": [rng.standard_normal((12, 1000)).astype(np.float32) for _ in range(num_rows)],
+            "sampling_rate": [100] * num_rows,
+            "text": ["ECG presents sinus rhythm." if i % 3 else f"ECG presents sinus tachycardia {i}." for i in range(num_rows)],
+            "study_id": list(range(first_study, first_study + num_rows)),
+        },
+        features=datasets.Features(
+            {
+                "ecg": datasets.Array2D((12, 1000), "float32"),
+                "sampling_rate": datasets.Value("int64"),
+                "text": datasets.Value("string"),
+                "study_id": datasets.Value("int64"),
+            }
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def processor() -> MedBindProcessor:
+    reports = ["Chest radiograph heart size normal enlarged", "ECG presents sinus rhythm tachycardia"] * 5
+    return MedBindProcessor(MedBindImageProcessor(), MedBindECGFeatureExtractor(), train_wordpiece_tokenizer(reports, 200))
+
+
+def test_pair_rows_maps_studies_to_rows_and_keeps_each_sample_in_one_pair():
+    cxr, ecg = cxr_dataset(4), ecg_dataset(5)
+    pairs = datasets.Dataset.from_dict(
+        {"cxr_study_id": [101, 101, 103, 999, 102], "ecg_study_id": [502, 503, 502, 500, 504]}
+    )
+    # 101-503 loses to 101's first link; 103-502 loses because ECG 502 is taken; 999 is in another split.
+    assert pair_rows(cxr, ecg, pairs) == [(1, 2), (2, 4)]
+
+
+def test_every_sample_is_dealt_each_epoch_and_pairs_stay_pairs():
+    pairs = [(0, 3), (2, 1), (5, 0)]
+    dataset = PretrainingDataset(cxr_dataset(6), ecg_dataset(10), pairs)
+    slots = dataset.slots(seed=0, epoch=0)
+    assert len(slots) == len(dataset) == 3 + (10 - 3)
+    paired = [(c, e) for c, e, flag in slots if flag]
+    assert sorted(paired) == sorted(pairs)
+    unpaired = [(c, e) for c, e, flag in slots if not flag]
+    assert Counter(e for _, e in unpaired) == Counter(e for e in range(10) if e not in {3, 1, 0})  # each ECG once
+    # The 3 unpaired CXRs are cycled to fill 7 unpaired slots: each used at least twice, at most three times.
+    cxr_uses = Counter(c for c, _ in unpaired)
+    assert set(cxr_uses) == {1, 3, 4} and set(cxr_uses.values()) <= {2, 3}
+
+
+def test_slots_are_a_function_of_seed_and_epoch():
+    dataset = PretrainingDataset(cxr_dataset(8), ecg_dataset(8), [(0, 0), (1, 1), (2, 2), (3, 3)], pair_fraction=0.5)
+    assert dataset.slots(3, 1) == dataset.slots(3, 1)
+    assert dataset.slots(3, 1) != dataset.slots(3, 2)
+    assert dataset.slots(3, 1) != dataset.slots(4, 1)
+    assert sum(flag for *_, flag in dataset.slots(3, 1)) == 2  # half of the pairs, a different half per epoch
+    chosen = [{(c, e) for c, e, flag in dataset.slots(3, epoch) if flag} for epoch in range(6)]
+    assert len({frozenset(pairs) for pairs in chosen}) > 1
+
+
+def test_sampler_follows_the_epoch_it_is_given():
+    dataset = PretrainingDataset(cxr_dataset(5), ecg_dataset(5), [(0, 0)])
+    sampler = SlotSampler(dataset, seed=7)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) == dataset.slots(7, 1) != first
+    assert len(sampler) == len(first) == 5
+
+
+def test_ecg_only_and_unpaired_runs_deal_no_pairs():
+    ecg_only = PretrainingDataset(None, ecg_dataset(4))
+    assert sorted(ecg_only.slots(0, 0)) == [(-1, e, 0) for e in range(4)]
+    no_pairs = PretrainingDataset(cxr_dataset(3), ecg_dataset(3), [(0, 0)], pair_fraction=0.0)
+    assert not any(flag for *_, flag in no_pairs.slots(0, 0))
+    with pytest.raises(ValueError, match="need both"):
+        PretrainingDataset(None, ecg_dataset(2), [(0, 0)])
+    with pytest.raises(ValueError, match="pair_fraction"):
+        PretrainingDataset(cxr_dataset(2), ecg_dataset(2), pair_fraction=1.5)
+
+
+def test_collator_builds_model_inputs_with_pair_positions(processor):
+    cxr, ecg = cxr_dataset(4), ecg_dataset(4)
+    dataset = PretrainingDataset(cxr, ecg, [(1, 2), (3, 0)])
+    keys = dataset.slots(0, 0)
+    batch = MedBindPretrainingCollator(processor)([dataset[key] for key in keys])
+    assert batch["pixel_values"].shape == (4, 3, 224, 224)
+    assert batch["ecg_values"].shape == (4, 12, 1000)
+    assert batch["cxr_input_ids"].shape[0] == batch["ecg_input_ids"].shape[0] == 4
+    assert batch["cxr_text_group_ids"].dtype == torch.int64
+    pairs = {(keys[c][0], keys[e][1]) for c, e in batch["pair_index"].tolist()}
+    assert pairs == {(1, 2), (3, 0)}
+    expected_ecg = processor(ecgs=[np.asarray(ecg[keys[0][1]]["ecg"])], sampling_rate=100, return_tensors="pt")
+    torch.testing.assert_close(batch["ecg_values"][0], expected_ecg["ecg_values"][0])
+
+
+def test_identical_reports_share_a_group_id_in_the_batch(processor):
+    dataset = PretrainingDataset(None, ecg_dataset(6))
+    slots = [dataset[(-1, e, 0)] for e in range(6)]
+    batch = MedBindPretrainingCollator(processor)(slots)
+    groups = batch["ecg_text_group_ids"].tolist()
+    # rows 1, 2, 4, 5 read "ECG presents sinus rhythm."; rows 0 and 3 differ from every other row
+    assert groups[1] == groups[2] == groups[4] == groups[5]
+    assert len({groups[0], groups[3], groups[1]}) == 3
+    assert "pixel_values" not in batch and batch["pair_index"].shape == (0, 2)
+
+
+def test_collator_reads_wfdb_records_by_path_at_their_own_rate(processor, tmp_path):
+    rng = np.random.default_rng(2)
+    signal = rng.standard_normal((5000, 12))
+    wfdb.wrsamp("rec1", fs=500, units=["mV"] * 12, sig_name=CANONICAL_LEADS, p_signal=signal, fmt=["16"] * 12,
+                write_dir=str(tmp_path))  # fmt: skip
+    row = {"ecg_path": str(tmp_path / "rec1"), "sampling_rate": 500, "text": "ECG presents sinus rhythm."}
+    batch = MedBindPretrainingCollator(processor)([{"cxr": None, "ecg": row, "paired": False}])
+    expected = processor(ecgs=[str(tmp_path / "rec1")], return_tensors="pt")["ecg_values"]
+    torch.testing.assert_close(batch["ecg_values"], expected)
+
+
+def test_augmentations_apply_only_when_given_and_depend_on_the_batch_not_the_global_rng(processor):
+    from modeling_medbind import CXRAugmentation, ECGNoiseAugmentation
+
+    dataset = PretrainingDataset(cxr_dataset(2), ecg_dataset(2))
+    slots = [dataset[key] for key in dataset.slots(0, 0)]
+    plain = MedBindPretrainingCollator(processor)(slots)
+    augment = MedBindPretrainingCollator(processor, CXRAugmentation(), ECGNoiseAugmentation(0.1), seed=3)
+    torch.manual_seed(0)
+    augmented = augment(slots)
+    assert not torch.allclose(plain["pixel_values"], augmented["pixel_values"])
+    noise = augmented["ecg_values"] - plain["ecg_values"]
+    assert 0.05 < noise.std().item() < 0.2
+    torch.testing.assert_close(plain["cxr_input_ids"], augmented["cxr_input_ids"])
+    # A resumed run re-collates a batch after restoring the global RNG elsewhere: the result must not change.
+    torch.manual_seed(1234)
+    torch.testing.assert_close(augment(slots)["pixel_values"], augmented["pixel_values"])
+    other_seed = MedBindPretrainingCollator(processor, CXRAugmentation(), ECGNoiseAugmentation(0.1), seed=4)
+    assert not torch.allclose(other_seed(slots)["ecg_values"], augmented["ecg_values"])

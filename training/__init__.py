@@ -1,0 +1,1 @@
+"""MedBind training: pretraining entry point, Trainer, batches, retrieval evaluation, model cards."""

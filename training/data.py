@@ -1,0 +1,228 @@
+"""Pretraining batches as the paper builds them: n CXR-report and n ECG-report samples per step, m of them paired.
+
+A *slot* is one position of a batch: a CXR row and an ECG row (either may be absent when a run has one modality).
+A paired slot holds a CXR and an ECG of the same visit (MIMIC-PAIR); an unpaired slot holds a CXR and an ECG that
+merely share the batch. Each epoch, `PretrainingDataset.slots` draws the paired slots from the visit pairs and deals
+every other sample into unpaired slots, so all unpaired data is used every epoch and m varies from batch to batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from modeling_medbind import CXRAugmentation, ECGNoiseAugmentation, MedBindProcessor
+
+MODALITIES = ("cxr", "ecg")
+NO_ROW = -1
+
+
+def pair_rows(cxr: datasets.Dataset, ecg: datasets.Dataset, pairs: datasets.Dataset) -> list[tuple[int, int]]:
+    """
+    Turn visit pairs (`cxr_study_id`, `ecg_study_id`) into disjoint (CXR row, ECG row) pairs of two datasets.
+
+    A study linked to several studies of the other modality (two ECGs within 24 h of one CXR) keeps its first link,
+    in the pair dataset's order, so that every sample sits in at most one paired slot.
+
+    Args:
+        cxr, ecg: datasets with a `study_id` column.
+        pairs: a dataset with `cxr_study_id` and `ecg_study_id` columns (MIMIC-PAIR or the demo's `pairs`).
+
+    Returns:
+        `[(cxr_row, ecg_row), ...]`; pairs whose studies are not in `cxr` / `ecg` (another split) are dropped.
+    """
+    cxr_row = {study: row for row, study in enumerate(cxr["study_id"])}
+    ecg_row = {study: row for row, study in enumerate(ecg["study_id"])}
+    used_cxr, used_ecg, rows = set(), set(), []
+    for cxr_study, ecg_study in zip(pairs["cxr_study_id"], pairs["ecg_study_id"]):
+        c, e = cxr_row.get(cxr_study), ecg_row.get(ecg_study)
+        if c is None or e is None or c in used_cxr or e in used_ecg:
+            continue
+        used_cxr.add(c)
+        used_ecg.add(e)
+        rows.append((c, e))
+    return rows
+
+
+class PretrainingDataset(Dataset):
+    """
+    Map-style dataset over slots, indexed by the `(cxr_row, ecg_row, paired)` keys that `slots` produces.
+
+    Args:
+        cxr: CXR dataset (`image`, `text`, `study_id`), or None for an ECG-only run (ECG-CLIP).
+        ecg: ECG dataset (`ecg` array or `ecg_path`, `sampling_rate`, `text`, `study_id`), or None.
+        pairs: disjoint (CXR row, ECG row) visit pairs (`pair_rows`).
+        pair_fraction: share of the pairs dealt as paired slots each epoch; the others' samples go unpaired.
+    """
+
+    def __init__(
+        self,
+        cxr: datasets.Dataset | None,
+        ecg: datasets.Dataset | None,
+        pairs: Sequence[tuple[int, int]] = (),
+        pair_fraction: float = 1.0,
+    ):
+        if cxr is None and ecg is None:
+            raise ValueError("PretrainingDataset needs a CXR dataset, an ECG dataset or both")
+        if not 0.0 <= pair_fraction <= 1.0:
+            raise ValueError(f"pair_fraction must lie in [0, 1], got {pair_fraction}")
+        if pairs and (cxr is None or ecg is None):
+            raise ValueError("visit pairs need both a CXR and an ECG dataset")
+        self.data = {"cxr": cxr, "ecg": ecg}
+        self.pairs = list(pairs)
+        self.num_paired_slots = round(pair_fraction * len(self.pairs))
+
+    def _size(self, modality: str) -> int:
+        data = self.data[modality]
+        return 0 if data is None else len(data)
+
+    def __len__(self) -> int:
+        unpaired = max(self._size(modality) - self.num_paired_slots for modality in MODALITIES)
+        return self.num_paired_slots + unpaired
+
+    def slots(self, seed: int, epoch: int) -> list[tuple[int, int, int]]:
+        """
+        The slot keys of one epoch, in training order: a pure function of `(seed, epoch)`, so every process of a
+        distributed run, and a resumed run, deals the same batches.
+
+        Returns:
+            `len(self)` keys `(cxr_row, ecg_row, paired)`, `-1` for an absent modality. Every CXR and every ECG
+            appears at least once; the modality with fewer samples is cycled to fill the unpaired slots.
+        """
+        rng = np.random.default_rng([seed, epoch])
+        chosen = [self.pairs[i] for i in rng.permutation(len(self.pairs))[: self.num_paired_slots]]
+        paired = {"cxr": {c for c, _ in chosen}, "ecg": {e for _, e in chosen}}
+        num_unpaired = len(self) - len(chosen)
+        rest = {}
+        for modality in MODALITIES:
+            rows = np.array([r for r in range(self._size(modality)) if r not in paired[modality]], dtype=np.int64)
+            if len(rows) == 0:
+                rest[modality] = np.full(num_unpaired, NO_ROW)
+                continue
+            cycles = -(-num_unpaired // len(rows))
+            rest[modality] = np.concatenate([rng.permutation(rows) for _ in range(cycles)])[:num_unpaired]
+        keys = [(c, e, 1) for c, e in chosen] + [
+            (int(c), int(e), 0) for c, e in zip(rest["cxr"], rest["ecg"])
+        ]
+        return [keys[i] for i in rng.permutation(len(keys))]
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
+        cxr_row, ecg_row, paired = key
+        return {
+            "cxr": self.data["cxr"][int(cxr_row)] if cxr_row != NO_ROW else None,
+            "ecg": self.data["ecg"][int(ecg_row)] if ecg_row != NO_ROW else None,
+            "paired": bool(paired),
+            "key": key,
+        }
+
+
+class SlotSampler(Sampler):
+    """
+    Yields one epoch of `PretrainingDataset.slots`; the Trainer (through accelerate) calls `set_epoch`, and
+    accelerate shards the resulting batches across processes.
+    """
+
+    def __init__(self, dataset: PretrainingDataset, seed: int):
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        return iter(self.dataset.slots(self.seed, self.epoch))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+def single_modality_slots(dataset: datasets.Dataset, modality: str) -> list[dict[str, Any]]:
+    """Every row of a one-modality dataset as a slot, for embedding a whole split (evaluation)."""
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    other = "ecg" if modality == "cxr" else "cxr"
+    return [{modality: row, other: None, "paired": False} for row in dataset]
+
+
+@dataclass
+class MedBindPretrainingCollator:
+    """
+    Turns slots into one `MedBindModel.forward` batch: `pixel_values` with `cxr_input_ids`, `cxr_attention_mask`,
+    `cxr_text_group_ids`; `ecg_values` with the `ecg_*` equivalents; and `pair_index [m, 2]` (CXR position, ECG
+    position) of the paired slots.
+
+    Augmentation draws from a generator seeded by `seed` and the batch's slot keys, not from the global RNG: the
+    Trainer's loader prepares the next batch before the current step ends, so global draws would land in a
+    different order after a resume and the resumed run would see different augmentations.
+
+    Args:
+        processor: the [`MedBindProcessor`] (image processor, ECG feature extractor, tokenizer).
+        cxr_augmentation, ecg_augmentation: train-time augmentations, None for evaluation.
+        seed: the run's seed, mixed into each batch's augmentation seed.
+    """
+
+    processor: MedBindProcessor
+    cxr_augmentation: CXRAugmentation | None = None
+    ecg_augmentation: ECGNoiseAugmentation | None = None
+    seed: int = 0
+
+    def __call__(self, slots: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        batch: dict[str, torch.Tensor] = {}
+        positions: dict[str, list[int]] = {}
+        generator = self._augmentation_generator(slots)
+        for modality in MODALITIES:
+            rows = [slot[modality] for slot in slots if slot[modality] is not None]
+            positions[modality] = [i for i, slot in enumerate(slots) if slot[modality] is not None]
+            if not rows:
+                continue
+            text = self.processor(text=[row["text"] for row in rows], return_tensors="pt")
+            batch[f"{modality}_input_ids"] = text["input_ids"]
+            batch[f"{modality}_attention_mask"] = text["attention_mask"]
+            batch[f"{modality}_text_group_ids"] = text["text_group_ids"]
+            if modality == "cxr":
+                pixel_values = self.processor(images=[row["image"] for row in rows], return_tensors="pt")["pixel_values"]
+                batch["pixel_values"] = (
+                    self.cxr_augmentation(pixel_values, generator) if self.cxr_augmentation else pixel_values
+                )
+            else:
+                ecg_values = self._ecg_values(rows)
+                batch["ecg_values"] = self.ecg_augmentation(ecg_values, generator) if self.ecg_augmentation else ecg_values
+        cxr_position = {slot: i for i, slot in enumerate(positions["cxr"])}
+        ecg_position = {slot: i for i, slot in enumerate(positions["ecg"])}
+        batch["pair_index"] = torch.tensor(
+            [[cxr_position[i], ecg_position[i]] for i, slot in enumerate(slots) if slot["paired"]], dtype=torch.long
+        ).reshape(-1, 2)
+        return batch
+
+    def _augmentation_generator(self, slots: Sequence[Mapping[str, Any]]) -> torch.Generator:
+        # Keys hold -1 for an absent modality; SeedSequence takes non-negative integers.
+        entropy = [self.seed] + [value + 1 for slot in slots for value in slot.get("key", (NO_ROW, NO_ROW, 0))]
+        return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+
+    def _ecg_values(self, rows: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+        # A row holds either a record path (real sources: the header carries the rate) or an array with its rate.
+        values = [
+            self.processor(
+                ecgs=[row["ecg_path"] if "ecg_path" in row else np.asarray(row["ecg"], dtype=np.float32)],
+                sampling_rate=row.get("sampling_rate"),
+                return_tensors="pt",
+            )["ecg_values"]
+            for row in rows
+        ]
+        return torch.cat(values)
+
+
+__all__ = [
+    "MedBindPretrainingCollator",
+    "PretrainingDataset",
+    "SlotSampler",
+    "pair_rows",
+    "single_modality_slots",
+]

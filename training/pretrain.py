@@ -1,0 +1,343 @@
+"""Pretrain MEDBind_BD, MEDBind_NM or ECG-CLIP and leave a Hub-ready model folder.
+
+    accelerate launch training/pretrain.py --preset demo                 # synthetic data, tiny model, CPU, minutes
+    accelerate launch training/pretrain.py --dataset_dir DATA --output_dir OUT [--variant nm] [--bf16]
+    python training/pretrain.py config.yaml                              # the same arguments from a YAML/JSON file
+
+`DATA` holds `cxr/`, `ecg/` and `pairs/` DatasetDicts (`processing.demo`, or `processing.mimic_cxr`,
+`processing.mimic_ecg` and `processing.mimic_pair`; each may also be given alone with `--cxr_dataset` etc.).
+Defaults follow the paper: 150 epochs, batch 128, AdamW (weight decay 0.1), lr 4e-4 with cosine annealing,
+tau 0.07, 256-d embeddings, BioBERT and ImageNet Swin-T backbones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import transformers
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+# `accelerate launch training/pretrain.py` runs this file as a script: make the repository importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from modeling_medbind import (  # noqa: E402
+    CXRAugmentation,
+    ECGNoiseAugmentation,
+    MedBindConfig,
+    MedBindECGFeatureExtractor,
+    MedBindImageProcessor,
+    MedBindModel,
+    MedBindProcessor,
+    load_text_tokenizer,
+    train_wordpiece_tokenizer,
+)
+from training.data import MedBindPretrainingCollator, PretrainingDataset, pair_rows  # noqa: E402
+from training.figures import plot_recalls  # noqa: E402
+from training.model_card import render_model_card  # noqa: E402
+from training.trainer import MedBindTrainer, RetrievalSplit  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+# `--preset demo`: these come first on the command line, so anything the user passes overrides them.
+DEMO_ARGUMENTS = [
+    "--dataset_dir", "outputs/demo-data",
+    "--output_dir", "outputs/medbind-demo",
+    "--text_backbone", "none",
+    "--cxr_backbone", "none",
+    "--num_train_epochs", "12",
+    "--per_device_train_batch_size", "32",
+    "--per_device_eval_batch_size", "64",
+    "--learning_rate", "1e-3",
+    "--warmup_steps", "0.05",
+    "--logging_steps", "5",
+    "--save_total_limit", "1",
+    "--use_cpu", "true",
+]  # fmt: skip
+NONE_STRINGS = {"none", "None", ""}
+TRAINED_TOKENIZER_DIR = "_trained-tokenizer"  # "_*" keeps it out of the Hub upload: the processor carries it
+
+
+@dataclass
+class ModelArguments:
+    preset: str = field(
+        default="paper",
+        metadata={
+            "help": "'paper' (Swin-T, BERT-base, one ECG token per time step), 'tiny', or 'demo': the tiny model on "
+            "the synthetic demo data (built if absent), CPU, no download"
+        },
+    )
+    variant: str = field(default="bd", metadata={"help": "bd (TMCL + EMCL), nm (TMCL only) or ecg-clip"})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "continue from a saved MedBind folder instead of building from a preset"}
+    )
+    text_backbone: str | None = field(
+        default="dmis-lab/biobert-v1.1", metadata={"help": "pretrained BERT for the text tower; 'none': random"}
+    )
+    cxr_backbone: str | None = field(
+        default="swin_tiny_patch4_window7_224", metadata={"help": "timm model with ImageNet weights; 'none': random"}
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "tokenizer id or folder (default: the text backbone's; demo: trained)"}
+    )
+    ecg_patch_size: int | None = field(default=None, metadata={"help": "time steps per ECG token (paper: 1)"})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": 'JSON merged into the preset, e.g. \'{"ecg_config": {"num_hidden_layers": 6}}\''}
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset_dir: str | None = field(default=None, metadata={"help": "folder with cxr/, ecg/ and pairs/ DatasetDicts"})
+    cxr_dataset: str | None = field(default=None, metadata={"help": "CXR DatasetDict folder (overrides dataset_dir)"})
+    ecg_dataset: str | None = field(default=None, metadata={"help": "ECG DatasetDict folder (overrides dataset_dir)"})
+    pair_dataset: str | None = field(default=None, metadata={"help": "visit-pair DatasetDict folder"})
+    max_words: int = field(default=100, metadata={"help": "reports are cut to their first N words (paper: 100)"})
+    max_length: int = field(default=256, metadata={"help": "token limit after the word cut"})
+    pair_fraction: float = field(default=1.0, metadata={"help": "share of visit pairs dealt as pairs each epoch"})
+    augment: bool = field(default=True, metadata={"help": "MedCLIP CXR augmentation and ECG Gaussian noise"})
+    ecg_noise_std: float = field(default=0.05, metadata={"help": "std of the ECG noise, in z-score units"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "truncate each training split (debug)"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "truncate each validation split"})
+    demo_num_patients: int = field(default=1000, metadata={"help": "patients in a demo dataset built by this run"})
+
+
+@dataclass
+class PretrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the paper's recipe as defaults."""
+
+    output_dir: str | None = field(default="outputs/medbind", metadata={"help": "where checkpoints and the model go"})
+    num_train_epochs: float = field(default=150.0, metadata={"help": "paper: 150"})
+    per_device_train_batch_size: int = field(default=128, metadata={"help": "paper: 128 (n per modality)"})
+    per_device_eval_batch_size: int = field(default=128, metadata={"help": "batch size when embedding for eval"})
+    learning_rate: float = field(default=4e-4, metadata={"help": "paper: 4e-4"})
+    weight_decay: float = field(default=0.1, metadata={"help": "paper: AdamW weight decay 0.1"})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "paper: cosine annealing"})
+    eval_strategy: str = field(default="epoch", metadata={"help": "retrieval evaluation on the validation split"})
+    save_strategy: str = field(default="epoch", metadata={"help": "checkpoint interval"})
+    save_total_limit: int | None = field(default=3, metadata={"help": "checkpoints kept (the best is always kept)"})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "export the best checkpoint by RSUM"})
+    metric_for_best_model: str | None = field(default="rsum", metadata={"help": "sum of validation recalls"})
+    greater_is_better: bool | None = field(default=True, metadata={"help": "RSUM: higher is better"})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "slots are not column-filtered"})
+    hub_strategy: str = field(default="end", metadata={"help": "push the finished folder once, at the end"})
+    logging_steps: float = field(default=10, metadata={"help": "log every N steps"})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "a checkpoint folder, or 'auto' for the newest complete one in output_dir"}
+    )
+
+
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
+    """Parse the command line, or one YAML / JSON file, into the three argument dataclasses."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, PretrainingArguments))
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(os.path.abspath(argv[0]))
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))
+    demo = any(arg in ("--preset=demo",) for arg in argv) or any(
+        arg == "--preset" and value == "demo" for arg, value in zip(argv, argv[1:])
+    )
+    return parser.parse_args_into_dataclasses(args=(DEMO_ARGUMENTS if demo else []) + argv)
+
+
+def _none(value: str | None) -> str | None:
+    return None if value is None or value in NONE_STRINGS else value
+
+
+def load_splits(data_args: DataArguments, training_args: TrainingArguments) -> dict[str, datasets.DatasetDict | None]:
+    """`{"cxr", "ecg", "pairs"}` DatasetDicts from disk (None where absent); builds the demo first if asked to."""
+    paths = {
+        name: getattr(data_args, f"{name}_dataset") or (data_args.dataset_dir and os.path.join(data_args.dataset_dir, folder))
+        for name, folder in (("cxr", "cxr"), ("ecg", "ecg"), ("pair", "pairs"))
+    }
+    return {
+        name: datasets.load_from_disk(path) if path and os.path.isdir(path) else None
+        for name, path in zip(("cxr", "ecg", "pairs"), paths.values())
+    }
+
+
+def build_demo_data_if_absent(data_args: DataArguments, training_args: TrainingArguments) -> None:
+    """The demo preset's data: synthetic patients from `processing.demo`, written once by the main process."""
+    from processing.demo import save_demo
+
+    with training_args.main_process_first(desc="building the synthetic demo dataset"):
+        if not os.path.isdir(os.path.join(data_args.dataset_dir, "ecg")):
+            logger.info("building the SYNTHETIC demo dataset in %s", data_args.dataset_dir)
+            save_demo(Path(data_args.dataset_dir), num_patients=data_args.demo_num_patients, seed=training_args.seed)
+
+
+def build_processor(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments, reports: list[str]
+) -> MedBindProcessor:
+    """Image processor, ECG feature extractor and tokenizer (for a random text tower: trained on the reports)."""
+    if model_args.model_name_or_path and not _none(model_args.tokenizer_name):
+        return MedBindProcessor.from_pretrained(model_args.model_name_or_path)
+    tokenizer_name = _none(model_args.tokenizer_name) or _none(model_args.text_backbone)
+    if not tokenizer_name:
+        # No pretrained text tower and no tokenizer named: learn a WordPiece vocabulary from the training reports.
+        # The tokenizers trainer breaks frequency ties in hash order, which differs between processes, so one
+        # process trains and saves it, and every process (and a resumed run) loads that copy.
+        tokenizer_name = os.path.join(training_args.output_dir, TRAINED_TOKENIZER_DIR)
+        with training_args.main_process_first(desc="training the WordPiece tokenizer"):
+            if training_args.should_save and not os.path.isdir(tokenizer_name):
+                staging = f"{tokenizer_name}.tmp"
+                train_wordpiece_tokenizer(reports, vocab_size=2048, model_max_length=data_args.max_length).save_pretrained(staging)
+                os.replace(staging, tokenizer_name)
+    tokenizer = load_text_tokenizer(tokenizer_name)
+    cxr_backbone = _none(model_args.cxr_backbone)
+    image_processor = MedBindImageProcessor.from_timm(cxr_backbone) if cxr_backbone else MedBindImageProcessor()
+    return MedBindProcessor(
+        image_processor, MedBindECGFeatureExtractor(), tokenizer, max_words=data_args.max_words,
+        max_length=data_args.max_length,
+    )  # fmt: skip
+
+
+def build_model(model_args: ModelArguments, vocab_size: int) -> MedBindModel:
+    """A MedBind model from a saved folder, or from a preset with the pretrained backbones asked for."""
+    if model_args.model_name_or_path:
+        return MedBindModel.from_pretrained(model_args.model_name_or_path)
+    preset = "tiny" if model_args.preset == "demo" else model_args.preset
+    overrides: dict[str, Any] = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    if model_args.ecg_patch_size:
+        overrides.setdefault("ecg_config", {})["patch_size"] = model_args.ecg_patch_size
+    config = MedBindConfig.from_preset(preset, variant=model_args.variant, **overrides)
+    text_backbone, cxr_backbone = _none(model_args.text_backbone), _none(model_args.cxr_backbone)
+    if text_backbone or cxr_backbone:
+        return MedBindModel.from_backbones(config=config, text=text_backbone, cxr=cxr_backbone)
+    config.text_config.vocab_size = vocab_size
+    return MedBindModel(config)
+
+
+def _split(dataset_dict: datasets.DatasetDict | None, split: str, limit: int | None) -> datasets.Dataset | None:
+    if dataset_dict is None or split not in dataset_dict:
+        return None
+    dataset = dataset_dict[split]
+    return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
+
+
+def retrieval_split(
+    data: dict[str, datasets.DatasetDict | None], split: str, limit: int | None, with_cxr: bool
+) -> RetrievalSplit:
+    """The CXR and ECG rows of one split and their disjoint visit pairs (CXR dropped for ECG-CLIP)."""
+    cxr = _split(data["cxr"], split, limit) if with_cxr else None
+    ecg = _split(data["ecg"], split, limit)
+    pairs_data = _split(data["pairs"], split, None)
+    pairs = pair_rows(cxr, ecg, pairs_data) if cxr is not None and ecg is not None and pairs_data is not None else []
+    return RetrievalSplit(cxr=cxr, ecg=ecg, pairs=pairs)
+
+
+def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
+    """`--resume_from_checkpoint auto`: the newest complete checkpoint in output_dir, or None for a fresh run."""
+    requested = training_args.resume_from_checkpoint
+    if requested != "auto":
+        return requested
+    if not os.path.isdir(training_args.output_dir):
+        return None
+    return get_last_checkpoint(training_args.output_dir)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Run pretraining; returns the final validation metrics (percent, flat keys) also written to results.json."""
+    model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
+    if model_args.preset == "demo":
+        build_demo_data_if_absent(data_args, training_args)
+    set_seed(training_args.seed)
+
+    data = load_splits(data_args, training_args)
+    with_cxr = model_args.variant != "ecg-clip"
+    train = retrieval_split(data, "train", data_args.max_train_samples, with_cxr)
+    validation = retrieval_split(data, "validation", data_args.max_eval_samples, with_cxr)
+    if train.cxr is None and train.ecg is None:
+        raise FileNotFoundError(
+            f"no training data found: give --dataset_dir with cxr/ and ecg/ DatasetDicts (got {data_args.dataset_dir!r})"
+            " or --cxr_dataset / --ecg_dataset"
+        )
+    reports = [text for part in (train.cxr, train.ecg) if part is not None for text in part["text"]]
+    processor = build_processor(model_args, data_args, training_args, reports)
+    model = build_model(model_args, vocab_size=len(processor.tokenizer))
+
+    augment = data_args.augment
+    train_collator = MedBindPretrainingCollator(
+        processor,
+        CXRAugmentation(processor.image_processor.image_mean, processor.image_processor.image_std) if augment else None,
+        ECGNoiseAugmentation(data_args.ecg_noise_std) if augment else None,
+        seed=training_args.seed,
+    )
+    trainer = MedBindTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=PretrainingDataset(train.cxr, train.ecg, train.pairs, data_args.pair_fraction),
+        data_collator=train_collator,
+        eval_dataset=validation,
+        eval_collator=MedBindPretrainingCollator(processor),
+        processing_class=processor,
+    )
+    checkpoint = resolve_checkpoint(training_args)
+    if checkpoint:
+        logger.warning("resuming from %s", checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", train_result.metrics)
+    metrics = {key.removeprefix("eval_"): value for key, value in trainer.evaluate().items() if "/" in key or key == "eval_rsum"}
+    trainer.save_model()  # model weights (safetensors), config with auto_map, code files, and the processor
+
+    if trainer.is_world_process_zero():
+        export(trainer, model_args, data_args, training_args, metrics, train_result.metrics)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="MedBind pretraining")
+    return metrics
+
+
+def export(
+    trainer: MedBindTrainer,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    metrics: dict[str, float],
+    train_metrics: dict[str, float],
+) -> None:
+    """results.json, its figure, and the model card, beside the saved model."""
+    output_dir = Path(training_args.output_dir)
+    (output_dir / "results.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    plot_recalls(metrics, output_dir / "results.png", title=f"MedBind ({model_args.variant}) validation retrieval")
+    synthetic = model_args.preset == "demo"
+    data_source = data_args.dataset_dir or data_args.cxr_dataset or data_args.ecg_dataset
+    description = (
+        f"Trained on the SYNTHETIC demo set ({data_args.demo_num_patients} made-up patients) from `processing/demo.py`."
+        if synthetic
+        else f"Trained on the datasets in `{data_source}` (built with MedBind's `processing/` scripts)."
+    )
+    settings = {
+        "epochs": training_args.num_train_epochs,
+        "steps": trainer.state.global_step,
+        "batch per device (n per modality)": training_args.per_device_train_batch_size,
+        "processes": training_args.world_size,
+        "optimizer": f"AdamW, lr {training_args.learning_rate}, weight decay {training_args.weight_decay}",
+        "schedule": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
+        "seed": training_args.seed,
+        "train samples/s": round(train_metrics.get("train_samples_per_second", float("nan")), 2),
+    }
+    card = render_model_card(
+        trainer.model.config if hasattr(trainer.model, "config") else trainer.accelerator.unwrap_model(trainer.model).config,
+        metrics,
+        settings,
+        repo_id=training_args.hub_model_id or str(output_dir),
+        training_description=description,
+        synthetic=synthetic,
+        max_words=data_args.max_words,
+    )
+    card.save(output_dir / "README.md")
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
