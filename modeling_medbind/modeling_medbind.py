@@ -19,9 +19,14 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_medbind import MedBindConfig, MedBindCXRConfig, MedBindECGConfig
+from .hub_loading import hub_offline, load_pretrained
 from .losses import emcl_loss, tmcl_loss
 
 MODALITIES = ("cxr", "ecg")
+_INSTEAD = (
+    "Download it once with network access so it sits in the Hugging Face cache, pass a local directory, or pass "
+    "None to start that tower from random weights."
+)
 
 
 @dataclass
@@ -155,13 +160,16 @@ class MedBindCXREncoder(nn.Module):
         self._reference_buffers: dict[str, torch.Tensor] | None = None
 
     def _create(self, pretrained: bool) -> nn.Module:
+        # Transformers (Swin, ViT) are built for one input size and must be told it; CNNs take any size.
+        pretrained_cfg = timm.models.get_pretrained_cfg(self.config.model_name)
+        fixed_size = pretrained_cfg is None or pretrained_cfg.fixed_input_size
         return timm.create_model(
             self.config.model_name,
             pretrained=pretrained,
             num_classes=0,
-            img_size=self.config.image_size,
             in_chans=self.config.num_channels,
             drop_path_rate=self.config.drop_path_rate,
+            **({"img_size": self.config.image_size} if fixed_size else {}),
             **(self.config.model_kwargs or {}),
         )
 
@@ -197,7 +205,7 @@ class MedBindPreTrainedModel(PreTrainedModel):
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    _no_split_modules = ["MedBindECGLayer", "BertLayer", "SwinTransformerBlock"]
+    _no_split_modules = ["MedBindECGLayer", "BertLayer", "SwinTransformerBlock", "BasicBlock", "Bottleneck"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -403,44 +411,37 @@ class MedBindModel(MedBindPreTrainedModel):
 
         Args:
             config: starting config (default: the `"paper"` preset with `config_overrides`). Its `text_config` is
-                replaced by the pretrained model's, and `cxr_config.model_name` by `cxr`.
+                replaced by the pretrained model's, and its `cxr_config` names `cxr` without architecture overrides.
             text: a Hub id or local directory of a BERT model, or None to keep a random text tower.
             cxr: a timm model name with pretrained weights (Hub or cache), or None to keep a random CXR tower.
 
         Raises:
-            OSError: when a backbone cannot be loaded; the message names the identifier and `HF_HUB_OFFLINE`.
+            FileNotFoundError: when a backbone cannot be loaded; the message names the identifier and `HF_HUB_OFFLINE`.
         """
         config = config if config is not None else MedBindConfig.from_preset("paper", **config_overrides)
         text_model = None
         if text is not None:
-            text_model = _load_backbone(
-                str(text), lambda: BertModel.from_pretrained(text, add_pooling_layer=False), "transformers"
+            text_model = load_pretrained(
+                text,
+                lambda: BertModel.from_pretrained(text, add_pooling_layer=False, local_files_only=hub_offline()),
+                "the text backbone",
+                _INSTEAD,
             )
             config.text_config = text_model.config
         cxr_model = None
         if cxr is not None and config.has_cxr:
+            # Pretrained weights fit their own architecture only: a preset's overrides (the tiny ResNet) go.
             config.cxr_config.model_name = cxr
-            cxr_model = _load_backbone(cxr, lambda: MedBindCXREncoder(config.cxr_config, pretrained=True), "timm")
+            config.cxr_config.model_kwargs = None
+            cxr_model = load_pretrained(
+                cxr, lambda: MedBindCXREncoder(config.cxr_config, pretrained=True), "the timm CXR backbone", _INSTEAD
+            )
         model = cls(config)
         if text_model is not None:
             model.text_model.load_state_dict(text_model.state_dict())
         if cxr_model is not None:
             model.cxr_model.load_state_dict(cxr_model.state_dict())
         return model
-
-
-def _load_backbone(identifier: str, load: Callable[[], nn.Module], library: str) -> nn.Module:
-    """Run `load`, turning the many ways a Hub download fails (offline, no network, unknown id) into one message."""
-    try:
-        return load()
-    except (OSError, RuntimeError, ValueError) as error:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
-        raise OSError(
-            f"Could not load the pretrained backbone {identifier!r} through {library}"
-            f"{' because HF_HUB_OFFLINE is set' if offline else ''}: {error}. "
-            f"Download it once with network access (unset HF_HUB_OFFLINE) so it sits in the Hugging Face cache, "
-            f"or pass a local directory, or pass None to start that tower from random weights."
-        ) from error
 
 
 __all__ = ["MedBindModel", "MedBindOutput", "MedBindPreTrainedModel"]

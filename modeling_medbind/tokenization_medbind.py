@@ -14,9 +14,10 @@ from collections.abc import Iterable, Sequence
 
 from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
 
+from .hub_loading import hub_offline, load_pretrained
+
 BIOBERT_IDENTIFIER = "dmis-lab/biobert-v1.1"
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_TRUE_STRINGS = {"1", "ON", "YES", "TRUE"}
 
 
 def truncate_words(text: str, max_words: int = 100, name: str = "report") -> str:
@@ -154,18 +155,13 @@ def load_text_tokenizer(identifier: str | os.PathLike = BIOBERT_IDENTIFIER, **kw
         FileNotFoundError: the identifier is neither a local tokenizer directory nor reachable on the Hub (offline
             mode, no network or unknown id); the message names the identifier and `HF_HUB_OFFLINE`.
     """
-    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE_STRINGS
-    try:
-        return AutoTokenizer.from_pretrained(
-            identifier, local_files_only=offline or kwargs.pop("local_files_only", False), **kwargs
-        )
-    except OSError as error:
-        reason = (
-            "HF_HUB_OFFLINE=1 forbids downloading it and it is not in the local cache"
-            if offline
-            else "it could not be downloaded (no network, or no such repository; HF_HUB_OFFLINE is not set)"
-        )
-        raise FileNotFoundError(
-            f"could not load the text tokenizer {str(identifier)!r}: {reason}. Pass a local directory instead, "
-            "e.g. one written by train_wordpiece_tokenizer(reports).save_pretrained(path)."
-        ) from error
+    if str(identifier) == BIOBERT_IDENTIFIER:
+        # BioBERT v1.1 is cased but ships no tokenizer_config.json, and BertTokenizer lower-cases by default.
+        kwargs.setdefault("do_lower_case", False)
+    local_files_only = hub_offline() or kwargs.pop("local_files_only", False)
+    return load_pretrained(
+        identifier,
+        lambda: AutoTokenizer.from_pretrained(identifier, local_files_only=local_files_only, **kwargs),
+        "the text tokenizer",
+        "Pass a local directory instead, e.g. one written by train_wordpiece_tokenizer(reports).save_pretrained(path).",
+    )

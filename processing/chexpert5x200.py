@@ -26,20 +26,12 @@ from typing import Any
 import datasets
 import pandas as pd
 
-from .common import CHEXPERT_LABELS, build_dataset_dict, cli_parser, read_table, save
+from .common import CHEXPERT_LABELS, build_dataset_dict, cli_parser, cxr_features, read_table, run_cli
 
 COMPETITION_FINDINGS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 # GLoRIA's filter checks every observation but "No Finding".
 CHECKED_FINDINGS = tuple(label for label in CHEXPERT_LABELS if label != "No Finding")
-FEATURES = datasets.Features({
-    "image": datasets.Image(),
-    "subject_id": datasets.Value("int64"),
-    "study_id": datasets.Value("string"),
-    "hadm_id": datasets.Value("int64"),
-    "study_time": datasets.Value("string"),
-    "view": datasets.Value("string"),
-    "label": datasets.ClassLabel(names=list(COMPETITION_FINDINGS)),
-})
+FEATURES = cxr_features(label=COMPETITION_FINDINGS, drop=["text"], study_id=datasets.Value("string"))
 DESCRIPTION = "CheXpert 5x200 (GLoRIA's subset of CheXpert-v1.0 train): 200 frontal images per competition finding."
 
 
@@ -135,8 +127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = cli_parser(__doc__)
     parser.add_argument("--per_class", type=int, default=200, help="images per finding (200 in the benchmark)")
     parser.add_argument("--seed", type=int, default=0, help="random_state of the per-finding sample (GLoRIA: 0)")
-    args = parser.parse_args(argv)
-    save(build_chexpert5x200(args.root, args.per_class, args.seed), args.out)
+    run_cli(build_chexpert5x200, parser, argv)
 
 
 if __name__ == "__main__":

@@ -2,22 +2,29 @@
 
 Every builder follows one pattern: read the raw tables into plain records (dicts whose keys are the dataset's
 columns), group them by split, turn each split into a `datasets.Dataset` with declared `Features`
-(`build_dataset_dict`), and, from the command line (`cli_parser`), `save` the `DatasetDict` with a printed summary of
-row and label counts. The MIMIC builders also share the admission-linking rule (`read_admissions`,
-`link_admissions`) and the one-to-one matching of studies (`match_greedy`).
+(`build_dataset_dict`; the column conventions of CXR and ECG datasets are `cxr_features` and `ecg_features`), and,
+from the command line (`cli_parser`, `run_cli`), `save` the `DatasetDict` with a printed summary of row and label
+counts. The MIMIC builders also share the admission-linking rule (`read_admissions`, `link_admissions`) and the
+one-to-one matching of studies (`match_greedy`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
+import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import datasets
 import pandas as pd
+from datasets.features.features import FeatureType
+
+from .splits import DEFAULT_SEED
 
 # CheXpert's 14 observations, in the column order of the label CSVs of CheXpert and MIMIC-CXR-JPG.
 CHEXPERT_LABELS = (
@@ -38,6 +45,106 @@ CHEXPERT_LABELS = (
 )
 # The five diagnostic ECG superclasses (PTB-XL's, reused by the MIMIC-IV-ECG rules), in method.md's order.
 ECG_SUPERCLASSES = ("NORM", "HYP", "STTC", "MI", "CD")
+
+
+# ---- column conventions (issue 5): every CXR and ECG dataset names and types a concept the same way ----------------
+
+
+def _columns_with_labels(
+    standard: Mapping[str, FeatureType],
+    label: Sequence[str] | None,
+    labels: Sequence[str] | None,
+    drop: Iterable[str],
+    columns: Mapping[str, FeatureType],
+) -> datasets.Features:
+    drop = set(drop)
+    unknown = sorted(drop - set(standard))
+    if unknown:
+        raise ValueError(f"cannot drop {unknown}: not among the standard columns {list(standard)}")
+    features = {name: columns.get(name, feature) for name, feature in standard.items() if name not in drop}
+    features.update({name: feature for name, feature in columns.items() if name not in standard})
+    if label is not None:
+        features["label"] = datasets.ClassLabel(names=list(label))
+    if labels is not None:
+        # `List`, not `Sequence`: datasets 4+ turns `Sequence(ClassLabel)` into a `List` anyway and recommends `List`.
+        features["labels"] = datasets.List(datasets.ClassLabel(names=list(labels)))
+    return datasets.Features(features)
+
+
+def cxr_features(
+    *,
+    label: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    drop: Iterable[str] = (),
+    **columns: FeatureType,
+) -> datasets.Features:
+    """The columns of a chest X-ray dataset, by the shared conventions, with a source's differences.
+
+    Standard columns, in this order: `image` (`Image`), `text` (report), `subject_id` (int64), `study_id` (int64),
+    `hadm_id` (int64, None where unknown), `study_time` (ISO 8601 string, None if unknown), `view` (string); then
+    the source's own columns; then the label column.
+
+    Args:
+        label: class names of a single-label set: a `label` column (`ClassLabel`, classes in this order).
+        labels: class names of a multi-label set: a `labels` column (`List(ClassLabel)`).
+        drop: standard columns the source lacks (e.g. `"text"` for a label-only set).
+        columns: a standard column's type where the source differs (`study_id=Value("string")` for a source
+            without integer ids, kept in its place), or a column of the source's own (added after the standard ones).
+
+    Returns:
+        The `Features`.
+
+    Raises:
+        ValueError: if `drop` names a column that is not standard.
+    """
+    standard = {
+        "image": datasets.Image(),
+        "text": datasets.Value("string"),
+        "subject_id": datasets.Value("int64"),
+        "study_id": datasets.Value("int64"),
+        "hadm_id": datasets.Value("int64"),
+        "study_time": datasets.Value("string"),
+        "view": datasets.Value("string"),
+    }
+    return _columns_with_labels(standard, label, labels, drop, columns)
+
+
+def ecg_features(
+    *,
+    ecg: datasets.Array2D | None = None,
+    label: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    drop: Iterable[str] = (),
+    **columns: FeatureType,
+) -> datasets.Features:
+    """The columns of a 12-lead ECG dataset, by the shared conventions, with a source's differences.
+
+    Standard columns, in this order: `ecg_path` (absolute WFDB record path without extension; the processor reads
+    it), `sampling_rate` (int64, the rate of that record), `text` (report), `subject_id` (int64), `study_id` (int64),
+    `hadm_id` (int64, None where unknown), `ecg_time` (ISO 8601 string, None if unknown); then the source's own
+    columns; then the label column.
+
+    Args:
+        ecg: the type of the signal itself (`Array2D((12, samples), "float32")`, already at 100 Hz), stored as an
+            `ecg` column in place of `ecg_path` (the synthetic demo); None: `ecg_path`.
+        label, labels, drop, columns: as in `cxr_features`.
+
+    Returns:
+        The `Features`.
+
+    Raises:
+        ValueError: if `drop` names a column that is not standard.
+    """
+    standard = {
+        **({"ecg": ecg} if ecg is not None else {"ecg_path": datasets.Value("string")}),
+        "sampling_rate": datasets.Value("int64"),
+        "text": datasets.Value("string"),
+        "subject_id": datasets.Value("int64"),
+        "study_id": datasets.Value("int64"),
+        "hadm_id": datasets.Value("int64"),
+        "ecg_time": datasets.Value("string"),
+    }
+    return _columns_with_labels(standard, label, labels, drop, columns)
 
 
 def render_ecg_report(statements: Iterable[str | None]) -> str:
@@ -146,6 +253,31 @@ def _generate_examples(
         yield make_example(record) if make_example is not None else dict(record)
 
 
+# Set inside `building_on_disk`: the folder under which `build_dataset_dict` leaves its Arrow files.
+_ON_DISK_FOLDER: contextvars.ContextVar[str | None] = contextvars.ContextVar("on_disk_folder", default=None)
+
+
+@contextlib.contextmanager
+def building_on_disk(parent: Path | None = None) -> Iterator[None]:
+    """Inside this block, `build_dataset_dict` keeps the datasets it builds on disk, in a temporary folder that is
+    removed when the block ends, instead of in memory.
+
+    For builds that are saved before the block ends (`run_cli`, `demo.save_demo`): then no split has to fit in memory
+    (RSNA's 26,684 radiographs, decoded and stored as PNG, are some 10-15 GB). Datasets built inside the block must
+    not be read after it.
+
+    Args:
+        parent: where to create the temporary folder (e.g. beside the output, on the disk that must hold it anyway);
+            None: the system's temporary folder.
+    """
+    with tempfile.TemporaryDirectory(prefix=".medbind-build-", dir=parent) as folder:
+        token = _ON_DISK_FOLDER.set(folder)
+        try:
+            yield
+        finally:
+            _ON_DISK_FOLDER.reset(token)
+
+
 def build_dataset_dict(
     records_by_split: Mapping[str, Sequence[Mapping[str, Any]]],
     features: datasets.Features,
@@ -154,6 +286,12 @@ def build_dataset_dict(
     num_proc: int | None = None,
 ) -> datasets.DatasetDict:
     """Turn records grouped by split into a `DatasetDict` with declared features (`Dataset.from_generator`).
+
+    Each build writes its Arrow files to a fresh temporary folder: `from_generator`'s own cache is keyed on the
+    generator's arguments, so rebuilding from raw files changed under the same paths would return the old build, and
+    it would keep a second copy of every dataset beside `save_to_disk`'s. The datasets are loaded into memory and the
+    folder removed (MIMIC-IV-ECG's ~800k rows of paths and texts are a few hundred MB, the demo's PNGs ~100 MB);
+    inside `building_on_disk` they stay on disk until that block ends.
 
     Args:
         records_by_split: `{split_name: records}`; each record is either an example already (keys = feature
@@ -167,22 +305,33 @@ def build_dataset_dict(
     Returns:
         The `DatasetDict`, one `Dataset` per split, in the order of `records_by_split`.
     """
-    splits = {}
-    for name, records in records_by_split.items():
-        dataset = datasets.Dataset.from_generator(
-            _generate_examples,
-            features=features,
-            gen_kwargs={"records": list(records), "make_example": make_example},
-            num_proc=num_proc if num_proc and num_proc > 1 and len(records) > 1 else None,
-            split=datasets.NamedSplit(name),
-        )
+    on_disk_folder = _ON_DISK_FOLDER.get()
+    in_memory = on_disk_folder is None
+    folder = (
+        tempfile.TemporaryDirectory(prefix="medbind-build-")
+        if in_memory
+        else contextlib.nullcontext(tempfile.mkdtemp(dir=on_disk_folder))  # removed with the block's folder
+    )
+    with folder as cache_dir:
+        splits = {
+            name: datasets.Dataset.from_generator(
+                _generate_examples,
+                features=features,
+                cache_dir=cache_dir,
+                keep_in_memory=in_memory,
+                gen_kwargs={"records": list(records), "make_example": make_example},
+                num_proc=num_proc if num_proc and num_proc > 1 and len(records) > 1 else None,
+                split=datasets.NamedSplit(name),
+            )
+            for name, records in records_by_split.items()
+        }
+    for dataset in splits.values():
         dataset.info.description = description
-        splits[name] = dataset
     return datasets.DatasetDict(splits)
 
 
 def class_label_counts(dataset: datasets.Dataset) -> dict[str, dict[str, int]]:
-    """Count the classes of every `ClassLabel` and `Sequence(ClassLabel)` column.
+    """Count the classes of every `ClassLabel` and `List(ClassLabel)` column.
 
     Args:
         dataset: any dataset.
@@ -243,6 +392,54 @@ def cli_parser(description: str | None, roots: Sequence[str] = ("root",)) -> arg
     parser.add_argument("--out", type=Path, required=True, help="folder to write the DatasetDict to (save_to_disk)")
     return parser
 
+
+
+def run_cli(
+    build: Callable[..., datasets.DatasetDict], parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> None:
+    """A builder's `main()`: parse the command line, build, and `save` to `--out`.
+
+    Every flag but `--out` is passed to `build` as the keyword argument of its name (`--root` -> `root`), so a
+    builder's flags are named after its parameters. The build stays on disk beside `--out` until it is saved
+    (`building_on_disk`).
+
+    Args:
+        build: the builder, e.g. `build_ptbxl`.
+        parser: from `cli_parser`, with the builder's own flags added.
+        argv: the arguments (None: the command line's).
+
+    Raises:
+        SystemExit: on bad flags (argparse); whatever `build` raises.
+    """
+    arguments = vars(parser.parse_args(argv))
+    out = Path(arguments.pop("out"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with building_on_disk(out.parent):
+        save(build(**arguments), out)
+
+
+# The flags the MIMIC builders share, for `add_mimic_flags`: the keyword arguments of `ArgumentParser.add_argument`.
+_MIMIC_FLAGS: dict[str, dict[str, Any]] = {
+    "reports": {"type": Path, "default": None, "help": "mimic-cxr-reports.zip or its unzipped folder"},
+    "notes": {"type": Path, "default": None, "help": "CSV of ECG notes (note_id, text)"},
+    "hosp": {"type": Path, "default": None, "help": "MIMIC-IV hosp/ folder (admissions) for hadm_id"},
+    "seed": {"type": int, "default": DEFAULT_SEED, "help": "patient split seed shared by MIMIC sets"},
+}
+
+
+def add_mimic_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Add flags shared by the MIMIC builders to `parser`, the same everywhere.
+
+    Args:
+        parser: from `cli_parser`.
+        names: any of `--reports` (MIMIC-CXR reports zip or folder), `--notes` (CSV of ECG notes), `--hosp`
+            (MIMIC-IV `hosp/`, for `hadm_id`), `--seed` (the shared patient split seed), without the dashes.
+
+    Raises:
+        KeyError: for another name.
+    """
+    for name in names:
+        parser.add_argument(f"--{name}", **_MIMIC_FLAGS[name])
 
 # ---- MIMIC-IV admissions: the visit a CXR study or an ECG belongs to -------------------------------------------
 

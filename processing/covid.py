@@ -25,7 +25,7 @@ from pathlib import Path
 
 import datasets
 
-from .common import build_dataset_dict, cli_parser, save
+from .common import build_dataset_dict, cli_parser, cxr_features, run_cli
 
 SUBSETS = ("Lung Segmentation Data", "Infection Segmentation Data")
 CLASS_FOLDERS = ("COVID-19", "Non-COVID", "Normal")
@@ -36,11 +36,8 @@ DESCRIPTION = "COVID-QU-Ex: chest radiographs in the dataset's own train/validat
 
 def covid_features(classes: Sequence[str]) -> datasets.Features:
     """The columns: `image`, `study_id` (file stem), `label` (`ClassLabel` named by `classes`, in that order)."""
-    return datasets.Features({
-        "image": datasets.Image(),
-        "study_id": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=list(classes)),
-    })
+    no_such_column = ["text", "subject_id", "hadm_id", "study_time", "view"]
+    return cxr_features(label=classes, drop=no_such_column, study_id=datasets.Value("string"))
 
 
 def find_subset(root: Path, subset: str) -> Path:
@@ -115,8 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--subset", choices=SUBSETS, default=SUBSETS[0], help="which COVID-QU-Ex subset")
     parser.add_argument("--classes", nargs="+", choices=CLASS_FOLDERS, default=list(DEFAULT_CLASSES),
                         help="class folders to keep, in label order")
-    args = parser.parse_args(argv)
-    save(build_covid(args.root, args.subset, args.classes), args.out)
+    run_cli(build_covid, parser, argv)
 
 
 if __name__ == "__main__":

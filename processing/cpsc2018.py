@@ -30,21 +30,13 @@ import pandas as pd
 import wfdb
 from tqdm.auto import tqdm
 
-from .common import build_dataset_dict, cli_parser, read_table, save
+from .common import build_dataset_dict, cli_parser, ecg_features, read_table, run_cli
 from .splits import DEFAULT_SEED, split_by_patient
 
 CPSC2018_CLASSES = ("Normal", "AF", "I-AVB", "LBBB", "RBBB", "PAC", "PVC", "STD", "STE")
 LABEL_COLUMNS = ("First_label", "Second_label", "Third_label")
 SPLIT_FRACTIONS = (0.8, 0.0, 0.2)
-FEATURES = datasets.Features({
-    "ecg_path": datasets.Value("string"),
-    "sampling_rate": datasets.Value("int64"),
-    "subject_id": datasets.Value("int64"),
-    "study_id": datasets.Value("string"),
-    "hadm_id": datasets.Value("int64"),
-    "ecg_time": datasets.Value("string"),
-    "labels": datasets.List(datasets.ClassLabel(names=list(CPSC2018_CLASSES))),
-})
+FEATURES = ecg_features(labels=CPSC2018_CLASSES, drop=["text"], study_id=datasets.Value("string"))
 DESCRIPTION = "CPSC2018 (ICBEB 2018): 12-lead ECG record paths (500 Hz, 6-60 s) with the challenge's 9 classes."
 
 
@@ -145,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command line: `python -m processing.cpsc2018 --root RAW_DIR --out OUT_DIR [--seed S]`."""
     parser = cli_parser(__doc__)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the train/test split")
-    args = parser.parse_args(argv)
-    save(build_cpsc2018(args.root, args.seed), args.out)
+    run_cli(build_cpsc2018, parser, argv)
 
 
 if __name__ == "__main__":

@@ -39,9 +39,16 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from scipy.special import expit
 
-from .common import build_dataset_dict, format_summary, render_ecg_report, to_iso
+from .common import (
+    ECG_SUPERCLASSES,
+    build_dataset_dict,
+    building_on_disk,
+    ecg_features,
+    format_summary,
+    render_ecg_report,
+    to_iso,
+)
 from .mimic_cxr import FEATURES as MIMIC_CXR_FEATURES
-from .mimic_ecg import FEATURES as MIMIC_ECG_FEATURES
 from .mimic_ecg import ecg_labels_from_text
 from .mimic_pair import FEATURES as MIMIC_PAIR_FEATURES
 from .splits import split_by_patient
@@ -439,11 +446,9 @@ def cxr_report(patient: Mapping[str, Any]) -> str:
 # The MIMIC builders' columns, so that the rest of the pipeline cannot tell the demo from MIMIC; the ECG dataset
 # carries the signal itself (already at 100 Hz) in place of a record path.
 CXR_FEATURES = MIMIC_CXR_FEATURES
-ECG_FEATURES = datasets.Features(
-    {
-        "ecg": datasets.Array2D((len(ECG_LEADS), ECG_SECONDS * ECG_SAMPLING_RATE), "float32"),
-        **{name: feature for name, feature in MIMIC_ECG_FEATURES.items() if name != "ecg_path"},
-    }
+ECG_FEATURES = ecg_features(
+    ecg=datasets.Array2D((len(ECG_LEADS), ECG_SECONDS * ECG_SAMPLING_RATE), "float32"),
+    labels=ECG_SUPERCLASSES,
 )
 PAIR_FEATURES = MIMIC_PAIR_FEATURES
 
@@ -521,13 +526,15 @@ def build_demo(num_patients: int = 1000, seed: int = 0, num_proc: int | None = N
 def save_demo(out_dir: Path, num_patients: int = 1000, seed: int = 0, num_proc: int | None = None) -> None:
     """Build the demo (`build_demo`) and save `out_dir/cxr`, `out_dir/ecg`, `out_dir/pairs` with `save_to_disk`.
 
-    Prints each dataset's summary (rows and label counts per split) and the build time.
+    Prints each dataset's summary (rows and label counts per split) and the build time. The build stays on disk in a
+    temporary folder inside `out_dir` until saved (`common.building_on_disk`), so large cohorts need not fit in memory.
     """
     start = time.perf_counter()
-    built = build_demo(num_patients, seed, num_proc)
-    for name, dataset_dict in built.items():
-        dataset_dict.save_to_disk(str(Path(out_dir) / name))
-        print(f"== {name} (SYNTHETIC) -> {Path(out_dir) / name}\n{format_summary(dataset_dict)}")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with building_on_disk(Path(out_dir)):
+        for name, dataset_dict in build_demo(num_patients, seed, num_proc).items():
+            dataset_dict.save_to_disk(str(Path(out_dir) / name))
+            print(f"== {name} (SYNTHETIC) -> {Path(out_dir) / name}\n{format_summary(dataset_dict)}")
     print(f"built {num_patients} synthetic patients in {time.perf_counter() - start:.1f} s")
 
 

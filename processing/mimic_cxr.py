@@ -30,25 +30,24 @@ import datasets
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .common import CHEXPERT_LABELS, build_dataset_dict, cli_parser, link_admissions, read_admissions, read_table, save
+from .common import (
+    CHEXPERT_LABELS,
+    add_mimic_flags,
+    build_dataset_dict,
+    cli_parser,
+    cxr_features,
+    link_admissions,
+    read_admissions,
+    read_table,
+    run_cli,
+)
 from .splits import DEFAULT_SEED, split_by_patient
 
 FRONTAL_VIEWS = ("PA", "AP")  # preference order when a study has both
 DESCRIPTION = (
     "MIMIC-CXR-JPG frontal (AP/PA) radiographs, MedCLIP-cleaned reports, CheXpert labels (processing/mimic_cxr.py)"
 )
-FEATURES = datasets.Features(
-    {
-        "image": datasets.Image(),
-        "text": datasets.Value("string"),
-        "subject_id": datasets.Value("int64"),
-        "study_id": datasets.Value("int64"),
-        "hadm_id": datasets.Value("int64"),
-        "study_time": datasets.Value("string"),
-        "view": datasets.Value("string"),
-        "labels": datasets.Sequence(datasets.ClassLabel(names=list(CHEXPERT_LABELS))),
-    }
-)
+FEATURES = cxr_features(labels=CHEXPERT_LABELS)
 
 _SECTION_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z ()/&,-]*[A-Z)]):", re.MULTILINE)
 _DEID_MARKER = re.compile(r"_{2,}")
@@ -214,11 +213,8 @@ def build_mimic_cxr(
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__)
-    parser.add_argument("--reports", type=Path, default=None, help="mimic-cxr-reports.zip or its unzipped folder")
-    parser.add_argument("--hosp", type=Path, default=None, help="MIMIC-IV hosp/ folder (admissions) for hadm_id")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="patient split seed shared by MIMIC sets")
-    args = parser.parse_args(argv)
-    save(build_mimic_cxr(args.root, args.reports, args.hosp, args.seed), args.out)
+    add_mimic_flags(parser, "reports", "hosp", "seed")
+    run_cli(build_mimic_cxr, parser, argv)
 
 
 if __name__ == "__main__":

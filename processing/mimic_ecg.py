@@ -31,14 +31,16 @@ from tqdm.auto import tqdm
 
 from .common import (
     ECG_SUPERCLASSES,
+    add_mimic_flags,
     build_dataset_dict,
     cli_parser,
+    ecg_features,
     link_admissions,
     parse_time,
     read_admissions,
     read_table,
     render_ecg_report,
-    save,
+    run_cli,
 )
 from .splits import DEFAULT_SEED, split_by_patient
 
@@ -47,18 +49,7 @@ REPORT_COLUMNS = tuple(f"report_{index}" for index in range(18))
 DESCRIPTION = (
     "MIMIC-IV-ECG 12-lead records (paths), template-rendered reports, rule-based labels (processing/mimic_ecg.py)"
 )
-FEATURES = datasets.Features(
-    {
-        "ecg_path": datasets.Value("string"),
-        "sampling_rate": datasets.Value("int64"),
-        "text": datasets.Value("string"),
-        "subject_id": datasets.Value("int64"),
-        "study_id": datasets.Value("int64"),
-        "hadm_id": datasets.Value("int64"),
-        "ecg_time": datasets.Value("string"),
-        "labels": datasets.Sequence(datasets.ClassLabel(names=list(ECG_SUPERCLASSES))),
-    }
-)
+FEATURES = ecg_features(labels=ECG_SUPERCLASSES)
 
 # method.md, Data: a record whose text holds any of these is left unlabelled.
 EXCLUSION_PHRASES = (
@@ -227,11 +218,8 @@ def build_mimic_ecg(
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__)
-    parser.add_argument("--notes", type=Path, default=None, help="CSV of ECG notes (note_id, text)")
-    parser.add_argument("--hosp", type=Path, default=None, help="MIMIC-IV hosp/ folder (admissions) for hadm_id")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="patient split seed shared by MIMIC sets")
-    args = parser.parse_args(argv)
-    save(build_mimic_ecg(args.root, args.notes, args.hosp, args.seed), args.out)
+    add_mimic_flags(parser, "notes", "hosp", "seed")
+    run_cli(build_mimic_ecg, parser, argv)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,16 @@ from typing import Any
 import datasets
 import pandas as pd
 
-from .common import build_dataset_dict, cli_parser, hours_apart, match_greedy, read_table, save, to_iso
+from .common import (
+    add_mimic_flags,
+    build_dataset_dict,
+    cli_parser,
+    hours_apart,
+    match_greedy,
+    read_table,
+    run_cli,
+    to_iso,
+)
 from .mimic_cxr import cxr_records
 from .mimic_ecg import ecg_records
 from .splits import DEFAULT_SEED, split_by_patient
@@ -207,15 +216,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = cli_parser(__doc__)
     parser.add_argument("--note_dir", type=Path, default=None, help="MIMIC-IV-Note note/ folder (discharge.csv.gz)")
     parser.add_argument("--cxr_root", type=Path, default=None, help="MIMIC-CXR-JPG folder")
-    parser.add_argument("--reports", type=Path, default=None, help="mimic-cxr-reports.zip or its unzipped folder")
     parser.add_argument("--ecg_root", type=Path, default=None, help="MIMIC-IV-ECG folder")
     parser.add_argument("--ecg_notes", type=Path, default=None, help="CSV of ECG notes (note_id, text)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="patient split seed shared by MIMIC sets")
-    args = parser.parse_args(argv)
-    dataset_dict = build_mimic_outcomes(
-        args.root, args.note_dir, args.cxr_root, args.reports, args.ecg_root, args.ecg_notes, args.seed
-    )
-    save(dataset_dict, args.out)
+    add_mimic_flags(parser, "reports", "seed")
+    run_cli(build_mimic_outcomes, parser, argv)
 
 
 if __name__ == "__main__":

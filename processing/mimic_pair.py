@@ -24,7 +24,7 @@ from typing import Any
 
 import datasets
 
-from .common import build_dataset_dict, cli_parser, hours_apart, match_greedy, save
+from .common import add_mimic_flags, build_dataset_dict, cli_parser, hours_apart, match_greedy, run_cli
 from .mimic_cxr import cxr_records
 from .mimic_ecg import ecg_records
 from .splits import DEFAULT_SEED, split_by_patient
@@ -122,12 +122,8 @@ def build_mimic_pair(
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__, roots=("cxr_root", "ecg_root"))
-    parser.add_argument("--hosp", type=Path, default=None, help="MIMIC-IV hosp/ folder (admissions) for hadm_id")
-    parser.add_argument("--reports", type=Path, default=None, help="mimic-cxr-reports.zip or its unzipped folder")
-    parser.add_argument("--notes", type=Path, default=None, help="CSV of ECG notes (note_id, text)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="patient split seed shared by MIMIC sets")
-    args = parser.parse_args(argv)
-    save(build_mimic_pair(args.cxr_root, args.ecg_root, args.hosp, args.reports, args.notes, args.seed), args.out)
+    add_mimic_flags(parser, "hosp", "reports", "notes", "seed")
+    run_cli(build_mimic_pair, parser, argv)
 
 
 if __name__ == "__main__":

@@ -24,18 +24,10 @@ from typing import Any
 
 import datasets
 
-from .common import build_dataset_dict, cli_parser, read_table, save
+from .common import build_dataset_dict, cli_parser, cxr_features, read_table, run_cli
 
 IMAGE_DIR = Path("images") / "images_normalized"
-FEATURES = datasets.Features({
-    "image": datasets.Image(),
-    "text": datasets.Value("string"),
-    "subject_id": datasets.Value("int64"),
-    "study_id": datasets.Value("int64"),
-    "hadm_id": datasets.Value("int64"),
-    "study_time": datasets.Value("string"),
-    "view": datasets.Value("string"),
-})
+FEATURES = cxr_features()
 DESCRIPTION = "Open-I (Indiana University chest X-rays, Kaggle copy): frontal images with findings + impression."
 # Open-I replaces de-identified words with runs of capital X ("XXXX"), sometimes glued to a word ("x-XXXX").
 DEIDENTIFIED = re.compile(r"X{2,}")
@@ -105,8 +97,7 @@ def build_openi(root: Path) -> datasets.DatasetDict:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: `python -m processing.openi --root RAW_DIR --out OUT_DIR`."""
-    args = cli_parser(__doc__).parse_args(argv)
-    save(build_openi(args.root), args.out)
+    run_cli(build_openi, cli_parser(__doc__), argv)
 
 
 if __name__ == "__main__":

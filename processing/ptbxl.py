@@ -28,20 +28,20 @@ from typing import Any
 import datasets
 from tqdm.auto import tqdm
 
-from .common import ECG_SUPERCLASSES, build_dataset_dict, cli_parser, parse_time, read_table, save, to_iso
+from .common import (
+    ECG_SUPERCLASSES,
+    build_dataset_dict,
+    cli_parser,
+    ecg_features,
+    parse_time,
+    read_table,
+    run_cli,
+    to_iso,
+)
 
-FEATURES = datasets.Features({
-    "ecg_path": datasets.Value("string"),
-    "ecg_path_500hz": datasets.Value("string"),
-    "sampling_rate": datasets.Value("int64"),
-    "text": datasets.Value("string"),
-    "subject_id": datasets.Value("int64"),
-    "study_id": datasets.Value("int64"),
-    "hadm_id": datasets.Value("int64"),
-    "ecg_time": datasets.Value("string"),
-    "strat_fold": datasets.Value("int64"),
-    "labels": datasets.List(datasets.ClassLabel(names=list(ECG_SUPERCLASSES))),
-})
+FEATURES = ecg_features(
+    labels=ECG_SUPERCLASSES, ecg_path_500hz=datasets.Value("string"), strat_fold=datasets.Value("int64")
+)
 DESCRIPTION = "PTB-XL 1.0.3: 12-lead ECG record paths (100 and 500 Hz), reports, 5 diagnostic superclasses."
 DATABASE_COLUMNS = ["ecg_id", "patient_id", "recording_date", "report", "scp_codes", "strat_fold", "filename_lr",
                     "filename_hr"]
@@ -170,8 +170,7 @@ def build_ptbxl(root: Path) -> datasets.DatasetDict:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: `python -m processing.ptbxl --root RAW_DIR --out OUT_DIR`."""
-    args = cli_parser(__doc__).parse_args(argv)
-    save(build_ptbxl(args.root), args.out)
+    run_cli(build_ptbxl, cli_parser(__doc__), argv)
 
 
 if __name__ == "__main__":

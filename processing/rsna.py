@@ -30,18 +30,15 @@ import pydicom
 from PIL import Image
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from .common import build_dataset_dict, cli_parser, read_table, save
+from .common import build_dataset_dict, cli_parser, cxr_features, read_table, run_cli
 from .splits import DEFAULT_SEED, split_by_patient
 
 RSNA_CLASSES = ("Normal", "Pneumonia")
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
 IMAGE_DIR = "stage_2_train_images"
-FEATURES = datasets.Features({
-    "image": datasets.Image(),
-    "study_id": datasets.Value("string"),
-    "view": datasets.Value("string"),
-    "label": datasets.ClassLabel(names=list(RSNA_CLASSES)),
-})
+FEATURES = cxr_features(
+    label=RSNA_CLASSES, drop=["text", "subject_id", "hadm_id", "study_time"], study_id=datasets.Value("string")
+)
 DESCRIPTION = "RSNA Pneumonia Detection Challenge (stage 2 train): chest radiographs, Normal vs Pneumonia."
 
 
@@ -148,8 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = cli_parser(__doc__)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the patient-level split")
     parser.add_argument("--num_proc", type=int, default=None, help="processes decoding the DICOMs")
-    args = parser.parse_args(argv)
-    save(build_rsna(args.root, args.seed, args.num_proc), args.out)
+    run_cli(build_rsna, parser, argv)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
 """Fixtures shared by the test suite."""
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# CI runs two xdist workers on two cores: one thread each keeps them from oversubscribing the machine.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 # ../shared/data beside the checkout holds real public samples; a user's clone has no such folder.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

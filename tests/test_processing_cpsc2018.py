@@ -6,6 +6,7 @@ import datasets
 import numpy as np
 import pytest
 import wfdb
+from fixtures import rows_by_study
 from fixtures.public import CPSC2018_RECORDS, ecg_signal, write_cpsc2018
 
 from processing.cpsc2018 import CPSC2018_CLASSES, SPLIT_FRACTIONS, build_cpsc2018, main, reference_labels
@@ -22,13 +23,9 @@ def cpsc(cpsc_root) -> datasets.DatasetDict:
     return build_cpsc2018(cpsc_root)
 
 
-def rows_by_recording(dataset_dict: datasets.DatasetDict) -> dict[str, tuple[str, dict]]:
-    return {row["study_id"]: (split, row) for split, dataset in dataset_dict.items() for row in dataset}
-
-
 def test_every_recording_is_kept_with_all_its_labels_in_class_order(cpsc):
     names = cpsc["train"].features["labels"].feature.names
-    labels = {recording: [names[i] for i in row["labels"]] for recording, (_, row) in rows_by_recording(cpsc).items()}
+    labels = {recording: [names[i] for i in row["labels"]] for recording, (_, row) in rows_by_study(cpsc).items()}
     expected = {recording: sorted({CPSC2018_CLASSES[c - 1] for c in codes}, key=CPSC2018_CLASSES.index)
                 for recording, codes, _ in CPSC2018_RECORDS}
     assert labels == expected
@@ -37,7 +34,7 @@ def test_every_recording_is_kept_with_all_its_labels_in_class_order(cpsc):
 
 
 def test_fields_and_record_paths(cpsc, cpsc_root):
-    _, row = rows_by_recording(cpsc)["A0007"]
+    _, row = rows_by_study(cpsc)["A0007"]
     assert row["ecg_path"] == str((cpsc_root / "TrainingSet1" / "A0007").resolve())
     assert row["sampling_rate"] == 500
     assert row["subject_id"] == 7 and row["hadm_id"] is None and row["ecg_time"] is None
@@ -49,7 +46,7 @@ def test_fields_and_record_paths(cpsc, cpsc_root):
 def test_split_is_train_and_test_by_the_shared_seeded_hash(cpsc):
     assert set(cpsc) <= {"train", "test"}
     assert sum(ds.num_rows for ds in cpsc.values()) == len(CPSC2018_RECORDS)
-    for split, row in rows_by_recording(cpsc).values():
+    for split, row in rows_by_study(cpsc).values():
         assert split == patient_split(row["subject_id"], 0, SPLIT_FRACTIONS)
 
 

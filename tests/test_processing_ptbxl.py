@@ -6,6 +6,7 @@ import datasets
 import numpy as np
 import pytest
 import wfdb
+from fixtures import rows_by_study
 from fixtures.public import PTBXL_RECORDS, ecg_signal, ptbxl_record_name, write_ptbxl
 
 from processing.common import ECG_SUPERCLASSES
@@ -29,17 +30,13 @@ def ptbxl(ptbxl_root) -> datasets.DatasetDict:
     return build_ptbxl(ptbxl_root)
 
 
-def rows_by_id(dataset_dict: datasets.DatasetDict) -> dict[int, tuple[str, dict]]:
-    return {row["study_id"]: (split, row) for split, dataset in dataset_dict.items() for row in dataset}
-
-
 def label_names(dataset_dict: datasets.DatasetDict, indices: list[int]) -> list[str]:
     return [dataset_dict["train"].features["labels"].feature.int2str(i) for i in indices]
 
 
 def test_folds_one_to_eight_train_nine_validation_ten_test(ptbxl):
     assert {name: ds.num_rows for name, ds in ptbxl.items()} == {"train": 3, "validation": 1, "test": 1}
-    splits = {study: split for study, (split, _) in rows_by_id(ptbxl).items()}
+    splits = {study: split for study, (split, _) in rows_by_study(ptbxl).items()}
     assert splits == {1: "train", 2: "train", 3: "train", 1001: "validation", 1002: "test"}
     assert [fold_split(f) for f in (1, 8, 9, 10)] == ["train", "train", "validation", "test"]
 
@@ -51,7 +48,7 @@ def test_fold_outside_one_to_ten_is_an_error(fold):
 
 
 def test_every_field_comes_from_its_column(ptbxl, ptbxl_root):
-    split, row = rows_by_id(ptbxl)[1001]
+    split, row = rows_by_study(ptbxl)[1001]
     assert row["ecg_path"] == str((ptbxl_root / "records100/01000/01001_lr").resolve())
     assert row["ecg_path_500hz"] == str((ptbxl_root / "records500/01000/01001_hr").resolve())
     assert row["sampling_rate"] == 100
@@ -63,14 +60,14 @@ def test_every_field_comes_from_its_column(ptbxl, ptbxl_root):
 
 
 def test_record_paths_open_with_wfdb_at_both_rates(ptbxl):
-    _, row = rows_by_id(ptbxl)[2]
+    _, row = rows_by_study(ptbxl)[2]
     low, high = wfdb.rdrecord(row["ecg_path"]), wfdb.rdrecord(row["ecg_path_500hz"])
     assert (low.fs, high.fs) == (100, 500)
     np.testing.assert_allclose(low.p_signal, ecg_signal(100, seed=2), atol=1e-3)
 
 
 def test_superclasses_aggregate_every_diagnostic_code_whatever_its_likelihood(ptbxl):
-    labels = {study: label_names(ptbxl, row["labels"]) for study, (_, row) in rows_by_id(ptbxl).items()}
+    labels = {study: label_names(ptbxl, row["labels"]) for study, (_, row) in rows_by_study(ptbxl).items()}
     assert labels == {1: ["NORM"], 2: ["HYP", "MI"], 3: [], 1001: ["CD"], 1002: ["STTC"]}
 
 
@@ -102,7 +99,7 @@ def test_real_statements_aggregate_multi_class_records(shared_data):
 def test_builder_runs_on_the_real_statements_table(tmp_path, shared_data):
     root = write_ptbxl(tmp_path, scp_statements=shared_data / "ptbxl" / "scp_statements.csv")
     built = build_ptbxl(root)
-    labels = {study: label_names(built, row["labels"]) for study, (_, row) in rows_by_id(built).items()}
+    labels = {study: label_names(built, row["labels"]) for study, (_, row) in rows_by_study(built).items()}
     assert labels == {1: ["NORM"], 2: ["HYP", "MI"], 3: [], 1001: ["CD"], 1002: ["STTC"]}
 
 

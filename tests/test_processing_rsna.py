@@ -6,6 +6,7 @@ import datasets
 import numpy as np
 import pydicom
 import pytest
+from fixtures import rows_by_study
 from fixtures.public import RSNA_PATIENTS, rsna_pixels, write_dicom, write_rsna
 
 from processing.rsna import SPLIT_FRACTIONS, build_rsna, dicom_to_image, main
@@ -24,12 +25,8 @@ def rsna(rsna_root) -> datasets.DatasetDict:
     return build_rsna(rsna_root)
 
 
-def rows_by_patient(dataset_dict: datasets.DatasetDict) -> dict[str, tuple[str, dict]]:
-    return {row["study_id"]: (split, row) for split, dataset in dataset_dict.items() for row in dataset}
-
-
 def test_one_row_per_patient_labelled_by_target(rsna):
-    rows = rows_by_patient(rsna)
+    rows = rows_by_study(rsna)
     assert len(rows) == len(RSNA_PATIENTS)  # patients with two boxes are one row
     names = rsna["train"].features["label"].names
     assert names == ["Normal", "Pneumonia"]
@@ -38,12 +35,12 @@ def test_one_row_per_patient_labelled_by_target(rsna):
 
 
 def test_split_is_the_shared_seeded_hash_of_the_patient(rsna):
-    for patient, (split, _) in rows_by_patient(rsna).items():
+    for patient, (split, _) in rows_by_study(rsna).items():
         assert split == patient_split(patient, 0, SPLIT_FRACTIONS)
 
 
 def test_dicom_pixels_and_view_are_kept_and_monochrome1_is_inverted(rsna):
-    rows = rows_by_patient(rsna)
+    rows = rows_by_study(rsna)
     for seed, (patient, _, _, view, photometric) in enumerate(RSNA_PATIENTS):
         row = rows[patient][1]
         expected = rsna_pixels(seed)
@@ -55,7 +52,7 @@ def test_dicom_pixels_and_view_are_kept_and_monochrome1_is_inverted(rsna):
 
 def test_png_copies_are_read_without_a_view(tmp_path):
     built = build_rsna(write_rsna(tmp_path, patients=RSNA_PATIENTS[:3], image_format="png"))
-    rows = rows_by_patient(built)
+    rows = rows_by_study(built)
     np.testing.assert_array_equal(np.asarray(rows[RSNA_PATIENTS[1][0]][1]["image"]), rsna_pixels(1))
     assert {row["view"] for _, row in rows.values()} == {None}
 
@@ -80,7 +77,7 @@ def test_builder_reads_a_real_rsna_dicom(tmp_path, shared_data):
     real = (shared_data / "cxr" / "rsna_example.dcm").read_bytes()
     (root / "stage_2_train_images" / f"{REAL_PATIENT}.dcm").write_bytes(real)
     (root / "stage_2_train_labels.csv").write_text(f"patientId,x,y,width,height,Target\n{REAL_PATIENT},,,,,0\n")
-    (_, row), = rows_by_patient(build_rsna(root)).values()
+    (_, row), = rows_by_study(build_rsna(root)).values()
     assert row["image"].size == (1024, 1024) and row["view"] == "PA" and row["label"] == 0
 
 

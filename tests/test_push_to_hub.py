@@ -221,7 +221,10 @@ def test_model_card_with_the_results_table_and_synthetic_warning_is_sent_beside_
     assert "- synthetic" in metadata and "- medbind" in metadata
     assert "**Trained on SYNTHETIC data.**" in card
     for direction, key in (("CXR -> text", "cxr_to_text"), ("ECG -> text", "ecg_to_text")):
-        row = " | ".join(f"{pushed_run.metrics[f'{key}/recall@{k}']:.1f}" for k in (1, 5, 10))
+        row = " | ".join(
+            f"{pushed_run.metrics[f'{key}/recall@{k}']:.1f} (chance {pushed_run.metrics[f'{key}/chance@{k}']:.1f})"
+            for k in (1, 5, 10)
+        )
         assert f"| {direction} | {row} |" in card
     assert f'AutoModel.from_pretrained("{REPO_ID}", trust_remote_code=True)' in card
     assert json.loads(pushed_run.hub.content("results.json")) == pushed_run.metrics

@@ -8,7 +8,7 @@ from PIL import Image
 from modeling_medbind import MedBindConfig
 from training.figures import plot_recalls
 from training.model_card import recall_table, render_model_card
-from training.retrieval import flat_recalls, pair_relevance, recall_at_k, same_group
+from training.retrieval import chance_recall_at_k, flat_recalls, pair_relevance, recall_at_k, same_group
 
 
 def one_hot(indices, dim=6):
@@ -32,6 +32,24 @@ def test_identical_reports_count_as_hits():
     queries = one_hot([0, 1, 1, 3])  # query 3 resembles no report: a miss
     assert recall_at_k(queries, texts, same_group(groups, groups), ks=(1,))[1] == 75.0
     assert recall_at_k(queries, texts, torch.eye(4, dtype=torch.bool), ks=(1,))[1] == 50.0
+
+
+def test_chance_recall_is_what_a_random_ranking_scores():
+    one_relevant = torch.eye(10, dtype=torch.bool)
+    assert chance_recall_at_k(one_relevant, ks=(1, 5, 10)) == pytest.approx({1: 10.0, 5: 50.0, 10: 100.0})
+    # two relevant among four: a random top 1 hits half the time, a random top 2 misses only 1 time in 6
+    two_of_four = torch.tensor([[True, True, False, False]])
+    assert chance_recall_at_k(two_of_four, ks=(1, 2)) == pytest.approx({1: 50.0, 2: 100.0 * 5 / 6})
+    generator = torch.Generator().manual_seed(0)
+    relevant = torch.rand(50, 40, generator=generator) < 0.1
+    relevant[:, 0] = True
+    random_hits = torch.stack([
+        torch.tensor(list(recall_at_k(torch.randn(50, 8, generator=generator), torch.randn(40, 8, generator=generator),
+                                      relevant, ks=(1, 5)).values()))
+        for _ in range(300)
+    ]).mean(0)  # fmt: skip
+    expected = chance_recall_at_k(relevant, ks=(1, 5))
+    assert random_hits.tolist() == pytest.approx([expected[1], expected[5]], abs=2.0)
 
 
 def test_pair_relevance_allows_several_ecgs_per_cxr():
@@ -76,6 +94,9 @@ def test_model_card_reports_results_and_flags_synthetic_training():
     )
     text = str(card)
     assert "| CXR -> ECG | 31.2 | 60.0 | 80.0 |" in text
+    with_chance = render_model_card(MedBindConfig.from_preset("tiny"), {**metrics, "cxr_to_ecg/chance@1": 2.5}, {},
+                                    "org/m", "Synthetic.", synthetic=True)  # fmt: skip
+    assert "| CXR -> ECG | 31.2 (chance 2.5) | 60.0 | 80.0 |" in str(with_chance)
     assert "SYNTHETIC" in text and "MEDBind_NM" in text and "org/medbind-demo" in text
     assert card.data.tags and "synthetic" in card.data.tags
     real = render_model_card(MedBindConfig.from_preset("tiny"), metrics, {}, "org/m", "MIMIC.", synthetic=False)

@@ -34,7 +34,7 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
     width = 0.8 / len(ks)
     figure, axes = plt.subplots(figsize=(1.8 + 1.6 * len(table), 3.6))
     for offset, k in enumerate(ks):
-        values = [float(row[k]) if row[k] != "-" else 0.0 for row in table.values()]
+        values = [float(row[k].split()[0]) if row[k] != "-" else 0.0 for row in table.values()]
         positions = [i + (offset - 1) * width for i in range(len(table))]
         bars = axes.bar(positions, values, width, label=f"R@{k}")
         axes.bar_label(bars, fmt="%.0f", fontsize=7)

@@ -22,12 +22,17 @@ _RECALL_KEY = re.compile(r"^(?:eval_)?(?P<direction>\w+_to_\w+)/recall@(?P<k>\d+
 
 
 def recall_table(metrics: Mapping[str, float]) -> dict[str, dict[int, str]]:
-    """`{"cxr_to_text/recall@1": 42.0, ...}` -> `{"CXR -> text": {1: "42.0", 5: ..., 10: ...}}` (missing K: "-")."""
+    """
+    `{"cxr_to_text/recall@1": 42.0, ...}` -> `{"CXR -> text": {1: "42.0", 5: ..., 10: ...}}` (missing K: "-"); a
+    `cxr_to_text/chance@1` beside it is shown in the same cell, `"42.0 (chance 1.3)"`.
+    """
     table: dict[str, dict[int, str]] = {}
     for key, value in metrics.items():
         if match := _RECALL_KEY.match(key):
             direction = match["direction"].replace("_to_", " -> ").replace("cxr", "CXR").replace("ecg", "ECG")
-            table.setdefault(direction, {1: "-", 5: "-", 10: "-"})[int(match["k"])] = f"{value:.1f}"
+            chance = metrics.get(key.replace("/recall@", "/chance@"))
+            cell = f"{value:.1f}" + (f" (chance {chance:.1f})" if chance is not None else "")
+            table.setdefault(direction, {1: "-", 5: "-", 10: "-"})[int(match["k"])] = cell
     return table
 
 

@@ -42,6 +42,7 @@ from modeling_medbind import (  # noqa: E402
 from training.data import MedBindPretrainingCollator, PretrainingDataset, pair_rows  # noqa: E402
 from training.figures import plot_recalls  # noqa: E402
 from training.model_card import render_model_card  # noqa: E402
+from training.streaming import StreamingPretrainingDataset  # noqa: E402
 from training.trainer import MedBindTrainer, RetrievalSplit  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -50,18 +51,26 @@ logger = logging.getLogger(__name__)
 DEMO_ARGUMENTS = [
     "--dataset_dir", "outputs/demo-data",
     "--output_dir", "outputs/medbind-demo",
+    "--demo_num_patients", "2000",
     "--text_backbone", "none",
     "--cxr_backbone", "none",
-    "--num_train_epochs", "12",
-    "--per_device_train_batch_size", "32",
+    # The synthetic ECGs are in mV and heart size shows as QRS voltage, which per-lead z-scoring would erase.
+    "--ecg_normalization", "none",
+    "--num_train_epochs", "10",
+    "--per_device_train_batch_size", "16",
     "--per_device_eval_batch_size", "64",
     "--learning_rate", "1e-3",
     "--warmup_steps", "0.05",
-    "--logging_steps", "5",
+    "--logging_steps", "10",
+    "--eval_strategy", "steps",
+    "--eval_steps", "0.2",
+    "--save_strategy", "steps",
+    "--save_steps", "0.2",
     "--save_total_limit", "1",
     "--use_cpu", "true",
 ]  # fmt: skip
 NONE_STRINGS = {"none", "None", ""}
+STREAMED_TOKENIZER_REPORTS = 100_000  # reports a streamed run trains its WordPiece vocabulary on
 TRAINED_TOKENIZER_DIR = "_trained-tokenizer"  # "_*" keeps it out of the Hub upload: the processor carries it
 
 
@@ -103,10 +112,27 @@ class DataArguments:
     max_length: int = field(default=256, metadata={"help": "token limit after the word cut"})
     pair_fraction: float = field(default=1.0, metadata={"help": "share of visit pairs dealt as pairs each epoch"})
     augment: bool = field(default=True, metadata={"help": "MedCLIP CXR augmentation and ECG Gaussian noise"})
-    ecg_noise_std: float = field(default=0.05, metadata={"help": "std of the ECG noise, in z-score units"})
+    ecg_noise_std: float = field(default=0.05, metadata={"help": "std of the ECG noise, in ecg_values units"})
+    ecg_normalization: str = field(
+        default="per_lead_zscore", metadata={"help": "ECG feature extractor normalization (see its docstring)"}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "truncate each training split (debug)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "truncate each validation split"})
     demo_num_patients: int = field(default=1000, metadata={"help": "patients in a demo dataset built by this run"})
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "stream the training data (needs --max_steps): local folders through to_iterable_dataset; "
+            "--cxr_dataset / --ecg_dataset / --pair_dataset may then name Hub datasets, of which only the "
+            "validation split is downloaded"
+        },
+    )
+    streaming_buffer_size: int = field(
+        default=1000, metadata={"help": "shuffle buffer per stream; a paired sample waits this long for its partner"}
+    )
+    streaming_num_shards: int = field(
+        default=64, metadata={"help": "shards a local split is streamed in (at least dataloader_num_workers)"}
+    )
 
 
 @dataclass
@@ -151,16 +177,44 @@ def _none(value: str | None) -> str | None:
     return None if value is None or value in NONE_STRINGS else value
 
 
-def load_splits(data_args: DataArguments, training_args: TrainingArguments) -> dict[str, datasets.DatasetDict | None]:
-    """`{"cxr", "ecg", "pairs"}` DatasetDicts from disk (None where absent); builds the demo first if asked to."""
-    paths = {
-        name: getattr(data_args, f"{name}_dataset") or (data_args.dataset_dir and os.path.join(data_args.dataset_dir, folder))
-        for name, folder in (("cxr", "cxr"), ("ecg", "ecg"), ("pair", "pairs"))
-    }
+def load_splits(data_args: DataArguments) -> dict[str, datasets.DatasetDict | None]:
+    """`{"cxr", "ecg", "pairs"}` DatasetDicts from disk, or from the Hub when streaming (None where absent)."""
+    return {name: _load(path, data_args.streaming) for name, path in dataset_paths(data_args).items()}
+
+
+def dataset_paths(data_args: DataArguments) -> dict[str, str | None]:
+    """`{"cxr", "ecg", "pairs"}`: each dataset's folder (or, with --streaming, Hub id), None where not given."""
     return {
-        name: datasets.load_from_disk(path) if path and os.path.isdir(path) else None
-        for name, path in zip(("cxr", "ecg", "pairs"), paths.values())
+        name: getattr(data_args, f"{argument}_dataset")
+        or (data_args.dataset_dir and os.path.join(data_args.dataset_dir, name))
+        for name, argument in (("cxr", "cxr"), ("ecg", "ecg"), ("pairs", "pair"))
     }
+
+
+def _load(path: str | None, streaming: bool) -> datasets.DatasetDict | None:
+    if path and os.path.isdir(path):
+        return datasets.load_from_disk(path)
+    if path and streaming:  # a Hub dataset: its training split is streamed, its validation split downloaded
+        return datasets.DatasetDict({"validation": datasets.load_dataset(path, split="validation")})
+    return None
+
+
+def streamed_train_set(
+    data_args: DataArguments, data: dict[str, datasets.DatasetDict | None], with_cxr: bool, seed: int
+) -> StreamingPretrainingDataset:
+    """The training split as streams: local DatasetDicts through `to_iterable_dataset`, the others from the Hub."""
+    paths = dataset_paths(data_args)
+
+    def stream(name: str) -> datasets.IterableDataset | None:
+        local = data[name] and data[name].get("train")
+        if local is not None:
+            # The pair table is small and read whole by the dataset; only the samples are streamed.
+            return local if name == "pairs" else local.to_iterable_dataset(data_args.streaming_num_shards)
+        return datasets.load_dataset(paths[name], split="train", streaming=True) if paths[name] else None
+
+    cxr, ecg = stream("cxr") if with_cxr else None, stream("ecg")
+    pairs = stream("pairs") if cxr is not None and ecg is not None else None
+    return StreamingPretrainingDataset(cxr, ecg, pairs, seed=seed, buffer_size=data_args.streaming_buffer_size)
 
 
 def build_demo_data_if_absent(data_args: DataArguments, training_args: TrainingArguments) -> None:
@@ -173,8 +227,23 @@ def build_demo_data_if_absent(data_args: DataArguments, training_args: TrainingA
             save_demo(Path(data_args.dataset_dir), num_patients=data_args.demo_num_patients, seed=training_args.seed)
 
 
+def build_config(model_args: ModelArguments) -> MedBindConfig:
+    """The preset with the variant, the ECG patch size and the JSON overrides applied (or a saved model's config)."""
+    if model_args.model_name_or_path:
+        return MedBindConfig.from_pretrained(model_args.model_name_or_path)
+    overrides: dict[str, Any] = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    if model_args.ecg_patch_size:
+        overrides.setdefault("ecg_config", {})["patch_size"] = model_args.ecg_patch_size
+    preset = "tiny" if model_args.preset == "demo" else model_args.preset
+    return MedBindConfig.from_preset(preset, variant=model_args.variant, **overrides)
+
+
 def build_processor(
-    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments, reports: list[str]
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    config: MedBindConfig,
+    reports: list[str],
 ) -> MedBindProcessor:
     """Image processor, ECG feature extractor and tokenizer (for a random text tower: trained on the reports)."""
     if model_args.model_name_or_path and not _none(model_args.tokenizer_name):
@@ -188,26 +257,24 @@ def build_processor(
         with training_args.main_process_first(desc="training the WordPiece tokenizer"):
             if training_args.should_save and not os.path.isdir(tokenizer_name):
                 staging = f"{tokenizer_name}.tmp"
-                train_wordpiece_tokenizer(reports, vocab_size=2048, model_max_length=data_args.max_length).save_pretrained(staging)
+                tokenizer = train_wordpiece_tokenizer(reports, vocab_size=2048, model_max_length=data_args.max_length)
+                tokenizer.save_pretrained(staging)
                 os.replace(staging, tokenizer_name)
-    tokenizer = load_text_tokenizer(tokenizer_name)
-    cxr_backbone = _none(model_args.cxr_backbone)
-    image_processor = MedBindImageProcessor.from_timm(cxr_backbone) if cxr_backbone else MedBindImageProcessor()
+    # The CXR tower's own timm preprocessing (resize, crop, mean/std): the pretrained backbone's or the config's.
+    cxr_model_name = _none(model_args.cxr_backbone) or config.cxr_config.model_name
     return MedBindProcessor(
-        image_processor, MedBindECGFeatureExtractor(), tokenizer, max_words=data_args.max_words,
+        MedBindImageProcessor.from_timm(cxr_model_name),
+        MedBindECGFeatureExtractor(normalization=data_args.ecg_normalization),
+        load_text_tokenizer(tokenizer_name),
+        max_words=data_args.max_words,
         max_length=data_args.max_length,
-    )  # fmt: skip
+    )
 
 
-def build_model(model_args: ModelArguments, vocab_size: int) -> MedBindModel:
-    """A MedBind model from a saved folder, or from a preset with the pretrained backbones asked for."""
+def build_model(model_args: ModelArguments, config: MedBindConfig, vocab_size: int) -> MedBindModel:
+    """A MedBind model from a saved folder, or from `config` with the pretrained backbones asked for."""
     if model_args.model_name_or_path:
         return MedBindModel.from_pretrained(model_args.model_name_or_path)
-    preset = "tiny" if model_args.preset == "demo" else model_args.preset
-    overrides: dict[str, Any] = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
-    if model_args.ecg_patch_size:
-        overrides.setdefault("ecg_config", {})["patch_size"] = model_args.ecg_patch_size
-    config = MedBindConfig.from_preset(preset, variant=model_args.variant, **overrides)
     text_backbone, cxr_backbone = _none(model_args.text_backbone), _none(model_args.cxr_backbone)
     if text_backbone or cxr_backbone:
         return MedBindModel.from_backbones(config=config, text=text_backbone, cxr=cxr_backbone)
@@ -253,18 +320,34 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         build_demo_data_if_absent(data_args, training_args)
     set_seed(training_args.seed)
 
-    data = load_splits(data_args, training_args)
+    data = load_splits(data_args)
     with_cxr = model_args.variant != "ecg-clip"
-    train = retrieval_split(data, "train", data_args.max_train_samples, with_cxr)
     validation = retrieval_split(data, "validation", data_args.max_eval_samples, with_cxr)
-    if train.cxr is None and train.ecg is None:
-        raise FileNotFoundError(
-            f"no training data found: give --dataset_dir with cxr/ and ecg/ DatasetDicts (got {data_args.dataset_dir!r})"
-            " or --cxr_dataset / --ecg_dataset"
-        )
-    reports = [text for part in (train.cxr, train.ecg) if part is not None for text in part["text"]]
-    processor = build_processor(model_args, data_args, training_args, reports)
-    model = build_model(model_args, vocab_size=len(processor.tokenizer))
+    if data_args.streaming:
+        if training_args.max_steps <= 0:
+            raise ValueError("--streaming needs --max_steps: a stream has no length to count epochs by")
+        # accelerate's default for an IterableDataset (process 0 concatenates the processes' batches and slices
+        # them) breaks pair_index and the padded text; every process reads the stream and keeps its own slots.
+        training_args.accelerator_config.dispatch_batches = False
+        seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+        train_dataset = streamed_train_set(data_args, data, with_cxr, seed)
+        reports = [
+            row["text"]
+            for stream in train_dataset.streams.values()
+            for row in stream.select_columns(["text"]).take(STREAMED_TOKENIZER_REPORTS)
+        ]
+    else:
+        train = retrieval_split(data, "train", data_args.max_train_samples, with_cxr)
+        if train.cxr is None and train.ecg is None:
+            raise FileNotFoundError(
+                f"no training data found: give --dataset_dir with cxr/ and ecg/ DatasetDicts (got {data_args.dataset_dir!r})"
+                " or --cxr_dataset / --ecg_dataset"
+            )
+        train_dataset = PretrainingDataset(train.cxr, train.ecg, train.pairs, data_args.pair_fraction)
+        reports = [text for part in (train.cxr, train.ecg) if part is not None for text in part["text"]]
+    config = build_config(model_args)
+    processor = build_processor(model_args, data_args, training_args, config, reports)
+    model = build_model(model_args, config, vocab_size=len(processor.tokenizer))
 
     augment = data_args.augment
     train_collator = MedBindPretrainingCollator(
@@ -276,7 +359,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer = MedBindTrainer(
         model=model,
         args=training_args,
-        train_dataset=PretrainingDataset(train.cxr, train.ecg, train.pairs, data_args.pair_fraction),
+        train_dataset=train_dataset,
         data_collator=train_collator,
         eval_dataset=validation,
         eval_collator=MedBindPretrainingCollator(processor),
@@ -287,13 +370,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         logger.warning("resuming from %s", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.log_metrics("train", train_result.metrics)
-    metrics = {key.removeprefix("eval_"): value for key, value in trainer.evaluate().items() if "/" in key or key == "eval_rsum"}
-    trainer.save_model()  # model weights (safetensors), config with auto_map, code files, and the processor
-
+    trainer.save_state()  # trainer_state.json: the whole log history, beside the model
+    evaluation = trainer.evaluate()
+    metrics = {key.removeprefix("eval_"): value for key, value in evaluation.items() if "/" in key or key == "eval_rsum"}
     if trainer.is_world_process_zero():
         export(trainer, model_args, data_args, training_args, metrics, train_result.metrics)
+    # Weights (safetensors), config with auto_map, code files and processor; with --push_to_hub the Trainer saves
+    # them itself and uploads the whole folder, card and results included, in one commit.
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="MedBind pretraining")
+    else:
+        trainer.save_model()
     return metrics
 
 
@@ -307,6 +394,7 @@ def export(
 ) -> None:
     """results.json, its figure, and the model card, beside the saved model."""
     output_dir = Path(training_args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     plot_recalls(metrics, output_dir / "results.png", title=f"MedBind ({model_args.variant}) validation retrieval")
     synthetic = model_args.preset == "demo"

@@ -42,6 +42,31 @@ def recall_at_k(
     return {k: 100.0 * hits[:, :k].any(dim=1).float().mean().item() for k in ks}
 
 
+def chance_recall_at_k(relevant: torch.Tensor, ks: Iterable[int] = DEFAULT_KS) -> dict[int, float]:
+    """
+    Recall@K of a random ranking, in percent: the baseline a recall@K should be read against (identical reports make
+    it far higher than K / candidates).
+
+    For a query with r relevant among c candidates, a uniformly random top K misses all of them with probability
+    prod_{i<K} (c - r - i) / (c - i).
+
+    Args:
+        relevant: `[q, c]` boolean relevance, as for `recall_at_k`.
+        ks: the K values.
+
+    Returns:
+        `{K: expected recall in percent}`.
+    """
+    candidates = relevant.shape[1]
+    hits = relevant.sum(dim=1).double()
+    result = {}
+    for k in sorted(set(ks)):
+        steps = torch.arange(min(k, candidates), dtype=torch.float64)
+        miss = ((candidates - hits[:, None] - steps).clamp(min=0) / (candidates - steps)).prod(dim=1)
+        result[k] = 100.0 * (1.0 - miss).mean().item()
+    return result
+
+
 def same_group(query_groups: torch.Tensor, candidate_groups: torch.Tensor) -> torch.Tensor:
     """`[q, c]` relevance of candidates sharing the query's group id (identical report text)."""
     return query_groups[:, None] == candidate_groups[None, :]
@@ -68,9 +93,10 @@ def pair_relevance(pairs: Sequence[tuple[int, int]]) -> tuple[list[int], list[in
     return cxr_rows, ecg_rows, relevant
 
 
-def flat_recalls(direction: str, recalls: dict[int, float]) -> dict[str, float]:
-    """`{"cxr_to_text/recall@1": ...}`: the flat keys of `results.json` and the Trainer's logs."""
-    return {f"{direction}/recall@{k}": value for k, value in recalls.items()}
+def flat_recalls(direction: str, recalls: dict[int, float], name: str = "recall") -> dict[str, float]:
+    """`{"cxr_to_text/recall@1": ...}`: the flat keys of `results.json` and the Trainer's logs (`name="chance"`
+    gives the random-ranking baseline's keys, `cxr_to_text/chance@1`)."""
+    return {f"{direction}/{name}@{k}": value for k, value in recalls.items()}
 
 
-__all__ = ["DEFAULT_KS", "flat_recalls", "pair_relevance", "recall_at_k", "same_group"]
+__all__ = ["DEFAULT_KS", "chance_recall_at_k", "flat_recalls", "pair_relevance", "recall_at_k", "same_group"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from collections import defaultdict
@@ -14,12 +15,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import Trainer
+from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from modeling_medbind import MedBindModel
 
 from .data import MODALITIES, MedBindPretrainingCollator, PretrainingDataset, SlotSampler, single_modality_slots
-from .retrieval import flat_recalls, pair_relevance, recall_at_k, same_group
+from .retrieval import chance_recall_at_k, flat_recalls, pair_relevance, recall_at_k, same_group
 
 STAGING_PREFIX = "tmp-"
 
@@ -68,7 +70,8 @@ def retrieval_metrics(
 ) -> dict[str, float]:
     """
     Recall@1/5/10 of every direction the split allows, in percent: `{modality}_to_text` (identical reports count
-    as hits), `cxr_to_ecg` and `ecg_to_cxr` over its visit pairs; plus `rsum`, their sum.
+    as hits), `cxr_to_ecg` and `ecg_to_cxr` over its visit pairs; `rsum`, their sum; and `{direction}/chance@K`,
+    what a random ranking would score on the same split.
     """
     was_training = model.training
     model.eval()
@@ -78,17 +81,21 @@ def retrieval_metrics(
         if (data := getattr(split, modality)) is not None and len(data) > 0
     }
     model.train(was_training)
-    metrics: dict[str, float] = {}
+    directions = {}  # direction -> (queries, candidates, relevance)
     for modality, parts in embedded.items():
         relevant = same_group(parts["text_group_ids"], parts["text_group_ids"])
-        metrics.update(flat_recalls(f"{modality}_to_text", recall_at_k(parts["embeds"], parts["text_embeds"], relevant)))
+        directions[f"{modality}_to_text"] = (parts["embeds"], parts["text_embeds"], relevant)
     if split.pairs and len(embedded) == 2:
         cxr_rows, ecg_rows, relevant = pair_relevance(split.pairs)
         cxr, ecg = embedded["cxr"]["embeds"][cxr_rows], embedded["ecg"]["embeds"][ecg_rows]
-        metrics.update(flat_recalls("cxr_to_ecg", recall_at_k(cxr, ecg, relevant)))
-        metrics.update(flat_recalls("ecg_to_cxr", recall_at_k(ecg, cxr, relevant.T)))
-    metrics["rsum"] = sum(metrics.values())
-    return metrics
+        directions["cxr_to_ecg"] = (cxr, ecg, relevant)
+        directions["ecg_to_cxr"] = (ecg, cxr, relevant.T)
+    recalls: dict[str, float] = {}
+    chances: dict[str, float] = {}
+    for direction, (queries, candidates, relevant) in directions.items():
+        recalls.update(flat_recalls(direction, recall_at_k(queries, candidates, relevant)))
+        chances.update(flat_recalls(direction, chance_recall_at_k(relevant), name="chance"))
+    return {**recalls, "rsum": sum(recalls.values()), **chances}
 
 
 class MedBindTrainer(Trainer):
@@ -154,6 +161,17 @@ class MedBindTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """Keep the MedBind card (README.md) that `training.model_card` writes; the library's would replace it."""
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        if self.args.should_save and self.args.hub_token is not None:
+            # The library pickles the arguments whole, token included, and pushes that file: write it without.
+            args = copy.copy(self.args)
+            args.hub_token = None
+            torch.save(args, os.path.join(output_dir or self.args.output_dir, TRAINING_ARGS_NAME))
 
     def _save_checkpoint(self, model, trial) -> None:
         # The library writes checkpoint-N in place; here it writes it inside a staging folder beside it, which is
