@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: training runs on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .model_card import recall_table  # noqa: E402
+from .model_card import recall_values  # noqa: E402
 
 
 def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "Retrieval recall@K") -> Path:
@@ -27,14 +27,14 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
     Raises:
         ValueError: when `metrics` holds no recall.
     """
-    table = recall_table(metrics)
+    table = recall_values(metrics)
     if not table:
         raise ValueError("plot_recalls found no '{direction}/recall@{k}' metric to plot")
     ks = (1, 5, 10)
     width = 0.8 / len(ks)
     figure, axes = plt.subplots(figsize=(1.8 + 1.6 * len(table), 3.6))
     for offset, k in enumerate(ks):
-        values = [float(row[k].split()[0]) if row[k] != "-" else 0.0 for row in table.values()]
+        values = [row.get(k, 0.0) for row in table.values()]
         positions = [i + (offset - 1) * width for i in range(len(table))]
         bars = axes.bar(positions, values, width, label=f"R@{k}")
         axes.bar_label(bars, fmt="%.0f", fontsize=7)

@@ -18,21 +18,34 @@ LOSS_DESCRIPTIONS = {
     "nm": "TMCL (text-CXR, text-ECG)",
     "ecg-clip": "TMCL (text-ECG)",
 }
-_RECALL_KEY = re.compile(r"^(?:eval_)?(?P<direction>\w+_to_\w+)/recall@(?P<k>\d+)$")
+_RECALL_KEY = re.compile(r"^(?:eval_)?(?P<direction>\w+_to_\w+)/(?P<name>recall|chance)@(?P<k>\d+)$")
+
+
+def recall_values(metrics: Mapping[str, float], name: str = "recall") -> dict[str, dict[int, float]]:
+    """
+    `{"cxr_to_text/recall@1": 42.0, ...}` -> `{"CXR -> text": {1: 42.0, ...}}` (an `eval_` prefix is accepted);
+    `name="chance"` reads the random-ranking baselines (`cxr_to_text/chance@1`) instead.
+    """
+    values: dict[str, dict[int, float]] = {}
+    for key, value in metrics.items():
+        if (match := _RECALL_KEY.match(key)) and match["name"] == name:
+            direction = match["direction"].replace("_to_", " -> ").replace("cxr", "CXR").replace("ecg", "ECG")
+            values.setdefault(direction, {})[int(match["k"])] = value
+    return values
 
 
 def recall_table(metrics: Mapping[str, float]) -> dict[str, dict[int, str]]:
     """
-    `{"cxr_to_text/recall@1": 42.0, ...}` -> `{"CXR -> text": {1: "42.0", 5: ..., 10: ...}}` (missing K: "-"); a
-    `cxr_to_text/chance@1` beside it is shown in the same cell, `"42.0 (chance 1.3)"`.
+    `recall_values` as the card's cells: `{"CXR -> text": {1: "42.0", 5: ..., 10: ...}}` (missing K: "-"); a
+    `cxr_to_text/chance@1` beside a recall is shown in the same cell, `"42.0 (chance 1.3)"`.
     """
+    chances = recall_values(metrics, name="chance")
     table: dict[str, dict[int, str]] = {}
-    for key, value in metrics.items():
-        if match := _RECALL_KEY.match(key):
-            direction = match["direction"].replace("_to_", " -> ").replace("cxr", "CXR").replace("ecg", "ECG")
-            chance = metrics.get(key.replace("/recall@", "/chance@"))
-            cell = f"{value:.1f}" + (f" (chance {chance:.1f})" if chance is not None else "")
-            table.setdefault(direction, {1: "-", 5: "-", 10: "-"})[int(match["k"])] = cell
+    for direction, recalls in recall_values(metrics).items():
+        row = table.setdefault(direction, {1: "-", 5: "-", 10: "-"})
+        for k, value in recalls.items():
+            chance = chances.get(direction, {}).get(k)
+            row[k] = f"{value:.1f}" + (f" (chance {chance:.1f})" if chance is not None else "")
     return table
 
 
@@ -90,4 +103,4 @@ def render_model_card(
     )
 
 
-__all__ = ["recall_table", "render_model_card"]
+__all__ = ["recall_table", "recall_values", "render_model_card"]
