@@ -8,7 +8,7 @@ every other sample into unpaired slots, so all unpaired data is used every epoch
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,31 +23,41 @@ MODALITIES = ("cxr", "ecg")
 NO_ROW = -1
 
 
+def first_links(links: Iterable[tuple[Hashable, Hashable]]) -> list[tuple[Hashable, Hashable]]:
+    """
+    Keep each CXR and each ECG in at most one pair: a study linked to several studies of the other modality (two
+    ECGs within 24 h of one CXR) keeps its first link, in the order given.
+    """
+    used_cxr, used_ecg, kept = set(), set(), []
+    for cxr, ecg in links:
+        if cxr in used_cxr or ecg in used_ecg:
+            continue
+        used_cxr.add(cxr)
+        used_ecg.add(ecg)
+        kept.append((cxr, ecg))
+    return kept
+
+
 def pair_rows(cxr: datasets.Dataset, ecg: datasets.Dataset, pairs: datasets.Dataset) -> list[tuple[int, int]]:
     """
-    Turn visit pairs (`cxr_study_id`, `ecg_study_id`) into disjoint (CXR row, ECG row) pairs of two datasets.
-
-    A study linked to several studies of the other modality (two ECGs within 24 h of one CXR) keeps its first link,
-    in the pair dataset's order, so that every sample sits in at most one paired slot.
+    Turn visit pairs (`cxr_study_id`, `ecg_study_id`) into disjoint (CXR row, ECG row) pairs of two datasets
+    (`first_links`, so that every sample sits in at most one paired slot).
 
     Args:
         cxr, ecg: datasets with a `study_id` column.
         pairs: a dataset with `cxr_study_id` and `ecg_study_id` columns (MIMIC-PAIR or the demo's `pairs`).
 
     Returns:
-        `[(cxr_row, ecg_row), ...]`; pairs whose studies are not in `cxr` / `ecg` (another split) are dropped.
+        `[(cxr_row, ecg_row), ...]`; pairs whose studies are not in `cxr` / `ecg` (another split) are dropped before
+        links are chosen, so such a pair never blocks one inside the split.
     """
     cxr_row = {study: row for row, study in enumerate(cxr["study_id"])}
     ecg_row = {study: row for row, study in enumerate(ecg["study_id"])}
-    used_cxr, used_ecg, rows = set(), set(), []
-    for cxr_study, ecg_study in zip(pairs["cxr_study_id"], pairs["ecg_study_id"]):
-        c, e = cxr_row.get(cxr_study), ecg_row.get(ecg_study)
-        if c is None or e is None or c in used_cxr or e in used_ecg:
-            continue
-        used_cxr.add(c)
-        used_ecg.add(e)
-        rows.append((c, e))
-    return rows
+    return first_links(
+        (cxr_row[c], ecg_row[e])
+        for c, e in zip(pairs["cxr_study_id"], pairs["ecg_study_id"])
+        if c in cxr_row and e in ecg_row
+    )
 
 
 class PretrainingDataset(Dataset):
@@ -223,6 +233,7 @@ __all__ = [
     "MedBindPretrainingCollator",
     "PretrainingDataset",
     "SlotSampler",
+    "first_links",
     "pair_rows",
     "single_modality_slots",
 ]

@@ -46,7 +46,7 @@ import torch
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import IterableDataset
 
-from .data import MODALITIES, NO_ROW
+from .data import MODALITIES, NO_ROW, first_links
 
 PAIR_COLUMNS = ("cxr_study_id", "ecg_study_id")
 # Positions in one stream of one epoch, process and worker stay below this, so keys never repeat between streams.
@@ -72,17 +72,14 @@ def visit_pair_map(pairs: datasets.Dataset | datasets.IterableDataset | Iterable
     Raises:
         ValueError: a row lacks `cxr_study_id` or `ecg_study_id`.
     """
-    links: dict[int, int] = {}
-    linked_ecg: set[int] = set()
-    for row in pairs:
-        if any(column not in row for column in PAIR_COLUMNS):
-            raise ValueError(f"a visit-pair row needs the columns {PAIR_COLUMNS}, got {sorted(row)}")
-        cxr_study, ecg_study = row["cxr_study_id"], row["ecg_study_id"]
-        if cxr_study in links or ecg_study in linked_ecg:
-            continue
-        links[cxr_study] = ecg_study
-        linked_ecg.add(ecg_study)
-    return links
+
+    def links() -> Iterator[tuple[int, int]]:
+        for row in pairs:
+            if any(column not in row for column in PAIR_COLUMNS):
+                raise ValueError(f"a visit-pair row needs the columns {PAIR_COLUMNS}, got {sorted(row)}")
+            yield row["cxr_study_id"], row["ecg_study_id"]
+
+    return dict(first_links(links()))
 
 
 def _passes(stream: datasets.IterableDataset) -> Iterator[dict[str, Any]]:
