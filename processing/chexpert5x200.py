@@ -14,7 +14,7 @@ Raw layout (https://stanfordmlgroup.github.io/competitions/chexpert/, `--root` i
 CheXpert-v1.0 ships no report texts, so there is no `text` column (the class is the retrieval target).
 Images are stored as paths into the download (decoded lazily; `push_to_hub` embeds them).
 
-    python -m processing.chexpert5x200 --root RAW_DIR --out OUT_DIR [--per_class 200] [--seed 0]
+    python -m medbind.processing.chexpert5x200 --root RAW_DIR --out OUT_DIR [--per_class 200] [--seed 0]
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def build_chexpert5x200(root: Path, per_class: int = 200, seed: int = 0) -> data
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m processing.chexpert5x200 --root RAW_DIR --out OUT_DIR [--per_class N] [--seed S]`."""
+    """Command line: `python -m medbind.processing.chexpert5x200 --root RAW_DIR --out OUT_DIR [--per_class N] [--seed S]`."""
     parser = cli_parser(__doc__)
     parser.add_argument("--per_class", type=int, default=200, help="images per finding (200 in the benchmark)")
     parser.add_argument("--seed", type=int, default=0, help="random_state of the per-finding sample (GLoRIA: 0)")

@@ -15,7 +15,7 @@ Splits: the dataset's own folders, Train -> train, Val -> validation, Test -> te
 `classes`. The source has no patient ids or reports: `study_id` is the image's file name without extension.
 Images are stored as paths into the download (decoded lazily; `push_to_hub` embeds them).
 
-    python -m processing.covid --root RAW_DIR --out OUT_DIR [--subset "Lung Segmentation Data"] [--classes ...]
+    python -m medbind.processing.covid --root RAW_DIR --out OUT_DIR [--subset "Lung Segmentation Data"] [--classes ...]
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def build_covid(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m processing.covid --root RAW_DIR --out OUT_DIR [--subset S] [--classes C ...]`."""
+    """Command line: `python -m medbind.processing.covid --root RAW_DIR --out OUT_DIR [--subset S] [--classes C ...]`."""
     parser = cli_parser(__doc__)
     parser.add_argument("--subset", choices=SUBSETS, default=SUBSETS[0], help="which COVID-QU-Ex subset")
     parser.add_argument("--classes", nargs="+", choices=CLASS_FOLDERS, default=list(DEFAULT_CLASSES),

@@ -13,10 +13,10 @@ not read; their `REFERENCE.csv` is the label file this builder needs:
 Rows: every recording of `REFERENCE.csv`. Labels: all of a recording's labels (476 recordings have 2 or 3), in class
 order, named with CPSC's abbreviations: 1 Normal, 2 AF, 3 I-AVB, 4 LBBB, 5 RBBB, 6 PAC, 7 PVC, 8 STD, 9 STE.
 CPSC2018 publishes no patient ids, so each recording is its own patient: `subject_id` is the recording number
-(`A0001` -> 1) and the split (train / test, about 80 / 20 %, the paper's 5,501 / 1,376) is `processing.splits`'
+(`A0001` -> 1) and the split (train / test, about 80 / 20 %, the paper's 5,501 / 1,376) is `medbind.processing.splits`'
 seeded hash of it. There is no report text.
 
-    python -m processing.cpsc2018 --root RAW_DIR --out OUT_DIR [--seed 0]
+    python -m medbind.processing.cpsc2018 --root RAW_DIR --out OUT_DIR [--seed 0]
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def build_cpsc2018(root: Path, seed: int = DEFAULT_SEED) -> datasets.DatasetDict
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m processing.cpsc2018 --root RAW_DIR --out OUT_DIR [--seed S]`."""
+    """Command line: `python -m medbind.processing.cpsc2018 --root RAW_DIR --out OUT_DIR [--seed S]`."""
     parser = cli_parser(__doc__)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the train/test split")
     run_cli(build_cpsc2018, parser, argv)

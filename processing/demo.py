@@ -18,10 +18,10 @@ zero-shot, cross-modality evaluation) runs without credentialed data, on data wi
   MIMIC-IV-ECG rules applied to them; CXR labels are CheXpert observations.
 
 Most patients have one modality; some (`pairs`) have both from one visit, linked by `hadm_id` or, for visits
-without one, by time (as MIMIC-PAIR). Splits are patient-level (`processing.splits`). Columns are those of the
+without one, by time (as MIMIC-PAIR). Splits are patient-level (`medbind.processing.splits`). Columns are those of the
 MIMIC builders (`ecg` array instead of `ecg_path`), so the rest of the pipeline cannot tell the difference.
 
-    python -m processing.demo --out DIR [--num_patients N] [--seed S]
+    python -m medbind.processing.demo --out DIR [--num_patients N] [--seed S]
 """
 
 from __future__ import annotations
@@ -506,7 +506,7 @@ def build_demo(num_patients: int = 1000, seed: int = 0, num_proc: int | None = N
 
     Returns:
         `{"cxr": DatasetDict, "ecg": DatasetDict, "pairs": DatasetDict}`, each with the patient-level splits
-        `train` / `validation` / `test` that received patients (`processing.splits`, default seed).
+        `train` / `validation` / `test` that received patients (`medbind.processing.splits`, default seed).
 
     Raises:
         ValueError: if `num_patients` < 1.
@@ -539,7 +539,7 @@ def save_demo(out_dir: Path, num_patients: int = 1000, seed: int = 0, num_proc: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: `python -m processing.demo --out DIR [--num_patients N] [--seed S] [--num_proc P]`."""
+    """Command line: `python -m medbind.processing.demo --out DIR [--num_patients N] [--seed S] [--num_proc P]`."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder for cxr/, ecg/ and pairs/")
     parser.add_argument("--num_patients", type=int, default=1000)

@@ -11,10 +11,10 @@ Rules (method.md, Data): only AP and PA views; one row per study (its first PA i
 `dicom_id`), so that a study is one retrieval target and one MIMIC-PAIR partner; the report reduced to its findings
 and impression sections with the de-identification markers removed, as MedCLIP does, and studies whose report has
 neither section dropped; `labels` = the CheXpert observations marked 1.0 (uncertain -1.0 and blank count as absent);
-patient-level split shared with every MIMIC dataset (`processing.splits`). The `image` column stores the JPG's path
+patient-level split shared with every MIMIC dataset (`medbind.processing.splits`). The `image` column stores the JPG's path
 (decoded lazily; `push_to_hub` embeds the files).
 
-    python -m processing.mimic_cxr --root RAW/mimic-cxr-jpg/2.1.0 --out OUT [--reports ZIP]
+    python -m medbind.processing.mimic_cxr --root RAW/mimic-cxr-jpg/2.1.0 --out OUT [--reports ZIP]
         [--hosp RAW/mimiciv/3.1/hosp]
 """
 
@@ -198,7 +198,7 @@ def build_mimic_cxr(
 
     Args:
         root, reports, hosp: as in `cxr_records`.
-        seed: the shared MIMIC split seed (`processing.splits`).
+        seed: the shared MIMIC split seed (`medbind.processing.splits`).
 
     Returns:
         The `DatasetDict`.

@@ -12,9 +12,9 @@ Rules (method.md, Data): the text is the linked cardiologist note where there is
 `ecg_labels_from_text` (exclusion phrases, then keywords per class; several classes where several match, so
 multi-label; `[]` when excluded or unmatched); `ecg_path` is the absolute record path without extension and
 `sampling_rate` its rate (the processor low-pass filters and resamples to 100 Hz at train time); patient-level split
-shared with every MIMIC dataset (`processing.splits`).
+shared with every MIMIC dataset (`medbind.processing.splits`).
 
-    python -m processing.mimic_ecg --root RAW/mimic-iv-ecg/1.0 --out OUT [--notes NOTES.csv]
+    python -m medbind.processing.mimic_ecg --root RAW/mimic-iv-ecg/1.0 --out OUT [--notes NOTES.csv]
         [--hosp RAW/mimiciv/3.1/hosp]
 """
 
@@ -203,7 +203,7 @@ def build_mimic_ecg(
 
     Args:
         root, notes, hosp: as in `ecg_records`.
-        seed: the shared MIMIC split seed (`processing.splits`).
+        seed: the shared MIMIC split seed (`medbind.processing.splits`).
 
     Returns:
         The `DatasetDict`.

@@ -16,9 +16,9 @@ Rules (method.md, Data and Multimodal prompt tuning):
   discharge summary of the admission (the latest `note_seq` where there are several).
 - A CXR study or an ECG belongs to the admission of the same `subject_id` whose `admittime` is at most 24 hours away;
   the nearest one, each study to at most one admission.
-- Patient-level split shared with every MIMIC dataset (`processing.splits`).
+- Patient-level split shared with every MIMIC dataset (`medbind.processing.splits`).
 
-    python -m processing.mimic_outcomes --root RAW/mimiciv/3.1 --out OUT [--note_dir RAW/mimic-iv-note/2.2/note]
+    python -m medbind.processing.mimic_outcomes --root RAW/mimiciv/3.1 --out OUT [--note_dir RAW/mimic-iv-note/2.2/note]
         [--cxr_root RAW/mimic-cxr-jpg/2.1.0 [--reports ZIP]] [--ecg_root RAW/mimic-iv-ecg/1.0 [--ecg_notes CSV]]
 """
 

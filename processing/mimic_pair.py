@@ -10,7 +10,7 @@ paired (same inputs, same rules), and the patient-level split is the one every M
 Columns: `subject_id`, `hadm_id` (the shared visit; None for time links), `cxr_study_id`, `ecg_study_id`,
 `link` (`"hadm_id"` or `"time"`), `hours_apart` (float).
 
-    python -m processing.mimic_pair --cxr_root RAW/mimic-cxr-jpg/2.1.0 --ecg_root RAW/mimic-iv-ecg/1.0 \\
+    python -m medbind.processing.mimic_pair --cxr_root RAW/mimic-cxr-jpg/2.1.0 --ecg_root RAW/mimic-iv-ecg/1.0 \\
         --hosp RAW/mimiciv/3.1/hosp --out OUT [--reports ZIP] [--notes NOTES.csv]
 """
 

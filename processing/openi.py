@@ -12,7 +12,7 @@ frontal images gives two rows). Text: the findings and impression sections joine
 with Open-I's de-identification marker (`XXXX`) removed. `subject_id` and `study_id` are the report's `uid` (Open-I
 has one report per patient). Images are stored as paths into the download (decoded lazily; `push_to_hub` embeds them).
 
-    python -m processing.openi --root RAW_DIR --out OUT_DIR
+    python -m medbind.processing.openi --root RAW_DIR --out OUT_DIR
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def build_openi(root: Path) -> datasets.DatasetDict:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m processing.openi --root RAW_DIR --out OUT_DIR`."""
+    """Command line: `python -m medbind.processing.openi --root RAW_DIR --out OUT_DIR`."""
     run_cli(build_openi, cli_parser(__doc__), argv)
 
 

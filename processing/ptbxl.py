@@ -15,7 +15,7 @@ Labels: the superclasses (NORM, HYP, STTC, MI, CD) of the record's diagnostic st
 `diagnostic_class`, whatever its likelihood. Records with only rhythm/form statements get no label (`labels == []`).
 Splits: `strat_fold` 1-8 train, 9 validation, 10 test (the PTB-XL authors' recommended folds).
 
-    python -m processing.ptbxl --root RAW_DIR --out OUT_DIR
+    python -m medbind.processing.ptbxl --root RAW_DIR --out OUT_DIR
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def build_ptbxl(root: Path) -> datasets.DatasetDict:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m processing.ptbxl --root RAW_DIR --out OUT_DIR`."""
+    """Command line: `python -m medbind.processing.ptbxl --root RAW_DIR --out OUT_DIR`."""
     run_cli(build_ptbxl, cli_parser(__doc__), argv)
 
 

@@ -12,10 +12,10 @@ Rows: one per `patientId` (one image per patient). `label` is `Target`: 1 "Pneum
 paper's two classes. DICOMs are decoded with pydicom at build time (modality and VOI LUTs applied, MONOCHROME1
 inverted, scaled to 8 bits) and stored as PNG; `view` is the DICOM `ViewPosition` (AP/PA; None for PNG input).
 `study_id` is the `patientId`. Splits: the stage-2 test labels are not public, so the labelled images are split
-70 / 10 / 20 % by `processing.splits`' seeded hash of the `patientId` (the paper's 18,678 train / 5,338 test come
+70 / 10 / 20 % by `medbind.processing.splits`' seeded hash of the `patientId` (the paper's 18,678 train / 5,338 test come
 from such a 70 / 10 / 20 split of the 26,684 images).
 
-    python -m processing.rsna --root RAW_DIR --out OUT_DIR [--seed 0] [--num_proc N]
+    python -m medbind.processing.rsna --root RAW_DIR --out OUT_DIR [--seed 0] [--num_proc N]
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def build_rsna(root: Path, seed: int = DEFAULT_SEED, num_proc: int | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m processing.rsna --root RAW_DIR --out OUT_DIR [--seed S] [--num_proc N]`."""
+    """Command line: `python -m medbind.processing.rsna --root RAW_DIR --out OUT_DIR [--seed S] [--num_proc N]`."""
     parser = cli_parser(__doc__)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the patient-level split")
     parser.add_argument("--num_proc", type=int, default=None, help="processes decoding the DICOMs")

@@ -16,9 +16,9 @@ from transformers import AutoModel, AutoProcessor
 from datasets import load_from_disk
 
 from modeling_medbind import load_text_tokenizer, train_wordpiece_tokenizer
-from processing.demo import save_demo
-from training.pretrain import main, parse_arguments
-from training.trainer import MedBindTrainer
+from medbind.processing.demo import save_demo
+from medbind.training.pretrain import main, parse_arguments
+from medbind.training.trainer import MedBindTrainer
 
 PRETRAIN = Path(__file__).resolve().parents[1] / "training" / "pretrain.py"
 DIRECTIONS = ("cxr_to_text", "ecg_to_text", "cxr_to_ecg", "ecg_to_cxr")

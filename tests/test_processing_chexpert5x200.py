@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from fixtures.public import CHEXPERT_IMAGES, write_chexpert
 
-from processing.chexpert5x200 import COMPETITION_FINDINGS, build_chexpert5x200, eligible_images, main, sample_5x200
+from medbind.processing.chexpert5x200 import COMPETITION_FINDINGS, build_chexpert5x200, eligible_images, main, sample_5x200
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import datasets
 import pandas as pd
 import pytest
 
-from processing import common
+from medbind.processing import common
 
 
 def test_parse_time_reads_iso_and_blanks():

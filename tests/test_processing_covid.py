@@ -6,7 +6,7 @@ import datasets
 import pytest
 from fixtures.public import write_covid_qu_ex
 
-from processing.covid import build_covid, main
+from medbind.processing.covid import build_covid, main
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 from scipy.signal import find_peaks
 from scipy.stats import spearmanr
 
-from processing import demo
-from processing.common import CHEXPERT_LABELS
-from processing.mimic_ecg import ecg_labels_from_text
+from medbind.processing import demo
+from medbind.processing.common import CHEXPERT_LABELS
+from medbind.processing.mimic_ecg import ecg_labels_from_text
 
 LEAD = {name: index for index, name in enumerate(demo.ECG_LEADS)}
 

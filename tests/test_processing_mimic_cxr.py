@@ -6,7 +6,7 @@ import datasets
 import pytest
 from fixtures.mimic import gzip_bytes, write_mimic_cxr, write_mimic_iv
 
-from processing import mimic_cxr
+from medbind.processing import mimic_cxr
 
 
 @pytest.fixture(scope="module")

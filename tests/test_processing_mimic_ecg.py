@@ -5,8 +5,8 @@ import pytest
 import wfdb
 from fixtures.mimic import ECG_SAMPLING_RATE, write_mimic_ecg, write_mimic_iv
 
-from processing import mimic_ecg
-from processing.common import render_ecg_report
+from medbind.processing import mimic_ecg
+from medbind.processing.common import render_ecg_report
 
 KEYWORD_CASES = [(name, keyword) for name, keywords in mimic_ecg.CLASS_KEYWORDS.items() for keyword in keywords]
 

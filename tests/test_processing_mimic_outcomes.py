@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from fixtures.mimic import write_mimic_cxr, write_mimic_ecg, write_mimic_iv
 
-from processing import mimic_outcomes
+from medbind.processing import mimic_outcomes
 
 T0 = datetime(2180, 1, 1, 12, 0)
 

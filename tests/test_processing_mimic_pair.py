@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 import pytest
 from fixtures.mimic import write_mimic_cxr, write_mimic_ecg, write_mimic_iv
 
-from processing import mimic_pair
+from medbind.processing import mimic_pair
 
 T0 = datetime(2180, 1, 1, 12, 0)
 

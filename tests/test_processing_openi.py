@@ -6,7 +6,7 @@ import datasets
 import pytest
 from fixtures.public import OPENI_REPORTS, write_openi
 
-from processing.openi import build_openi, main, report_text
+from medbind.processing.openi import build_openi, main, report_text
 
 
 @pytest.fixture(scope="module")

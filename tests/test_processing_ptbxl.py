@@ -9,8 +9,8 @@ import wfdb
 from fixtures import rows_by_study
 from fixtures.public import PTBXL_RECORDS, ecg_signal, ptbxl_record_name, write_ptbxl
 
-from processing.common import ECG_SUPERCLASSES
-from processing.ptbxl import (
+from medbind.processing.common import ECG_SUPERCLASSES
+from medbind.processing.ptbxl import (
     build_ptbxl,
     diagnostic_superclasses,
     fold_split,

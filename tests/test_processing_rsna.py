@@ -9,8 +9,8 @@ import pytest
 from fixtures import rows_by_study
 from fixtures.public import RSNA_PATIENTS, rsna_pixels, write_dicom, write_rsna
 
-from processing.rsna import SPLIT_FRACTIONS, build_rsna, dicom_to_image, main
-from processing.splits import patient_split
+from medbind.processing.rsna import SPLIT_FRACTIONS, build_rsna, dicom_to_image, main
+from medbind.processing.splits import patient_split
 
 REAL_PATIENT = "16d7f894-55d7-4d95-8957-d18987f0e981"  # the PatientID inside rsna_example.dcm
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from processing.splits import SPLIT_NAMES, patient_split, split_by_patient
+from medbind.processing.splits import SPLIT_NAMES, patient_split, split_by_patient
 
 
 def test_a_patient_lands_in_the_same_split_whatever_the_dataset_or_id_type():

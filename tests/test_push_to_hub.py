@@ -20,7 +20,7 @@ import torch
 from huggingface_hub import constants, set_client_factory
 from huggingface_hub.utils._http import default_client_factory, hf_request_event_hook
 
-from training.pretrain import main
+from medbind.training.pretrain import main
 
 REPO_ID = "medbind-test/tiny"
 TOKEN = "hf_fake"
@@ -125,7 +125,7 @@ class PushedRun:
 @pytest.fixture(scope="module")
 def pushed_run(tmp_path_factory) -> PushedRun:
     """
-    `training.pretrain.main` with `--push_to_hub` on a 40-patient demo (1 epoch, one step of 8) against the fake Hub,
+    `medbind.training.pretrain.main` with `--push_to_hub` on a 40-patient demo (1 epoch, one step of 8) against the fake Hub,
     online as far as huggingface_hub can tell, with its home (token, registry cache) in a temporary folder.
     """
     tmp = tmp_path_factory.mktemp("push")

@@ -6,9 +6,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from modeling_medbind import MedBindConfig
-from training.figures import plot_recalls
-from training.model_card import recall_table, render_model_card
-from training.retrieval import chance_recall_at_k, flat_recalls, pair_relevance, recall_at_k, same_group
+from medbind.training.figures import plot_recalls
+from medbind.training.model_card import recall_table, render_model_card
+from medbind.training.retrieval import chance_recall_at_k, flat_recalls, pair_relevance, recall_at_k, same_group
 
 
 def one_hot(indices, dim=6):

@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader
 from transformers import TrainingArguments
 
 from modeling_medbind import MedBindConfig, MedBindModel
-from training.data import MedBindPretrainingCollator
-from training.streaming import StreamingPretrainingDataset, visit_pair_map
-from training.trainer import MedBindTrainer
+from medbind.training.data import MedBindPretrainingCollator
+from medbind.training.streaming import StreamingPretrainingDataset, visit_pair_map
+from medbind.training.trainer import MedBindTrainer
 
 CXR_FIRST, ECG_FIRST = 100, 500  # the helpers' first study ids
 

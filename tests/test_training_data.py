@@ -11,7 +11,7 @@ from PIL import Image
 
 from modeling_medbind import MedBindECGFeatureExtractor, MedBindImageProcessor, MedBindProcessor
 from modeling_medbind import train_wordpiece_tokenizer
-from training.data import MedBindPretrainingCollator, PretrainingDataset, SlotSampler, pair_rows
+from medbind.training.data import MedBindPretrainingCollator, PretrainingDataset, SlotSampler, pair_rows
 
 CANONICAL_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
 from modeling_medbind import MedBindConfig
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "medbind_pretrained.md"
+# Package data (model_cards/ installs as medbind.model_cards), so a wheel finds it as a checkout does.
+TEMPLATE = files("medbind.model_cards") / "medbind_pretrained.md"
 VARIANT_NAMES = {"bd": "MEDBind_BD (TMCL + EMCL)", "nm": "MEDBind_NM (TMCL only)", "ecg-clip": "ECG-CLIP"}
 LOSS_DESCRIPTIONS = {
     "bd": "TMCL (text-CXR, text-ECG) + EMCL (CXR-ECG pairs of the same visit)",

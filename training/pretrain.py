@@ -4,8 +4,8 @@
     accelerate launch training/pretrain.py --dataset_dir DATA --output_dir OUT [--variant nm] [--bf16]
     python training/pretrain.py config.yaml                              # the same arguments from a YAML/JSON file
 
-`DATA` holds `cxr/`, `ecg/` and `pairs/` DatasetDicts (`processing.demo`, or `processing.mimic_cxr`,
-`processing.mimic_ecg` and `processing.mimic_pair`; each may also be given alone with `--cxr_dataset` etc.).
+`DATA` holds `cxr/`, `ecg/` and `pairs/` DatasetDicts (`medbind.processing.demo`, or `medbind.processing.mimic_cxr`,
+`medbind.processing.mimic_ecg` and `medbind.processing.mimic_pair`; each may also be given alone with `--cxr_dataset` etc.).
 Defaults follow the paper: 150 epochs, batch 128, AdamW (weight decay 0.1), lr 4e-4 with cosine annealing,
 tau 0.07, 256-d embeddings, BioBERT and ImageNet Swin-T backbones.
 """
@@ -25,8 +25,10 @@ import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-# `accelerate launch training/pretrain.py` runs this file as a script: make the repository importable.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script (`accelerate launch training/pretrain.py`), Python puts this folder first on sys.path, where
+# training/evaluate.py would shadow the `evaluate` library; the package is imported as installed, `medbind.training`.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
 
 from modeling_medbind import (  # noqa: E402
     CXRAugmentation,
@@ -39,11 +41,11 @@ from modeling_medbind import (  # noqa: E402
     load_text_tokenizer,
     train_wordpiece_tokenizer,
 )
-from training.data import MedBindPretrainingCollator, PretrainingDataset, pair_rows  # noqa: E402
-from training.figures import plot_recalls  # noqa: E402
-from training.model_card import render_model_card  # noqa: E402
-from training.streaming import StreamingPretrainingDataset  # noqa: E402
-from training.trainer import MedBindTrainer, RetrievalSplit  # noqa: E402
+from medbind.training.data import MedBindPretrainingCollator, PretrainingDataset, pair_rows  # noqa: E402
+from medbind.training.figures import plot_recalls  # noqa: E402
+from medbind.training.model_card import render_model_card  # noqa: E402
+from medbind.training.streaming import StreamingPretrainingDataset  # noqa: E402
+from medbind.training.trainer import MedBindTrainer, RetrievalSplit  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -218,8 +220,8 @@ def streamed_train_set(
 
 
 def build_demo_data_if_absent(data_args: DataArguments, training_args: TrainingArguments) -> None:
-    """The demo preset's data: synthetic patients from `processing.demo`, written once by the main process."""
-    from processing.demo import save_demo
+    """The demo preset's data: synthetic patients from `medbind.processing.demo`, written once by the main process."""
+    from medbind.processing.demo import save_demo
 
     with training_args.main_process_first(desc="building the synthetic demo dataset"):
         if not os.path.isdir(os.path.join(data_args.dataset_dir, "ecg")):

@@ -163,7 +163,7 @@ class MedBindTrainer(Trainer):
         return metrics
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
-        """Keep the MedBind card (README.md) that `training.model_card` writes; the library's would replace it."""
+        """Keep the MedBind card (README.md) that `medbind.training.model_card` writes; the library's would replace it."""
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)

@@ -1,0 +1,1 @@
+"""Model card templates (package data, read with `importlib.resources`)."""
