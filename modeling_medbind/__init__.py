@@ -19,15 +19,10 @@ MedBindModel.register_for_auto_class("AutoModel")
 # --- processor (issue 4) ---
 from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoProcessor  # noqa: E402
 
-from .feature_extraction_medbind import ECGNoiseAugmentation, MedBindECGFeatureExtractor  # noqa: E402
-from .image_processing_medbind import CXRAugmentation, MedBindImageProcessor  # noqa: E402
+from .feature_extraction_medbind import MedBindECGFeatureExtractor  # noqa: E402
+from .image_processing_medbind import MedBindImageProcessor  # noqa: E402
 from .processing_medbind import MedBindProcessor  # noqa: E402
-from .tokenization_medbind import (  # noqa: E402
-    load_text_tokenizer,
-    text_group_ids,
-    train_wordpiece_tokenizer,
-    truncate_words,
-)
+from .tokenization_medbind import load_text_tokenizer, train_wordpiece_tokenizer, truncate_words  # noqa: E402
 
 AutoImageProcessor.register(MedBindConfig, image_processor_classes={"torchvision": MedBindImageProcessor})
 AutoFeatureExtractor.register(MedBindConfig, MedBindECGFeatureExtractor)
@@ -40,8 +35,6 @@ MedBindProcessor.register_for_auto_class()
 # --- end processor ---
 
 __all__ = [
-    "CXRAugmentation",
-    "ECGNoiseAugmentation",
     "MedBindCXRConfig",
     "MedBindConfig",
     "MedBindECGConfig",
@@ -53,7 +46,6 @@ __all__ = [
     "MedBindProcessor",
     "emcl_loss",
     "load_text_tokenizer",
-    "text_group_ids",
     "tmcl_loss",
     "train_wordpiece_tokenizer",
     "truncate_words",

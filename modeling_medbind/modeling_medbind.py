@@ -22,7 +22,6 @@ from .configuration_medbind import MedBindConfig, MedBindCXRConfig, MedBindECGCo
 from .hub_loading import hub_offline, load_pretrained
 from .losses import emcl_loss, tmcl_loss
 
-MODALITIES = ("cxr", "ecg")
 _INSTEAD = (
     "Download it once with network access so it sits in the Hugging Face cache, pass a local directory, or pass "
     "None to start that tower from random weights."
@@ -38,17 +37,30 @@ class MedBindOutput(ModelOutput):
         loss: TMCL + EMCL (per the variant), when `return_loss=True`.
         tmcl_loss: TMCL summed over the modalities present.
         emcl_loss: EMCL over the CXR-ECG pairs (0 with no pairs); None for the variants without EMCL.
-        cxr_embeds, ecg_embeds: modality embeddings.
-        cxr_text_embeds, ecg_text_embeds: embeddings of the reports paired with the CXRs and with the ECGs.
+        logits_per_cxr: `[n_cxr, n_text]` cosine similarities divided by the temperature (CLIP's `logits_per_image`).
+        logits_per_ecg: `[n_ecg, n_text]` likewise for the ECGs.
+        logits_per_text: `[n_text, n_cxr + n_ecg]`: each text against the CXRs, then the ECGs (those given).
+        cxr_embeds, ecg_embeds, text_embeds: the embeddings.
     """
 
     loss: torch.FloatTensor | None = None
     tmcl_loss: torch.FloatTensor | None = None
     emcl_loss: torch.FloatTensor | None = None
+    logits_per_cxr: torch.FloatTensor | None = None
+    logits_per_ecg: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
     cxr_embeds: torch.FloatTensor | None = None
     ecg_embeds: torch.FloatTensor | None = None
-    cxr_text_embeds: torch.FloatTensor | None = None
-    ecg_text_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+
+    @property
+    def logits_per_image(self) -> torch.FloatTensor | None:
+        """`logits_per_cxr` under CLIP's name, which `pipeline("zero-shot-image-classification")` reads."""
+        return self.logits_per_cxr
+
+
+def _rows(embeds: torch.Tensor | None) -> int:
+    return 0 if embeds is None else embeds.shape[0]
 
 
 def sinusoidal_position_embeddings(num_positions: int, dim: int) -> torch.Tensor:
@@ -300,83 +312,134 @@ class MedBindModel(MedBindPreTrainedModel):
         """
         return F.normalize(self.ecg_projection(self.ecg_model(ecg_values)), dim=-1)
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """
         Args:
-            input_ids, attention_mask: `[B, L]` from the tokenizer.
+            input_ids, attention_mask, token_type_ids: `[B, L]` from the tokenizer.
 
         Returns:
             `[B, projection_dim]` L2-normalised embeddings of the [CLS] token.
         """
-        hidden = self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = self.text_model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
         return F.normalize(self.text_projection(hidden[:, 0]), dim=-1)
 
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
-        cxr_input_ids: torch.Tensor | None = None,
-        cxr_attention_mask: torch.Tensor | None = None,
-        cxr_text_group_ids: torch.Tensor | None = None,
         ecg_values: torch.Tensor | None = None,
-        ecg_input_ids: torch.Tensor | None = None,
-        ecg_attention_mask: torch.Tensor | None = None,
-        ecg_text_group_ids: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        text_group_ids: torch.Tensor | None = None,
         pair_index: torch.Tensor | None = None,
         return_loss: bool | None = None,
     ) -> MedBindOutput:
         """
-        Embed whichever inputs are given and, with `return_loss=True`, compute the MEDBind loss.
+        Embed whichever of the processor's outputs are given, compare every CXR and ECG with every text (CLIP's
+        logits) and, with `return_loss=True`, compute the MEDBind loss of a training batch.
 
         Args:
-            pixel_values: `[n_cxr, 3, H, W]` radiographs; `cxr_input_ids` / `cxr_attention_mask` `[n_cxr, L]` their
-                reports; `cxr_text_group_ids` `[n_cxr]` equal where reports are identical (default: all distinct).
-            ecg_values: `[n_ecg, 12, 1000]` ECGs; `ecg_input_ids`, `ecg_attention_mask`, `ecg_text_group_ids` likewise.
-            pair_index: `[m, 2]` (cxr row, ecg row) of the samples from the same visit; EMCL uses them (variant bd).
-            return_loss: compute TMCL (per modality with its reports) + EMCL.
+            pixel_values: `[n_cxr, 3, H, W]` radiographs from the processor.
+            ecg_values: `[n_ecg, leads, samples]` ECGs from the processor.
+            input_ids, attention_mask, token_type_ids: `[n_text, L]` tokenised texts (reports or prompts).
+            text_group_ids: `[n_text]` equal exactly where two texts are identical (TMCL's positives); default: all
+                distinct. Training only.
+            pair_index: `[m, 2]` (CXR row, ECG row) of the samples from the same visit; EMCL uses them (variant bd).
+                Training only.
+            return_loss: compute the loss of a training batch, in which text row i is the report of CXR i for
+                i < n_cxr and the report of ECG i - n_cxr after them (so n_text = n_cxr + n_ecg).
 
         Returns:
             [`MedBindOutput`].
 
         Raises:
-            ValueError: for a loss request without reports, pairs without both modalities, or a CXR input to ECG-CLIP.
+            ValueError: for a loss request whose texts are not one report per CXR and ECG, pairs without both
+                modalities, or a CXR input to ECG-CLIP.
         """
-        embeds: dict[str, torch.Tensor | None] = {}
-        inputs = {
-            "cxr": (pixel_values, cxr_input_ids, cxr_attention_mask, cxr_text_group_ids, self.get_cxr_features),
-            "ecg": (ecg_values, ecg_input_ids, ecg_attention_mask, ecg_text_group_ids, self.get_ecg_features),
-        }
-        tmcl = None
-        for modality, (values, input_ids, attention_mask, group_ids, embed) in inputs.items():
-            embeds[modality] = embed(values) if values is not None else None
-            embeds[f"{modality}_text"] = (
-                self.get_text_features(input_ids, attention_mask) if input_ids is not None else None
-            )
-            if not return_loss or values is None:
-                continue
-            if input_ids is None:
-                raise ValueError(f"return_loss=True needs the reports of the {modality.upper()}s ({modality}_input_ids)")
-            if group_ids is None:
-                group_ids = torch.arange(values.shape[0], device=values.device)
-            loss = tmcl_loss(
-                embeds[f"{modality}_text"], embeds[modality], group_ids, self.temperature, self.config.loss_reduction
-            )
-            tmcl = loss if tmcl is None else tmcl + loss
-
-        emcl = None
-        if return_loss and self.config.variant == "bd":
-            emcl = self._emcl(embeds["cxr"], embeds["ecg"], pair_index)
-        if return_loss and tmcl is None:
-            raise ValueError("return_loss=True needs CXR or ECG inputs with their reports")
-        loss = tmcl + emcl if emcl is not None else tmcl
+        cxr_embeds = self.get_cxr_features(pixel_values) if pixel_values is not None else None
+        ecg_embeds = self.get_ecg_features(ecg_values) if ecg_values is not None else None
+        text_embeds = (
+            self.get_text_features(input_ids, attention_mask, token_type_ids) if input_ids is not None else None
+        )
+        logits = {}
+        if text_embeds is not None:
+            logit_scale = 1.0 / self.temperature
+            for modality, embeds in (("cxr", cxr_embeds), ("ecg", ecg_embeds)):
+                logits[modality] = embeds @ text_embeds.T * logit_scale if embeds is not None else None
+            present = [embeds for embeds in (cxr_embeds, ecg_embeds) if embeds is not None]
+            logits["text"] = text_embeds @ torch.cat(present).T * logit_scale if present else None
+        loss = tmcl = emcl = None
+        if return_loss:
+            loss, tmcl, emcl = self.contrastive_loss(cxr_embeds, ecg_embeds, text_embeds, text_group_ids, pair_index)
         return MedBindOutput(
             loss=loss,
             tmcl_loss=tmcl,
             emcl_loss=emcl,
-            cxr_embeds=embeds["cxr"],
-            ecg_embeds=embeds["ecg"],
-            cxr_text_embeds=embeds["cxr_text"],
-            ecg_text_embeds=embeds["ecg_text"],
+            logits_per_cxr=logits.get("cxr"),
+            logits_per_ecg=logits.get("ecg"),
+            logits_per_text=logits.get("text"),
+            cxr_embeds=cxr_embeds,
+            ecg_embeds=ecg_embeds,
+            text_embeds=text_embeds,
         )
+
+    def contrastive_loss(
+        self,
+        cxr_embeds: torch.Tensor | None,
+        ecg_embeds: torch.Tensor | None,
+        text_embeds: torch.Tensor | None,
+        text_group_ids: torch.Tensor | None = None,
+        pair_index: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """
+        The MEDBind loss of a training batch from its embeddings: TMCL for each modality present, plus EMCL over the
+        visit pairs for variant bd. Kept apart from `forward` so that a trainer can embed a batch in chunks
+        (gradient caching) and take the loss of the whole batch at once.
+
+        Args:
+            cxr_embeds: `[n_cxr, d]` or None; ecg_embeds: `[n_ecg, d]` or None.
+            text_embeds: `[n_cxr + n_ecg, d]`: the reports of the CXRs, then those of the ECGs.
+            text_group_ids: `[n_cxr + n_ecg]` equal where reports are identical (default: all distinct).
+            pair_index: `[m, 2]` (CXR row, ECG row) visit pairs.
+
+        Returns:
+            `(loss, tmcl, emcl)`; `emcl` is None for the variants without EMCL (and for a one-modality batch).
+
+        Raises:
+            ValueError: no modality, texts that are not one per sample, or pairs without both modalities.
+        """
+        counts = {"cxr": _rows(cxr_embeds), "ecg": _rows(ecg_embeds)}
+        if cxr_embeds is None and ecg_embeds is None:
+            raise ValueError("return_loss=True needs CXR or ECG inputs with their reports")
+        num_texts = counts["cxr"] + counts["ecg"]
+        if text_embeds is None or text_embeds.shape[0] != num_texts:
+            got = "no texts" if text_embeds is None else f"{text_embeds.shape[0]} texts"
+            raise ValueError(
+                f"return_loss=True needs one report per sample, the CXRs' then the ECGs' ({counts['cxr']} + "
+                f"{counts['ecg']} = {num_texts} rows of input_ids); got {got}"
+            )
+        if text_group_ids is None:
+            text_group_ids = torch.arange(num_texts, device=text_embeds.device)
+        tmcl = None
+        start = 0
+        for embeds in (cxr_embeds, ecg_embeds):
+            if embeds is None:
+                continue
+            rows = slice(start, start + embeds.shape[0])
+            start = rows.stop
+            loss = tmcl_loss(
+                text_embeds[rows], embeds, text_group_ids[rows], self.temperature, self.config.loss_reduction
+            )
+            tmcl = loss if tmcl is None else tmcl + loss
+        emcl = self._emcl(cxr_embeds, ecg_embeds, pair_index) if self.config.variant == "bd" else None
+        return (tmcl + emcl if emcl is not None else tmcl), tmcl, emcl
 
     def _emcl(
         self, cxr_embeds: torch.Tensor | None, ecg_embeds: torch.Tensor | None, pair_index: torch.Tensor | None

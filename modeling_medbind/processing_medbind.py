@@ -10,7 +10,7 @@ from transformers.utils import TensorType
 
 from .feature_extraction_medbind import ECGInput, MedBindECGFeatureExtractor
 from .image_processing_medbind import MedBindImageProcessor
-from .tokenization_medbind import text_group_ids, truncate_words
+from .tokenization_medbind import truncate_words
 
 
 class MedBindProcessor(ProcessorMixin):
@@ -18,7 +18,7 @@ class MedBindProcessor(ProcessorMixin):
     Wraps a [`MedBindImageProcessor`], a [`MedBindECGFeatureExtractor`] and a BERT tokenizer into one processor.
 
     Text follows the paper: each report is cut to its first `max_words` words, then tokenised (truncated at
-    `max_length` tokens, padded to the longest in the batch); `text_group_ids` marks identical reports for TMCL.
+    `max_length` tokens, padded to the longest in the batch).
 
     Args:
         image_processor ([`MedBindImageProcessor`]): chest X-rays -> `pixel_values`.
@@ -66,7 +66,7 @@ class MedBindProcessor(ProcessorMixin):
 
         Returns:
             `BatchFeature` with `pixel_values [B, 3, 224, 224]` for images, `ecg_values [B, 12, 1000]` for ECGs,
-            and `input_ids`, `attention_mask` `[B, L]` and `text_group_ids [B]` (int64) for text.
+            and `input_ids`, `attention_mask` `[B, L]` for text: what `MedBindModel.forward` takes.
 
         Raises:
             ValueError: no input given, or an input rejected by its part (empty report, unreadable ECG...).
@@ -96,5 +96,4 @@ class MedBindProcessor(ProcessorMixin):
                 **tokenizer_kwargs,
             }
             data.update(self.tokenizer(truncated, return_tensors=return_tensors, **tokenizer_kwargs))
-            data["text_group_ids"] = text_group_ids(truncated, max_words=self.max_words)
         return BatchFeature(data, tensor_type=return_tensors)

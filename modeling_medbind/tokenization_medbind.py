@@ -1,4 +1,4 @@
-"""Report text for MedBind: the paper's 100-word truncation, deterministic text-group ids and the BERT tokenizer.
+"""Report text for MedBind: the paper's 100-word truncation and the BERT tokenizer.
 
 The paper tokenises every report with BioBERT (`dmis-lab/biobert-v1.1`) after cutting it to its first 100 words.
 That vocabulary cannot be downloaded where there is no network (CI, air-gapped hospital machines), so
@@ -8,9 +8,8 @@ That vocabulary cannot be downloaded where there is no network (CI, air-gapped h
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
 
@@ -44,57 +43,6 @@ def truncate_words(text: str, max_words: int = 100, name: str = "report") -> str
     if not words:
         raise ValueError(f"{name} is empty or whitespace-only ({text!r}); every sample needs a report text")
     return " ".join(words[:max_words])
-
-
-def normalize_report(text: str, max_words: int = 100, name: str = "report") -> str:
-    """The form of a report that decides whether two reports are "identical" for TMCL's positives.
-
-    Normalisation = the model's own truncation to `max_words` words + whitespace collapsed to single spaces +
-    lower case. Two reports whose first `max_words` words agree reach the encoder as the same words, so they are
-    the same text for the loss; case and line breaks are formatting, not content.
-
-    Args:
-        text: one report.
-        max_words: the word limit the processor applies before tokenising.
-        name: how the report is named in error messages.
-
-    Returns:
-        The normalised report.
-
-    Raises:
-        ValueError: as [`truncate_words`].
-    """
-    return truncate_words(text, max_words=max_words, name=name).lower()
-
-
-def text_group_ids(texts: Sequence[str], max_words: int = 100) -> list[int]:
-    """Deterministic signed 64-bit ids such that identical normalised reports share one id.
-
-    TMCL treats every sample whose text is identical to sample i's as a positive of i; the model compares these
-    ids instead of strings. The id is the first 8 bytes of `blake2b(normalize_report(text))`, read as a signed
-    little-endian integer so it fits `torch.int64`. Unlike Python's `hash`, it is the same across processes, runs
-    and machines (no `PYTHONHASHSEED` salt), so ids computed by dataloader workers or stored in a dataset agree.
-
-    Args:
-        texts: `B` reports.
-        max_words: the processor's word limit (see [`normalize_report`]).
-
-    Returns:
-        `B` ints in [-2**63, 2**63).
-
-    Raises:
-        ValueError: a report is not a string or is empty (the message gives its position).
-    """
-    return [
-        int.from_bytes(
-            hashlib.blake2b(
-                normalize_report(text, max_words=max_words, name=f"report {index}").encode("utf-8"), digest_size=8
-            ).digest(),
-            "little",
-            signed=True,
-        )
-        for index, text in enumerate(texts)
-    ]
 
 
 def train_wordpiece_tokenizer(

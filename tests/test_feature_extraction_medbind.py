@@ -10,7 +10,6 @@ from scipy.signal import resample_poly
 
 from modeling_medbind.feature_extraction_medbind import (
     CANONICAL_LEAD_NAMES,
-    ECGNoiseAugmentation,
     MedBindECGFeatureExtractor,
 )
 
@@ -282,23 +281,6 @@ def test_config_round_trips_through_save_pretrained(tmp_path):
 def test_unknown_normalization_is_an_error():
     with pytest.raises(ValueError, match="normalization must be one of"):
         MedBindECGFeatureExtractor(normalization="minmax")
-
-
-def test_noise_augmentation_is_reproducible_and_has_the_configured_std():
-    ecg_values = torch.zeros(8, 12, 1000)
-    augment = ECGNoiseAugmentation(noise_std=0.05)
-    first = augment(ecg_values, generator=torch.Generator().manual_seed(0))
-    again = augment(ecg_values, generator=torch.Generator().manual_seed(0))
-    other = augment(ecg_values, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(first, again)
-    assert not torch.equal(first, other)
-    assert first.std().item() == pytest.approx(0.05, rel=0.02)
-    assert first.shape == ecg_values.shape and first.dtype == ecg_values.dtype
-
-
-def test_noise_augmentation_rejects_a_non_batched_input():
-    with pytest.raises(ValueError, match=r"\[batch, leads, samples\]"):
-        ECGNoiseAugmentation()(torch.zeros(12, 1000))
 
 
 def test_real_ptb_record_matches_an_independent_computation_lead_by_lead(extractor, shared_data):

@@ -1,4 +1,4 @@
-"""Tests of modeling_medbind/image_processing_medbind.py: radiographs -> `pixel_values`, and CXR augmentation."""
+"""Tests of modeling_medbind/image_processing_medbind.py: radiographs -> `pixel_values`."""
 
 import math
 
@@ -10,7 +10,7 @@ from timm.data import create_transform, resolve_data_config
 from timm.models import get_pretrained_cfg
 
 from modeling_medbind.configuration_medbind import MedBindCXRConfig
-from modeling_medbind.image_processing_medbind import CXRAugmentation, MedBindImageProcessor
+from modeling_medbind.image_processing_medbind import MedBindImageProcessor
 
 SWIN = "swin_tiny_patch4_window7_224"
 
@@ -193,51 +193,3 @@ def test_real_radiographs_are_processed(processor, shared_data):
         assert (pixel_values[0] - expected).abs().mean() < 1e-3, path.name
     grayscale = intensities(process(processor, shared_data / "cxr" / "nih_00000001_000.png"), processor)[0]
     torch.testing.assert_close(grayscale[0], grayscale[2], atol=1e-6, rtol=0)
-
-
-@pytest.fixture
-def batch(processor) -> torch.Tensor:
-    images = [gradient(), gradient().T.copy(), np.flipud(gradient()).copy()]
-    return process(processor, images)
-
-
-def test_augmentation_is_reproducible_with_a_generator(batch):
-    augment = CXRAugmentation()
-    first = augment(batch, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(first, augment(batch, generator=torch.Generator().manual_seed(0)))
-    assert not torch.equal(first, augment(batch, generator=torch.Generator().manual_seed(1)))
-    assert first.shape == batch.shape and not torch.equal(first, batch)
-
-
-def test_augmentation_with_zero_ranges_is_the_identity(batch):
-    augment = CXRAugmentation(degrees=0, translate=0, scale=(1, 1), flip_probability=0, brightness=0, contrast=0)
-    torch.testing.assert_close(augment(batch), batch, atol=1e-4, rtol=0)
-
-
-def test_certain_flip_mirrors_the_width(batch):
-    augment = CXRAugmentation(degrees=0, translate=0, scale=(1, 1), flip_probability=1, brightness=0, contrast=0)
-    torch.testing.assert_close(augment(batch), batch.flip(-1), atol=1e-4, rtol=0)
-
-
-def test_brightness_jitter_scales_intensities_within_its_range(processor):
-    gray = process(processor, np.full((224, 224), 0.5, np.float32)).expand(16, -1, -1, -1)
-    augment = CXRAugmentation(degrees=0, translate=0, scale=(1, 1), flip_probability=0, brightness=0.2, contrast=0)
-    levels = intensities(augment(gray, generator=torch.Generator().manual_seed(0)), processor)
-    per_image = levels.flatten(1)
-    torch.testing.assert_close(per_image.min(1).values, per_image.max(1).values, atol=1e-5, rtol=0)
-    assert per_image.min() >= 0.4 - 1e-5 and per_image.max() <= 0.6 + 1e-5
-    assert per_image[:, 0].std() > 0.02  # images draw their own factors
-
-
-def test_shift_moves_content_by_at_most_the_translate_fraction(processor):
-    dot = np.zeros((224, 224), np.float32)
-    dot[112, 112] = 1.0
-    augment = CXRAugmentation(degrees=0, translate=0.0625, scale=(1, 1), flip_probability=0, brightness=0, contrast=0)
-    moved = intensities(augment(process(processor, dot), generator=torch.Generator().manual_seed(3)), processor)
-    row, column = divmod(int(moved[0, 0].argmax()), 224)
-    assert abs(row - 112) <= 0.0625 * 224 + 1 and abs(column - 112) <= 0.0625 * 224 + 1
-
-
-def test_augmentation_rejects_a_single_image():
-    with pytest.raises(ValueError, match="floating tensor \\[batch"):
-        CXRAugmentation()(torch.zeros(3, 224, 224))

@@ -27,14 +27,13 @@ def tiny_model(**overrides) -> MedBindModel:
 
 
 def batch(seed: int = 0, rows: int = BATCH) -> dict:
+    """A training batch: `rows` CXRs and `rows` ECGs, and their reports (the CXRs', then the ECGs')."""
     generator = torch.Generator().manual_seed(seed)
     return {
         "pixel_values": torch.randn(rows, 3, 224, 224, generator=generator),
-        "cxr_input_ids": torch.randint(5, 500, (rows, 10), generator=generator),
-        "cxr_attention_mask": torch.ones(rows, 10, dtype=torch.long),
         "ecg_values": torch.randn(rows, 12, 1000, generator=generator),
-        "ecg_input_ids": torch.randint(5, 500, (rows, 10), generator=generator),
-        "ecg_attention_mask": torch.ones(rows, 10, dtype=torch.long),
+        "input_ids": torch.randint(5, 500, (2 * rows, 10), generator=generator),
+        "attention_mask": torch.ones(2 * rows, 10, dtype=torch.long),
     }
 
 
@@ -48,7 +47,7 @@ def test_features_are_unit_norm_projections():
         features = [
             model.get_cxr_features(inputs["pixel_values"]),
             model.get_ecg_features(inputs["ecg_values"]),
-            model.get_text_features(inputs["cxr_input_ids"], inputs["cxr_attention_mask"]),
+            model.get_text_features(inputs["input_ids"][:BATCH], inputs["attention_mask"][:BATCH]),
         ]
     for embeds in features:
         assert embeds.shape == (BATCH, 256)
@@ -65,14 +64,39 @@ def test_text_embedding_ignores_padding():
     torch.testing.assert_close(plain, with_padding, rtol=1e-4, atol=1e-5)
 
 
+def test_forward_returns_clip_style_logits_scaled_by_the_temperature():
+    model, inputs = tiny_model(), batch()
+    texts = {"input_ids": inputs["input_ids"][:2], "attention_mask": inputs["attention_mask"][:2]}
+    with torch.no_grad():
+        out = model(pixel_values=inputs["pixel_values"], ecg_values=inputs["ecg_values"][:1], **texts)
+        cxr, ecg = model.get_cxr_features(inputs["pixel_values"]), model.get_ecg_features(inputs["ecg_values"][:1])
+        text = model.get_text_features(**texts)
+    assert out.loss is None
+    assert out.logits_per_cxr.shape == (BATCH, 2) and out.logits_per_ecg.shape == (1, 2)
+    assert out.logits_per_text.shape == (2, BATCH + 1)
+    torch.testing.assert_close(out.logits_per_cxr, cxr @ text.T / 0.07)
+    torch.testing.assert_close(out.logits_per_ecg, ecg @ text.T / 0.07)
+    torch.testing.assert_close(out.logits_per_text, text @ torch.cat([cxr, ecg]).T / 0.07)
+    assert out.logits_per_image is out.logits_per_cxr  # CLIP's name, read by the zero-shot image pipeline
+
+
+def test_forward_without_text_has_embeddings_and_no_logits():
+    model, inputs = tiny_model(), batch()
+    with torch.no_grad():
+        out = model(ecg_values=inputs["ecg_values"])
+    assert out.ecg_embeds.shape == (BATCH, 256)
+    assert out.logits_per_ecg is None and out.logits_per_text is None and out.text_embeds is None
+
+
 def test_forward_loss_is_tmcl_per_modality_plus_emcl():
     model, inputs = tiny_model(), batch()
-    groups = torch.tensor([4, 4, 9])
+    groups = torch.tensor([4, 4, 9, 10, 11, 12])  # the first two CXR reports are identical
     pairs = torch.tensor([[0, 2], [1, 0]])
     with torch.no_grad():
-        out = model(**inputs, cxr_text_group_ids=groups, pair_index=pairs, return_loss=True)
-        expected_tmcl = tmcl_loss(out.cxr_text_embeds, out.cxr_embeds, groups) + tmcl_loss(
-            out.ecg_text_embeds, out.ecg_embeds, torch.arange(BATCH)
+        out = model(**inputs, text_group_ids=groups, pair_index=pairs, return_loss=True)
+        cxr_text, ecg_text = out.text_embeds[:BATCH], out.text_embeds[BATCH:]
+        expected_tmcl = tmcl_loss(cxr_text, out.cxr_embeds, groups[:BATCH]) + tmcl_loss(
+            ecg_text, out.ecg_embeds, groups[BATCH:]
         )
         expected_emcl = emcl_loss(out.cxr_embeds[[0, 1]], out.ecg_embeds[[2, 0]], BATCH)
     torch.testing.assert_close(out.tmcl_loss, expected_tmcl)
@@ -94,10 +118,10 @@ def test_bd_without_pairs_has_zero_emcl_and_nm_has_none():
 @pytest.mark.parametrize("modality", ["cxr", "ecg"])
 def test_single_modality_batches_train(modality):
     model = tiny_model().train()
-    keys = {"cxr": ["pixel_values", "cxr_input_ids", "cxr_attention_mask"]}.get(
-        modality, ["ecg_values", "ecg_input_ids", "ecg_attention_mask"]
-    )
-    out = model(**{k: v for k, v in batch().items() if k in keys}, return_loss=True)
+    inputs = batch()
+    values = {"cxr": "pixel_values", "ecg": "ecg_values"}[modality]
+    reports = {"input_ids": inputs["input_ids"][:BATCH], "attention_mask": inputs["attention_mask"][:BATCH]}
+    out = model(**{values: inputs[values]}, **reports, return_loss=True)
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.emcl_loss is None
     tower = model.cxr_model if modality == "cxr" else model.ecg_model
@@ -116,11 +140,15 @@ def test_bad_inputs_are_explained():
     model = tiny_model()
     with pytest.raises(ValueError, match=r"\[batch, 12 leads, 1000 samples\]"):
         model.get_ecg_features(torch.randn(2, 8, 1000))
-    with pytest.raises(ValueError, match="ecg_input_ids"):
+    with pytest.raises(ValueError, match="one report per sample"):
         model(ecg_values=torch.randn(2, 12, 1000), return_loss=True)
+    with pytest.raises(ValueError, match=r"one report per sample.*3 \+ 3 = 6.*got 4 texts"):
+        model(**{**batch(), "input_ids": batch()["input_ids"][:4], "attention_mask": batch()["attention_mask"][:4]},
+              return_loss=True)
     with pytest.raises(ValueError, match="pair_index"):
-        inputs = {k: v for k, v in batch().items() if k.startswith("ecg")}
-        model(**inputs, pair_index=torch.tensor([[0, 0]]), return_loss=True)
+        inputs = batch()
+        model(ecg_values=inputs["ecg_values"], input_ids=inputs["input_ids"][:BATCH], pair_index=torch.tensor([[0, 0]]),
+              return_loss=True)
 
 
 @pytest.mark.parametrize("position_embedding_type", ["learned", "sinusoidal"])
@@ -202,12 +230,13 @@ def test_hub_folder_loads_with_remote_code_where_the_package_is_absent(tmp_path,
         f"""
 import torch
 from transformers import AutoModel
+torch.set_num_threads({torch.get_num_threads()})  # the same kernels as this process, for bit-identical results
 model = AutoModel.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
 inputs = torch.load({str(tmp_path / "inputs.pt")!r})
 with torch.no_grad():
     out = model(**inputs)
-torch.save({{k: out[k] for k in ("cxr_embeds", "ecg_embeds", "cxr_text_embeds", "ecg_text_embeds")}},
+torch.save({{k: out[k] for k in ("cxr_embeds", "ecg_embeds", "text_embeds", "logits_per_cxr")}},
            {str(tmp_path / "remote.pt")!r})
 """
     )

@@ -14,7 +14,7 @@ from transformers import AutoProcessor
 from modeling_medbind.feature_extraction_medbind import MedBindECGFeatureExtractor
 from modeling_medbind.image_processing_medbind import MedBindImageProcessor
 from modeling_medbind.processing_medbind import MedBindProcessor
-from modeling_medbind.tokenization_medbind import text_group_ids, train_wordpiece_tokenizer
+from modeling_medbind.tokenization_medbind import train_wordpiece_tokenizer
 
 REPORTS = [
     "Heart size is normal. The lungs are clear.",
@@ -50,12 +50,11 @@ def test_all_three_modalities_give_every_model_input(processor):
         text=REPORTS[:2],
         return_tensors="pt",
     )
-    assert set(batch) == {"pixel_values", "ecg_values", "input_ids", "attention_mask", "text_group_ids"}
+    assert set(batch) == {"pixel_values", "ecg_values", "input_ids", "attention_mask"}
     assert batch["pixel_values"].shape == (2, 3, 224, 224)
     assert batch["ecg_values"].shape == (2, 12, 1000)
     assert batch["input_ids"].shape == batch["attention_mask"].shape
     assert batch["input_ids"].shape[0] == 2
-    assert batch["text_group_ids"].dtype == torch.int64 and batch["text_group_ids"].shape == (2,)
 
 
 def test_only_the_given_modality_is_returned(processor):
@@ -72,18 +71,11 @@ def test_parts_give_the_same_values_as_when_called_alone(processor):
     )
 
 
-def test_identical_reports_share_a_text_group_id(processor):
-    ids = processor(text=REPORTS, return_tensors="pt")["text_group_ids"].tolist()
-    assert ids[0] == ids[2] and ids[0] != ids[1]
-    assert ids == text_group_ids(REPORTS)
-
-
 def test_text_is_cut_to_max_words_before_tokenising():
     processor = make_processor(max_words=4)
     encoded = processor(text=[" ".join(["Heart size is normal."] * 60)], return_tensors="pt")
     expected = processor.tokenizer(["Heart size is normal."], return_tensors="pt")["input_ids"]
     torch.testing.assert_close(encoded["input_ids"], expected)
-    assert encoded["text_group_ids"].tolist() == text_group_ids(["Heart size is normal."])
 
 
 def test_tokens_are_cut_at_max_length_and_padded_to_the_longest(processor):

@@ -116,8 +116,10 @@ def test_collator_builds_model_inputs_with_pair_positions(processor):
     batch = MedBindPretrainingCollator(processor)([dataset[key] for key in keys])
     assert batch["pixel_values"].shape == (4, 3, 224, 224)
     assert batch["ecg_values"].shape == (4, 12, 1000)
-    assert batch["cxr_input_ids"].shape[0] == batch["ecg_input_ids"].shape[0] == 4
-    assert batch["cxr_text_group_ids"].dtype == torch.int64
+    assert batch["input_ids"].shape[0] == batch["attention_mask"].shape[0] == 8  # the CXRs' reports, then the ECGs'
+    assert batch["text_group_ids"].dtype == torch.int64 and batch["text_group_ids"].shape == (8,)
+    cxr_reports = processor(text=[cxr[key[0]]["text"] for key in keys], return_tensors="pt")["input_ids"]
+    torch.testing.assert_close(batch["input_ids"][:4, : cxr_reports.shape[1]], cxr_reports)
     pairs = {(keys[c][0], keys[e][1]) for c, e in batch["pair_index"].tolist()}
     assert pairs == {(1, 2), (3, 0)}
     expected_ecg = processor(ecgs=[np.asarray(ecg[keys[0][1]]["ecg"])], sampling_rate=100, return_tensors="pt")
@@ -128,7 +130,7 @@ def test_identical_reports_share_a_group_id_in_the_batch(processor):
     dataset = PretrainingDataset(None, ecg_dataset(6))
     slots = [dataset[(-1, e, 0)] for e in range(6)]
     batch = MedBindPretrainingCollator(processor)(slots)
-    groups = batch["ecg_text_group_ids"].tolist()
+    groups = batch["text_group_ids"].tolist()
     # rows 1, 2, 4, 5 read "ECG presents sinus rhythm."; rows 0 and 3 differ from every other row
     assert groups[1] == groups[2] == groups[4] == groups[5]
     assert len({groups[0], groups[3], groups[1]}) == 3
@@ -147,7 +149,7 @@ def test_collator_reads_wfdb_records_by_path_at_their_own_rate(processor, tmp_pa
 
 
 def test_augmentations_apply_only_when_given_and_depend_on_the_batch_not_the_global_rng(processor):
-    from modeling_medbind import CXRAugmentation, ECGNoiseAugmentation
+    from medbind.training.augmentation import CXRAugmentation, ECGNoiseAugmentation
 
     dataset = PretrainingDataset(cxr_dataset(2), ecg_dataset(2))
     slots = [dataset[key] for key in dataset.slots(0, 0)]
@@ -158,7 +160,7 @@ def test_augmentations_apply_only_when_given_and_depend_on_the_batch_not_the_glo
     assert not torch.allclose(plain["pixel_values"], augmented["pixel_values"])
     noise = augmented["ecg_values"] - plain["ecg_values"]
     assert 0.05 < noise.std().item() < 0.2
-    torch.testing.assert_close(plain["cxr_input_ids"], augmented["cxr_input_ids"])
+    torch.testing.assert_close(plain["input_ids"], augmented["input_ids"])
     # A resumed run re-collates a batch after restoring the global RNG elsewhere: the result must not change.
     torch.manual_seed(1234)
     torch.testing.assert_close(augment(slots)["pixel_values"], augmented["pixel_values"])

@@ -17,7 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from modeling_medbind import CXRAugmentation, ECGNoiseAugmentation, MedBindProcessor
+from modeling_medbind import MedBindProcessor
+
+from .augmentation import CXRAugmentation, ECGNoiseAugmentation
+from .text_groups import text_group_ids
 
 MODALITIES = ("cxr", "ecg")
 NO_ROW = -1
@@ -164,9 +167,10 @@ def single_modality_slots(dataset: datasets.Dataset, modality: str) -> list[dict
 @dataclass
 class MedBindPretrainingCollator:
     """
-    Turns slots into one `MedBindModel.forward` batch: `pixel_values` with `cxr_input_ids`, `cxr_attention_mask`,
-    `cxr_text_group_ids`; `ecg_values` with the `ecg_*` equivalents; and `pair_index [m, 2]` (CXR position, ECG
-    position) of the paired slots.
+    Turns slots into one `MedBindModel.forward` training batch: `pixel_values [n_cxr, ...]`, `ecg_values
+    [n_ecg, ...]`, `input_ids` / `attention_mask [n_cxr + n_ecg, L]` (the CXRs' reports, then the ECGs', the layout
+    the model's loss reads), `text_group_ids [n_cxr + n_ecg]` (equal for identical reports: TMCL's positives) and
+    `pair_index [m, 2]` (CXR position, ECG position) of the paired slots.
 
     Augmentation draws from a generator seeded by `seed` and the batch's slot keys, not from the global RNG: the
     Trainer's loader prepares the next batch before the current step ends, so global draws would land in a
@@ -186,16 +190,14 @@ class MedBindPretrainingCollator:
     def __call__(self, slots: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         batch: dict[str, torch.Tensor] = {}
         positions: dict[str, list[int]] = {}
+        reports: list[str] = []
         generator = self._augmentation_generator(slots)
         for modality in MODALITIES:
             rows = [slot[modality] for slot in slots if slot[modality] is not None]
             positions[modality] = [i for i, slot in enumerate(slots) if slot[modality] is not None]
             if not rows:
                 continue
-            text = self.processor(text=[row["text"] for row in rows], return_tensors="pt")
-            batch[f"{modality}_input_ids"] = text["input_ids"]
-            batch[f"{modality}_attention_mask"] = text["attention_mask"]
-            batch[f"{modality}_text_group_ids"] = text["text_group_ids"]
+            reports += [row["text"] for row in rows]
             if modality == "cxr":
                 pixel_values = self.processor(images=[row["image"] for row in rows], return_tensors="pt")["pixel_values"]
                 batch["pixel_values"] = (
@@ -204,6 +206,9 @@ class MedBindPretrainingCollator:
             else:
                 ecg_values = self._ecg_values(rows)
                 batch["ecg_values"] = self.ecg_augmentation(ecg_values, generator) if self.ecg_augmentation else ecg_values
+        text = self.processor(text=reports, return_tensors="pt")
+        batch["input_ids"], batch["attention_mask"] = text["input_ids"], text["attention_mask"]
+        batch["text_group_ids"] = torch.tensor(text_group_ids(reports, max_words=self.processor.max_words))
         cxr_position = {slot: i for i, slot in enumerate(positions["cxr"])}
         ecg_position = {slot: i for i, slot in enumerate(positions["ecg"])}
         batch["pair_index"] = torch.tensor(

@@ -31,8 +31,6 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
 from modeling_medbind import (  # noqa: E402
-    CXRAugmentation,
-    ECGNoiseAugmentation,
     MedBindConfig,
     MedBindECGFeatureExtractor,
     MedBindImageProcessor,
@@ -41,6 +39,7 @@ from modeling_medbind import (  # noqa: E402
     load_text_tokenizer,
     train_wordpiece_tokenizer,
 )
+from medbind.training.augmentation import CXRAugmentation, ECGNoiseAugmentation  # noqa: E402
 from medbind.training.data import MedBindPretrainingCollator, PretrainingDataset, pair_rows  # noqa: E402
 from medbind.training.figures import plot_recalls  # noqa: E402
 from medbind.training.model_card import render_model_card  # noqa: E402

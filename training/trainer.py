@@ -54,10 +54,10 @@ def embed_split(
     parts = defaultdict(list)
     for batch in tqdm(loader, desc=f"embedding {modality.upper()}", leave=False):
         batch = {key: value.to(device) for key, value in batch.items()}
-        output = model(**{key: value for key, value in batch.items() if key != "pair_index"})
+        output = model(**{key: value for key, value in batch.items() if key not in ("pair_index", "text_group_ids")})
         parts["embeds"].append(output[f"{modality}_embeds"].float().cpu())
-        parts["text_embeds"].append(output[f"{modality}_text_embeds"].float().cpu())
-        parts["text_group_ids"].append(batch[f"{modality}_text_group_ids"].cpu())
+        parts["text_embeds"].append(output.text_embeds.float().cpu())
+        parts["text_group_ids"].append(batch["text_group_ids"].cpu())
     return {key: torch.cat(values) for key, values in parts.items()}
 
 

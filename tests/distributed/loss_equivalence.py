@@ -44,15 +44,17 @@ def tiny_model() -> MedBindModel:
 
 def model_batch(rows: slice) -> dict:
     generator = torch.Generator().manual_seed(5)
-    batch = {
-        "pixel_values": torch.randn(GLOBAL_ROWS, 3, 224, 224, generator=generator),
-        "cxr_input_ids": torch.randint(5, 500, (GLOBAL_ROWS, 12), generator=generator),
-        "cxr_text_group_ids": TEXT_GROUPS,
-        "ecg_values": torch.randn(GLOBAL_ROWS, 12, 1000, generator=generator),
-        "ecg_input_ids": torch.randint(5, 500, (GLOBAL_ROWS, 12), generator=generator),
-        "ecg_text_group_ids": TEXT_GROUPS.flip(0),
+    pixel_values = torch.randn(GLOBAL_ROWS, 3, 224, 224, generator=generator)
+    cxr_reports = torch.randint(5, 500, (GLOBAL_ROWS, 12), generator=generator)
+    ecg_values = torch.randn(GLOBAL_ROWS, 12, 1000, generator=generator)
+    ecg_reports = torch.randint(5, 500, (GLOBAL_ROWS, 12), generator=generator)
+    # A training batch's texts: the CXRs' reports, then the ECGs'.
+    local = {
+        "pixel_values": pixel_values[rows],
+        "ecg_values": ecg_values[rows],
+        "input_ids": torch.cat([cxr_reports[rows], ecg_reports[rows]]),
+        "text_group_ids": torch.cat([TEXT_GROUPS[rows], TEXT_GROUPS.flip(0)[rows]]),
     }
-    local = {key: value[rows] for key, value in batch.items()}
     # Pairs are (cxr row, ecg row) in local row numbers: global pairs (0,1), (2,2), (3,0), (6,7), (7,5),
     # each inside one process's rows (a visit's CXR and ECG always travel together).
     global_pairs = torch.tensor([[0, 1], [2, 2], [3, 0], [6, 7], [7, 5]])

@@ -1,0 +1,95 @@
+"""Tests of training/augmentation.py: MedCLIP's CXR augmentation and the ECG Gaussian noise."""
+
+import numpy as np
+import pytest
+import torch
+
+from medbind.training.augmentation import CXRAugmentation, ECGNoiseAugmentation
+from modeling_medbind import MedBindImageProcessor
+
+
+def gradient(height: int = 60, width: int = 80) -> np.ndarray:
+    """A float image in [0.1, 0.9] varying along both axes (so a flip or shift is visible)."""
+    rows, columns = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+    return (0.1 + 0.56 * rows + 0.24 * columns).astype(np.float32)
+
+
+def intensities(pixel_values: torch.Tensor, processor: MedBindImageProcessor) -> torch.Tensor:
+    """Undo the normalisation: back to [0, 1] intensities."""
+    mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
+    return pixel_values * std + mean
+
+
+@pytest.fixture(scope="module")
+def processor() -> MedBindImageProcessor:
+    return MedBindImageProcessor()
+
+
+def process(processor: MedBindImageProcessor, images) -> torch.Tensor:
+    return processor(images, return_tensors="pt")["pixel_values"]
+
+
+@pytest.fixture
+def batch(processor) -> torch.Tensor:
+    images = [gradient(), gradient().T.copy(), np.flipud(gradient()).copy()]
+    return process(processor, images)
+
+
+def test_augmentation_is_reproducible_with_a_generator(batch):
+    augment = CXRAugmentation()
+    first = augment(batch, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(first, augment(batch, generator=torch.Generator().manual_seed(0)))
+    assert not torch.equal(first, augment(batch, generator=torch.Generator().manual_seed(1)))
+    assert first.shape == batch.shape and not torch.equal(first, batch)
+
+
+def test_augmentation_with_zero_ranges_is_the_identity(batch):
+    augment = CXRAugmentation(degrees=0, translate=0, scale=(1, 1), flip_probability=0, brightness=0, contrast=0)
+    torch.testing.assert_close(augment(batch), batch, atol=1e-4, rtol=0)
+
+
+def test_certain_flip_mirrors_the_width(batch):
+    augment = CXRAugmentation(degrees=0, translate=0, scale=(1, 1), flip_probability=1, brightness=0, contrast=0)
+    torch.testing.assert_close(augment(batch), batch.flip(-1), atol=1e-4, rtol=0)
+
+
+def test_brightness_jitter_scales_intensities_within_its_range(processor):
+    gray = process(processor, np.full((224, 224), 0.5, np.float32)).expand(16, -1, -1, -1)
+    augment = CXRAugmentation(degrees=0, translate=0, scale=(1, 1), flip_probability=0, brightness=0.2, contrast=0)
+    levels = intensities(augment(gray, generator=torch.Generator().manual_seed(0)), processor)
+    per_image = levels.flatten(1)
+    torch.testing.assert_close(per_image.min(1).values, per_image.max(1).values, atol=1e-5, rtol=0)
+    assert per_image.min() >= 0.4 - 1e-5 and per_image.max() <= 0.6 + 1e-5
+    assert per_image[:, 0].std() > 0.02  # images draw their own factors
+
+
+def test_shift_moves_content_by_at_most_the_translate_fraction(processor):
+    dot = np.zeros((224, 224), np.float32)
+    dot[112, 112] = 1.0
+    augment = CXRAugmentation(degrees=0, translate=0.0625, scale=(1, 1), flip_probability=0, brightness=0, contrast=0)
+    moved = intensities(augment(process(processor, dot), generator=torch.Generator().manual_seed(3)), processor)
+    row, column = divmod(int(moved[0, 0].argmax()), 224)
+    assert abs(row - 112) <= 0.0625 * 224 + 1 and abs(column - 112) <= 0.0625 * 224 + 1
+
+
+def test_augmentation_rejects_a_single_image():
+    with pytest.raises(ValueError, match="floating tensor \\[batch"):
+        CXRAugmentation()(torch.zeros(3, 224, 224))
+
+
+def test_noise_augmentation_is_reproducible_and_has_the_configured_std():
+    ecg_values = torch.zeros(8, 12, 1000)
+    augment = ECGNoiseAugmentation(noise_std=0.05)
+    first = augment(ecg_values, generator=torch.Generator().manual_seed(0))
+    again = augment(ecg_values, generator=torch.Generator().manual_seed(0))
+    other = augment(ecg_values, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(first, again)
+    assert not torch.equal(first, other)
+    assert first.std().item() == pytest.approx(0.05, rel=0.02)
+    assert first.shape == ecg_values.shape and first.dtype == ecg_values.dtype
+
+
+def test_noise_augmentation_rejects_a_non_batched_input():
+    with pytest.raises(ValueError, match=r"\[batch, leads, samples\]"):
+        ECGNoiseAugmentation()(torch.zeros(12, 1000))
