@@ -30,7 +30,7 @@ import pandas as pd
 import wfdb
 from tqdm.auto import tqdm
 
-from .common import build_dataset_dict, cli_parser, ecg_features, read_table, run_cli
+from .common import DataSource, build_dataset_dict, cli_parser, ecg_features, read_table, run_cli
 from .splits import DEFAULT_SEED, split_by_patient
 
 CPSC2018_CLASSES = ("Normal", "AF", "I-AVB", "LBBB", "RBBB", "PAC", "PVC", "STD", "STE")
@@ -38,6 +38,17 @@ LABEL_COLUMNS = ("First_label", "Second_label", "Third_label")
 SPLIT_FRACTIONS = (0.8, 0.0, 0.2)
 FEATURES = ecg_features(labels=CPSC2018_CLASSES, drop=["text"], study_id=datasets.Value("string"))
 DESCRIPTION = "CPSC2018 (ICBEB 2018): 12-lead ECG record paths (500 Hz, 6-60 s) with the challenge's 9 classes."
+SOURCE = DataSource(
+    name="cpsc2018",
+    pretty_name="CPSC2018 (ICBEB 2018) 12-lead ECGs with the challenge's 9 classes (MedBind build)",
+    homepage="The CPSC2018 recordings as republished by the PhysioNet/CinC Challenge 2020, "
+    "https://physionet.org/content/challenge-2020/ (record paths point into this download), with CPSC2018's "
+    "REFERENCE.csv (http://2018.icbeb.org/Challenge.html).",
+    license="cc-by-4.0",
+    access="Open access on PhysioNet under the Creative Commons Attribution 4.0 International licence: cite the "
+    "CPSC2018 paper (Liu et al., J. Med. Imaging Health Inform. 2018), the Challenge 2020 paper and PhysioNet.",
+    label_rules=__doc__,
+)
 
 
 def reference_labels(row: Mapping[str, Any]) -> list[str]:
@@ -137,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command line: `python -m medbind.processing.cpsc2018 --root RAW_DIR --out OUT_DIR [--seed S]`."""
     parser = cli_parser(__doc__)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the train/test split")
-    run_cli(build_cpsc2018, parser, argv)
+    run_cli(build_cpsc2018, parser, argv, source=SOURCE)
 
 
 if __name__ == "__main__":

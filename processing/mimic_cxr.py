@@ -11,15 +11,17 @@ Rules (method.md, Data): only AP and PA views; one row per study (its first PA i
 `dicom_id`), so that a study is one retrieval target and one MIMIC-PAIR partner; the report reduced to its findings
 and impression sections with the de-identification markers removed, as MedCLIP does, and studies whose report has
 neither section dropped; `labels` = the CheXpert observations marked 1.0 (uncertain -1.0 and blank count as absent);
-patient-level split shared with every MIMIC dataset (`medbind.processing.splits`). The `image` column stores the JPG's path
-(decoded lazily; `push_to_hub` embeds the files).
+patient-level split shared with every MIMIC dataset (`medbind.processing.splits`). Images: shrunk at build time to
+512 pixels on the shorter side and stored in the dataset as PNG (`--shortest_edge`, `common.stored_radiograph`;
+0 stores the JPG's path instead); `image_path` is the original JPG.
 
     python -m medbind.processing.mimic_cxr --root RAW/mimic-cxr-jpg/2.1.0 --out OUT [--reports ZIP]
-        [--hosp RAW/mimiciv/3.1/hosp]
+        [--hosp RAW/mimiciv/3.1/hosp] [--shortest_edge 512] [--num_proc N]
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import zipfile
 from datetime import datetime
@@ -32,11 +34,15 @@ from tqdm.auto import tqdm
 
 from .common import (
     CHEXPERT_LABELS,
+    DEFAULT_SHORTEST_EDGE,
+    DataSource,
+    add_image_flags,
     add_mimic_flags,
     build_dataset_dict,
     cli_parser,
     cxr_features,
     link_admissions,
+    radiograph_example,
     read_admissions,
     read_table,
     run_cli,
@@ -48,6 +54,19 @@ DESCRIPTION = (
     "MIMIC-CXR-JPG frontal (AP/PA) radiographs, MedCLIP-cleaned reports, CheXpert labels (processing/mimic_cxr.py)"
 )
 FEATURES = cxr_features(labels=CHEXPERT_LABELS)
+SOURCE = DataSource(
+    name="mimic_cxr",
+    pretty_name="MIMIC-CXR-JPG frontal radiographs with reports (MedBind build)",
+    homepage="MIMIC-CXR-JPG 2.1.0, https://physionet.org/content/mimic-cxr-jpg/2.1.0/; reports from MIMIC-CXR 2.1.0, "
+    "https://physionet.org/content/mimic-cxr/2.1.0/; admissions, where given, from MIMIC-IV.",
+    license="other",
+    license_name="physionet-credentialed-health-data-license-1.5.0",
+    license_link="https://physionet.org/content/mimic-cxr-jpg/view-license/2.1.0/",
+    access="Credentialed PhysioNet data: use it only as a PhysioNet credentialed user under the PhysioNet "
+    "Credentialed Health Data Use Agreement 1.5.0, do not redistribute it (no public upload, not even of the shrunk "
+    "images), and share it only with credentialed users of the same projects.",
+    label_rules=__doc__,
+)
 
 _SECTION_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z ()/&,-]*[A-Z)]):", re.MULTILINE)
 _DEID_MARKER = re.compile(r"_{2,}")
@@ -136,7 +155,7 @@ def chexpert_labels(root: Path) -> dict[int, list[str]]:
 
 
 def cxr_records(root: Path, reports: Path | None = None, hosp: Path | None = None) -> list[dict[str, Any]]:
-    """The rows of the MIMIC-CXR dataset (keys = `FEATURES`, `image` a path, `study_time` still a datetime).
+    """The rows of the MIMIC-CXR dataset (keys = `FEATURES` but `image`; `study_time` still a datetime).
 
     Args:
         root: the MIMIC-CXR-JPG folder.
@@ -174,7 +193,7 @@ def cxr_records(root: Path, reports: Path | None = None, hosp: Path | None = Non
             raise FileNotFoundError(f"image {study.dicom_id} of study {study.study_id} not found: {image}")
         records.append(
             {
-                "image": str(image.resolve()),
+                "image_path": str(image.resolve()),
                 "text": text,
                 "subject_id": int(study.subject_id),
                 "study_id": int(study.study_id),
@@ -192,29 +211,39 @@ def _to_example(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_mimic_cxr(
-    root: Path, reports: Path | None = None, hosp: Path | None = None, seed: int = DEFAULT_SEED
+    root: Path,
+    reports: Path | None = None,
+    hosp: Path | None = None,
+    seed: int = DEFAULT_SEED,
+    shortest_edge: int | None = DEFAULT_SHORTEST_EDGE,
+    num_proc: int | None = None,
 ) -> datasets.DatasetDict:
     """Build the MIMIC-CXR `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
 
     Args:
         root, reports, hosp: as in `cxr_records`.
         seed: the shared MIMIC split seed (`medbind.processing.splits`).
+        shortest_edge: images shrunk to this shorter side and stored in the dataset; 0 or None: paths to the JPGs
+            (`common.stored_radiograph`).
+        num_proc: processes decoding and shrinking the images.
 
     Returns:
         The `DatasetDict`.
 
     Raises:
-        FileNotFoundError, ValueError: as `cxr_records`.
+        FileNotFoundError, ValueError: as `cxr_records` and `common.stored_radiograph`.
     """
     records = [_to_example(record) for record in cxr_records(root, reports, hosp)]
-    return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION)
+    make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
+    return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION, make_example, num_proc)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__)
     add_mimic_flags(parser, "reports", "hosp", "seed")
-    run_cli(build_mimic_cxr, parser, argv)
+    add_image_flags(parser)
+    run_cli(build_mimic_cxr, parser, argv, source=SOURCE)
 
 
 if __name__ == "__main__":

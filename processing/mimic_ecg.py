@@ -9,13 +9,20 @@ Inputs (PhysioNet, credentialed):
 
 Rules (method.md, Data): the text is the linked cardiologist note where there is one, else the machine statements
 `report_0..report_17` rendered with the paper's template (`common.render_ecg_report`); `labels` come from
-`ecg_labels_from_text` (exclusion phrases, then keywords per class; several classes where several match, so
-multi-label; `[]` when excluded or unmatched); `ecg_path` is the absolute record path without extension and
-`sampling_rate` its rate (the processor low-pass filters and resamples to 100 Hz at train time); patient-level split
-shared with every MIMIC dataset (`medbind.processing.splits`).
+`ecg_labels_from_text` (exclusion phrases, then keywords per class; several classes where several match; `[]` when
+excluded or unmatched); `ecg_path` is the absolute record path without extension and `sampling_rate` its rate (the
+processor low-pass filters and resamples to 100 Hz at train time); patient-level split shared with every MIMIC
+dataset (`medbind.processing.splits`).
+
+Rows: by default only the records whose text gives exactly one class, the set the paper trains and evaluates on
+(Table A.4: 34,097 NORM, 11,305 HYP, 28,918 STTC, 19,242 MI, 31,438 CD = 125,000 = 88,291 / 12,065 / 24,644). With
+`--all_records` every record of `record_list.csv` (the ~800k, multi-label and unlabelled ones too). The columns are
+the same in both modes: `labels` is a list, holding exactly one class in every row of the default build.
+MIMIC-PAIR and the outcomes builder attach only the ECGs this rule keeps (same flag), so their study ids are
+always rows of the ECG dataset built with the same flags.
 
     python -m medbind.processing.mimic_ecg --root RAW/mimic-iv-ecg/1.0 --out OUT [--notes NOTES.csv]
-        [--hosp RAW/mimiciv/3.1/hosp]
+        [--hosp RAW/mimiciv/3.1/hosp] [--all_records]
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from tqdm.auto import tqdm
 
 from .common import (
     ECG_SUPERCLASSES,
+    DataSource,
     add_mimic_flags,
     build_dataset_dict,
     cli_parser,
@@ -50,6 +58,21 @@ DESCRIPTION = (
     "MIMIC-IV-ECG 12-lead records (paths), template-rendered reports, rule-based labels (processing/mimic_ecg.py)"
 )
 FEATURES = ecg_features(labels=ECG_SUPERCLASSES)
+SOURCE = DataSource(
+    name="mimic_ecg",
+    pretty_name="MIMIC-IV-ECG (MedBind build)",
+    homepage="MIMIC-IV-ECG 1.0, https://physionet.org/content/mimic-iv-ecg/1.0/ (record paths point into this "
+    "download); admissions from MIMIC-IV, https://physionet.org/content/mimiciv/; cardiologist notes, where given, "
+    "from MIMIC-IV-Note.",
+    license="other",
+    license_name="physionet-credentialed-health-data-license-1.5.0",
+    license_link="https://physionet.org/content/mimiciv/view-license/3.1/",
+    access="The waveforms and machine reports of MIMIC-IV-ECG are open access (ODbL 1.0), but a build that links "
+    "admissions (`--hosp`, MIMIC-IV) or cardiologist notes (`--notes`, MIMIC-IV-Note) holds credentialed data: use it "
+    "only as a PhysioNet credentialed user under the PhysioNet Credentialed Health Data Use Agreement 1.5.0, do not "
+    "redistribute it (no public upload), and share it only with credentialed users of the same projects.",
+    label_rules=__doc__,
+)
 
 # method.md, Data: a record whose text holds any of these is left unlabelled.
 EXCLUSION_PHRASES = (
@@ -144,16 +167,19 @@ def _linked_notes(root: Path, notes: Path) -> dict[int, str]:
     }
 
 
-def ecg_records(root: Path, notes: Path | None = None, hosp: Path | None = None) -> list[dict[str, Any]]:
+def ecg_records(
+    root: Path, notes: Path | None = None, hosp: Path | None = None, all_records: bool = False
+) -> list[dict[str, Any]]:
     """The rows of the MIMIC-IV-ECG dataset (keys = `FEATURES`, `ecg_time` still a datetime).
 
     Args:
         root: the MIMIC-IV-ECG folder.
         notes: optional CSV of cardiologist notes (`note_id`, `text`), linked by `waveform_note_links.csv`.
         hosp: MIMIC-IV's `hosp` folder for `hadm_id` (None: every `hadm_id` is None).
+        all_records: keep every study; False (the paper's set): only those whose text gives exactly one class.
 
     Returns:
-        One record per study of `record_list.csv`, sorted by `study_id`.
+        One record per kept study of `record_list.csv`, sorted by `study_id`.
 
     Raises:
         FileNotFoundError: a missing table, notes file or WFDB header (naming it).
@@ -177,10 +203,13 @@ def ecg_records(root: Path, notes: Path | None = None, hosp: Path | None = None)
     records = []
     rows = zip(record_list.itertuples(index=False), times, hadm_ids)
     for row, time, hadm_id in tqdm(rows, total=len(record_list), desc="MIMIC-IV-ECG records"):
+        text = note_texts.get(int(row.study_id)) or statements.get(int(row.study_id), "")
+        labels = ecg_labels_from_text(text)
+        if not all_records and len(labels) != 1:
+            continue
         record_path = root / row.path
         if not record_path.with_suffix(".hea").is_file():
             raise FileNotFoundError(f"WFDB header of study {row.study_id} not found: {record_path}.hea")
-        text = note_texts.get(int(row.study_id)) or statements.get(int(row.study_id), "")
         records.append(
             {
                 "ecg_path": str(record_path.resolve()),
@@ -190,19 +219,23 @@ def ecg_records(root: Path, notes: Path | None = None, hosp: Path | None = None)
                 "study_id": int(row.study_id),
                 "hadm_id": hadm_id,
                 "ecg_time": time,
-                "labels": ecg_labels_from_text(text),
+                "labels": labels,
             }
         )
     return records
 
 
 def build_mimic_ecg(
-    root: Path, notes: Path | None = None, hosp: Path | None = None, seed: int = DEFAULT_SEED
+    root: Path,
+    notes: Path | None = None,
+    hosp: Path | None = None,
+    seed: int = DEFAULT_SEED,
+    all_records: bool = False,
 ) -> datasets.DatasetDict:
     """Build the MIMIC-IV-ECG `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
 
     Args:
-        root, notes, hosp: as in `ecg_records`.
+        root, notes, hosp, all_records: as in `ecg_records` (default: the paper's single-label records only).
         seed: the shared MIMIC split seed (`medbind.processing.splits`).
 
     Returns:
@@ -211,15 +244,18 @@ def build_mimic_ecg(
     Raises:
         FileNotFoundError, ValueError: as `ecg_records`.
     """
-    records = [{**record, "ecg_time": record["ecg_time"].isoformat()} for record in ecg_records(root, notes, hosp)]
+    records = [
+        {**record, "ecg_time": record["ecg_time"].isoformat()}
+        for record in ecg_records(root, notes, hosp, all_records)
+    ]
     return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__)
-    add_mimic_flags(parser, "notes", "hosp", "seed")
-    run_cli(build_mimic_ecg, parser, argv)
+    add_mimic_flags(parser, "notes", "hosp", "seed", "all_records")
+    run_cli(build_mimic_ecg, parser, argv, source=SOURCE)
 
 
 if __name__ == "__main__":

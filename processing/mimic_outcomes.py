@@ -15,11 +15,16 @@ Rules (method.md, Data and Multimodal prompt tuning):
   Location: {admission_location}."` (no discharge text: it would leak the outcome); `readmission_text` = the
   discharge summary of the admission (the latest `note_seq` where there are several).
 - A CXR study or an ECG belongs to the admission of the same `subject_id` whose `admittime` is at most 24 hours away;
-  the nearest one, each study to at most one admission.
+  the nearest one, each study to at most one admission. The studies are those the MIMIC-CXR and MIMIC-IV-ECG
+  builders keep (by default the single-label ECGs only; `--all_records` for every ECG, as the ECG builder), so
+  `cxr_study_id` / `ecg_study_id` are rows of those datasets; `cxr_text` / `ecg_text` are the attached study's report
+  text as those datasets hold it (None where no study is attached), which the text-only prompt-tuning baseline
+  appends to the visit's text.
 - Patient-level split shared with every MIMIC dataset (`medbind.processing.splits`).
 
     python -m medbind.processing.mimic_outcomes --root RAW/mimiciv/3.1 --out OUT [--note_dir RAW/mimic-iv-note/2.2/note]
         [--cxr_root RAW/mimic-cxr-jpg/2.1.0 [--reports ZIP]] [--ecg_root RAW/mimic-iv-ecg/1.0 [--ecg_notes CSV]]
+        [--all_records]
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import datasets
 import pandas as pd
 
 from .common import (
+    DataSource,
     add_mimic_flags,
     build_dataset_dict,
     cli_parser,
@@ -61,7 +67,23 @@ FEATURES = datasets.Features(
         "readmission": datasets.ClassLabel(names=["not_readmitted", "readmitted"]),
         "cxr_study_id": datasets.Value("int64"),
         "ecg_study_id": datasets.Value("int64"),
+        "cxr_text": datasets.Value("string"),
+        "ecg_text": datasets.Value("string"),
     }
+)
+SOURCE = DataSource(
+    name="mimic_outcomes",
+    pretty_name="MIMIC-IV outcomes: in-hospital mortality and 30-day readmission (MedBind build)",
+    homepage="MIMIC-IV (https://physionet.org/content/mimiciv/), MIMIC-IV-Note "
+    "(https://physionet.org/content/mimic-iv-note/), MIMIC-CXR-JPG 2.1.0 and MIMIC-IV-ECG 1.0 for the attached "
+    "studies.",
+    license="other",
+    license_name="physionet-credentialed-health-data-license-1.5.0",
+    license_link="https://physionet.org/content/mimiciv/view-license/3.1/",
+    access="Credentialed PhysioNet data (MIMIC-IV, MIMIC-IV-Note discharge summaries, MIMIC-CXR reports): use it only "
+    "as a PhysioNet credentialed user under the PhysioNet Credentialed Health Data Use Agreement 1.5.0, do not "
+    "redistribute it (no public upload), and share it only with credentialed users of the same projects.",
+    label_rules=__doc__,
 )
 
 
@@ -137,7 +159,8 @@ def outcome_records(
     Args:
         root: the MIMIC-IV folder (with `hosp/`).
         note_dir: MIMIC-IV-Note's `note` folder (None: `readmission_text` is None).
-        cxr_studies, ecg_studies: studies with `subject_id`, `study_id`, `time` to attach (`attach_studies`).
+        cxr_studies, ecg_studies: studies with `subject_id`, `study_id`, `time` to attach (`attach_studies`) and
+            `text`, the report stored as `cxr_text` / `ecg_text` of the admission it attaches to.
 
     Raises:
         FileNotFoundError, ValueError: missing tables or columns, or an admission whose patient is not in
@@ -163,6 +186,8 @@ def outcome_records(
         for a in admissions.itertuples(index=False)
     ]
     cxr_ids, ecg_ids = attach_studies(rows, cxr_studies), attach_studies(rows, ecg_studies)
+    cxr_texts = {study["study_id"]: study["text"] for study in cxr_studies}
+    ecg_texts = {study["study_id"]: study["text"] for study in ecg_studies}
     records = []
     for index, admission in enumerate(admissions.itertuples(index=False)):
         patient = patients.loc[admission.subject_id]
@@ -180,6 +205,8 @@ def outcome_records(
                 "readmission": int(admission.readmission),
                 "cxr_study_id": cxr_ids[index],
                 "ecg_study_id": ecg_ids[index],
+                "cxr_text": cxr_texts.get(cxr_ids[index]),
+                "ecg_text": ecg_texts.get(ecg_ids[index]),
             }
         )
     return records
@@ -193,6 +220,7 @@ def build_mimic_outcomes(
     ecg_root: Path | None = None,
     ecg_notes: Path | None = None,
     seed: int = DEFAULT_SEED,
+    all_records: bool = False,
 ) -> datasets.DatasetDict:
     """Build the outcomes `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
 
@@ -201,12 +229,18 @@ def build_mimic_outcomes(
         cxr_root, reports: MIMIC-CXR-JPG and its reports (`mimic_cxr.cxr_records`); None: no CXR attached.
         ecg_root, ecg_notes: MIMIC-IV-ECG and its notes (`mimic_ecg.ecg_records`); None: no ECG attached.
         seed: the shared MIMIC split seed.
+        all_records: attach any MIMIC-IV-ECG record; False: only the single-label ones the ECG builder keeps by
+            default (`mimic_ecg.ecg_records`).
 
     Raises:
         FileNotFoundError, ValueError: as the readers.
     """
     cxr = [{**r, "time": r["study_time"]} for r in cxr_records(cxr_root, reports)] if cxr_root else []
-    ecg = [{**r, "time": r["ecg_time"]} for r in ecg_records(ecg_root, ecg_notes)] if ecg_root else []
+    ecg = (
+        [{**r, "time": r["ecg_time"]} for r in ecg_records(ecg_root, ecg_notes, all_records=all_records)]
+        if ecg_root
+        else []
+    )
     records = outcome_records(root, note_dir, cxr, ecg)
     return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION)
 
@@ -218,8 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cxr_root", type=Path, default=None, help="MIMIC-CXR-JPG folder")
     parser.add_argument("--ecg_root", type=Path, default=None, help="MIMIC-IV-ECG folder")
     parser.add_argument("--ecg_notes", type=Path, default=None, help="CSV of ECG notes (note_id, text)")
-    add_mimic_flags(parser, "reports", "seed")
-    run_cli(build_mimic_outcomes, parser, argv)
+    add_mimic_flags(parser, "reports", "seed", "all_records")
+    run_cli(build_mimic_outcomes, parser, argv, source=SOURCE)
 
 
 if __name__ == "__main__":

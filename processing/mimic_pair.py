@@ -5,13 +5,15 @@ apart in time: the visit id wins); when either lacks a `hadm_id`, when they belo
 recorded at most 24 hours apart (inclusive). Pairs are one-to-one: candidates are taken best-first (visit links
 before time links, then the smallest time difference) and a study already paired is skipped, so no ECG or CXR is
 the positive of two rows in a contrastive batch. Only studies that the MIMIC-CXR and MIMIC-IV-ECG builders keep are
-paired (same inputs, same rules), and the patient-level split is the one every MIMIC dataset shares.
+paired (same inputs, same rules: by default the single-label ECGs only, `--all_records` for every ECG, as the ECG
+builder), so every pair's studies are rows of those datasets, and the patient-level split is the one every MIMIC
+dataset shares.
 
 Columns: `subject_id`, `hadm_id` (the shared visit; None for time links), `cxr_study_id`, `ecg_study_id`,
 `link` (`"hadm_id"` or `"time"`), `hours_apart` (float).
 
     python -m medbind.processing.mimic_pair --cxr_root RAW/mimic-cxr-jpg/2.1.0 --ecg_root RAW/mimic-iv-ecg/1.0 \\
-        --hosp RAW/mimiciv/3.1/hosp --out OUT [--reports ZIP] [--notes NOTES.csv]
+        --hosp RAW/mimiciv/3.1/hosp --out OUT [--reports ZIP] [--notes NOTES.csv] [--all_records]
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import datasets
 
-from .common import add_mimic_flags, build_dataset_dict, cli_parser, hours_apart, match_greedy, run_cli
+from .common import DataSource, add_mimic_flags, build_dataset_dict, cli_parser, hours_apart, match_greedy, run_cli
 from .mimic_cxr import cxr_records
 from .mimic_ecg import ecg_records
 from .splits import DEFAULT_SEED, split_by_patient
@@ -40,6 +42,19 @@ FEATURES = datasets.Features(
         "link": datasets.Value("string"),
         "hours_apart": datasets.Value("float64"),
     }
+)
+SOURCE = DataSource(
+    name="mimic_pair",
+    pretty_name="MIMIC-PAIR: MIMIC-CXR studies linked to MIMIC-IV-ECG records (MedBind build)",
+    homepage="Links between MIMIC-CXR-JPG 2.1.0 (https://physionet.org/content/mimic-cxr-jpg/2.1.0/), MIMIC-IV-ECG 1.0 "
+    "(https://physionet.org/content/mimic-iv-ecg/1.0/) and MIMIC-IV admissions (https://physionet.org/content/mimiciv/).",
+    license="other",
+    license_name="physionet-credentialed-health-data-license-1.5.0",
+    license_link="https://physionet.org/content/mimic-cxr-jpg/view-license/2.1.0/",
+    access="Derived from credentialed PhysioNet data (MIMIC-CXR, MIMIC-IV): use it only as a PhysioNet credentialed "
+    "user under the PhysioNet Credentialed Health Data Use Agreement 1.5.0, do not redistribute it (no public "
+    "upload), and share it only with credentialed users of the same projects.",
+    label_rules=__doc__,
 )
 
 
@@ -99,12 +114,14 @@ def build_mimic_pair(
     reports: Path | None = None,
     notes: Path | None = None,
     seed: int = DEFAULT_SEED,
+    all_records: bool = False,
 ) -> datasets.DatasetDict:
     """Build MIMIC-PAIR (columns `FEATURES`, patient-level train / validation / test).
 
     Args:
         cxr_root, reports: MIMIC-CXR-JPG and its reports, as `mimic_cxr.cxr_records`.
-        ecg_root, notes: MIMIC-IV-ECG and its notes, as `mimic_ecg.ecg_records`.
+        ecg_root, notes, all_records: MIMIC-IV-ECG, its notes and which records to pair, as
+            `mimic_ecg.ecg_records` (default: the single-label records the ECG builder keeps by default).
         hosp: MIMIC-IV's `hosp` folder; without it every study lacks a `hadm_id` and only time links are made.
         seed: the shared MIMIC split seed.
 
@@ -115,15 +132,15 @@ def build_mimic_pair(
         FileNotFoundError, ValueError: as the CXR and ECG readers.
     """
     cxr = [{**r, "time": r["study_time"]} for r in cxr_records(cxr_root, reports, hosp)]
-    ecg = [{**r, "time": r["ecg_time"]} for r in ecg_records(ecg_root, notes, hosp)]
+    ecg = [{**r, "time": r["ecg_time"]} for r in ecg_records(ecg_root, notes, hosp, all_records)]
     return build_dataset_dict(split_by_patient(pair_records(cxr, ecg), seed), FEATURES, DESCRIPTION)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__, roots=("cxr_root", "ecg_root"))
-    add_mimic_flags(parser, "hosp", "reports", "notes", "seed")
-    run_cli(build_mimic_pair, parser, argv)
+    add_mimic_flags(parser, "hosp", "reports", "notes", "seed", "all_records")
+    run_cli(build_mimic_pair, parser, argv, source=SOURCE)
 
 
 if __name__ == "__main__":

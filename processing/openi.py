@@ -10,13 +10,16 @@ Raw layout: the Kaggle copy "Chest X-rays (Indiana University)"
 Rows: every frontal image whose report has text (the MIMIC-CXR rule of frontal views only; a report with two
 frontal images gives two rows). Text: the findings and impression sections joined, as MedCLIP prepares reports,
 with Open-I's de-identification marker (`XXXX`) removed. `subject_id` and `study_id` are the report's `uid` (Open-I
-has one report per patient). Images are stored as paths into the download (decoded lazily; `push_to_hub` embeds them).
+has one report per patient). Images: shrunk at build time to 512 pixels on the shorter side and stored in the dataset
+(`--shortest_edge`, `common.stored_radiograph`: the Kaggle PNGs smaller than that are stored as they are; 0 stores
+paths into the download); `image_path` is the original PNG.
 
-    python -m medbind.processing.openi --root RAW_DIR --out OUT_DIR
+    python -m medbind.processing.openi --root RAW_DIR --out OUT_DIR [--shortest_edge 512] [--num_proc N]
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,10 +27,32 @@ from typing import Any
 
 import datasets
 
-from .common import build_dataset_dict, cli_parser, cxr_features, read_table, run_cli
+from .common import (
+    DEFAULT_SHORTEST_EDGE,
+    DataSource,
+    add_image_flags,
+    build_dataset_dict,
+    cli_parser,
+    cxr_features,
+    radiograph_example,
+    read_table,
+    run_cli,
+)
 
 IMAGE_DIR = Path("images") / "images_normalized"
 FEATURES = cxr_features()
+SOURCE = DataSource(
+    name="openi",
+    pretty_name="Open-I (Indiana University chest X-rays) frontal radiographs with reports (MedBind build)",
+    homepage="Kaggle copy of the Indiana University chest X-ray collection (Open-i, U.S. National Library of "
+    "Medicine): https://www.kaggle.com/datasets/raddar/chest-xrays-indiana-university",
+    license="other",
+    license_name="open-i-indiana-university-chest-x-rays",
+    license_link="https://www.kaggle.com/datasets/raddar/chest-xrays-indiana-university",
+    access="Keep the terms of the Kaggle copy and of the Open-i collection it was taken from (see the link); this "
+    "build adds no rights. Images and reports are de-identified by the source.",
+    label_rules=__doc__,
+)
 DESCRIPTION = "Open-I (Indiana University chest X-rays, Kaggle copy): frontal images with findings + impression."
 # Open-I replaces de-identified words with runs of capital X ("XXXX"), sometimes glued to a word ("x-XXXX").
 DEIDENTIFIED = re.compile(r"X{2,}")
@@ -50,7 +75,7 @@ def report_text(findings: Any, impression: Any) -> str:
 
 
 def openi_record(projection: Mapping[str, Any], text: str, root: Path) -> dict[str, Any]:
-    """One frontal image row of `indiana_projections.csv` with its report text, as an example of `FEATURES`.
+    """One frontal image row of `indiana_projections.csv` with its report text: a record of `FEATURES` but `image`.
 
     Raises:
         FileNotFoundError: naming the file, if the image is missing.
@@ -59,7 +84,7 @@ def openi_record(projection: Mapping[str, Any], text: str, root: Path) -> dict[s
     if not path.is_file():
         raise FileNotFoundError(f"indiana_projections.csv, uid {projection['uid']}: image {path} not found")
     return {
-        "image": str(path.resolve()),
+        "image_path": str(path.resolve()),
         "text": text,
         "subject_id": int(projection["uid"]),
         "study_id": int(projection["uid"]),
@@ -69,18 +94,23 @@ def openi_record(projection: Mapping[str, Any], text: str, root: Path) -> dict[s
     }
 
 
-def build_openi(root: Path) -> datasets.DatasetDict:
+def build_openi(
+    root: Path, shortest_edge: int | None = DEFAULT_SHORTEST_EDGE, num_proc: int | None = None
+) -> datasets.DatasetDict:
     """Build Open-I (see the module docstring for the rows and text).
 
     Args:
         root: the unzipped Kaggle folder.
+        shortest_edge: images larger than this on the shorter side are shrunk to it, and all are stored in the
+            dataset; 0 or None: paths into the download (`common.stored_radiograph`).
+        num_proc: processes decoding and shrinking the images.
 
     Returns:
         `DatasetDict` with one split, `test`, columns `FEATURES`.
 
     Raises:
         FileNotFoundError: a table or an image is missing.
-        ValueError: a column is missing, or a projection's uid has no report.
+        ValueError: a column is missing, a projection's uid has no report, or an image is unreadable.
     """
     root = Path(root)
     reports = read_table(root, "indiana_reports.csv", ["uid", "findings", "impression"])
@@ -92,12 +122,15 @@ def build_openi(root: Path) -> datasets.DatasetDict:
             raise ValueError(f"indiana_projections.csv: uid {projection['uid']} has no row in indiana_reports.csv")
         if texts[int(projection["uid"])]:
             records.append(openi_record(projection, texts[int(projection["uid"])], root))
-    return build_dataset_dict({"test": records}, FEATURES, DESCRIPTION)
+    make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
+    return build_dataset_dict({"test": records}, FEATURES, DESCRIPTION, make_example, num_proc)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m medbind.processing.openi --root RAW_DIR --out OUT_DIR`."""
-    run_cli(build_openi, cli_parser(__doc__), argv)
+    """Command line: `python -m medbind.processing.openi --root RAW_DIR --out OUT_DIR [--shortest_edge N]`."""
+    parser = cli_parser(__doc__)
+    add_image_flags(parser)
+    run_cli(build_openi, parser, argv, source=SOURCE)
 
 
 if __name__ == "__main__":

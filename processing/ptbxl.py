@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .common import (
     ECG_SUPERCLASSES,
+    DataSource,
     build_dataset_dict,
     cli_parser,
     ecg_features,
@@ -43,6 +44,15 @@ FEATURES = ecg_features(
     labels=ECG_SUPERCLASSES, ecg_path_500hz=datasets.Value("string"), strat_fold=datasets.Value("int64")
 )
 DESCRIPTION = "PTB-XL 1.0.3: 12-lead ECG record paths (100 and 500 Hz), reports, 5 diagnostic superclasses."
+SOURCE = DataSource(
+    name="ptbxl",
+    pretty_name="PTB-XL 12-lead ECGs with the 5 diagnostic superclasses (MedBind build)",
+    homepage="PTB-XL 1.0.3, https://physionet.org/content/ptb-xl/1.0.3/ (record paths point into this download)",
+    license="cc-by-4.0",
+    access="Open access on PhysioNet under the Creative Commons Attribution 4.0 International licence: cite PTB-XL "
+    "(Wagner et al., Scientific Data 2020) and PhysioNet.",
+    label_rules=__doc__,
+)
 DATABASE_COLUMNS = ["ecg_id", "patient_id", "recording_date", "report", "scp_codes", "strat_fold", "filename_lr",
                     "filename_hr"]
 
@@ -170,7 +180,7 @@ def build_ptbxl(root: Path) -> datasets.DatasetDict:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: `python -m medbind.processing.ptbxl --root RAW_DIR --out OUT_DIR`."""
-    run_cli(build_ptbxl, cli_parser(__doc__), argv)
+    run_cli(build_ptbxl, cli_parser(__doc__), argv, source=SOURCE)
 
 
 if __name__ == "__main__":

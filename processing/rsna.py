@@ -10,27 +10,40 @@ Raw layout: the Kaggle competition download (https://www.kaggle.com/c/rsna-pneum
 Rows: one per `patientId` (one image per patient). `label` is `Target`: 1 "Pneumonia" (at least one opacity box),
 0 "Normal" (no pneumonia-like opacity; this includes the challenge's "No Lung Opacity / Not Normal" images), the
 paper's two classes. DICOMs are decoded with pydicom at build time (modality and VOI LUTs applied, MONOCHROME1
-inverted, scaled to 8 bits) and stored as PNG; `view` is the DICOM `ViewPosition` (AP/PA; None for PNG input).
+inverted, scaled to 8 bits), shrunk to 512 pixels on the shorter side (`--shortest_edge`, `common.stored_radiograph`;
+0 keeps the 1024 x 1024 originals) and stored as PNG; `view` is the DICOM `ViewPosition` (AP/PA; None for PNG
+input); `image_path` is the original file.
 `study_id` is the `patientId`. Splits: the stage-2 test labels are not public, so the labelled images are split
 70 / 10 / 20 % by `medbind.processing.splits`' seeded hash of the `patientId` (the paper's 18,678 train / 5,338 test come
 from such a 70 / 10 / 20 split of the 26,684 images).
 
-    python -m medbind.processing.rsna --root RAW_DIR --out OUT_DIR [--seed 0] [--num_proc N]
+    python -m medbind.processing.rsna --root RAW_DIR --out OUT_DIR [--seed 0] [--shortest_edge 512] [--num_proc N]
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
-import pydicom
 from PIL import Image
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from .common import build_dataset_dict, cli_parser, cxr_features, read_table, run_cli
+from modeling_medbind.image_processing_medbind import decode_dicom
+
+from .common import (
+    DEFAULT_SHORTEST_EDGE,
+    DataSource,
+    add_image_flags,
+    build_dataset_dict,
+    cli_parser,
+    cxr_features,
+    read_table,
+    run_cli,
+    stored_radiograph,
+)
 from .splits import DEFAULT_SEED, split_by_patient
 
 RSNA_CLASSES = ("Normal", "Pneumonia")
@@ -40,6 +53,18 @@ FEATURES = cxr_features(
     label=RSNA_CLASSES, drop=["text", "subject_id", "hadm_id", "study_time"], study_id=datasets.Value("string")
 )
 DESCRIPTION = "RSNA Pneumonia Detection Challenge (stage 2 train): chest radiographs, Normal vs Pneumonia."
+SOURCE = DataSource(
+    name="rsna",
+    pretty_name="RSNA Pneumonia Detection Challenge: Normal vs Pneumonia chest radiographs (MedBind build)",
+    homepage="RSNA Pneumonia Detection Challenge (Kaggle, stage 2 training set): "
+    "https://www.kaggle.com/c/rsna-pneumonia-detection-challenge/data",
+    license="other",
+    license_name="rsna-pneumonia-detection-challenge-rules",
+    license_link="https://www.kaggle.com/c/rsna-pneumonia-detection-challenge/rules",
+    access="Keep the competition's data-use rules (see the link; the images come from the NIH ChestX-ray14 "
+    "collection, whose terms also apply); this build adds no rights.",
+    label_rules=__doc__,
+)
 
 
 def read_targets(root: Path) -> dict[str, int]:
@@ -68,27 +93,22 @@ def read_targets(root: Path) -> dict[str, int]:
 def dicom_to_image(path: Path) -> tuple[Image.Image, str | None]:
     """Decode a single-frame grayscale radiograph DICOM into an 8-bit image (`L`), white meaning dense.
 
+    The decoding is the image processor's (`decode_dicom`: modality and VOI LUTs, scaled by the window or the
+    stored bit depth, MONOCHROME1 inverted), so a built row holds the pixels the processor reads from the file.
+
     Args:
         path: the `.dcm` file.
 
     Returns:
-        The image (8-bit input with no LUT keeps its exact values; anything else is min-max scaled to 0-255;
-        MONOCHROME1 is inverted) and the `ViewPosition` (None if absent or blank).
+        The image (8-bit input with no LUT keeps its exact values; other intensities in [0, 1] are rounded to
+        0-255) and the `ViewPosition` (None if absent or blank).
 
     Raises:
         ValueError: naming the file, if it is not a single-frame grayscale image.
     """
-    dataset = pydicom.dcmread(path)
-    pixels = dataset.pixel_array
-    if pixels.ndim != 2:
-        raise ValueError(f"{path}: expected a single-frame grayscale radiograph, got pixel array {pixels.shape}")
-    values = apply_voi_lut(apply_modality_lut(pixels, dataset), dataset)
+    values, dataset = decode_dicom(path)
     if values.dtype != np.uint8:
-        values = values.astype(np.float64)
-        span = values.max() - values.min()
-        values = np.round((values - values.min()) * (255.0 / span if span else 0.0)).astype(np.uint8)
-    if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
-        values = 255 - values
+        values = np.round(values * 255.0).astype(np.uint8)
     return Image.fromarray(values), dataset.get("ViewPosition") or None
 
 
@@ -105,22 +125,29 @@ def image_file(root: Path, patient_id: str) -> Path:
     raise FileNotFoundError(f"RSNA: no image for patientId {patient_id} in {root / IMAGE_DIR} (.dcm or .png)")
 
 
-def rsna_example(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn `{"image_file", "study_id", "label"}` into an example of `FEATURES`, decoding a DICOM (worker-side)."""
-    path = Path(record["image_file"])
+def rsna_example(record: Mapping[str, Any], shortest_edge: int | None = DEFAULT_SHORTEST_EDGE) -> dict[str, Any]:
+    """Turn `{"image_path", "study_id", "label"}` into an example of `FEATURES`, decoding a DICOM and shrinking the
+    image (`common.stored_radiograph`; worker-side)."""
+    path = Path(record["image_path"])
     if path.suffix == ".dcm":
         image, view = dicom_to_image(path)
     else:
-        image, view = str(path), None
-    return {"image": image, "study_id": record["study_id"], "view": view, "label": record["label"]}
+        image, view = path, None
+    return {**record, "image": stored_radiograph(image, shortest_edge), "view": view}
 
 
-def build_rsna(root: Path, seed: int = DEFAULT_SEED, num_proc: int | None = None) -> datasets.DatasetDict:
+def build_rsna(
+    root: Path,
+    seed: int = DEFAULT_SEED,
+    shortest_edge: int | None = DEFAULT_SHORTEST_EDGE,
+    num_proc: int | None = None,
+) -> datasets.DatasetDict:
     """Build RSNA Pneumonia (see the module docstring).
 
     Args:
         root: the unzipped Kaggle folder.
         seed: the seed of the patient-level split.
+        shortest_edge: images shrunk to this shorter side (`common.stored_radiograph`); 0 or None: full size.
         num_proc: processes decoding the DICOMs (26,684 of them in the full set).
 
     Returns:
@@ -132,20 +159,22 @@ def build_rsna(root: Path, seed: int = DEFAULT_SEED, num_proc: int | None = None
     """
     root = Path(root)
     records = [
-        {"image_file": str(image_file(root, patient_id).resolve()), "study_id": patient_id,
+        {"image_path": str(image_file(root, patient_id).resolve()), "study_id": patient_id,
          "label": RSNA_CLASSES[target]}
         for patient_id, target in read_targets(root).items()
     ]
     records_by_split = split_by_patient(records, seed, SPLIT_FRACTIONS, key="study_id")
-    return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, make_example=rsna_example, num_proc=num_proc)
+    make_example = functools.partial(rsna_example, shortest_edge=shortest_edge)
+    return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, make_example, num_proc)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m medbind.processing.rsna --root RAW_DIR --out OUT_DIR [--seed S] [--num_proc N]`."""
+    """Command line: `python -m medbind.processing.rsna --root RAW_DIR --out OUT_DIR [--seed S] [--shortest_edge N]
+    [--num_proc N]`."""
     parser = cli_parser(__doc__)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the patient-level split")
-    parser.add_argument("--num_proc", type=int, default=None, help="processes decoding the DICOMs")
-    run_cli(build_rsna, parser, argv)
+    add_image_flags(parser)
+    run_cli(build_rsna, parser, argv, source=SOURCE)
 
 
 if __name__ == "__main__":

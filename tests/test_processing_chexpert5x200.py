@@ -1,13 +1,25 @@
 """Tests for processing/chexpert5x200.py on a miniature CheXpert-v1.0-small folder."""
 
+import itertools
+import random
+import re
 from pathlib import Path
 
 import datasets
 import pandas as pd
 import pytest
+from fixtures import assert_radiographs_stored
 from fixtures.public import CHEXPERT_IMAGES, write_chexpert
 
-from medbind.processing.chexpert5x200 import COMPETITION_FINDINGS, build_chexpert5x200, eligible_images, main, sample_5x200
+from medbind.processing.chexpert5x200 import (
+    build_chexpert5x200,
+    eligible_images,
+    main,
+    report_pieces,
+    report_sentence,
+    sample_5x200,
+)
+from medbind.processing.common import CHEXPERT_COMPETITION_FINDINGS as COMPETITION_FINDINGS
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +75,40 @@ def test_fields_come_from_path_and_view_columns(chexpert, chexpert_root):
     assert row["view"] == "PA" and row["hadm_id"] is None and row["study_time"] is None
     assert chexpert["test"].features["label"].int2str(row["label"]) == "Cardiomegaly"
     assert row["image"].size == (16, 16)
-    raw = chexpert["test"].cast_column("image", datasets.Image(decode=False))
-    assert str((chexpert_root / "train/patient00021/study1/view1_frontal.jpg").resolve()) in {
-        image["path"] for image in raw["image"]}
+    assert row["image_path"] == str((chexpert_root / "train/patient00021/study1/view1_frontal.jpg").resolve())
+
+
+def all_sentences(groups: list[list[str]]) -> set[str]:
+    """Every sentence MedCLIP's generate_chexpert_class_prompts lists for a class (the product of its groups)."""
+    return {" ".join(" ".join(pieces).split()) for pieces in itertools.product(*groups)}
+
+
+def test_the_prompt_file_ships_medclips_pieces_for_every_finding():
+    pieces = report_pieces()
+    assert list(pieces) == list(COMPETITION_FINDINGS)
+    # MedCLIP prints these totals ("sample ... from total 210" etc.); Pleural Effusion puts location before subtype.
+    assert [len(list(itertools.product(*groups))) for groups in pieces.values()] == [210, 15, 192, 18, 54]
+    assert "small left bilateral pleural effusion" in all_sentences(pieces["Pleural Effusion"])
+
+
+def test_every_row_has_a_medclip_sentence_of_its_own_finding(chexpert):
+    pieces = report_pieces()
+    names = chexpert["test"].features["label"].names
+    for row in chexpert["test"]:
+        assert row["text"] in all_sentences(pieces[names[row["label"]]])
+        assert row["text"] == row["text"].strip() and "  " not in row["text"]
+
+
+def test_sentences_are_seeded_by_seed_and_image(chexpert, chexpert_root):
+    assert build_chexpert5x200(chexpert_root, per_class=2)["test"]["text"] == chexpert["test"]["text"]
+    groups = report_pieces()["Atelectasis"]
+    assert report_sentence(groups, random.Random("0:a")) == report_sentence(groups, random.Random("0:a"))
+    drawn = {report_sentence(groups, random.Random(f"0:{image}")) for image in range(200)}
+    assert len(drawn) > 100  # draws spread over the 210 sentences
+
+
+def test_radiographs_are_stored_shrunk_with_their_original_path(chexpert_root):
+    assert_radiographs_stored(lambda edge: build_chexpert5x200(chexpert_root, per_class=2, shortest_edge=edge), 8)
 
 
 def test_full_size_folder_name_is_stripped_from_paths_too(tmp_path):
@@ -91,3 +134,5 @@ def test_printed_label_counts(chexpert_root, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "test: 10 rows" in printed
     assert "label: Atelectasis=2, Cardiomegaly=2, Consolidation=2, Edema=2, Pleural Effusion=2" in printed
+    assert re.search(r"^test +10 +1,000$", printed, re.MULTILINE)
+    assert re.search(r"^  Edema +2 +200$", printed, re.MULTILINE)

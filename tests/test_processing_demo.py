@@ -12,8 +12,10 @@ from scipy.stats import spearmanr
 from medbind.processing import demo
 from medbind.processing.common import CHEXPERT_LABELS
 from medbind.processing.mimic_ecg import ecg_labels_from_text
+from medbind.processing.mimic_outcomes import FEATURES as OUTCOME_FEATURES
+from modeling_medbind import CANONICAL_LEAD_NAMES
 
-LEAD = {name: index for index, name in enumerate(demo.ECG_LEADS)}
+LEAD = {name: index for index, name in enumerate(CANONICAL_LEAD_NAMES)}
 
 
 def measure_ctr(image) -> float:
@@ -75,6 +77,8 @@ def test_demo_has_the_columns_of_the_mimic_builders(built):
     assert set(pairs["train"].column_names) == {
         "subject_id", "hadm_id", "cxr_study_id", "ecg_study_id", "link", "hours_apart"
     }
+    assert built["outcomes"]["train"].features == OUTCOME_FEATURES
+    assert {"cxr_text", "ecg_text"} <= set(OUTCOME_FEATURES)
     row = cxr["train"][0]
     assert row["image"].mode == "L" and row["image"].size == (256, 256)
     assert row["view"] in ("AP", "PA")
@@ -194,11 +198,120 @@ def test_cxr_reports_and_labels_name_the_graded_findings(patients):
         assert (findings == ["No Finding"]) == (not set(findings) - {"No Finding"})
 
 
-def test_command_line_writes_datasets_loadable_from_disk(tmp_path, capsys):
+def test_a_report_depends_only_on_what_its_study_shows(patients):
+    # The per-patient seed draws the noise of the image and of the ECG; a report that changed with it would hold
+    # words no study could show (as several phrasings of one normal radiograph did).
+    for patient in patients[:40]:
+        reseeded = {**patient, "seed": [99, patient["index"]]}
+        assert demo.cxr_report(reseeded) == demo.cxr_report(patient)
+        assert demo.ecg_statements(reseeded) == demo.ecg_statements(patient)
+        assert not np.array_equal(np.asarray(demo.render_cxr(reseeded)), np.asarray(demo.render_cxr(patient)))
+
+
+def test_normal_studies_split_into_many_reports_by_what_the_radiograph_shows(patients):
+    # One report for every normal study made retrieving its report a coin toss even for a perfect model.
+    normal = [p for p in patients if demo.cxr_findings(p) == ["No Finding"]]
+    reports = [demo.cxr_report(p) for p in normal]
+    assert max(reports.count(report) for report in reports) < 0.3 * len(reports)
+
+
+def lowest_lung_row(image) -> int:
+    """The lowest image row with dark lung beside the heart: where the diaphragm's domes are."""
+    pixels = np.asarray(image, dtype=np.float64) / 255.0
+    lung_columns = np.r_[40:80, 180:216]
+    return int(np.flatnonzero((pixels[:, lung_columns] < 0.3).mean(axis=1) > 0.5).max())
+
+
+def test_lung_volumes_in_the_report_are_the_height_of_the_diaphragm(patients):
+    levels = {volume: [] for volume in demo.LUNG_VOLUMES}
+    for patient in patients[:60]:
+        if set(demo.cxr_findings(patient)) & {"Pneumonia", "Edema"}:
+            continue  # opacities at the lung bases hide where the lungs end
+        levels[patient["lung_volumes"]].append(lowest_lung_row(demo.render_cxr(patient)))
+        assert ("Lung volumes are low." in demo.cxr_report(patient)) == (patient["lung_volumes"] == "low")
+        assert ("hyperinflated" in demo.cxr_report(patient)) == (patient["lung_volumes"] == "hyperinflated")
+    assert max(levels["low"]) < min(levels["normal"]) and max(levels["normal"]) < min(levels["hyperinflated"])
+
+
+def frontal_axis(ecg: np.ndarray) -> float:
+    """The QRS axis in the frontal plane (degrees) from the net R-peak amplitudes of leads I and aVF."""
+    peaks = r_peaks(ecg)
+    return float(np.degrees(np.arctan2(np.median(ecg[LEAD["aVF"], peaks]), np.median(ecg[LEAD["I"], peaks]))))
+
+
+def test_lung_volumes_show_in_the_ecg_as_the_axis_and_the_voltage(patients):
+    # The heart hangs from the diaphragm: the ECG of the same heart turns with the breath and air damps it.
+    patient = next(p for p in patients if p["condition"] == "normal")
+    ecgs = {volume: demo.render_ecg({**patient, "lung_volumes": volume}) for volume in demo.LUNG_VOLUMES}
+    axes = [frontal_axis(ecgs[volume]) for volume in ("low", "normal", "hyperinflated")]
+    assert axes == sorted(axes) and axes[-1] - axes[0] > 30
+    amplitude = {volume: np.abs(ecg).max() for volume, ecg in ecgs.items()}
+    assert amplitude["hyperinflated"] < 0.85 * amplitude["normal"]
+
+
+@pytest.mark.parametrize(
+    "factor, absent, phrase, region",
+    [
+        ("prior_cabg", False, "sternotomy wires", (slice(70, 150), slice(118, 140))),
+        ("cholecystectomy", False, "Cholecystectomy clips", (slice(170, 256), slice(30, 120))),
+        ("rib_fracture", None, "rib fractures", (slice(80, 150), slice(10, 246))),
+    ],
+)
+def test_incidental_findings_are_drawn_where_the_report_says(patients, factor, absent, phrase, region):
+    patient = next(p for p in patients if p[factor] not in (absent, None) and p["condition"] == "normal")
+    without = {**patient, factor: absent}
+    assert phrase in demo.cxr_report(patient) and phrase not in demo.cxr_report(without)
+    difference = np.abs(np.asarray(demo.render_cxr(patient), float) - np.asarray(demo.render_cxr(without), float))
+    assert difference[region].max() > 40 and difference[region].sum() > 0.9 * difference.sum()
+
+
+def test_outcomes_are_the_admissions_and_name_their_studies_and_reports(built):
+    studies = {"cxr": {}, "ecg": {}}  # study id -> (split, report)
+    for name, by_id in studies.items():
+        for split, rows in built[name].items():
+            by_id.update({row["study_id"]: (split, row["text"]) for row in rows.select_columns(["study_id", "text"])})
+    admitted = {s for name in ("cxr", "ecg") for split in built[name].values()
+                for s, h in zip(split["subject_id"], split["hadm_id"]) if h is not None}
+    rows = [(split, row) for split, data in built["outcomes"].items() for row in data]
+    assert {row["subject_id"] for _, row in rows} == admitted and len(rows) == len(admitted)
+    for split, row in rows:
+        assert row["hadm_id"] is not None
+        assert row["cxr_study_id"] is not None or row["ecg_study_id"] is not None
+        for name in ("cxr", "ecg"):
+            study = row[f"{name}_study_id"]
+            assert (study is None) == (row[f"{name}_text"] is None)
+            if study is not None:
+                assert studies[name][study] == (split, row[f"{name}_text"])
+        assert re.fullmatch(r"(Male|Female) patient, who is at the age of \d+, was admitted as .+\. Location: .+\.",
+                            row["mortality_text"])
+
+
+def test_outcomes_follow_severity_and_the_dead_are_not_readmitted():
+    patients = demo.sample_patients(3000, seed=3)
+    admitted = [p for p in patients if p["hadm_id"] is not None and p["condition"] != "normal"]
+    outcomes = [demo.visit_outcome(p) for p in admitted]
+    severe = np.array([p["severity"] > 0.7 for p in admitted])
+    mild = np.array([p["severity"] < 0.45 for p in admitted])
+    died = np.array([o["mortality"] for o in outcomes])
+    readmitted = np.array([o["readmission"] for o in outcomes])
+    assert 0.05 < died.mean() < 0.6 and 0.05 < readmitted.mean() < 0.6
+    assert died[severe].mean() > 1.5 * died[mild].mean()
+    # The sickest die more often, which removes them from readmission: compare the survivors.
+    assert readmitted[severe & ~died.astype(bool)].mean() > 1.2 * readmitted[mild & ~died.astype(bool)].mean()
+    for patient, outcome in zip(admitted, outcomes):
+        summary = demo.discharge_summary(patient, outcome)
+        assert ("Discharge disposition: Expired." in summary) == bool(outcome["mortality"])
+        assert not (outcome["mortality"] and outcome["readmission"])
+
+
+def test_command_line_writes_datasets_and_cards_loadable_from_disk(tmp_path, capsys):
     demo.main(["--out", str(tmp_path), "--num_patients", "10", "--seed", "3"])
-    loaded = {name: datasets.load_from_disk(str(tmp_path / name)) for name in ("cxr", "ecg", "pairs")}
+    loaded = {name: datasets.load_from_disk(str(tmp_path / name)) for name in ("cxr", "ecg", "pairs", "outcomes")}
     assert sum(split.num_rows for split in loaded["cxr"].values()) + sum(
         split.num_rows for split in loaded["ecg"].values()
     ) >= 10
+    for name in loaded:
+        card = (tmp_path / name / "README.md").read_text()
+        assert "SYNTHETIC" in card and "apache-2.0" in card
     printed = capsys.readouterr().out
-    assert "SYNTHETIC" in printed and "labels: NORM=" in printed
+    assert "SYNTHETIC" in printed and "NORM" in printed

@@ -9,8 +9,10 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from timm.models import get_pretrained_cfg
 from transformers import AutoProcessor
 
+from modeling_medbind import CANONICAL_LEAD_NAMES, MedBindConfig, MedBindModel
 from modeling_medbind.feature_extraction_medbind import MedBindECGFeatureExtractor
 from modeling_medbind.image_processing_medbind import MedBindImageProcessor
 from modeling_medbind.processing_medbind import MedBindProcessor
@@ -164,3 +166,71 @@ def test_auto_processor_loads_remote_code_where_the_package_is_not_importable(pr
     assert set(outputs.files) == set(expected)
     for key in expected:
         np.testing.assert_allclose(outputs[key], expected[key], atol=1e-6, err_msg=key)
+
+
+# ---- a model's processor is derived from its config -----------------------------------------------------------
+
+EIGHT_LEADS = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]  # the independent leads, as many ECG networks take
+# A timm model whose pretrained_cfg normalises with mean = std = 0.5, not ImageNet's (one small block).
+TINY_VIT = {"model_name": "vit_tiny_patch16_224", "model_kwargs": {"depth": 1, "embed_dim": 32, "num_heads": 2}}
+
+
+def sine_leads(sampling_rate: int = 500, seconds: float = 10.0) -> np.ndarray:
+    """12 leads in canonical order, lead k a sine of k + 1 Hz (distinct after per-lead normalisation)."""
+    time = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    return np.sin(2 * np.pi * (np.arange(12)[:, None] + 1) * time[None, :])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"cxr_config": {"image_size": 256}},
+        {"cxr_config": TINY_VIT},
+        {"ecg_config": {"num_samples": 500, "sampling_rate": 50}},
+        {"ecg_config": {"lead_names": list(reversed(CANONICAL_LEAD_NAMES))}},
+        {"ecg_config": {"lead_names": EIGHT_LEADS}},
+    ],
+    ids=["image_size", "timm_model", "ecg_samples_and_rate", "lead_order", "lead_subset"],
+)
+def test_processor_from_config_follows_each_input_setting_through_to_the_model(overrides, tmp_path):
+    config = MedBindConfig.from_preset("tiny", **overrides)
+    processor = MedBindProcessor.from_config(config, train_wordpiece_tokenizer(REPORTS * 4, vocab_size=150))
+    ecg_config, cxr_config = config.ecg_config, config.cxr_config
+    pretrained = get_pretrained_cfg(cxr_config.model_name)
+    assert (processor.image_processor.crop_size.height, processor.image_processor.crop_size.width) == (
+        cxr_config.image_size, cxr_config.image_size,
+    )  # fmt: skip
+    assert tuple(processor.image_processor.image_mean) == pretrained.mean
+    assert tuple(processor.image_processor.image_std) == pretrained.std
+    extractor = processor.feature_extractor
+    assert (extractor.num_samples, extractor.sampling_rate, extractor.lead_names) == (
+        ecg_config.num_samples, ecg_config.sampling_rate, ecg_config.lead_names,
+    )  # fmt: skip
+
+    # Saved with the model and loaded back, it still follows the config, and the model takes its output.
+    processor.save_pretrained(tmp_path)
+    inputs = MedBindProcessor.from_pretrained(tmp_path)(
+        images=radiograph(0), ecgs=sine_leads(), sampling_rate=500, lead_names=CANONICAL_LEAD_NAMES,
+        text=REPORTS[:2], return_tensors="pt",
+    )  # fmt: skip
+    assert inputs["pixel_values"].shape == (1, 3, cxr_config.image_size, cxr_config.image_size)
+    assert inputs["ecg_values"].shape == (1, ecg_config.num_leads, ecg_config.num_samples)
+    canonical = make_processor()(ecgs=sine_leads(), sampling_rate=500, return_tensors="pt")["ecg_values"][0]
+    if ecg_config.num_samples == 1000:  # the rows are the config's leads, in its order
+        rows = [CANONICAL_LEAD_NAMES.index(name) for name in ecg_config.lead_names]
+        torch.testing.assert_close(inputs["ecg_values"][0], canonical[rows])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = MedBindModel(config).eval()(**inputs)
+    assert out.logits_per_cxr.shape == (1, 2) and out.logits_per_ecg.shape == (1, 2)
+
+
+def test_an_unnamed_ecg_array_is_read_in_the_configs_lead_order():
+    config = MedBindConfig.from_preset("tiny", ecg_config={"lead_names": EIGHT_LEADS})
+    processor = MedBindProcessor.from_config(config, train_wordpiece_tokenizer(REPORTS * 4, vocab_size=150))
+    rows = [CANONICAL_LEAD_NAMES.index(name) for name in EIGHT_LEADS]
+    named = processor(ecgs=sine_leads(), sampling_rate=500, lead_names=CANONICAL_LEAD_NAMES, return_tensors="pt")
+    unnamed = processor(ecgs=sine_leads()[rows], sampling_rate=500, return_tensors="pt")
+    torch.testing.assert_close(unnamed["ecg_values"], named["ecg_values"])
+    with pytest.raises(ValueError, match="exactly 8 leads in the order I, II, V1"):
+        processor(ecgs=sine_leads(), sampling_rate=500)

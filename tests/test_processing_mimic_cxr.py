@@ -1,9 +1,11 @@
 """Tests of processing/mimic_cxr.py on a miniature MIMIC-CXR-JPG tree (tests/fixtures/mimic.py)."""
 
+import re
 from datetime import datetime
 
 import datasets
 import pytest
+from fixtures import assert_radiographs_stored
 from fixtures.mimic import gzip_bytes, write_mimic_cxr, write_mimic_iv
 
 from medbind.processing import mimic_cxr
@@ -43,8 +45,14 @@ def test_only_frontal_studies_with_findings_or_impression_are_kept(rows):
 
 def test_pa_is_preferred_over_ap_and_lateral(rows):
     assert rows[50000001]["view"] == "PA"
+    assert rows[50000001]["image_path"].endswith("files/p10/p10000032/s50000001/cc-pa.jpg")
     assert rows[50000001]["image"].size == (64, 64)
     assert rows[50000006]["view"] == "AP"
+
+
+def test_radiographs_are_stored_shrunk_with_their_original_path(raw):
+    cxr_root, _ = raw
+    assert_radiographs_stored(lambda edge: mimic_cxr.build_mimic_cxr(cxr_root, shortest_edge=edge), 32)
 
 
 def test_every_field_of_a_study(rows):
@@ -93,10 +101,13 @@ def test_missing_image_and_missing_column_are_reported_by_name(tmp_path):
 
 def test_command_line_saves_and_prints_label_counts(raw, tmp_path, capsys):
     cxr_root, mimic_iv = raw
-    mimic_cxr.main(["--root", str(cxr_root), "--out", str(tmp_path / "out"), "--hosp", str(mimic_iv / "hosp")])
-    loaded = datasets.load_from_disk(str(tmp_path / "out"))
+    out = tmp_path / "out"
+    mimic_cxr.main(["--root", str(cxr_root), "--out", str(out), "--hosp", str(mimic_iv / "hosp"), "--num_proc", "2"])
+    loaded = datasets.load_from_disk(str(out))
     assert sum(split.num_rows for split in loaded.values()) == 4
+    assert "credentialed" in (out / "README.md").read_text()
     printed = capsys.readouterr().out
+    assert re.search(r"^train +\d+ +86,853$", printed, re.MULTILINE)
     total = {name: 0 for name in ("Cardiomegaly", "No Finding", "Pneumonia")}
     for line in printed.splitlines():
         if line.strip().startswith("labels:"):

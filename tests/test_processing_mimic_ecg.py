@@ -1,5 +1,8 @@
 """Tests of processing/mimic_ecg.py: the paper's label rules and the builder on a miniature MIMIC-IV-ECG tree."""
 
+import json
+import re
+
 import datasets
 import pytest
 import wfdb
@@ -54,16 +57,49 @@ def raw(tmp_path_factory):
     return write_mimic_ecg(root / "mimic-iv-ecg"), write_mimic_iv(root / "mimiciv")
 
 
-@pytest.fixture(scope="module")
-def rows(raw):
-    ecg_root, mimic_iv = raw
-    built = mimic_ecg.build_mimic_ecg(ecg_root, notes=ecg_root / "ecg_notes.csv", hosp=mimic_iv / "hosp")
+def rows_of(built: datasets.DatasetDict) -> dict:
     names = mimic_ecg.FEATURES["labels"].feature.names
     return {
         r["study_id"]: {**r, "split": split_name, "label_names": [names[i] for i in r["labels"]]}
         for split_name, split in built.items()
         for r in split
     }
+
+
+@pytest.fixture(scope="module")
+def rows(raw):
+    """Every record (`all_records`), as the builder wrote them before the paper's single-label default."""
+    ecg_root, mimic_iv = raw
+    notes, hosp = ecg_root / "ecg_notes.csv", mimic_iv / "hosp"
+    return rows_of(mimic_ecg.build_mimic_ecg(ecg_root, notes=notes, hosp=hosp, all_records=True))
+
+
+@pytest.fixture(scope="module")
+def single_label(raw):
+    ecg_root, mimic_iv = raw
+    return mimic_ecg.build_mimic_ecg(ecg_root, notes=ecg_root / "ecg_notes.csv", hosp=mimic_iv / "hosp")
+
+
+def test_by_default_only_records_with_exactly_one_class_are_kept(single_label, rows):
+    kept = rows_of(single_label)
+    assert {study: row["label_names"] for study, row in kept.items()} == {
+        40000002: ["NORM"], 40000004: ["MI"], 40000005: ["CD"]}
+    assert rows[40000001]["label_names"] == ["HYP", "STTC", "CD"] and rows[40000003]["label_names"] == []
+    assert single_label["train"].features == mimic_ecg.FEATURES  # one schema: `labels` stays a list
+    assert all(kept[study] == {**rows[study], "split": kept[study]["split"]} for study in kept)
+
+
+def test_without_notes_the_noted_record_is_unlabelled_and_left_out(raw):
+    assert [r["study_id"] for r in mimic_ecg.ecg_records(raw[0])] == [40000002, 40000005]
+    assert len(mimic_ecg.ecg_records(raw[0], all_records=True)) == 5
+
+
+def test_a_missing_record_of_a_left_out_study_does_not_stop_the_default_build(tmp_path):
+    root = write_mimic_ecg(tmp_path / "ecg")
+    (root / "files/p1000/p10000032/s40000001/40000001.hea").unlink()  # HYP + STTC + CD: not in the paper's set
+    assert [r["study_id"] for r in mimic_ecg.ecg_records(root)] == [40000002, 40000005]
+    with pytest.raises(FileNotFoundError, match="study 40000001"):
+        mimic_ecg.ecg_records(root, all_records=True)
 
 
 def test_every_field_of_a_record(rows):
@@ -90,7 +126,7 @@ def test_labels_of_the_fixture_records(rows):
 def test_a_linked_cardiologist_note_replaces_the_machine_report(rows, raw):
     assert rows[40000004]["text"] == "Sinus tachycardia. Anterior infarct, age undetermined. Abnormal ECG."
     assert rows[40000004]["label_names"] == ["MI"]
-    without_notes = {r["study_id"]: r for r in mimic_ecg.ecg_records(raw[0])}
+    without_notes = {r["study_id"]: r for r in mimic_ecg.ecg_records(raw[0], all_records=True)}
     assert without_notes[40000004]["text"].startswith("ECG presents Sinus tachycardia.")
     assert without_notes[40000004]["labels"] == []
 
@@ -103,21 +139,40 @@ def test_missing_record_and_notes_are_reported_by_name(tmp_path):
     root = write_mimic_ecg(tmp_path / "ecg")
     with pytest.raises(FileNotFoundError, match="notes.csv"):
         mimic_ecg.ecg_records(root, notes=tmp_path / "notes.csv")
-    (root / "files/p1000/p10000032/s40000001/40000001.hea").unlink()
-    with pytest.raises(FileNotFoundError, match="study 40000001"):
+    (root / "files/p1000/p10001217/s40000002/40000002.hea").unlink()
+    with pytest.raises(FileNotFoundError, match="study 40000002"):
         mimic_ecg.ecg_records(root)
 
 
-def test_command_line_saves_and_prints_label_counts(raw, tmp_path, capsys):
-    ecg_root, _ = raw
-    notes = str(ecg_root / "ecg_notes.csv")
-    mimic_ecg.main(["--root", str(ecg_root), "--out", str(tmp_path / "out"), "--notes", notes])
-    loaded = datasets.load_from_disk(str(tmp_path / "out"))
-    assert sum(split.num_rows for split in loaded.values()) == 4
+def _printed_label_totals(printed: str) -> dict:
     totals = {}
-    for line in capsys.readouterr().out.splitlines():
+    for line in printed.splitlines():
         if line.strip().startswith("labels:"):
             for item in line.split(": ", 1)[1].split(", "):
                 name, count = item.split("=")
                 totals[name] = totals.get(name, 0) + int(count)
-    assert totals == {"NORM": 1, "HYP": 1, "STTC": 1, "MI": 1, "CD": 1, "(none)": 1}
+    return totals
+
+
+def test_command_line_prints_and_saves_the_counts_next_to_the_papers(raw, tmp_path, capsys):
+    ecg_root, _ = raw
+    out = tmp_path / "out"
+    mimic_ecg.main(["--root", str(ecg_root), "--out", str(out), "--notes", str(ecg_root / "ecg_notes.csv")])
+    loaded = datasets.load_from_disk(str(out))
+    assert sum(split.num_rows for split in loaded.values()) == 3
+    printed = capsys.readouterr().out
+    assert _printed_label_totals(printed) == {"NORM": 1, "HYP": 0, "STTC": 0, "MI": 1, "CD": 1, "(none)": 0}
+    assert re.search(r"^  NORM +1 +34,097$", printed, re.MULTILINE)
+    assert re.search(r"^validation +\d+ +12,065$", printed, re.MULTILINE)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["labels"]["labels"]["CD"] == {"rows": 1, "paper": 31_438}
+    assert summary["build_options"] == {"root": "<path>", "notes": "<path>", "hosp": None, "seed": 0,
+                                        "all_records": False}
+
+
+def test_all_records_flag_keeps_the_multi_label_and_unlabelled_records(raw, tmp_path, capsys):
+    ecg_root, _ = raw
+    argv = ["--root", str(ecg_root), "--out", str(tmp_path / "out"), "--notes", str(ecg_root / "ecg_notes.csv")]
+    mimic_ecg.main([*argv, "--all_records"])
+    assert _printed_label_totals(capsys.readouterr().out) == {
+        "NORM": 1, "HYP": 1, "STTC": 1, "MI": 1, "CD": 2, "(none)": 1}

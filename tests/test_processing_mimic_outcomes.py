@@ -76,6 +76,28 @@ def test_mortality_comes_from_the_discharge_location_and_readmission_from_the_wi
     assert rows[22000003]["mortality_text"].startswith("Male patient, who is at the age of 86")
 
 
+def test_the_attached_studies_reports_are_stored_for_the_text_only_baseline(rows):
+    assert rows[22000003]["cxr_text"] == "Right lower lobe opacity. Pneumonia."  # as the MIMIC-CXR dataset holds it
+    assert rows[22000003]["ecg_study_id"] == 40000005  # an hour after admission
+    assert rows[22000003]["ecg_text"] == (
+        "ECG presents Sinus rhythm. Additional findings include the following: Left axis deviation."
+    )
+    assert rows[22000001]["cxr_text"].startswith("The heart is mildly enlarged.")
+    assert rows[22000001]["ecg_text"] is None  # no ECG within 24 h of admission
+    assert (rows[22000002]["cxr_text"], rows[22000002]["ecg_text"]) == (None, None)
+
+
+def test_outcome_texts_are_the_attached_studies_own(tmp_path):
+    mimic_iv = write_mimic_iv(tmp_path / "mimiciv")
+    admitted = datetime(2181, 1, 1, 9, 0)
+    cxr = [{"subject_id": 10000764, "study_id": 7, "time": admitted, "text": "CXR report seven."}]
+    ecg = [{"subject_id": 10000764, "study_id": 8, "time": admitted + timedelta(hours=30), "text": "ECG eight."},
+           {"subject_id": 10000032, "study_id": 9, "time": datetime(2180, 5, 6, 11), "text": "ECG nine."}]
+    by_hadm = {r["hadm_id"]: r for r in mimic_outcomes.outcome_records(mimic_iv, None, cxr, ecg)}
+    assert (by_hadm[22000003]["cxr_text"], by_hadm[22000003]["ecg_text"]) == ("CXR report seven.", None)
+    assert (by_hadm[22000001]["ecg_study_id"], by_hadm[22000001]["ecg_text"]) == (9, "ECG nine.")
+
+
 def test_a_patients_admissions_share_one_split(rows):
     assert rows[22000001]["split"] == rows[22000002]["split"]
     assert rows[22000003]["split"] == rows[22000004]["split"]

@@ -55,21 +55,37 @@ def test_visit_links_win_over_closer_time_links_and_pairs_are_one_to_one():
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def raw(tmp_path_factory):
     root = tmp_path_factory.mktemp("mimic")
-    cxr_root, ecg_root = write_mimic_cxr(root / "cxr"), write_mimic_ecg(root / "ecg")
-    mimic_iv = write_mimic_iv(root / "mimiciv")
-    return mimic_pair.build_mimic_pair(cxr_root, ecg_root, hosp=mimic_iv / "hosp")
+    return write_mimic_cxr(root / "cxr"), write_mimic_ecg(root / "ecg"), write_mimic_iv(root / "mimiciv") / "hosp"
 
 
-def test_builder_links_the_fixture_studies(built):
+@pytest.fixture(scope="module")
+def built(raw):
+    cxr_root, ecg_root, hosp = raw
+    return mimic_pair.build_mimic_pair(cxr_root, ecg_root, hosp=hosp)
+
+
+def pair_rows(built) -> list[tuple]:
     rows = sorted((r for split in built.values() for r in split), key=lambda r: r["cxr_study_id"])
-    assert [(r["cxr_study_id"], r["ecg_study_id"], r["link"], r["hadm_id"]) for r in rows] == [
-        (50000001, 40000001, "hadm_id", 22000001),
-        (50000004, 40000002, "time", None),
+    return [(r["cxr_study_id"], r["ecg_study_id"], r["link"], r["hadm_id"], r["hours_apart"]) for r in rows]
+
+
+def test_builder_pairs_the_single_label_ecgs_the_ecg_builder_keeps(built):
+    # ECG 40000001 (HYP + STTC + CD) is not in the default ECG dataset, so CXR 50000001 stays unpaired.
+    assert pair_rows(built) == [
+        (50000004, 40000002, "time", None, pytest.approx(23 + 59 / 60)),
+        (50000006, 40000005, "hadm_id", 22000003, pytest.approx(22 + 45.2 / 60)),
     ]
-    assert rows[0]["hours_apart"] == pytest.approx(59.0)
-    assert rows[1]["hours_apart"] == pytest.approx(23 + 59 / 60)
+
+
+def test_all_records_pairs_every_ecg(raw):
+    cxr_root, ecg_root, hosp = raw
+    assert pair_rows(mimic_pair.build_mimic_pair(cxr_root, ecg_root, hosp=hosp, all_records=True)) == [
+        (50000001, 40000001, "hadm_id", 22000001, pytest.approx(59.0)),
+        (50000004, 40000002, "time", None, pytest.approx(23 + 59 / 60)),
+        (50000006, 40000005, "hadm_id", 22000003, pytest.approx(22 + 45.2 / 60)),
+    ]
 
 
 def test_splits_never_share_a_patient(built):

@@ -1,9 +1,11 @@
 """Tests for processing/openi.py on a miniature copy of the Kaggle Open-I layout."""
 
+import re
 from pathlib import Path
 
 import datasets
 import pytest
+from fixtures import assert_radiographs_stored
 from fixtures.public import OPENI_REPORTS, write_openi
 
 from medbind.processing.openi import build_openi, main, report_text
@@ -54,8 +56,11 @@ def test_fields_and_image_paths(openi, openi_root):
     row = openi["test"][1]
     assert (row["subject_id"], row["study_id"], row["hadm_id"], row["study_time"]) == (2, 2, None, None)
     assert row["image"].size == (16, 16)
-    raw = openi["test"].cast_column("image", datasets.Image(decode=False))
-    assert raw[1]["image"]["path"] == str((openi_root / "images/images_normalized/2_IM-0002-1001.dcm.png").resolve())
+    assert row["image_path"] == str((openi_root / "images/images_normalized/2_IM-0002-1001.dcm.png").resolve())
+
+
+def test_radiographs_are_stored_shrunk_with_their_original_path(openi_root):
+    assert_radiographs_stored(lambda edge: build_openi(openi_root, shortest_edge=edge), 8)
 
 
 def test_missing_image_names_the_uid_and_file(tmp_path):
@@ -75,5 +80,6 @@ def test_projection_without_report_is_an_error(tmp_path):
 
 def test_printed_row_count(openi_root, tmp_path, capsys):
     main(["--root", str(openi_root), "--out", str(tmp_path / "out")])
-    assert "test: 4 rows" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test: 4 rows" in printed and re.search(r"^test +4 +3,269$", printed, re.MULTILINE)
     assert datasets.load_from_disk(str(tmp_path / "out"))["test"].num_rows == 4

@@ -6,8 +6,9 @@ import datasets
 import numpy as np
 import pydicom
 import pytest
-from fixtures import rows_by_study
+from fixtures import assert_radiographs_stored, rows_by_study
 from fixtures.public import RSNA_PATIENTS, rsna_pixels, write_dicom, write_rsna
+from PIL import Image
 
 from medbind.processing.rsna import SPLIT_FRACTIONS, build_rsna, dicom_to_image, main
 from medbind.processing.splits import patient_split
@@ -57,11 +58,12 @@ def test_png_copies_are_read_without_a_view(tmp_path):
     assert {row["view"] for _, row in rows.values()} == {None}
 
 
-def test_sixteen_bit_dicom_is_scaled_to_the_full_eight_bit_range(tmp_path):
+def test_twelve_bit_dicom_is_scaled_by_its_stored_bit_depth(tmp_path):
+    # The image processor's decoder: 0..4095 maps to 0..255, so the builder stores what inference reads.
     pixels = np.array([[1000, 2000], [3000, 4000]], dtype=np.uint16)
-    write_dicom(tmp_path / "a.dcm", pixels, "a", "AP")
+    write_dicom(tmp_path / "a.dcm", pixels, "a", "AP", bits_stored=12)
     image, view = dicom_to_image(tmp_path / "a.dcm")
-    np.testing.assert_array_equal(np.asarray(image), [[0, 85], [170, 255]])
+    np.testing.assert_array_equal(np.asarray(image), np.round(pixels / 4095 * 255))
     assert view == "AP"
 
 
@@ -78,7 +80,21 @@ def test_builder_reads_a_real_rsna_dicom(tmp_path, shared_data):
     (root / "stage_2_train_images" / f"{REAL_PATIENT}.dcm").write_bytes(real)
     (root / "stage_2_train_labels.csv").write_text(f"patientId,x,y,width,height,Target\n{REAL_PATIENT},,,,,0\n")
     (_, row), = rows_by_study(build_rsna(root)).values()
-    assert row["image"].size == (1024, 1024) and row["view"] == "PA" and row["label"] == 0
+    assert row["image"].size == (512, 512) and row["view"] == "PA" and row["label"] == 0
+    assert row["image_path"] == str((root / "stage_2_train_images" / f"{REAL_PATIENT}.dcm").resolve())
+    full, _ = dicom_to_image(Path(row["image_path"]))
+    expected = np.asarray(full.resize((512, 512), Image.Resampling.LANCZOS))
+    np.testing.assert_array_equal(np.asarray(row["image"]), expected)
+    (_, original), = rows_by_study(build_rsna(root, shortest_edge=0)).values()
+    np.testing.assert_array_equal(np.asarray(original["image"]), np.asarray(full))
+
+
+def test_radiographs_are_stored_shrunk_with_their_original_path(tmp_path):
+    dicoms = build_rsna(write_rsna(tmp_path / "dcm", patients=RSNA_PATIENTS[:3]), shortest_edge=8)
+    assert {row["image"].size for split in dicoms.values() for row in split} == {(8, 8)}
+    assert all(path.endswith(".dcm") for split in dicoms.values() for path in split["image_path"])
+    pngs = write_rsna(tmp_path / "png", patients=RSNA_PATIENTS[:3], image_format="png")
+    assert_radiographs_stored(lambda edge: build_rsna(pngs, shortest_edge=edge), 8)
 
 
 def test_worker_processes_decode_the_same_images(tmp_path, rsna):
@@ -107,6 +123,7 @@ def test_disagreeing_targets_and_missing_images_are_errors(tmp_path):
 def test_printed_label_counts(rsna_root, tmp_path, capsys):
     main(["--root", str(rsna_root), "--out", str(tmp_path / "out")])
     printed = capsys.readouterr().out
+    assert "18,678" in printed and "5,338" in printed
     reloaded = datasets.load_from_disk(str(tmp_path / "out"))
     for split, dataset in reloaded.items():
         normal, pneumonia = dataset["label"].count(0), dataset["label"].count(1)

@@ -1,8 +1,8 @@
-"""Tests of processing/splits.py: the shared patient-level split."""
+"""Tests of processing/splits.py: the shared patient-level split and the exact-size split."""
 
 import pytest
 
-from medbind.processing.splits import SPLIT_NAMES, patient_split, split_by_patient
+from medbind.processing.splits import SPLIT_NAMES, patient_split, split_by_patient, split_exactly
 
 
 def test_a_patient_lands_in_the_same_split_whatever_the_dataset_or_id_type():
@@ -34,3 +34,35 @@ def test_bad_fractions_and_missing_ids_are_errors():
         patient_split(1, fractions=(0.5, 0.5, 0.5))
     with pytest.raises(KeyError, match="subject_id"):
         split_by_patient([{"patient": 1}])
+
+
+def _images(counts: dict[str, int]) -> list[dict]:
+    return [{"study_id": f"{label}-{number}", "label": label} for label, count in counts.items()
+            for number in range(1, count + 1)]
+
+
+def _sizes(groups: dict) -> dict:
+    return {split: {label: sum(r["label"] == label for r in rows) for label in ("A", "B")}
+            for split, rows in groups.items()}
+
+
+def test_split_exactly_gives_exact_sizes_per_class_and_keeps_input_order():
+    records = _images({"A": 10, "B": 30})
+    groups = split_exactly(records, (0.5, 0.25, 0.25), stratify="label")
+    assert _sizes(groups) == {"train": {"A": 5, "B": 15}, "validation": {"A": 3, "B": 8}, "test": {"A": 2, "B": 7}}
+    for rows in groups.values():
+        assert rows == sorted(rows, key=records.index)
+    unstratified = split_exactly(records, (0.5, 0.25, 0.25))
+    assert [len(rows) for rows in unstratified.values()] == [20, 10, 10]
+
+
+def test_split_exactly_depends_on_the_seed_and_is_stable_for_one_seed():
+    records = _images({"A": 40})
+    assert split_exactly(records, (0.8, 0.0, 0.2), seed=3) == split_exactly(list(records), (0.8, 0.0, 0.2), seed=3)
+    assert split_exactly(records, (0.8, 0.0, 0.2), seed=3)["test"] != split_exactly(records, (0.8, 0.0, 0.2))["test"]
+    assert list(split_exactly(records, (0.8, 0.0, 0.2))) == ["train", "test"]  # an empty split is left out
+
+
+def test_split_exactly_names_a_missing_field():
+    with pytest.raises(KeyError, match="'label'"):
+        split_exactly([{"study_id": "a"}], (0.8, 0.0, 0.2), stratify="label")

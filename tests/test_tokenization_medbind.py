@@ -1,5 +1,9 @@
 """Tests of modeling_medbind/tokenization_medbind.py: word truncation and the offline tokenizer."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from modeling_medbind.tokenization_medbind import (
@@ -7,6 +11,7 @@ from modeling_medbind.tokenization_medbind import (
     load_text_tokenizer,
     train_wordpiece_tokenizer,
     truncate_words,
+    wordpiece_vocabulary,
 )
 
 REPORTS = [
@@ -61,6 +66,43 @@ def test_trained_tokenizer_round_trips_through_a_local_directory(tmp_path):
     loaded = load_text_tokenizer(tmp_path)
     assert loaded(REPORTS)["input_ids"] == tokenizer(REPORTS)["input_ids"]
     assert loaded.model_max_length == 64
+
+
+def test_another_process_trains_the_same_vocabulary_with_the_same_ids():
+    # The tokenizers trainer broke frequency ties in hash-map order, which changes with every process.
+    script = (
+        "import json, sys; from modeling_medbind.tokenization_medbind import train_wordpiece_tokenizer; "
+        "print(json.dumps(train_wordpiece_tokenizer(json.loads(sys.argv[1]), vocab_size=300).get_vocab()))"
+    )
+    corpus = REPORTS * 3 + ["Heart rate 72 bpm. QRS duration 148 ms.", "Heart rate 88 bpm. PR interval 250 ms."]
+    other = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(corpus)], capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(other) == train_wordpiece_tokenizer(corpus, vocab_size=300).get_vocab()
+
+
+def test_equally_frequent_pairs_are_merged_in_the_order_of_their_text():
+    # (c, ##d) and (a, ##b) are both seen twice: "ab" comes first, whatever the order of the counts.
+    for counts in ({"cd": 2, "ab": 2}, {"ab": 2, "cd": 2}):
+        assert wordpiece_vocabulary(counts, vocab_size=100, special_tokens=["[UNK]"]) == [
+            "[UNK]", "a", "c", "##b", "##d", "ab", "cd"
+        ]
+
+
+def test_the_most_frequent_pair_is_merged_first_and_vocab_size_caps_the_merges():
+    vocabulary = wordpiece_vocabulary({"xy": 1, "ab": 5}, vocab_size=6, special_tokens=["[UNK]"])
+    assert vocabulary == ["[UNK]", "a", "x", "##b", "##y", "ab"]
+
+
+def test_pairs_seen_fewer_than_min_frequency_times_are_not_merged():
+    vocabulary = wordpiece_vocabulary({"ab": 3, "cd": 1}, vocab_size=100, min_frequency=2, special_tokens=[])
+    assert "ab" in vocabulary and "cd" not in vocabulary
+
+
+def test_corpus_words_become_single_tokens_and_new_words_fall_back_to_pieces():
+    tokenizer = train_wordpiece_tokenizer(["cardiomegaly"] * 3 + ["cardiac"] * 2, vocab_size=100)
+    assert tokenizer.tokenize("cardiomegaly cardiac") == ["cardiomegaly", "cardiac"]
+    assert tokenizer.tokenize("cardio") == ["cardi", "##o"]
 
 
 def test_corpus_without_text_is_an_error():
