@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar, Literal
 
 from transformers import BertConfig, PreTrainedConfig
 
+from .pipeline_medbind import PIPELINE_TASKS
+
+# The paper's CXR tower (MedCLIP's and CXR-CLIP's choice too); the image processor's defaults are its timm config.
+PAPER_CXR_MODEL_NAME = "swin_tiny_patch4_window7_224"
+# The order of the ECG tower's input rows: the standard 12-lead order MIMIC-IV-ECG, PTB-XL and CPSC2018 store.
+CANONICAL_LEAD_NAMES = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+# Auto classes a saved folder answers besides AutoConfig and AutoModel (see `MedBindConfig.__post_init__`).
+REMOTE_AUTO_CLASSES = {"AutoModelForZeroShotImageClassification": "modeling_medbind.MedBindModel"}
 VARIANTS = ("bd", "nm", "ecg-clip")
 LOSS_REDUCTIONS = ("sum", "mean")
 POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal")
@@ -27,7 +36,7 @@ class MedBindCXRConfig(PreTrainedConfig):
     model_type = "medbind_cxr"
     base_config_key = "cxr_config"
 
-    model_name: str = "swin_tiny_patch4_window7_224"
+    model_name: str = PAPER_CXR_MODEL_NAME
     image_size: int = 224
     num_channels: int = 3
     drop_path_rate: float = 0.1
@@ -40,11 +49,14 @@ class MedBindECGConfig(PreTrainedConfig):
 
     The paper embeds each time point (the 12 lead values) as one token; `patch_size` > 1 embeds that many consecutive
     time points per token, which divides the attention cost by `patch_size**2` (one token per step over 10 s at
-    100 Hz is 1,001 tokens, the dominant cost on a CPU).
+    100 Hz is 1,001 tokens, the dominant cost on a CPU). The input fields (`lead_names`, `num_samples`,
+    `sampling_rate`) are also what [`MedBindProcessor.from_config`] builds the ECG feature extractor from.
 
     Args:
-        num_leads (`int`): leads per record, in the canonical order I, II, III, aVR, aVL, aVF, V1-V6.
-        num_samples (`int`): samples per lead (10 s at 100 Hz).
+        lead_names (`list[str]`): the input's rows, in order (default `CANONICAL_LEAD_NAMES`: I, II, III, aVR, aVL,
+            aVF, V1-V6). Records are matched to them by name, case-insensitively. `num_leads` is their count.
+        num_samples (`int`): samples per lead (1000: 10 s at 100 Hz).
+        sampling_rate (`int`): the input's rate in Hz (100 in the paper); records are resampled to it.
         patch_size (`int`): time points per token; must divide `num_samples`. 1 reproduces the paper.
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: transformer sizes.
         hidden_dropout_prob, attention_dropout: dropout on residual branches and on attention weights. Attention
@@ -57,8 +69,9 @@ class MedBindECGConfig(PreTrainedConfig):
     model_type = "medbind_ecg"
     base_config_key = "ecg_config"
 
-    num_leads: int = 12
+    lead_names: list[str] | None = None
     num_samples: int = 1000
+    sampling_rate: int = 100
     patch_size: int = 1
     hidden_size: int = 256
     num_hidden_layers: int = 4
@@ -71,6 +84,17 @@ class MedBindECGConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        self.lead_names = list(CANONICAL_LEAD_NAMES if self.lead_names is None else self.lead_names)
+        if not self.lead_names or len({name.lower() for name in self.lead_names}) != len(self.lead_names):
+            raise ValueError(
+                f"ecg_config.lead_names must be distinct names (compared case-insensitively), got {self.lead_names}"
+            )
+        # config.json files written before `lead_names` existed hold the count instead: it must agree.
+        num_leads = kwargs.pop("num_leads", len(self.lead_names))
+        if num_leads != len(self.lead_names):
+            raise ValueError(f"ecg_config.num_leads={num_leads} disagrees with lead_names={self.lead_names}")
+        if self.sampling_rate <= 0:
+            raise ValueError(f"ecg_config.sampling_rate must be a positive number of Hz, got {self.sampling_rate}")
         if self.num_samples % self.patch_size != 0:
             raise ValueError(
                 f"ecg_config.patch_size={self.patch_size} must divide ecg_config.num_samples={self.num_samples}"
@@ -88,6 +112,11 @@ class MedBindECGConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     @property
+    def num_leads(self) -> int:
+        """Rows of the ECG tower's input: one per entry of `lead_names`."""
+        return len(self.lead_names)
+
+    @property
     def num_patches(self) -> int:
         """Tokens per record before the class token is prepended."""
         return self.num_samples // self.patch_size
@@ -97,7 +126,7 @@ class MedBindECGConfig(PreTrainedConfig):
 # the CPU demo, with ECG patches of 10 samples so attention runs over 101 tokens instead of 1,001.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
-        "cxr_config": {"model_name": "swin_tiny_patch4_window7_224", "image_size": 224},
+        "cxr_config": {"model_name": PAPER_CXR_MODEL_NAME, "image_size": 224},
         "ecg_config": {
             "hidden_size": 256,
             "num_hidden_layers": 4,
@@ -135,6 +164,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
 }
+
+
+def _remote_pipeline_tasks() -> dict[str, dict[str, Any]]:
+    """`config.custom_pipelines`: each MedBind pipeline task -> its class in the saved folder, loaded with AutoModel."""
+    return {
+        task: {
+            "impl": f"{pipeline_class.__module__.rsplit('.', 1)[-1]}.{pipeline_class.__name__}",
+            "pt": ["AutoModel"],
+            "type": "multimodal",
+        }
+        for task, pipeline_class in PIPELINE_TASKS.items()
+    }
 
 
 class MedBindConfig(PreTrainedConfig):
@@ -187,11 +228,32 @@ class MedBindConfig(PreTrainedConfig):
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         super().__post_init__(**kwargs)
+        # What a saved folder serves as remote code beside the AutoConfig / AutoModel entries save_pretrained writes:
+        # pipeline("zero-shot-image-classification") loads its model through AutoModelForZeroShotImageClassification,
+        # and pipeline(task) finds custom tasks in `custom_pipelines`. Entries read from a config.json win.
+        self.auto_map = {**REMOTE_AUTO_CLASSES, **(getattr(self, "auto_map", None) or {})}
+        self.custom_pipelines = {**_remote_pipeline_tasks(), **(getattr(self, "custom_pipelines", None) or {})}
 
     @property
     def has_cxr(self) -> bool:
         """Whether the model built from this config has a chest X-ray tower (every variant but ECG-CLIP)."""
         return self.variant != "ecg-clip"
+
+    def with_cxr_backbone(self, model_name: str) -> "MedBindConfig":
+        """
+        A copy of this config whose CXR tower is the timm architecture `model_name` as published: pretrained
+        weights fit their own architecture only, so the preset's architecture overrides (`model_kwargs`) go.
+
+        Args:
+            model_name: a timm model name with pretrained weights, e.g. `PAPER_CXR_MODEL_NAME`.
+
+        Returns:
+            The new config; this one is left unchanged.
+        """
+        config = copy.deepcopy(self)
+        config.cxr_config.model_name = model_name
+        config.cxr_config.model_kwargs = None
+        return config
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "MedBindConfig":
@@ -218,4 +280,4 @@ class MedBindConfig(PreTrainedConfig):
         return cls(**fields)
 
 
-__all__ = ["MedBindCXRConfig", "MedBindConfig", "MedBindECGConfig"]
+__all__ = ["CANONICAL_LEAD_NAMES", "PAPER_CXR_MODEL_NAME", "MedBindCXRConfig", "MedBindConfig", "MedBindECGConfig"]

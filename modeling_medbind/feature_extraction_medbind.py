@@ -16,7 +16,8 @@ from scipy.signal import resample_poly
 from transformers import BatchFeature, FeatureExtractionMixin
 from transformers.utils import TensorType
 
-CANONICAL_LEAD_NAMES = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+from .configuration_medbind import CANONICAL_LEAD_NAMES, MedBindECGConfig
+
 NORMALIZATIONS = ("per_lead_zscore", "none")
 # Suffixes a user may leave on a record path; wfdb wants the record name without them.
 WFDB_SUFFIXES = (".hea", ".dat", ".mat", ".xyz")
@@ -29,12 +30,13 @@ ECGInput = Union[str, os.PathLike, wfdb.Record, np.ndarray, torch.Tensor]
 
 class MedBindECGFeatureExtractor(FeatureExtractionMixin):
     r"""
-    Turns 12-lead ECGs into the ECG tower's input: `ecg_values` of shape `[B, 12, num_samples]`, float32.
+    Turns 12-lead ECGs into the ECG tower's input: `ecg_values` of shape `[B, len(lead_names), num_samples]`, float32.
+    [`MedBindProcessor.from_config`] sets `sampling_rate`, `num_samples` and `lead_names` from the model's `ecg_config`.
 
     Each item goes through, in this order:
-    1. **Leads**: the canonical leads (`lead_names`: I, II, III, aVR, aVL, aVF, V1-V6) are picked by name,
+    1. **Leads**: the output leads (`lead_names`, by default I, II, III, aVR, aVL, aVF, V1-V6) are picked by name,
        case-insensitively (PTB writes `avr`, MIMIC-IV-ECG `aVR`, others `AVR`); extra leads (PTB's Frank leads
-       `vx vy vz`) are ignored. An array without `lead_names` must already hold the 12 leads in canonical order.
+       `vx vy vz`) are ignored. An array without `lead_names` must already hold exactly the output leads, in order.
     2. **Window**: the first `num_samples / sampling_rate` seconds (10 s) are kept, as in the paper.
     3. **Missing samples** (WFDB stores NaN for them; inf is treated the same): filled by linear interpolation
        within the lead (constant beyond the first/last valid sample). A lead with no valid sample, or with more
@@ -50,7 +52,7 @@ class MedBindECGFeatureExtractor(FeatureExtractionMixin):
     Args:
         sampling_rate (`int`): output rate in Hz (100 in the paper).
         num_samples (`int`): output samples per lead (1000: 10 s at 100 Hz).
-        lead_names (`list[str]`): the output leads, in order.
+        lead_names (`list[str]`): the output leads, in order (default `CANONICAL_LEAD_NAMES`).
         normalization (`str`): `"per_lead_zscore"` or `"none"`.
         normalization_epsilon (`float`): added to each lead's standard deviation.
         max_nan_fraction (`float`): largest share of missing samples in a lead's window that is interpolated.
@@ -61,8 +63,8 @@ class MedBindECGFeatureExtractor(FeatureExtractionMixin):
 
     def __init__(
         self,
-        sampling_rate: int = 100,
-        num_samples: int = 1000,
+        sampling_rate: int = MedBindECGConfig.sampling_rate,
+        num_samples: int = MedBindECGConfig.num_samples,
         lead_names: Sequence[str] = CANONICAL_LEAD_NAMES,
         normalization: str = "per_lead_zscore",
         normalization_epsilon: float = 1e-6,
@@ -121,7 +123,7 @@ class MedBindECGFeatureExtractor(FeatureExtractionMixin):
 
     def _extract(self, item: ECGInput, position: str, sampling_rate: float | None, lead_names) -> np.ndarray:
         """One item -> `[len(self.lead_names), num_samples]` float32 (see the class docstring for the steps)."""
-        signal, source_rate, names, source = _load(item, position, sampling_rate, lead_names, len(self.lead_names))
+        signal, source_rate, names, source = _load(item, position, sampling_rate, lead_names, self.lead_names)
         source_rate = _checked_sampling_rate(source_rate, source)
         signal = _select_leads(signal, names, self.lead_names, source)
         window_s = self.num_samples / self.sampling_rate
@@ -180,8 +182,11 @@ def _as_batch(ecgs) -> list:
     )
 
 
-def _load(item, position: str, sampling_rate, lead_names, num_leads: int):
-    """One input -> (`[leads, samples]` float64, its sampling rate, its lead names, a name for error messages)."""
+def _load(item, position: str, sampling_rate, lead_names, output_lead_names: Sequence[str]):
+    """One input -> (`[leads, samples]` float64, its sampling rate, its lead names, a name for error messages).
+
+    An array without `lead_names` is taken to hold `output_lead_names`, in order.
+    """
     if isinstance(item, (str, os.PathLike)):
         item = read_wfdb_record(item)
     if isinstance(item, wfdb.Record):
@@ -202,13 +207,14 @@ def _load(item, position: str, sampling_rate, lead_names, num_leads: int):
     if item.ndim != 2 or 0 in item.shape:
         raise ValueError(f"{position} must be a non-empty array [leads, samples], got shape {item.shape}")
     if lead_names is None:
+        num_leads = len(output_lead_names)
         if item.shape[0] != num_leads:
             hint = " (transposed? pass [leads, samples])" if item.shape[1] == num_leads else ""
             raise ValueError(
                 f"{position} has shape {item.shape}{hint}; without lead_names an array must hold exactly "
-                f"{num_leads} leads in the canonical order {', '.join(CANONICAL_LEAD_NAMES)}"
+                f"{num_leads} leads in the order {', '.join(output_lead_names)}"
             )
-        lead_names = CANONICAL_LEAD_NAMES
+        lead_names = output_lead_names
     return item.astype(np.float64), sampling_rate, list(lead_names), position
 
 

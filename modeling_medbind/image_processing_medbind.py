@@ -1,9 +1,10 @@
-"""Chest X-ray image processor for MedBind, and the MedCLIP-style train-time augmentation."""
+"""Chest X-ray image processor for MedBind: radiographs (PNG, JPEG, DICOM, arrays) in, `pixel_values` out."""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,20 @@ from transformers.image_utils import (
     make_flat_list_of_images,
 )
 
-DEFAULT_TIMM_MODEL = "swin_tiny_patch4_window7_224"
+from .configuration_medbind import PAPER_CXR_MODEL_NAME
+
 # Pillow modes read as they are; any other mode (palette, bilevel, CMYK, YCbCr...) is converted to RGB(A) first.
 PIL_MODES_READ_DIRECTLY = {"L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 UINT8_MAX = 255.0
 UINT16_MAX = 65535.0
+# A DICOM Part 10 file holds "DICM" after its 128-byte preamble, whatever its name; older ones only have the suffix.
+DICOM_MAGIC = (128, b"DICM")
+DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
-def timm_preprocessing_defaults(model_name: str = DEFAULT_TIMM_MODEL) -> dict[str, Any]:
+def timm_preprocessing_defaults(
+    model_name: str = PAPER_CXR_MODEL_NAME, image_size: int | None = None
+) -> dict[str, Any]:
     """Image-processor settings equal to timm's evaluation preprocessing for a pretrained model.
 
     timm's eval transform resizes the shortest edge to `floor(input_size / crop_pct)` with the model's
@@ -38,6 +45,8 @@ def timm_preprocessing_defaults(model_name: str = DEFAULT_TIMM_MODEL) -> dict[st
 
     Args:
         model_name: a timm model name (`timm.list_models(pretrained=True)`), e.g. `"swin_tiny_patch4_window7_224"`.
+        image_size: the side of the square crop (a model's `cxr_config.image_size`); default: timm's input size.
+            The resize keeps timm's crop ratio.
 
     Returns:
         `{"size", "crop_size", "resample", "image_mean", "image_std"}`.
@@ -53,7 +62,7 @@ def timm_preprocessing_defaults(model_name: str = DEFAULT_TIMM_MODEL) -> dict[st
         raise ValueError(
             f"timm model {model_name!r} uses crop_mode={data_config['crop_mode']!r}; only 'center' is supported"
         )
-    _, height, width = data_config["input_size"]
+    _, height, width = (None, image_size, image_size) if image_size else data_config["input_size"]
     return {
         "size": {"shortest_edge": math.floor(min(height, width) / data_config["crop_pct"])},
         "crop_size": {"height": height, "width": width},
@@ -63,7 +72,7 @@ def timm_preprocessing_defaults(model_name: str = DEFAULT_TIMM_MODEL) -> dict[st
     }
 
 
-_DEFAULTS = timm_preprocessing_defaults(DEFAULT_TIMM_MODEL)
+_DEFAULTS = timm_preprocessing_defaults(PAPER_CXR_MODEL_NAME)
 
 
 class MedBindImageProcessor(TorchvisionBackend):
@@ -71,10 +80,12 @@ class MedBindImageProcessor(TorchvisionBackend):
     Chest X-ray processor: any radiograph in, `pixel_values [B, 3, 224, 224]` normalised for the CXR tower out.
 
     Defaults are timm's evaluation preprocessing of `swin_tiny_patch4_window7_224` (resize shortest edge to 248
-    bicubic, centre-crop 224, ImageNet mean/std); [`MedBindImageProcessor.from_timm`] gives another model's.
+    bicubic, centre-crop 224, ImageNet mean/std); [`MedBindImageProcessor.from_timm`] gives another model's, and
+    [`MedBindProcessor.from_config`] the one a model's `cxr_config` asks for.
 
     Accepted inputs (one or a list): PIL images, numpy arrays and torch tensors (`[H, W]`, `[C, H, W]` or
-    `[H, W, C]`), and image file paths. Pixel intensities are read by their storage type:
+    `[H, W, C]`), and image file paths: anything Pillow opens (PNG, JPEG...) and DICOM (see [`decode_dicom`];
+    needs `pydicom`). Pixel intensities are read by their storage type:
     - 8-bit (`uint8`, PIL `L`/`RGB`...): 0-255.
     - 16-bit (PIL `I;16`, `uint16`, and any other integer array such as PIL `I`'s `int32`): 0-65535, scaled by
       that full range (not clipped to 255), so a DICOM-derived PNG keeps its precision through resizing.
@@ -101,11 +112,12 @@ class MedBindImageProcessor(TorchvisionBackend):
     model_input_names = ["pixel_values"]
 
     @classmethod
-    def from_timm(cls, model_name: str, **kwargs) -> MedBindImageProcessor:
+    def from_timm(cls, model_name: str, image_size: int | None = None, **kwargs) -> MedBindImageProcessor:
         """An image processor with timm's evaluation preprocessing for `model_name` (see `timm_preprocessing_defaults`).
 
         Args:
             model_name: a timm model name with a pretrained config.
+            image_size: the side of the square crop (default: timm's input size for `model_name`).
             **kwargs: overrides of any processor setting.
 
         Returns:
@@ -114,20 +126,21 @@ class MedBindImageProcessor(TorchvisionBackend):
         Raises:
             ValueError: as `timm_preprocessing_defaults`.
         """
-        return cls(**{**timm_preprocessing_defaults(model_name), **kwargs})
+        return cls(**{**timm_preprocessing_defaults(model_name, image_size), **kwargs})
 
     def fetch_images(self, images: ImageInput | str | os.PathLike) -> ImageInput:
-        """Open image file paths with Pillow (so 16-bit PNGs keep their depth); pass other inputs through.
+        """Open image file paths: DICOM with [`decode_dicom`], others with Pillow (so 16-bit PNGs keep their depth).
 
         Args:
             images: an image, a path, or (nested) lists of them.
 
         Returns:
-            The same structure with paths replaced by PIL images.
+            The same structure with paths replaced by PIL images (DICOM: the `[H, W]` array of `decode_dicom`).
 
         Raises:
             FileNotFoundError: a path does not exist.
             ValueError: a file cannot be decoded as an image.
+            ImportError: a DICOM file and no pydicom.
         """
         if isinstance(images, (list, tuple)):
             return [self.fetch_images(image) for image in images]
@@ -212,16 +225,108 @@ def _is_2d_array(image: Any) -> bool:
     return isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim == 2
 
 
-def _open_image(path: Path) -> Image.Image:
+def _open_image(path: Path) -> Image.Image | np.ndarray:
     """Decode an image file fully (so the file is closed), naming it in any error."""
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
+    if is_dicom(path):
+        return decode_dicom(path)[0]
     try:
         image = Image.open(path)
         image.load()
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"could not decode image file {path}: {error}") from error
     return image
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """Whether `path` names a DICOM file: a `.dcm` / `.dicom` suffix, or the Part 10 "DICM" marker.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    offset, magic = DICOM_MAGIC
+    with path.open("rb") as file:
+        file.seek(offset)
+        return file.read(len(magic)) == magic
+
+
+def decode_dicom(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
+    """Decode a single-frame grayscale radiograph DICOM to display intensities, white meaning dense.
+
+    The stored values go through the Modality LUT (Rescale Slope / Intercept, or a Modality LUT Sequence), then the
+    VOI LUT (a VOI LUT Sequence, else the first Window Center / Width), as DICOM PS3.3 C.11 orders them, with
+    pydicom's implementations. The result is scaled to [0, 1] by the output range of the last step that applied:
+    the window (or VOI LUT) range, else the stored range `BitsStored` gives, through the rescale. A 12-bit image
+    stored in 16-bit words therefore spans [0, 1], not [0, 1/16]. MONOCHROME1 (white meaning empty) is inverted.
+
+    pydicom is not among the packages a Hub folder's code may import at its top, so it is imported here.
+
+    Args:
+        path: the DICOM file.
+
+    Returns:
+        `(pixels, dataset)`: `pixels [H, W]` are `uint8` exactly as stored for 8-bit images that no LUT changes
+        (as RSNA's), else `float32` in [0, 1], keeping 16-bit precision until normalisation;
+        `dataset` is the `pydicom.Dataset` (for tags such as `ViewPosition`).
+
+    Raises:
+        ImportError: pydicom is not installed.
+        ValueError: naming the file, if it cannot be decoded or is not a single-frame grayscale image.
+    """
+    try:
+        import pydicom
+        from pydicom.pixels import apply_modality_lut, apply_voi, apply_voi_lut
+    except ImportError as error:
+        raise ImportError(f"reading the DICOM file {path} needs pydicom: pip install pydicom") from error
+    try:
+        dataset = pydicom.dcmread(path)
+        stored = dataset.pixel_array
+    # pydicom reports a corrupt file, missing pixel data or a compression without its decoder in many error types.
+    except Exception as error:
+        raise ValueError(f"could not decode DICOM file {path}: {type(error).__name__}: {error}") from error
+    photometric = dataset.get("PhotometricInterpretation")
+    if stored.ndim != 2 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ValueError(
+            f"DICOM file {path} is not a single-frame grayscale radiograph (pixel array {stored.shape}, "
+            f"PhotometricInterpretation {photometric})"
+        )
+    values = apply_voi_lut(apply_modality_lut(stored, dataset), dataset)
+    if values is stored and stored.dtype == np.uint8:
+        return (255 - stored if photometric == "MONOCHROME1" else stored), dataset
+    low, high = _dicom_output_range(dataset, apply_voi)
+    intensities = np.clip((values.astype(np.float32) - low) / (high - low), 0.0, 1.0)
+    return (1.0 - intensities if photometric == "MONOCHROME1" else intensities), dataset
+
+
+def _dicom_output_range(dataset: Any, apply_voi: Callable) -> tuple[float, float]:
+    """The `(low, high)` values the LUTs of `decode_dicom` can output, as pydicom applies them.
+
+    Raises:
+        ValueError: the range is empty (a constant VOI LUT, or a zero Rescale Slope).
+    """
+    voi_lut = dataset.get("VOILUTSequence")
+    if voi_lut and voi_lut[0].get("LUTDescriptor") is not None and voi_lut[0].get("LUTData") is not None:
+        # The table's own values over its input domain: declared entry depths (16 bits) often exceed those used.
+        entries, first_mapped, _ = voi_lut[0].LUTDescriptor
+        table = apply_voi(np.arange(first_mapped, first_mapped + (entries or 2**16)), dataset)
+        low, high = float(table.min()), float(table.max())
+    elif dataset.get("ModalityLUTSequence"):
+        low, high = 0.0, 2.0 ** dataset.ModalityLUTSequence[0].LUTDescriptor[2] - 1
+    else:
+        # The stored range through the rescale; a window maps into this same range (pydicom's apply_windowing).
+        bits = int(dataset.BitsStored)
+        signed = dataset.PixelRepresentation == 1
+        low, high = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
+        slope, intercept = dataset.get("RescaleSlope"), dataset.get("RescaleIntercept")
+        if slope is not None and intercept is not None:
+            low, high = sorted((low * float(slope) + float(intercept), high * float(slope) + float(intercept)))
+    if not high > low:
+        raise ValueError(f"DICOM file {dataset.filename}: its LUTs map every pixel to {low}")
+    return low, high
 
 
 def _describe(image: Any) -> str:

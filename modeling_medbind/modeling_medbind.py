@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Callable
@@ -18,9 +19,10 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
-from .configuration_medbind import MedBindConfig, MedBindCXRConfig, MedBindECGConfig
+from .configuration_medbind import PAPER_CXR_MODEL_NAME, MedBindConfig, MedBindCXRConfig, MedBindECGConfig
 from .hub_loading import hub_offline, load_pretrained
 from .losses import emcl_loss, tmcl_loss
+from .tokenization_medbind import BIOBERT_IDENTIFIER
 
 _INSTEAD = (
     "Download it once with network access so it sits in the Hugging Face cache, pass a local directory, or pass "
@@ -170,6 +172,10 @@ class MedBindCXREncoder(nn.Module):
         self.config = config
         self.model = self._create(pretrained)
         self._reference_buffers: dict[str, torch.Tensor] | None = None
+        if pretrained:
+            # The flag from_pretrained sets on what it loaded: the model's post_init leaves these weights alone.
+            for tensor in (*self.model.parameters(), *self.model.buffers()):
+                tensor._is_hf_initialized = True
 
     def _create(self, pretrained: bool) -> nn.Module:
         # Transformers (Swin, ViT) are built for one input size and must be told it; CNNs take any size.
@@ -254,6 +260,11 @@ class MedBindModel(MedBindPreTrainedModel):
     MEDBind: a CXR tower (absent in ECG-CLIP), an ECG tower and one text tower shared by CXR and ECG reports, each
     followed by a linear projection to `projection_dim` and L2 normalisation.
 
+    Args:
+        config: the model's config.
+        cxr_model, text_model: towers built already (by [`MedBindModel.from_backbones`], with pretrained weights)
+            instead of new random ones; they must match `config.cxr_config` and `config.text_config`.
+
     Example:
 
     ```python
@@ -264,11 +275,17 @@ class MedBindModel(MedBindPreTrainedModel):
     ```
     """
 
-    def __init__(self, config: MedBindConfig):
+    def __init__(
+        self, config: MedBindConfig, cxr_model: MedBindCXREncoder | None = None, text_model: BertModel | None = None
+    ):
         super().__init__(config)
-        self.cxr_model = MedBindCXREncoder(config.cxr_config) if config.has_cxr else None
+        if cxr_model is None and config.has_cxr:
+            cxr_model = MedBindCXREncoder(config.cxr_config)
+        self.cxr_model = cxr_model
         self.ecg_model = MedBindECGEncoder(config.ecg_config)
-        self.text_model = BertModel(config.text_config, add_pooling_layer=False)
+        if text_model is None:
+            text_model = BertModel(config.text_config, add_pooling_layer=False)
+        self.text_model = text_model
         self.cxr_projection = (
             nn.Linear(self.cxr_model.num_features, config.projection_dim, bias=False) if config.has_cxr else None
         )
@@ -302,7 +319,8 @@ class MedBindModel(MedBindPreTrainedModel):
     def get_ecg_features(self, ecg_values: torch.Tensor) -> torch.Tensor:
         """
         Args:
-            ecg_values: `[B, 12, 1000]` from the ECG feature extractor (leads in canonical order, 10 s at 100 Hz).
+            ecg_values: `[B, num_leads, num_samples]` from the ECG feature extractor (`[B, 12, 1000]`: 10 s at 100 Hz
+                in the paper's models).
 
         Returns:
             `[B, projection_dim]` L2-normalised ECG embeddings.
@@ -329,6 +347,19 @@ class MedBindModel(MedBindPreTrainedModel):
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
         return F.normalize(self.text_projection(hidden[:, 0]), dim=-1)
+
+    def similarity_logits(self, embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        """
+        CLIP's logits: the cosine similarities of L2-normalised embeddings divided by the temperature.
+
+        Args:
+            embeds: `[n, projection_dim]` CXR, ECG or text embeddings from `get_*_features`.
+            text_embeds: `[m, projection_dim]` embeddings to compare them with (texts, in `forward`).
+
+        Returns:
+            `[n, m]` logits; a softmax over a row gives zero-shot class probabilities.
+        """
+        return embeds @ text_embeds.T / self.temperature
 
     def forward(
         self,
@@ -370,11 +401,10 @@ class MedBindModel(MedBindPreTrainedModel):
         )
         logits = {}
         if text_embeds is not None:
-            logit_scale = 1.0 / self.temperature
             for modality, embeds in (("cxr", cxr_embeds), ("ecg", ecg_embeds)):
-                logits[modality] = embeds @ text_embeds.T * logit_scale if embeds is not None else None
+                logits[modality] = self.similarity_logits(embeds, text_embeds) if embeds is not None else None
             present = [embeds for embeds in (cxr_embeds, ecg_embeds) if embeds is not None]
-            logits["text"] = text_embeds @ torch.cat(present).T * logit_scale if present else None
+            logits["text"] = self.similarity_logits(text_embeds, torch.cat(present)) if present else None
         loss = tmcl = emcl = None
         if return_loss:
             loss, tmcl, emcl = self.contrastive_loss(cxr_embeds, ecg_embeds, text_embeds, text_group_ids, pair_index)
@@ -450,7 +480,7 @@ class MedBindModel(MedBindPreTrainedModel):
             return None
         if pair_index is None:
             pair_index = torch.zeros(0, 2, dtype=torch.long, device=cxr_embeds.device)
-        # n: the paper's batch holds n of each modality; with unequal counts the larger is the batch the pairs come from.
+        # n: the paper's batch holds n of each modality; with unequal counts the pairs come from the larger.
         batch_size = max(cxr_embeds.shape[0], ecg_embeds.shape[0])
         return emcl_loss(
             cxr_embeds[pair_index[:, 0]],
@@ -464,24 +494,32 @@ class MedBindModel(MedBindPreTrainedModel):
     def from_backbones(
         cls,
         config: MedBindConfig | None = None,
-        text: str | os.PathLike | None = "dmis-lab/biobert-v1.1",
-        cxr: str | None = "swin_tiny_patch4_window7_224",
+        text: str | os.PathLike | None = BIOBERT_IDENTIFIER,
+        cxr: str | None = PAPER_CXR_MODEL_NAME,
         **config_overrides: Any,
     ) -> "MedBindModel":
         """
         A MedBind model whose text tower starts from a pretrained BERT (BioBERT by default) and whose CXR tower starts
         from timm's ImageNet weights, as the paper trains it; the ECG tower and the projections are random.
 
+        Like `VisionTextDualEncoderModel.from_vision_text_pretrained`, the loaded backbones become the towers (no
+        random tower is built and overwritten, so no backbone is held twice), and the model gets a new config.
+
         Args:
-            config: starting config (default: the `"paper"` preset with `config_overrides`). Its `text_config` is
-                replaced by the pretrained model's, and its `cxr_config` names `cxr` without architecture overrides.
+            config: starting config (default: the `"paper"` preset with `config_overrides`); it is not changed. The
+                model's config takes the pretrained BERT's `text_config`, and a `cxr_config` naming `cxr` without
+                architecture overrides (see `MedBindConfig.with_cxr_backbone`).
             text: a Hub id or local directory of a BERT model, or None to keep a random text tower.
             cxr: a timm model name with pretrained weights (Hub or cache), or None to keep a random CXR tower.
+            **config_overrides: fields of the `"paper"` preset, when `config` is None.
+
+        Returns:
+            The model.
 
         Raises:
             FileNotFoundError: when a backbone cannot be loaded; the message names the identifier and `HF_HUB_OFFLINE`.
         """
-        config = config if config is not None else MedBindConfig.from_preset("paper", **config_overrides)
+        config = MedBindConfig.from_preset("paper", **config_overrides) if config is None else copy.deepcopy(config)
         text_model = None
         if text is not None:
             text_model = load_pretrained(
@@ -493,18 +531,11 @@ class MedBindModel(MedBindPreTrainedModel):
             config.text_config = text_model.config
         cxr_model = None
         if cxr is not None and config.has_cxr:
-            # Pretrained weights fit their own architecture only: a preset's overrides (the tiny ResNet) go.
-            config.cxr_config.model_name = cxr
-            config.cxr_config.model_kwargs = None
+            config = config.with_cxr_backbone(cxr)
             cxr_model = load_pretrained(
                 cxr, lambda: MedBindCXREncoder(config.cxr_config, pretrained=True), "the timm CXR backbone", _INSTEAD
             )
-        model = cls(config)
-        if text_model is not None:
-            model.text_model.load_state_dict(text_model.state_dict())
-        if cxr_model is not None:
-            model.cxr_model.load_state_dict(cxr_model.state_dict())
-        return model
+        return cls(config, cxr_model=cxr_model, text_model=text_model)
 
 
 __all__ = ["MedBindModel", "MedBindOutput", "MedBindPreTrainedModel"]

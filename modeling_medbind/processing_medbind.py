@@ -8,6 +8,7 @@ from transformers import BatchFeature, ProcessorMixin
 from transformers.image_utils import ImageInput
 from transformers.utils import TensorType
 
+from .configuration_medbind import MedBindConfig
 from .feature_extraction_medbind import ECGInput, MedBindECGFeatureExtractor
 from .image_processing_medbind import MedBindImageProcessor
 from .tokenization_medbind import truncate_words
@@ -19,6 +20,8 @@ class MedBindProcessor(ProcessorMixin):
 
     Text follows the paper: each report is cut to its first `max_words` words, then tokenised (truncated at
     `max_length` tokens, padded to the longest in the batch).
+
+    The processor of a model is built from its config with [`MedBindProcessor.from_config`] and saved beside it.
 
     Args:
         image_processor ([`MedBindImageProcessor`]): chest X-rays -> `pixel_values`.
@@ -43,6 +46,47 @@ class MedBindProcessor(ProcessorMixin):
         self.max_length = max_length
         super().__init__(image_processor, feature_extractor, tokenizer, **kwargs)
 
+    @classmethod
+    def from_config(
+        cls,
+        config: MedBindConfig,
+        tokenizer,
+        image_processor_kwargs: dict | None = None,
+        feature_extractor_kwargs: dict | None = None,
+        **kwargs,
+    ) -> MedBindProcessor:
+        """
+        The processor a model with `config` takes: every input setting comes from the config, none is typed twice.
+
+        - Radiographs: timm's evaluation preprocessing of `cxr_config.model_name` (its interpolation, its crop ratio
+          and its `pretrained_cfg` mean / std), centre-cropped to `cxr_config.image_size`.
+        - ECGs: `ecg_config.lead_names` in that order, `ecg_config.num_samples` at `ecg_config.sampling_rate` Hz.
+
+        Args:
+            config: the model's config.
+            tokenizer: the text tower's tokenizer.
+            image_processor_kwargs: other [`MedBindImageProcessor`] settings.
+            feature_extractor_kwargs: other [`MedBindECGFeatureExtractor`] settings (`normalization`, ...).
+            **kwargs: `max_words`, `max_length`.
+
+        Returns:
+            The processor.
+
+        Raises:
+            ValueError: timm knows no pretrained config for `cxr_config.model_name`.
+        """
+        ecg = config.ecg_config
+        image_processor = MedBindImageProcessor.from_timm(
+            config.cxr_config.model_name, config.cxr_config.image_size, **(image_processor_kwargs or {})
+        )
+        feature_extractor = MedBindECGFeatureExtractor(
+            sampling_rate=ecg.sampling_rate,
+            num_samples=ecg.num_samples,
+            lead_names=ecg.lead_names,
+            **(feature_extractor_kwargs or {}),
+        )
+        return cls(image_processor, feature_extractor, tokenizer, **kwargs)
+
     def __call__(
         self,
         images: ImageInput | None = None,
@@ -65,8 +109,9 @@ class MedBindProcessor(ProcessorMixin):
             **tokenizer_kwargs: override the tokenizer call (`padding`, `max_length`, ...).
 
         Returns:
-            `BatchFeature` with `pixel_values [B, 3, 224, 224]` for images, `ecg_values [B, 12, 1000]` for ECGs,
-            and `input_ids`, `attention_mask` `[B, L]` for text: what `MedBindModel.forward` takes.
+            `BatchFeature` with `pixel_values [B, 3, crop, crop]` for images, `ecg_values [B, leads, samples]` for
+            ECGs, and `input_ids`, `attention_mask` `[B, L]` for text: what `MedBindModel.forward` takes, as in
+            `model(**processor(images=..., ecgs=..., text=..., return_tensors="pt"))`.
 
         Raises:
             ValueError: no input given, or an input rejected by its part (empty report, unreadable ECG...).

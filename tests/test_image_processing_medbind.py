@@ -1,16 +1,23 @@
 """Tests of modeling_medbind/image_processing_medbind.py: radiographs -> `pixel_values`."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pydicom import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from timm.data import create_transform, resolve_data_config
 from timm.models import get_pretrained_cfg
+from transformers import AutoProcessor
+from transformers.dynamic_module_utils import get_imports
 
+from medbind.processing.rsna import build_rsna
+from modeling_medbind import MedBindConfig, MedBindProcessor, image_processing_medbind, train_wordpiece_tokenizer
 from modeling_medbind.configuration_medbind import MedBindCXRConfig
-from modeling_medbind.image_processing_medbind import MedBindImageProcessor
+from modeling_medbind.image_processing_medbind import MedBindImageProcessor, decode_dicom, is_dicom
 
 SWIN = "swin_tiny_patch4_window7_224"
 
@@ -193,3 +200,130 @@ def test_real_radiographs_are_processed(processor, shared_data):
         assert (pixel_values[0] - expected).abs().mean() < 1e-3, path.name
     grayscale = intensities(process(processor, shared_data / "cxr" / "nih_00000001_000.png"), processor)[0]
     torch.testing.assert_close(grayscale[0], grayscale[2], atol=1e-6, rtol=0)
+
+
+# ---- DICOM --------------------------------------------------------------------------------------------------------
+
+
+def write_dicom(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int | None = None, **tags):
+    """An uncompressed single-frame grayscale DICOM of `pixels` (8/16-bit, signed or not) with extra `tags`."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID, dataset.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    dataset.Modality, dataset.SamplesPerPixel, dataset.PhotometricInterpretation = "CR", 1, photometric
+    dataset.Rows, dataset.Columns = pixels.shape
+    dataset.BitsAllocated = pixels.dtype.itemsize * 8
+    dataset.BitsStored = bits_stored or dataset.BitsAllocated
+    dataset.HighBit, dataset.PixelRepresentation = dataset.BitsStored - 1, int(pixels.dtype.kind == "i")
+    for name, value in tags.items():
+        setattr(dataset, name, value)
+    dataset.PixelData = pixels.tobytes()
+    dataset.save_as(path, enforce_file_format=True)
+    return path
+
+
+RAMP_12_BIT = np.arange(0, 4096, 16, dtype=np.uint16).reshape(16, 16)
+
+
+def test_12_bit_dicom_in_16_bit_words_spans_the_full_range_not_a_sixteenth(processor, tmp_path):
+    path = write_dicom(tmp_path / "ramp.dcm", RAMP_12_BIT, bits_stored=12)
+    intensities, _ = decode_dicom(path)
+    assert intensities.dtype == np.float32
+    np.testing.assert_allclose(intensities, RAMP_12_BIT / 4095.0, atol=1e-6)
+    # 16-bit precision is kept until normalisation: the processor sees the same floats as given directly.
+    torch.testing.assert_close(process(processor, str(path)), process(processor, RAMP_12_BIT / np.float32(4095.0)))
+
+
+def test_window_center_and_width_set_the_intensity_range(tmp_path):
+    path = write_dicom(tmp_path / "window.dcm", RAMP_12_BIT, bits_stored=12, WindowCenter=2048, WindowWidth=1024)
+    intensities, _ = decode_dicom(path)
+    assert intensities[RAMP_12_BIT <= 1535].max() == 0.0 and intensities[RAMP_12_BIT >= 2560].min() == 1.0
+    inside = (RAMP_12_BIT > 1536) & (RAMP_12_BIT < 2559)
+    # DICOM's LINEAR window: ((x - (c - 0.5)) / (w - 1) + 0.5), over the output range 0-4095 of 12 bits.
+    expected = (RAMP_12_BIT[inside] - 2047.5) / 1023.0 + 0.5
+    np.testing.assert_allclose(intensities[inside], expected, atol=1e-6)
+
+
+def test_rescale_slope_and_intercept_apply_before_the_window(tmp_path):
+    stored = np.array([[0, 1000], [1064, 2000]], dtype=np.int16)  # CT-like: HU = stored - 1024
+    path = write_dicom(tmp_path / "ct.dcm", stored, bits_stored=12, RescaleSlope=1, RescaleIntercept=-1024,
+                       WindowCenter=40, WindowWidth=401)  # fmt: skip
+    intensities, _ = decode_dicom(path)
+    # HU -1024 lies below the window [-160, 240] and 976 HU above it; -24 and 40 HU fall inside (LINEAR window).
+    inside = lambda hounsfield: (hounsfield - 39.5) / 400 + 0.5  # noqa: E731
+    np.testing.assert_allclose(intensities, [[0.0, inside(-24)], [inside(40), 1.0]], atol=1e-6)
+
+
+def test_voi_lut_sequence_maps_through_its_table_scaled_by_the_values_it_uses(tmp_path):
+    table = Dataset()
+    table.LUTDescriptor = [4096, 0, 16]  # declared 16-bit entries that hold 12-bit values, as vendors write them
+    table.add_new("LUTData", "OW", np.minimum(4095, 2 * np.arange(4096)).astype("<u2").tobytes())
+    path = write_dicom(tmp_path / "lut.dcm", RAMP_12_BIT, bits_stored=12, VOILUTSequence=[table])
+    intensities, _ = decode_dicom(path)
+    np.testing.assert_allclose(intensities, np.minimum(4095, 2 * RAMP_12_BIT) / 4095.0, atol=1e-6)
+
+
+def test_monochrome1_is_inverted_so_that_white_means_dense(tmp_path):
+    eight_bit = np.array([[0, 100], [200, 255]], dtype=np.uint8)
+    inverted, _ = decode_dicom(write_dicom(tmp_path / "m1.dcm", eight_bit, photometric="MONOCHROME1"))
+    np.testing.assert_array_equal(inverted, 255 - eight_bit)
+    inverted, _ = decode_dicom(write_dicom(tmp_path / "m1_16.dcm", RAMP_12_BIT, "MONOCHROME1", bits_stored=12))
+    np.testing.assert_allclose(inverted, 1.0 - RAMP_12_BIT / 4095.0, atol=1e-6)
+
+
+def test_8_bit_dicom_keeps_its_exact_stored_values(processor, tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 30), dtype=np.uint8)
+    path = write_dicom(tmp_path / "eight.dcm", pixels)
+    decoded, dataset = decode_dicom(path)
+    assert decoded.dtype == np.uint8 and dataset.Modality == "CR"
+    np.testing.assert_array_equal(decoded, pixels)
+    torch.testing.assert_close(process(processor, str(path)), process(processor, pixels))
+
+
+def test_dicom_is_recognised_by_its_marker_whatever_its_name(processor, tmp_path):
+    pixels = np.random.default_rng(1).integers(0, 256, (40, 30), dtype=np.uint8)
+    path = write_dicom(tmp_path / "IM0001", pixels)
+    assert is_dicom(path)
+    torch.testing.assert_close(process(processor, str(path)), process(processor, pixels))
+
+
+def test_an_undecodable_or_colour_dicom_is_an_error_naming_it(tmp_path):
+    corrupt = tmp_path / "corrupt.dcm"
+    corrupt.write_bytes(b"\0" * 128 + b"DICM" + b"not a dataset")
+    with pytest.raises(ValueError, match="could not decode DICOM file .*corrupt.dcm"):
+        decode_dicom(corrupt)
+    rgb = write_dicom(tmp_path / "rgb.dcm", np.zeros((4, 4), dtype=np.uint8), photometric="RGB")
+    with pytest.raises(ValueError, match="rgb.dcm is not a single-frame grayscale radiograph"):
+        decode_dicom(rgb)
+
+
+def test_without_pydicom_a_dicom_asks_for_it_and_other_images_still_work(processor, tmp_path, monkeypatch):
+    path = write_dicom(tmp_path / "a.dcm", np.zeros((4, 4), dtype=np.uint8))
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # `import pydicom` now raises ImportError
+    with pytest.raises(ImportError, match=r"a\.dcm needs pydicom: pip install pydicom"):
+        processor(str(path))
+    assert process(processor, gradient()).shape == (1, 3, 224, 224)
+
+
+def test_remote_code_does_not_require_pydicom():
+    # transformers refuses a Hub folder whose code imports a missing package at module level; DICOM is optional.
+    assert "pydicom" not in get_imports(image_processing_medbind.__file__)
+
+
+def test_rsna_sample_decodes_through_auto_processor_to_the_pixels_the_rsna_builder_stores(shared_data, tmp_path):
+    dicom = shared_data / "cxr" / "rsna_example.dcm"
+    images = tmp_path / "rsna" / "stage_2_train_images"
+    images.mkdir(parents=True)
+    (images / "patient0.dcm").symlink_to(dicom)
+    (tmp_path / "rsna" / "stage_2_train_labels.csv").write_text("patientId,x,y,width,height,Target\npatient0,,,,,0\n")
+    (row,) = [row for split in build_rsna(tmp_path / "rsna", shortest_edge=0).values() for row in split]
+    tokenizer = train_wordpiece_tokenizer(["No evidence of pneumonia."], vocab_size=50)
+    MedBindProcessor.from_config(MedBindConfig(), tokenizer).save_pretrained(tmp_path / "processor")
+    auto = AutoProcessor.from_pretrained(tmp_path / "processor")
+    np.testing.assert_array_equal(np.asarray(auto.image_processor.fetch_images(str(dicom))), np.asarray(row["image"]))
+    from_dicom, from_row = (auto(images=image, return_tensors="pt") for image in (str(dicom), row["image"]))
+    torch.testing.assert_close(from_dicom["pixel_values"], from_row["pixel_values"], rtol=0, atol=0)

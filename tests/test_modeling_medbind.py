@@ -4,12 +4,21 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import timm
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, BertConfig, BertModel
 
-from modeling_medbind import MedBindConfig, MedBindModel, emcl_loss, tmcl_loss
+from modeling_medbind import (
+    MedBindConfig,
+    MedBindModel,
+    MedBindProcessor,
+    emcl_loss,
+    tmcl_loss,
+    train_wordpiece_tokenizer,
+)
 
 BATCH = 3
 # The tiny preset's CXR tower is a narrow ResNet; the paper's is a Swin, whose window attention and non-persistent
@@ -78,6 +87,25 @@ def test_forward_returns_clip_style_logits_scaled_by_the_temperature():
     torch.testing.assert_close(out.logits_per_ecg, ecg @ text.T / 0.07)
     torch.testing.assert_close(out.logits_per_text, text @ torch.cat([cxr, ecg]).T / 0.07)
     assert out.logits_per_image is out.logits_per_cxr  # CLIP's name, read by the zero-shot image pipeline
+
+
+def test_model_takes_the_processor_output_of_one_cxr_one_ecg_and_two_texts():
+    model = tiny_model()
+    texts = ["Sinus rhythm. Inferior myocardial infarction.", "Mild cardiomegaly, lungs clear."]
+    processor = MedBindProcessor.from_config(model.config, train_wordpiece_tokenizer(texts * 4, vocab_size=120))
+    radiograph = np.random.default_rng(0).integers(0, 256, (300, 260), dtype=np.uint8)
+    inputs = processor(images=radiograph, ecgs=np.random.default_rng(1).normal(size=(12, 5000)), sampling_rate=500,
+                       text=texts, return_tensors="pt")  # fmt: skip
+    with torch.no_grad():
+        out = model(**inputs)
+        cxr = model.get_cxr_features(inputs["pixel_values"])
+        ecg = model.get_ecg_features(inputs["ecg_values"])
+        text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+    assert (out.logits_per_cxr.shape, out.logits_per_ecg.shape, out.logits_per_text.shape) == ((1, 2), (1, 2), (2, 2))
+    torch.testing.assert_close(out.cxr_embeds, cxr)
+    torch.testing.assert_close(out.ecg_embeds, ecg)
+    torch.testing.assert_close(out.text_embeds, text)
+    torch.testing.assert_close(out.logits_per_ecg, model.similarity_logits(ecg, text))
 
 
 def test_forward_without_text_has_embeddings_and_no_logits():
@@ -245,20 +273,51 @@ torch.save({{k: out[k] for k in ("cxr_embeds", "ecg_embeds", "text_embeds", "log
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
 
 
-def test_from_backbones_loads_a_local_bert_into_the_text_tower(tmp_path):
+def test_from_backbones_loads_a_local_bert_into_the_text_tower_and_leaves_the_callers_config(tmp_path, monkeypatch):
     torch.manual_seed(1)
     bert = BertModel(
         BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
         add_pooling_layer=False,
     )
     bert.save_pretrained(tmp_path / "tiny-bert")
-    model = MedBindModel.from_backbones(
-        config=MedBindConfig.from_preset("tiny"), text=tmp_path / "tiny-bert", cxr=None
-    )
-    assert model.config.text_config.hidden_size == 32
+    built, build_bert = [], BertModel.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(self)
+        build_bert(self, *args, **kwargs)
+
+    monkeypatch.setattr(BertModel, "__init__", counted)
+    config = MedBindConfig.from_preset("tiny")
+    before = config.to_dict()
+    model = MedBindModel.from_backbones(config=config, text=tmp_path / "tiny-bert", cxr=None)
+    assert config.to_dict() == before and config.text_config.hidden_size == 64
+    assert model.config is not config and model.config.text_config.hidden_size == 32
     assert model.text_projection.in_features == 32
+    # The loaded BERT is the tower: no random one was built to be overwritten (which would hold it twice).
+    assert built == [model.text_model]
     for name, value in bert.state_dict().items():
         torch.testing.assert_close(model.text_model.state_dict()[name], value)
+
+
+def test_from_backbones_keeps_the_pretrained_cxr_weights_and_names_the_backbone(monkeypatch):
+    create_model = timm.create_model
+
+    def pretrained_offline(name, pretrained=False, **kwargs):
+        # Stand-in for timm's download: the "pretrained" weights are a constant a fresh init never gives.
+        model = create_model(name, pretrained=False, **kwargs)
+        if pretrained:
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter.fill_(0.5)
+        return model
+
+    monkeypatch.setattr(timm, "create_model", pretrained_offline)
+    config = MedBindConfig.from_preset("tiny")
+    model = MedBindModel.from_backbones(config=config, text=None, cxr="resnet10t")
+    assert config.cxr_config.model_name == "resnet18" and config.cxr_config.model_kwargs is not None
+    assert model.config.cxr_config.model_name == "resnet10t" and model.config.cxr_config.model_kwargs is None
+    assert all(bool((parameter == 0.5).all()) for parameter in model.cxr_model.parameters())
+    assert not (model.cxr_projection.weight == 0.5).all()  # the projection is new, and initialised
 
 
 @pytest.mark.parametrize("tower", ["text", "cxr"])

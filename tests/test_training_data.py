@@ -9,11 +9,15 @@ import torch
 import wfdb
 from PIL import Image
 
-from modeling_medbind import MedBindECGFeatureExtractor, MedBindImageProcessor, MedBindProcessor
-from modeling_medbind import train_wordpiece_tokenizer
+from modeling_medbind import (
+    CANONICAL_LEAD_NAMES,
+    MedBindECGFeatureExtractor,
+    MedBindImageProcessor,
+    MedBindProcessor,
+    train_wordpiece_tokenizer,
+)
 from medbind.training.data import MedBindPretrainingCollator, PretrainingDataset, SlotSampler, pair_rows
 
-CANONICAL_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 
 def cxr_dataset(num_rows: int, first_study: int = 100) -> datasets.Dataset:
@@ -140,7 +144,7 @@ def test_identical_reports_share_a_group_id_in_the_batch(processor):
 def test_collator_reads_wfdb_records_by_path_at_their_own_rate(processor, tmp_path):
     rng = np.random.default_rng(2)
     signal = rng.standard_normal((5000, 12))
-    wfdb.wrsamp("rec1", fs=500, units=["mV"] * 12, sig_name=CANONICAL_LEADS, p_signal=signal, fmt=["16"] * 12,
+    wfdb.wrsamp("rec1", fs=500, units=["mV"] * 12, sig_name=list(CANONICAL_LEAD_NAMES), p_signal=signal, fmt=["16"] * 12,
                 write_dir=str(tmp_path))  # fmt: skip
     row = {"ecg_path": str(tmp_path / "rec1"), "sampling_rate": 500, "text": "ECG presents sinus rhythm."}
     batch = MedBindPretrainingCollator(processor)([{"cxr": None, "ecg": row, "paired": False}])

@@ -1,0 +1,378 @@
+"""`medbind`: embed, classify zero-shot and search chest X-rays, ECGs and texts with a saved MedBind model, and render
+its model card again.
+
+    medbind embed     --model DIR [--cxr FILE...] [--ecg RECORD...] [--text TEXT...] --output embeddings.safetensors
+    medbind zero-shot --model DIR (--ecg RECORD... | --cxr FILE...) (--labels LABEL... | --prompts FILE)
+    medbind search    --model DIR --index embeddings.safetensors... [--cxr FILE...] [--ecg RECORD...] [--text TEXT...]
+    medbind card      --model DIR --results results.json
+
+Exit status: 0 on success, 2 on bad input. Every unreadable input is reported on stderr with its name and the
+reason, and then nothing is written: a script can rely on an output file being complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoProcessor, BatchFeature
+
+from medbind.training.evaluation import read_prompt_file
+from modeling_medbind import MedBindModel, MedBindProcessor
+from modeling_medbind.pipeline_medbind import (
+    DEFAULT_HYPOTHESIS_TEMPLATES,
+    label_probabilities,
+    process_one,
+    prompts_by_label,
+)
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2  # also argparse's status for a bad command line
+EMBEDDINGS = "embeddings"  # the tensor of an embeddings file; its metadata holds `sources`, `modalities`, `model`
+MODALITIES = ("cxr", "ecg", "text")
+METAVARS = {"cxr": "FILE", "ecg": "RECORD", "text": "TEXT"}
+INPUT_HELP = {
+    "cxr": "chest X-ray image files: PNG, JPEG, DICOM (needs pydicom) or anything else Pillow opens",
+    "ecg": "WFDB records: the record's path, with or without .hea (its header gives the rate and lead names)",
+    "text": "texts, e.g. reports (quote each one)",
+}
+
+
+class BadInput(Exception):
+    """Inputs a command cannot use; `problems` holds one message per input, naming it and the reason."""
+
+    def __init__(self, problems: Sequence[str]):
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Run one `medbind` command.
+
+    Args:
+        argv: the arguments after `medbind` (default: the command line).
+
+    Returns:
+        The exit status: `EXIT_OK`, or `EXIT_BAD_INPUT` after reporting each problem on stderr (argparse exits with
+        the same status for a bad command line).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except BadInput as error:
+        for problem in error.problems:
+            print(f"medbind {args.command}: error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `medbind` argument parser: one sub-command per task, each flag with its help."""
+    parser = argparse.ArgumentParser(
+        prog="medbind",
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 on success, 2 on bad input (each unreadable input is named, with the reason).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    embed = _command(commands, "embed", run_embed, "embed inputs and write them, with their names, to a file")
+    _add_inputs(embed, "the inputs to embed (any of the three, at least one)")
+    embed.add_argument(
+        "--output", "-o", type=Path, required=True, help="the safetensors file to write (overwritten if present)"
+    )
+
+    zero_shot = _command(commands, "zero-shot", run_zero_shot, "print the class probabilities of ECGs or CXRs")
+    inputs = zero_shot.add_argument_group("inputs (one modality)").add_mutually_exclusive_group(required=True)
+    for modality in ("ecg", "cxr"):
+        inputs.add_argument(f"--{modality}", nargs="+", metavar=METAVARS[modality], help=INPUT_HELP[modality])
+    classes = zero_shot.add_argument_group("classes").add_mutually_exclusive_group(required=True)
+    classes.add_argument("--labels", nargs="+", metavar="LABEL", help="the class labels, each put into --template")
+    classes.add_argument(
+        "--prompts",
+        type=Path,
+        metavar="FILE",
+        help="a prompt file as in training/prompts (YAML or JSON: `classes:` label -> prompt or list of prompts, "
+        "optional `template:` with {label}); a class's prompts are averaged",
+    )
+    templates = DEFAULT_HYPOTHESIS_TEMPLATES
+    zero_shot.add_argument(
+        "--template",
+        help=f'the prompt of each --labels label, {{}} standing for the label (default: "{templates["ecg"]}" for '
+        f'--ecg, "{templates["cxr"]}" for --cxr)',
+    )
+
+    search = _command(commands, "search", run_search, "rank the entries of embedding files by similarity to queries")
+    search.add_argument(
+        "--index", type=Path, nargs="+", required=True, metavar="FILE", help="files written by `medbind embed`"
+    )
+    _add_inputs(search, "the queries (any of the three, at least one); each is compared with every index entry")
+    search.add_argument("--top-k", type=_positive, default=5, help="entries to print per query (default: 5)")
+
+    card = _command(commands, "card", run_card, "render the model card (README.md) again from a results.json")
+    card.add_argument(
+        "--results", type=Path, required=True, help="the results.json of `training/evaluate.py` (its `split` is shown)"
+    )
+    card.add_argument("--output", "-o", type=Path, help="where to write the card (default: README.md in --model)")
+    return parser
+
+
+def _command(commands, name: str, run: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
+    """A sub-command with the arguments every command shares."""
+    command = commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+    command.set_defaults(run=run)
+    command.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="a saved MedBind model folder, with its processor" + (" (or a Hub id)" if name != "card" else ""),
+    )
+    if name != "card":
+        command.add_argument("--batch-size", type=_positive, default=16, help="inputs per forward pass (default: 16)")
+        command.add_argument("--device", help="torch device to run on (default: cuda if available, else cpu)")
+    return command
+
+
+def _add_inputs(command: argparse.ArgumentParser, title: str) -> None:
+    group = command.add_argument_group(title)
+    for modality in MODALITIES:
+        group.add_argument(
+            f"--{modality}", nargs="+", default=[], metavar=METAVARS[modality], help=INPUT_HELP[modality]
+        )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, list[str]]:
+    """`{modality: inputs}` of the modalities given.
+
+    Raises:
+        BadInput: none given.
+    """
+    inputs = {modality: getattr(args, modality) for modality in MODALITIES if getattr(args, modality)}
+    if not inputs:
+        raise BadInput(["give at least one input: --cxr FILE..., --ecg RECORD... or --text TEXT..."])
+    return inputs
+
+
+def load_model(args: argparse.Namespace) -> tuple[MedBindModel, MedBindProcessor]:
+    """
+    The model (in eval mode, on `--device`) and processor of `--model`.
+
+    Raises:
+        BadInput: the folder cannot be loaded or is not a MedBind model.
+    """
+    transformers.utils.logging.disable_progress_bar()  # loading takes a moment; the commands show their own bars
+    try:
+        model = AutoModel.from_pretrained(args.model)
+        processor = AutoProcessor.from_pretrained(args.model)
+    except (OSError, ValueError) as error:
+        raise BadInput([f"--model {args.model}: cannot load a MedBind model and processor: {error}"]) from error
+    if not isinstance(model, MedBindModel) or not isinstance(processor, MedBindProcessor):
+        raise BadInput([f"--model {args.model}: holds a {type(model).__name__}, not a pretrained MedBindModel"])
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.eval().to(device), processor
+
+
+def embed_inputs(
+    model: MedBindModel, processor: MedBindProcessor, modality: str, inputs: Sequence[str], batch_size: int
+) -> torch.Tensor:
+    """
+    Embed inputs of one modality in batches, with a progress bar for more than one input.
+
+    Every input is read on its own, so that one unreadable input is reported by name; after the first, the others
+    are still read (to report them all) but no longer embedded.
+
+    Args:
+        model, processor: from `load_model`.
+        modality: `"cxr"`, `"ecg"` or `"text"`.
+        inputs: file paths, record paths or texts.
+        batch_size: inputs per forward pass.
+
+    Returns:
+        `[len(inputs), projection_dim]` float32 L2-normalised embeddings, on the CPU.
+
+    Raises:
+        BadInput: naming each input that cannot be read and why.
+    """
+    problems: list[str] = []
+    pending: list[BatchFeature] = []
+    parts: list[torch.Tensor] = []
+    progress = tqdm(inputs, desc=f"embedding {modality}", unit=modality, disable=len(inputs) < 2 or None)
+    for position, item in enumerate(progress, start=1):
+        try:
+            pending.append(process_one(processor, modality, item))
+        except (OSError, ValueError, ImportError) as error:  # missing file, corrupt file, no pydicom for a DICOM
+            problems.append(f"{item}: {error}")
+        if problems:
+            pending.clear()
+        elif len(pending) == batch_size or position == len(inputs):
+            parts.append(_embed_batch(model, processor, modality, pending))
+            pending.clear()
+    if problems:
+        raise BadInput(problems)
+    return torch.cat(parts)
+
+
+def embed_modalities(
+    model: MedBindModel, processor: MedBindProcessor, inputs: dict[str, Sequence[str]], batch_size: int
+) -> dict[str, torch.Tensor]:
+    """
+    `embed_inputs` for each modality of `inputs` (`{modality: inputs}`).
+
+    Raises:
+        BadInput: naming every unreadable input of every modality.
+    """
+    embeds, problems = {}, []
+    for modality, items in inputs.items():
+        try:
+            embeds[modality] = embed_inputs(model, processor, modality, items, batch_size)
+        except BadInput as error:
+            problems += error.problems
+    if problems:
+        raise BadInput(problems)
+    return embeds
+
+
+@torch.inference_mode()
+def _embed_batch(
+    model: MedBindModel, processor: MedBindProcessor, modality: str, features: list[BatchFeature]
+) -> torch.Tensor:
+    if modality == "text":  # texts differ in length: pad them to the longest of the batch
+        batch = processor.tokenizer.pad([{key: value[0] for key, value in item.items()} for item in features],
+                                        return_tensors="pt")  # fmt: skip
+    else:
+        batch = {key: torch.cat([item[key] for item in features]) for key in features[0]}
+    batch = {key: value.to(model.device) for key, value in batch.items()}
+    return model(**batch)[f"{modality}_embeds"].float().cpu()
+
+
+def run_embed(args: argparse.Namespace) -> None:
+    """`medbind embed`: write `embeddings [N, d]` with each row's source and modality to `--output`."""
+    inputs = _inputs(args)
+    model, processor = load_model(args)
+    embeds = embed_modalities(model, processor, inputs, args.batch_size)
+    metadata = {
+        "sources": json.dumps([item for items in inputs.values() for item in items]),
+        "modalities": json.dumps([modality for modality, items in inputs.items() for _ in items]),
+        "model": str(args.model),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    save_file({EMBEDDINGS: torch.cat(list(embeds.values())).contiguous()}, args.output, metadata=metadata)
+    counts = ", ".join(f"{len(items)} {modality}" for modality, items in inputs.items())
+    print(f"wrote {sum(map(len, inputs.values()))} embeddings ({counts}) to {args.output}")
+
+
+def run_zero_shot(args: argparse.Namespace) -> None:
+    """`medbind zero-shot`: a table of each input's class probabilities and the most probable class."""
+    modality = "ecg" if args.ecg else "cxr"
+    inputs = args.ecg or args.cxr
+    try:
+        candidates = read_prompt_file(args.prompts)[1].classes if args.prompts else args.labels
+        prompts = prompts_by_label(candidates, args.template or DEFAULT_HYPOTHESIS_TEMPLATES[modality])
+    except ValueError as error:
+        raise BadInput([f"{'--prompts' if args.prompts else '--labels'}: {error}"]) from error
+    model, processor = load_model(args)
+    texts = [prompt for group in prompts.values() for prompt in group]
+    text = embed_inputs(model, processor, "text", texts, args.batch_size)
+    samples = embed_inputs(model, processor, modality, inputs, args.batch_size)
+    with torch.inference_mode():
+        logits = model.similarity_logits(samples, text)
+    probabilities = label_probabilities(logits, [len(group) for group in prompts.values()])
+    labels = list(prompts)
+    rows = [
+        [item, *(f"{p:.3f}" for p in row.tolist()), labels[int(row.argmax())]]
+        for item, row in zip(inputs, probabilities)
+    ]
+    print_table([modality.upper(), *labels, "most probable"], rows)
+
+
+def run_search(args: argparse.Namespace) -> None:
+    """`medbind search`: for each query, the `--top-k` most similar entries of the index files."""
+    queries = _inputs(args)
+    index, sources, modalities = read_index(args.index)
+    model, processor = load_model(args)
+    if index.shape[1] != model.config.projection_dim:
+        raise BadInput([f"--index: {index.shape[1]}-d embeddings, but --model {args.model} embeds in "
+                        f"{model.config.projection_dim} dimensions: embed the index with this model"])  # fmt: skip
+    top_k = min(args.top_k, len(sources))
+    for modality, embeds in embed_modalities(model, processor, queries, args.batch_size).items():
+        for item, row in zip(queries[modality], embeds @ index.T):
+            print(f"\nquery ({modality}): {item}")
+            best = row.topk(top_k)
+            print_table(
+                ["rank", "cosine", "modality", "source"],
+                [[rank, f"{score:.3f}", modalities[i], sources[i]]
+                 for rank, (score, i) in enumerate(zip(best.values.tolist(), best.indices.tolist()), start=1)],
+            )  # fmt: skip
+
+
+def read_index(paths: Sequence[Path]) -> tuple[torch.Tensor, list[str], list[str]]:
+    """
+    The embeddings of `medbind embed` files, concatenated.
+
+    Returns:
+        `(embeddings [N, d], sources, modalities)`.
+
+    Raises:
+        BadInput: naming each file that is missing, not such a file, or of another dimension than the first.
+    """
+    problems, parts, sources, modalities = [], [], [], []
+    for path in paths:
+        try:
+            with safe_open(path, framework="pt") as file:
+                embeds, metadata = file.get_tensor(EMBEDDINGS), file.metadata() or {}
+            names, kinds = json.loads(metadata["sources"]), json.loads(metadata["modalities"])
+        except (OSError, SafetensorError, KeyError, ValueError) as error:
+            problems.append(f"--index {path}: not a `medbind embed` file ({type(error).__name__}: {error})")
+            continue
+        if parts and embeds.shape[1] != parts[0].shape[1]:
+            problems.append(f"--index {path}: {embeds.shape[1]}-d embeddings, {parts[0].shape[1]}-d in {paths[0]}")
+            continue
+        parts.append(embeds)
+        sources += names
+        modalities += kinds
+    if problems:
+        raise BadInput(problems)
+    return torch.cat(parts), sources, modalities
+
+
+def run_card(args: argparse.Namespace) -> None:
+    """`medbind card`: render the card of `--model` again with `--results` and write it."""
+    # Only this command needs medbind.training (and its evaluation's imports): the others start faster without.
+    from medbind.training.model_card import CARD_FILE, load_results, rerender_model_card
+
+    try:
+        card = rerender_model_card(args.model, load_results(args.results))
+    except (OSError, ValueError) as error:
+        raise BadInput([str(error)]) from error
+    output = args.output or Path(args.model) / CARD_FILE
+    card.save(output)
+    print(f"wrote the model card to {output}")
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print rows under a header, columns left-aligned to their widest cell."""
+    cells = [[str(cell) for cell in row] for row in [header, *rows]]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(header))]
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
