@@ -6,15 +6,22 @@ global and the loss value is the same on every process. The backward pass of the
 into the local rows, i.e. the local gradient is `world_size` times the single-process one; DDP's gradient averaging
 divides that back, so a data-parallel run takes exactly the step a single process takes on the global batch.
 Every process must call the losses in the same order (the gathers are collectives), even with an empty local batch.
+
+Host syncs: processes may hold different row counts, and a gather must know them before it can shape its output,
+so each loss exchanges its per-process counts once (`process_counts`) and reads them on the host: one sync per
+`tmcl_loss` / `emcl_loss` call under `torch.distributed` (three per MEDBind_BD step: TMCL for CXR and ECG, EMCL), none
+in a single process. Removing them would need a row bound known to every process in advance (padding to it and
+masking the padded rows out of the softmax).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 
 REDUCTIONS = ("sum", "mean")
@@ -24,34 +31,81 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def gather_across_processes(tensor: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
+def process_counts(counts: Sequence[int], device: torch.device | str) -> list[list[int]]:
+    """
+    Every process's `counts`, in rank order: one `all_gather` and one host sync, whatever the number of counts.
+
+    Args:
+        counts: integers this process knows on the host (row counts, a batch size).
+        device: where the collective's tensors live (the device of the embeddings: CUDA for NCCL, CPU for gloo).
+
+    Returns:
+        `[world_size][len(counts)]` integers; `[list(counts)]` when not running distributed (no collective, no sync).
+    """
+    world_size = _world_size()
+    if world_size == 1:
+        return [list(counts)]
+    local = torch.tensor(list(counts), dtype=torch.long, device=device)
+    everyone = [torch.empty_like(local) for _ in range(world_size)]
+    dist.all_gather(everyone, local)
+    return torch.stack(everyone).tolist()  # the host sync: the gathers below need the counts to shape their output
+
+
+def gather_across_processes(
+    tensor: torch.Tensor, rows: Sequence[int] | None = None, with_grad: bool = True
+) -> torch.Tensor:
     """
     Concatenate `tensor` from every process along dim 0, in rank order; processes may hold different row counts.
 
     Args:
         tensor: `[rows, ...]`, rows may differ between processes (0 included).
+        rows: every process's row count, in rank order (`process_counts`), when the caller already has them;
+            default: exchanged here (one host sync).
         with_grad: keep the autograd graph so gradients flow back to every process's rows (needed for embeddings;
             off for integer ids).
 
     Returns:
         `[sum of rows over processes, ...]`; `tensor` itself when not running distributed.
+
+    Raises:
+        ValueError: when `rows` disagrees with this process's row count or the number of processes.
     """
     world_size = _world_size()
     if world_size == 1:
         return tensor
-    local_rows = torch.tensor([tensor.shape[0]], device=tensor.device)
-    all_rows = [torch.zeros_like(local_rows) for _ in range(world_size)]
-    dist.all_gather(all_rows, local_rows)
-    rows = [int(r.item()) for r in all_rows]
+    if rows is None:
+        rows = [count for (count,) in process_counts([tensor.shape[0]], tensor.device)]
+    if len(rows) != world_size or rows[dist.get_rank()] != tensor.shape[0]:
+        raise ValueError(f"rows {list(rows)} does not match {world_size} processes and {tensor.shape[0]} local rows")
     # all_gather needs equal shapes: pad to the largest row count, then drop the padding.
     padding = [0, 0] * (tensor.dim() - 1) + [0, max(rows) - tensor.shape[0]]
     padded = F.pad(tensor, padding)
-    if with_grad:
-        gathered = dist_fn.all_gather(padded)
-    else:
-        gathered = [torch.empty_like(padded) for _ in range(world_size)]
-        dist.all_gather(gathered, padded.contiguous())
+    gathered = _AllGather.apply(padded) if with_grad else _all_gather(padded)
     return torch.cat([part[:count] for part, count in zip(gathered, rows)], dim=0)
+
+
+def _all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    """`[world_size, *tensor.shape]`: every process's `tensor` (equal shapes), in rank order."""
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor.contiguous())
+    return torch.stack(gathered)
+
+
+class _AllGather(torch.autograd.Function):
+    """
+    `_all_gather` with a backward pass: each process's loss depends on every process's rows, so the gradient of
+    the local rows is the sum over processes of their loss's gradient w.r.t. those rows (an all-reduce).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        return _all_gather(tensor)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[dist.get_rank()]
 
 
 def _reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -104,9 +158,10 @@ def tmcl_loss(
             f"{tuple(text_embeds.shape)}, modality_embeds {tuple(modality_embeds.shape)}, "
             f"text_group_ids {tuple(text_group_ids.shape)}"
         )
-    text_embeds = gather_across_processes(text_embeds)
-    modality_embeds = gather_across_processes(modality_embeds)
-    text_group_ids = gather_across_processes(text_group_ids, with_grad=False)
+    rows = [count for (count,) in process_counts([text_embeds.shape[0]], text_embeds.device)]
+    text_embeds = gather_across_processes(text_embeds, rows)
+    modality_embeds = gather_across_processes(modality_embeds, rows)
+    text_group_ids = gather_across_processes(text_group_ids, rows, with_grad=False)
     if text_embeds.shape[0] == 0:
         return text_embeds.sum() * 0.0 + modality_embeds.sum() * 0.0
     logits = text_embeds @ modality_embeds.T / temperature
@@ -153,12 +208,11 @@ def emcl_loss(
             f"emcl_loss needs row-aligned pairs: got cxr_embeds {tuple(cxr_embeds.shape)} and "
             f"ecg_embeds {tuple(ecg_embeds.shape)}"
         )
-    cxr_embeds = gather_across_processes(cxr_embeds)
-    ecg_embeds = gather_across_processes(ecg_embeds)
-    if _world_size() > 1:
-        global_batch_size = torch.tensor([batch_size], device=cxr_embeds.device)
-        dist.all_reduce(global_batch_size)
-        batch_size = int(global_batch_size.item())
+    counts = process_counts([cxr_embeds.shape[0], batch_size], cxr_embeds.device)
+    rows = [pairs for pairs, _ in counts]
+    cxr_embeds = gather_across_processes(cxr_embeds, rows)
+    ecg_embeds = gather_across_processes(ecg_embeds, rows)
+    batch_size = sum(size for _, size in counts)
     num_pairs = cxr_embeds.shape[0]
     if num_pairs == 0:
         return cxr_embeds.sum() * 0.0 + ecg_embeds.sum() * 0.0
@@ -172,4 +226,4 @@ def emcl_loss(
     return _reduce(cxr_to_ecg, reduction) + _reduce(ecg_to_cxr, reduction)
 
 
-__all__ = ["emcl_loss", "gather_across_processes", "tmcl_loss"]
+__all__ = ["emcl_loss", "gather_across_processes", "process_counts", "tmcl_loss"]

@@ -4,16 +4,16 @@ import math
 from collections import Counter
 
 import datasets
+import numpy as np
 import pytest
-import torch
+from medbind.training.data import MedBindPretrainingCollator, PretrainingDataset, pair_rows
+from medbind.training.streaming import StreamingPretrainingDataset, interleave, visit_pair_map
+from medbind.training.trainer import MedBindTrainer
 from test_training_data import cxr_dataset, ecg_dataset, processor  # noqa: F401 (processor: a fixture)
 from torch.utils.data import DataLoader
 from transformers import TrainingArguments
 
 from modeling_medbind import MedBindConfig, MedBindModel
-from medbind.training.data import MedBindPretrainingCollator
-from medbind.training.streaming import StreamingPretrainingDataset, visit_pair_map
-from medbind.training.trainer import MedBindTrainer
 
 CXR_FIRST, ECG_FIRST = 100, 500  # the helpers' first study ids
 
@@ -44,7 +44,7 @@ def test_every_sample_is_dealt_once_and_the_shorter_stream_fills_the_rest():
     assert sum(cxr_uses.values()) == 10
 
 
-def test_visit_pairs_in_the_buffer_come_out_as_paired_slots():
+def test_visit_pairs_come_out_as_paired_slots():
     dataset = StreamingPretrainingDataset(*streams(8, 8), pairs=same_visit(6), buffer_size=16)
     slots = list(dataset)
     paired = sorted((slot["cxr"]["study_id"], slot["ecg"]["study_id"]) for slot in slots if slot["paired"])
@@ -54,15 +54,59 @@ def test_visit_pairs_in_the_buffer_come_out_as_paired_slots():
     assert all(slot["key"][2] == int(slot["paired"]) for slot in slots)
 
 
-def test_partners_farther_apart_than_the_buffer_are_dealt_unpaired_once_each():
+def test_partners_pair_up_however_far_apart_the_streams_carry_them():
     cxr = cxr_dataset(8, CXR_FIRST).to_iterable_dataset(num_shards=1)
-    # ECG i sits at position 7 - i: only the middle partners pass close enough to meet in a buffer of one.
+    # ECG i sits at position 7 - i, and the shuffle buffer holds one row: order no longer decides who pairs.
     ecg = ecg_dataset(8, ECG_FIRST).select(range(7, -1, -1)).to_iterable_dataset(num_shards=1)
     slots = list(StreamingPretrainingDataset(cxr, ecg, pairs=same_visit(8), buffer_size=1))
-    paired = [(slot["cxr"]["study_id"], slot["ecg"]["study_id"]) for slot in slots if slot["paired"]]
-    assert 0 < len(paired) < 8 and all(same_visit(8)[c] == e for c, e in paired)
-    assert sorted(studies(slots, "cxr")) == list(range(CXR_FIRST, CXR_FIRST + 8))
-    assert sorted(studies(slots, "ecg")) == list(range(ECG_FIRST, ECG_FIRST + 8))
+    paired = sorted((slot["cxr"]["study_id"], slot["ecg"]["study_id"]) for slot in slots if slot["paired"])
+    assert paired == sorted(same_visit(8).items()) and len(slots) == 8
+
+
+def mimic_ordered(num_cxr: int, num_ecg: int, num_pairs: int, seed: int = 0):
+    """
+    Datasets as the MIMIC builders write them: each modality sorted by its own study ids, and visit pairs that link
+    studies at unrelated positions (a random matching), as MIMIC-PAIR does.
+    """
+    rng = np.random.default_rng(seed)
+    cxr_rows = rng.choice(num_cxr, num_pairs, replace=False)
+    ecg_rows = rng.choice(num_ecg, num_pairs, replace=False)
+    table = datasets.Dataset.from_dict(
+        {"cxr_study_id": (CXR_FIRST + cxr_rows).tolist(), "ecg_study_id": (ECG_FIRST + ecg_rows).tolist()}
+    )
+    return cxr_dataset(num_cxr, CXR_FIRST), ecg_dataset(num_ecg, ECG_FIRST), table
+
+
+def pairs_per_batch(slots, batch_size: int) -> float:
+    batches = [slots[start : start + batch_size] for start in range(0, len(slots) - batch_size + 1, batch_size)]
+    return float(np.mean([sum(bool(slot["paired"]) for slot in batch) for batch in batches]))
+
+
+def test_mimic_ordered_streams_give_the_map_style_pairs_per_batch():
+    cxr, ecg, table = mimic_ordered(num_cxr=120, num_ecg=140, num_pairs=40)
+    map_style = PretrainingDataset(cxr, ecg, pair_rows(cxr, ecg, table))
+    expected = pairs_per_batch([{"paired": paired} for *_, paired in map_style.slots(seed=0, epoch=0)], 16)
+    # A shuffle buffer far smaller than the distance between partners, as MIMIC's 1,000 against ~87k studies.
+    streamed = StreamingPretrainingDataset(
+        cxr.to_iterable_dataset(num_shards=4), ecg.to_iterable_dataset(num_shards=4), pairs=table, buffer_size=4
+    )
+    loader = DataLoader(streamed, batch_size=16, num_workers=2, collate_fn=lambda slots: slots)
+    slots = [slot for batch in loader for slot in batch]
+    assert len(slots) == len(map_style) and sum(slot["paired"] for slot in slots) == 40
+    assert expected == pytest.approx(40 / len(map_style) * 16, rel=0.1)  # the map-style rate, ~4.6 per batch
+    assert pairs_per_batch(slots, 16) == pytest.approx(expected, rel=0.1)
+    # Every stretch of the epoch carries its share (each worker deals whole batches; its last may be short).
+    assert min(sum(slot["paired"] for slot in batch) for batch in loader if len(batch) == 16) >= 4
+
+
+def test_interleave_keeps_the_share_of_pairs_even_and_deals_every_slot():
+    paired = [{"paired": True, "id": i} for i in range(3)]
+    unpaired = [{"paired": False, "id": i} for i in range(9)]
+    slots = list(interleave(iter(paired), iter(unpaired), 3, 9))
+    assert [slot["paired"] for slot in slots] == [True, False, False, False] * 3  # one pair in every 4 slots
+    # Counts are only the pace: an underestimate deals the rest of the longer source at the end.
+    slots = list(interleave(iter(paired), iter(unpaired), 3, 3))
+    assert sorted(slot["id"] for slot in slots if not slot["paired"]) == list(range(9)) and len(slots) == 12
 
 
 def test_slots_are_a_function_of_seed_and_epoch():
@@ -88,8 +132,8 @@ def test_two_nodes_get_disjoint_samples_that_cover_everything_and_keep_their_pai
         seen = [set(studies(slots, modality)) for slots in nodes]
         assert seen[0] and seen[1] and not seen[0] & seen[1]
         assert seen[0] | seen[1] == set(range(first, first + 8))
-    # Both streams have two shards and one seed: a visit's CXR and ECG land on the same node and still pair up.
-    assert sum(slot["paired"] for slots in nodes for slot in slots) == 4
+    # Each node deals its share of the pairs, fetching partners from the index whichever node streams them.
+    assert [sum(slot["paired"] for slot in slots) for slots in nodes] == [2, 2]
 
 
 def test_dataloader_workers_share_the_shards_without_repeating_samples():

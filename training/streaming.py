@@ -2,14 +2,21 @@
 
 `StreamingPretrainingDataset` deals the same slots as `PretrainingDataset` (`{"cxr", "ecg", "paired", "key"}`, read
 by `MedBindPretrainingCollator`) from `datasets.IterableDataset`s: `load_dataset(..., streaming=True)` from the Hub
-or `Dataset.to_iterable_dataset(num_shards=N)` over local Arrow files. Without random access, visit pairs are found
-on the fly: a CXR and an ECG of the same visit form a paired slot when both pass within `buffer_size` samples of
-each other; every other sample is zipped with one of the other modality into an unpaired slot.
+or `Dataset.to_iterable_dataset(num_shards=N)` over local Arrow files.
 
-Pairs only meet when the two streams are co-ordered: give the CXR and ECG datasets the same number of shards and an
-order in which a visit's CXR and ECG sit at about the same position (by subject and time, for instance). Both
-streams are shuffled with the same seed, which permutes their shards and buffers alike and keeps them co-ordered.
-Sorted by their own study ids (unrelated numbers in MIMIC), partners rarely meet and m is then about 0.
+Visit pairs do not depend on the order of the streams. The pair table is small and read whole; before the first
+epoch, one pass over each stream counts its rows and copies the rows that have a partner (a visit pair) into a
+local Arrow file, indexed by study id. Each epoch then deals:
+
+- the paired slots from the pair table, shuffled by `(seed, epoch)`, each fetching its CXR and its ECG from the
+  index by study id;
+- the unpaired slots from the two streams, which skip the rows dealt as pairs; the modality whose stream ends first
+  is streamed again to fill the other's unpaired slots, as `PretrainingDataset` cycles the smaller one;
+
+mixed so that the share of paired slots is the same all through the epoch (`interleave`), as in the map-style
+dataset's shuffled slots: a MIMIC batch carries ~P/(P+U) x batch pairs whether the builders sorted each modality
+by its own study ids or not. The index holds only the paired rows (MIMIC-PAIR: ~22k CXRs and ECGs, a quarter of
+the data), on the local disk, memory-mapped and shared by DataLoader workers; the extra pass reads each stream once.
 
 Training with `Trainer` / `MedBindTrainer`:
 
@@ -25,23 +32,27 @@ Training with `Trainer` / `MedBindTrainer`:
   last of an epoch, which accelerate completes with the epoch's first slots). Leave `rank` / `world_size` unset
   then, or the data would be split twice.
 - `rank` / `world_size` (`datasets.distributed.split_dataset_by_node`) make each process read only its share of
-  the shards, for a loop that does not re-shard (a plain `DataLoader`). Shards differ in size, so processes may then
-  reach the end of an epoch at different steps.
+  the shards and deal only its share of the pairs, for a loop that does not re-shard (a plain `DataLoader`). Shards
+  differ in size, so processes may then reach the end of an epoch at different steps.
 - Resuming: without a length the Trainer counts every step as part of the first epoch and skips that many batches
   of it. A run stopped within its first pass over the streams resumes on the same slots; one stopped later skips
   the whole first epoch and resumes at the start of the second, not where it stopped.
-- `dataloader_num_workers` > 0 splits each stream's shards between the workers (`datasets` does it): give both
-  streams at least that many shards; pairs only meet within one worker.
+- `dataloader_num_workers` > 0 splits each stream's shards (`datasets` does it) and the pairs between the workers:
+  give both streams at least that many shards.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import count
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import IterableDataset
@@ -60,8 +71,8 @@ def visit_pair_map(pairs: datasets.Dataset | datasets.IterableDataset | Iterable
     Load a visit-pair table (small even when the samples are not) into `{cxr_study_id: ecg_study_id}`.
 
     As in `pair_rows`, a study linked to several studies of the other modality keeps its first link, so every sample
-    sits in at most one pair. Unlike `pair_rows`, a stream cannot tell which studies belong to the split, so a first
-    link to a study of another split still wins.
+    sits in at most one pair. Unlike `pair_rows`, the table is read before the streams, so a first link to a study
+    of another split still wins (that pair is then dropped, as its partner is not streamed).
 
     Args:
         pairs: rows with `cxr_study_id` and `ecg_study_id` (MIMIC-PAIR, the demo's `pairs`), streamed or not.
@@ -82,44 +93,121 @@ def visit_pair_map(pairs: datasets.Dataset | datasets.IterableDataset | Iterable
     return dict(first_links(links()))
 
 
-def _passes(stream: datasets.IterableDataset) -> Iterator[dict[str, Any]]:
-    """The stream over and over (the same epoch's order), ending only if a pass is empty."""
-    while True:
-        empty = True
-        for row in stream:
-            empty = False
-            yield row
-        if empty:
-            return
+def interleave(
+    paired: Iterator[dict[str, Any]], unpaired: Iterator[dict[str, Any]], num_paired: int, num_unpaired: int
+) -> Iterator[dict[str, Any]]:
+    r"""
+    Mix paired and unpaired slots so that every stretch of the epoch carries the same share of pairs.
+
+    With P = `num_paired`, U = `num_unpaired` and p_k the paired slots dealt before slot k (0-based), slot k is
+    paired when
+
+        p_k < (k + 1) * P / (P + U)
+
+    so after any k slots the paired count is within one of k * P / (P + U). When one source ends, the other's
+    remaining slots follow; the counts only set the pace and may be estimates.
+
+    Args:
+        paired, unpaired: the slots of each kind, in the order to deal them.
+        num_paired, num_unpaired: how many of each the sources are expected to hold.
+
+    Returns:
+        An iterator over every slot of both sources.
+    """
+    total = num_paired + num_unpaired
+    paired_dealt = 0
+    for position in count():
+        wants_pair = total > 0 and paired_dealt * total < (position + 1) * num_paired
+        first, second = (paired, unpaired) if wants_pair else (unpaired, paired)
+        slot = next(first, None)
+        if slot is None:
+            slot = next(second, None)
+            if slot is None:
+                return
+        paired_dealt += slot["paired"]
+        yield slot
+
+
+def _remove_in_owner(folder: str, owner: int) -> None:
+    # Forked DataLoader workers inherit the finalizer; only the process that made the folder may delete it.
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class PartnerIndex:
+    """
+    The rows of one modality that have a visit partner, copied from its stream into a local Arrow file and looked
+    up by study id; and the number of rows the stream holds.
+
+    Args:
+        stream: the modality's stream (read once, in its own order, without decoding).
+        studies: the study ids to keep (those in a visit pair).
+
+    Raises:
+        ValueError: a row lacks `study_id`.
+    """
+
+    def __init__(self, stream: datasets.IterableDataset, studies: set[Any]):
+        if stream.features is not None and "study_id" not in stream.features:
+            raise ValueError(f"a streamed row needs a study_id to match visit pairs, got {sorted(stream.features)}")
+        self.num_rows = 0
+        self._folder = tempfile.mkdtemp(prefix="medbind-partners-")
+        weakref.finalize(self, _remove_in_owner, self._folder, os.getpid())
+
+        def partnered_rows() -> Iterator[dict[str, Any]]:
+            for row in stream.decode(False):
+                if "study_id" not in row:  # a stream without declared features
+                    raise ValueError(f"a streamed row needs a study_id to match visit pairs, got {sorted(row)}")
+                self.num_rows += 1
+                if row["study_id"] in studies:
+                    yield row
+
+        try:
+            self.rows = datasets.Dataset.from_generator(
+                partnered_rows, features=stream.features, cache_dir=self._folder, fingerprint=self._folder
+            )
+        except datasets.exceptions.DatasetGenerationError as error:
+            if isinstance(error.__cause__, ValueError):
+                raise error.__cause__ from None
+            raise
+        self.position = {study: row for row, study in enumerate(self.rows["study_id"])} if len(self.rows) else {}
+
+    def __contains__(self, study: Any) -> bool:
+        return study in self.position
+
+    def __getitem__(self, study: Any) -> dict[str, Any]:
+        """The decoded row of `study`."""
+        return self.rows[self.position[study]]
 
 
 class StreamingPretrainingDataset(IterableDataset):
     """
     Pretraining slots dealt from streamed CXR and ECG datasets, as `PretrainingDataset` deals them from Arrow files.
 
-    Each epoch every sample of both streams is dealt once; the modality whose stream ends first is streamed again
-    (in the same order) to fill the unpaired slots of the other, as `PretrainingDataset` cycles the smaller one.
-    The slots are a function of `(seed, epoch)` and, when given, `rank` / `world_size` (and of the DataLoader
-    worker): without `rank`, every process deals the same slots, and a resumed run that skips the batches it has
-    seen continues with the same data (see the module docstring for the Trainer's limit on that).
+    Each epoch every sample of both streams is dealt once, paired with its visit partner where it has one (see the
+    module docstring); the modality with fewer unpaired samples is cycled to fill the others' slots. The slots are
+    a function of `(seed, epoch)` and, when given, `rank` / `world_size` (and of the DataLoader worker): without
+    `rank`, every process deals the same slots, and a resumed run that skips the batches it has seen continues with
+    the same data (see the module docstring for the Trainer's limit on that).
 
-    A slot's `key` is `(cxr_position, ecg_position, paired)`: each sample's running position in its stream, offset
+    A slot's `key` is `(cxr_position, ecg_position, paired)`: each sample's running position in the epoch, offset
     per epoch, process and worker so that keys never repeat; `-1` for an absent modality. The collator seeds the
     batch's augmentation with these keys.
 
     Args:
         cxr: streamed CXR dataset (`image`, `text`, `study_id`), or None for an ECG-only run (ECG-CLIP).
         ecg: streamed ECG dataset (`ecg` array or `ecg_path`, `sampling_rate`, `text`, `study_id`), or None.
-        pairs: visit pairs (`visit_pair_map`'s input, or its dict); None: no paired slots (m = 0).
-        seed: seed of both streams' shuffles (the same on every process).
-        buffer_size: shuffle buffer of each stream, and how many samples of its modality a sample with a partner
-            waits for that partner before it is dealt unpaired.
-        rank, world_size: split both streams between processes with `split_dataset_by_node` (see the module
-            docstring for when, and when not, to use it with the Trainer).
+        pairs: visit pairs (`visit_pair_map`'s input, or its dict); None: no paired slots (m = 0). With pairs, both
+            streams are read once here to index the paired rows (see the module docstring).
+        seed: seed of the shuffles of the streams and of the pairs (the same on every process).
+        buffer_size: shuffle buffer of each stream.
+        rank, world_size: split both streams and the pairs between processes (see the module docstring for when,
+            and when not, to use it with the Trainer).
 
     Raises:
         ValueError: neither stream is given, pairs without both streams, a stream that is not a
-            `datasets.IterableDataset`, `buffer_size` < 1, or an invalid `rank` / `world_size`.
+            `datasets.IterableDataset`, `buffer_size` < 1, an invalid `rank` / `world_size`, or, with pairs, a
+            streamed row without `study_id`.
     """
 
     def __init__(
@@ -132,12 +220,12 @@ class StreamingPretrainingDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
     ):
-        streams = {"cxr": cxr, "ecg": ecg}
+        sources = {"cxr": cxr, "ecg": ecg}
         if cxr is None and ecg is None:
             raise ValueError("StreamingPretrainingDataset needs a CXR stream, an ECG stream or both")
         if pairs is not None and (cxr is None or ecg is None):
             raise ValueError("visit pairs need both a CXR and an ECG stream")
-        for modality, stream in streams.items():
+        for modality, stream in sources.items():
             if stream is not None and not isinstance(stream, datasets.IterableDataset):
                 raise ValueError(
                     f"the {modality} stream must be a datasets.IterableDataset (load_dataset(..., streaming=True) or "
@@ -148,15 +236,27 @@ class StreamingPretrainingDataset(IterableDataset):
         if (rank is None) != (world_size is None) or (world_size is not None and not 0 <= rank < world_size):
             raise ValueError(f"rank and world_size go together, with 0 <= rank < world_size; got {rank}, {world_size}")
         self.rank, self.world_size = rank or 0, world_size or 1
-        self.buffer_size = buffer_size
+        self.seed = seed
+        self.features = {modality: stream.features for modality, stream in sources.items() if stream is not None}
         # One seed on every process: each shuffles the shards alike, so the split shares them out without overlap.
+        # Rows stay encoded until a slot keeps them: the rows dealt as pairs are skipped undecoded.
         self.streams = {
-            modality: self._split(stream).shuffle(seed=seed, buffer_size=buffer_size)
-            for modality, stream in streams.items()
+            modality: self._split(stream).decode(False).shuffle(seed=seed, buffer_size=buffer_size)
+            for modality, stream in sources.items()
             if stream is not None
         }
         cxr_to_ecg = dict(pairs) if isinstance(pairs, Mapping) else visit_pair_map(pairs) if pairs is not None else {}
-        self.partner = {"cxr": cxr_to_ecg, "ecg": {ecg: cxr for cxr, ecg in cxr_to_ecg.items()}}
+        self.partners: dict[str, PartnerIndex] = {}
+        self.pairs: list[tuple[Any, Any]] = []  # pairs whose two studies are streamed, in an order each epoch shuffles
+        if cxr_to_ecg:
+            self.partners = {
+                "cxr": PartnerIndex(cxr, set(cxr_to_ecg)),
+                "ecg": PartnerIndex(ecg, set(cxr_to_ecg.values())),
+            }
+            self.pairs = sorted(
+                (c, e) for c, e in cxr_to_ecg.items() if c in self.partners["cxr"] and e in self.partners["ecg"]
+            )
+        self.paired_studies = {"cxr": {c for c, _ in self.pairs}, "ecg": {e for _, e in self.pairs}}
 
     def _split(self, stream: datasets.IterableDataset) -> datasets.IterableDataset:
         return split_dataset_by_node(stream, self.rank, self.world_size) if self.world_size > 1 else stream
@@ -167,96 +267,81 @@ class StreamingPretrainingDataset(IterableDataset):
         return next(iter(self.streams.values())).epoch
 
     def set_epoch(self, epoch: int) -> None:
-        """Reshuffle both streams for `epoch`; called by the Trainer (through accelerate) before each epoch."""
+        """Reshuffle both streams and the pairs for `epoch`; called by the Trainer (through accelerate) before each."""
         for stream in self.streams.values():
             stream.set_epoch(epoch)
 
-    def _first_position(self) -> int:
+    def _worker(self) -> tuple[int, int]:
         worker = torch.utils.data.get_worker_info()
-        workers, worker_id = (worker.num_workers, worker.id) if worker is not None else (1, 0)
+        return (worker.num_workers, worker.id) if worker is not None else (1, 0)
+
+    def _first_position(self) -> int:
+        workers, worker_id = self._worker()
         return ((self.epoch * self.world_size + self.rank) * workers + worker_id) * KEY_STRIDE
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        """
-        Yield one epoch of slots `{"cxr": row | None, "ecg": row | None, "paired": bool, "key": (c, e, paired)}`.
+    def _my_pairs(self) -> list[tuple[Any, Any]]:
+        """This epoch's pairs, shuffled, of this process (with `rank`) and DataLoader worker."""
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.pairs))
+        workers, worker_id = self._worker()
+        shares = self.world_size * workers
+        return [self.pairs[i] for i in order[self.rank * workers + worker_id :: shares]]
 
-        Raises:
-            ValueError: a row lacks `study_id` while visit pairs are given.
-        """
+    def _expected_unpaired(self) -> int:
+        """Unpaired slots this process and worker will deal, estimated from the whole streams' row counts."""
+        if not self.partners:
+            return 0  # without pairs nothing is paired and the pace does not matter
+        workers, _ = self._worker()
+        rest = max(index.num_rows - len(self.pairs) for index in self.partners.values())
+        return -(-rest // (self.world_size * workers))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Yield one epoch of slots `{"cxr": row | None, "ecg": row | None, "paired": bool, "key": (c, e, paired)}`."""
         first = self._first_position()
         position = {modality: count(first) for modality in MODALITIES}
-        first_pass = {modality: iter(stream) for modality, stream in self.streams.items()}
-        refill = {modality: _passes(stream) for modality, stream in self.streams.items()}
-        waiting: dict[str, OrderedDict[Any, Sample]] = {modality: OrderedDict() for modality in MODALITIES}
-        unpaired: dict[str, deque[Sample]] = {modality: deque() for modality in MODALITIES}
-        open_streams = list(first_pass)
-        while open_streams:
-            for modality in list(open_streams):
-                row = next(first_pass[modality], None)
-                if row is None:
-                    open_streams.remove(modality)
-                    continue
-                sample = (next(position[modality]), row)
-                slot = self._admit(modality, sample, waiting, unpaired, open_streams)
-                if slot is not None:
-                    yield slot
-            if not open_streams:
-                # Partners that have not met by the end of both streams never will.
-                for modality in MODALITIES:
-                    unpaired[modality].extend(waiting[modality].values())
-            yield from self._zip(unpaired, refill, position, open_streams)
+        pairs = self._my_pairs()
+        paired = (
+            _slot(
+                cxr=(next(position["cxr"]), self.partners["cxr"][c]),
+                ecg=(next(position["ecg"]), self.partners["ecg"][e]),
+                paired=True,
+            )
+            for c, e in pairs
+        )
+        unpaired = self._unpaired_slots(position)
+        yield from interleave(paired, unpaired, len(pairs), self._expected_unpaired())
 
-    def _admit(
-        self,
-        modality: str,
-        sample: Sample,
-        waiting: dict[str, OrderedDict[Any, Sample]],
-        unpaired: dict[str, deque[Sample]],
-        open_streams: list[str],
-    ) -> dict[str, Any] | None:
-        """A paired slot if `sample`'s partner is waiting; else the sample waits for its partner or is unpaired."""
-        partners = self.partner[modality]
-        if not partners:
-            unpaired[modality].append(sample)
-            return None
-        row = sample[1]
-        if "study_id" not in row:
-            raise ValueError(f"a streamed {modality} row needs a study_id to match visit pairs, got {sorted(row)}")
-        partner = partners.get(row["study_id"])
-        other = "ecg" if modality == "cxr" else "cxr"
-        if partner is not None and partner in waiting[other]:
-            return _slot(**{modality: sample, other: waiting[other].pop(partner)}, paired=True)
-        if partner is not None and other in open_streams:
-            waiting[modality][row["study_id"]] = sample
-            if len(waiting[modality]) > self.buffer_size:
-                unpaired[modality].append(waiting[modality].popitem(last=False)[1])
-        else:
-            unpaired[modality].append(sample)
-        return None
-
-    def _zip(
-        self,
-        unpaired: dict[str, deque[Sample]],
-        refill: dict[str, Iterator[dict[str, Any]]],
-        position: dict[str, Iterator[int]],
-        open_streams: list[str],
-    ) -> Iterator[dict[str, Any]]:
-        """Unpaired slots from the queues; a modality whose stream has ended is streamed again to fill them."""
-        while True:
-            if unpaired["cxr"] and unpaired["ecg"]:
-                yield _slot(cxr=unpaired["cxr"].popleft(), ecg=unpaired["ecg"].popleft(), paired=False)
+    def _unpaired_rows(self, modality: str, position: Iterator[int]) -> Iterator[Sample]:
+        """One pass over a stream: its rows not dealt as pairs, decoded, with their running positions."""
+        skip = self.paired_studies.get(modality, set())
+        features = self.features[modality]
+        for row in self.streams[modality]:
+            if skip and row.get("study_id") in skip:
                 continue
-            ready = next((modality for modality in MODALITIES if unpaired[modality]), None)
-            if ready is None:
+            yield next(position), features.decode_example(row) if features is not None else row
+
+    def _refills(self, modality: str, position: Iterator[int]) -> Iterator[Sample]:
+        """The stream's unpaired rows pass after pass (the same epoch's order), ending if a pass has none."""
+        while True:
+            empty = True
+            for sample in self._unpaired_rows(modality, position):
+                empty = False
+                yield sample
+            if empty:
                 return
-            other = "ecg" if ready == "cxr" else "cxr"
-            if other in open_streams:
-                return  # the other stream may still bring partners
-            row = next(refill[other], None) if other in refill else None
-            if row is not None:
-                unpaired[other].append((next(position[other]), row))
-            else:  # one-modality run, or a process / worker that got no shard of the other stream
-                yield _slot(**{ready: unpaired[ready].popleft()}, paired=False)
+
+    def _unpaired_slots(self, position: dict[str, Iterator[int]]) -> Iterator[dict[str, Any]]:
+        """Unpaired slots: the streams zipped; the one that ends first is streamed again until the other ends."""
+        present = list(self.streams)
+        first_pass = {modality: self._unpaired_rows(modality, position[modality]) for modality in present}
+        refill = {modality: self._refills(modality, position[modality]) for modality in present}
+        while True:
+            samples = {modality: next(first_pass[modality], None) for modality in present}
+            if all(sample is None for sample in samples.values()):
+                return
+            for modality in present:
+                if samples[modality] is None:
+                    samples[modality] = next(refill[modality], None)  # None: no unpaired rows here at all
+            yield _slot(**samples, paired=False)
 
 
 def _slot(cxr: Sample | None = None, ecg: Sample | None = None, paired: bool = False) -> dict[str, Any]:
@@ -268,4 +353,4 @@ def _slot(cxr: Sample | None = None, ecg: Sample | None = None, paired: bool = F
     }
 
 
-__all__ = ["StreamingPretrainingDataset", "visit_pair_map"]
+__all__ = ["PartnerIndex", "StreamingPretrainingDataset", "interleave", "visit_pair_map"]

@@ -6,128 +6,113 @@ import copy
 import os
 import shutil
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
-import datasets
 import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from accelerate.utils import DistributedType
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from modeling_medbind import MedBindModel
+from modeling_medbind import MedBindOutput
 
-from .data import MODALITIES, MedBindPretrainingCollator, PretrainingDataset, SlotSampler, single_modality_slots
-from .retrieval import chance_recall_at_k, flat_recalls, pair_relevance, recall_at_k, same_group
+from .data import PretrainingDataset, SlotSampler
+from .evaluation import RetrievalSplit, validation_retrieval
+from .gradient_cache import gradient_cached_step
 
 STAGING_PREFIX = "tmp-"
 
 
-@dataclass
-class RetrievalSplit:
-    """One split to evaluate: its CXR and ECG datasets (either may be None) and its (CXR row, ECG row) pairs."""
+class TokenFreeTrainer(Trainer):
+    """A `Trainer` whose saved (and pushed) `training_args.bin` never holds the Hub token."""
 
-    cxr: datasets.Dataset | None = None
-    ecg: datasets.Dataset | None = None
-    pairs: Sequence[tuple[int, int]] = field(default_factory=list)
-
-
-@torch.no_grad()
-def embed_split(
-    model: MedBindModel,
-    dataset: datasets.Dataset,
-    modality: str,
-    collator: MedBindPretrainingCollator,
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-) -> dict[str, torch.Tensor]:
-    """
-    Embed every row of a one-modality split and its reports.
-
-    Returns:
-        `{"embeds": [N, d], "text_embeds": [N, d], "text_group_ids": [N]}` on the CPU.
-    """
-    loader = DataLoader(single_modality_slots(dataset, modality), batch_size=batch_size, collate_fn=collator)
-    parts = defaultdict(list)
-    for batch in tqdm(loader, desc=f"embedding {modality.upper()}", leave=False):
-        batch = {key: value.to(device) for key, value in batch.items()}
-        output = model(**{key: value for key, value in batch.items() if key not in ("pair_index", "text_group_ids")})
-        parts["embeds"].append(output[f"{modality}_embeds"].float().cpu())
-        parts["text_embeds"].append(output.text_embeds.float().cpu())
-        parts["text_group_ids"].append(batch["text_group_ids"].cpu())
-    return {key: torch.cat(values) for key, values in parts.items()}
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        if self.args.should_save and self.args.hub_token is not None:
+            # The library pickles the arguments whole, token included, and pushes that file: write it without.
+            args = copy.copy(self.args)
+            args.hub_token = None
+            torch.save(args, os.path.join(output_dir or self.args.output_dir, TRAINING_ARGS_NAME))
 
 
-def retrieval_metrics(
-    model: MedBindModel,
-    split: RetrievalSplit,
-    collator: MedBindPretrainingCollator,
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-) -> dict[str, float]:
-    """
-    Recall@1/5/10 of every direction the split allows, in percent: `{modality}_to_text` (identical reports count
-    as hits), `cxr_to_ecg` and `ecg_to_cxr` over its visit pairs; `rsum`, their sum; and `{direction}/chance@K`,
-    what a random ranking would score on the same split.
-    """
-    was_training = model.training
-    model.eval()
-    embedded = {
-        modality: embed_split(model, data, modality, collator, batch_size, device)
-        for modality in MODALITIES
-        if (data := getattr(split, modality)) is not None and len(data) > 0
-    }
-    model.train(was_training)
-    directions = {}  # direction -> (queries, candidates, relevance)
-    for modality, parts in embedded.items():
-        relevant = same_group(parts["text_group_ids"], parts["text_group_ids"])
-        directions[f"{modality}_to_text"] = (parts["embeds"], parts["text_embeds"], relevant)
-    if split.pairs and len(embedded) == 2:
-        cxr_rows, ecg_rows, relevant = pair_relevance(split.pairs)
-        cxr, ecg = embedded["cxr"]["embeds"][cxr_rows], embedded["ecg"]["embeds"][ecg_rows]
-        directions["cxr_to_ecg"] = (cxr, ecg, relevant)
-        directions["ecg_to_cxr"] = (ecg, cxr, relevant.T)
-    recalls: dict[str, float] = {}
-    chances: dict[str, float] = {}
-    for direction, (queries, candidates, relevant) in directions.items():
-        recalls.update(flat_recalls(direction, recall_at_k(queries, candidates, relevant)))
-        chances.update(flat_recalls(direction, chance_recall_at_k(relevant), name="chance"))
-    return {**recalls, "rsum": sum(recalls.values()), **chances}
-
-
-class MedBindTrainer(Trainer):
+class MedBindTrainer(TokenFreeTrainer):
     """
     A `Trainer` for MedBind pretraining. On top of the library's loop it:
 
     - computes TMCL + EMCL through the model and logs `tmcl_loss` and `emcl_loss` beside `loss`;
     - deals batches with `SlotSampler` (n CXR and n ECG per batch, m of them visit pairs), identical on every
       process and after a resume, since the order is a function of (seed, epoch);
-    - evaluates by retrieval recall@K on `eval_dataset`, a `RetrievalSplit` (`eval_rsum` makes a good
-      `metric_for_best_model`);
+    - evaluates by retrieval recall@K on `eval_dataset`, a `RetrievalSplit`, with `processing_class` (the
+      `MedBindProcessor`), through `medbind.training.evaluation.validation_retrieval`, the code `evaluate.py` runs
+      (`eval_recall_sum`, the sum of every recall, makes a good `metric_for_best_model`);
     - writes each checkpoint into a staging folder and renames it into place, so a killed run never leaves a
       half-written `checkpoint-N` for `resume_from_checkpoint` to pick up.
 
-    With gradient accumulation the contrastive negatives are those of each micro-batch, not of the accumulated batch.
-
-    Args:
-        eval_collator: the collator without augmentation (default: `data_collator`).
+    With gradient accumulation the contrastive negatives are those of each micro-batch, not of the accumulated batch;
+    for a contrastive batch larger than memory allows, keep it as one micro-batch and set `contrastive_chunk_size`
+    (gradient caching, exact: see `training_step`).
     """
 
-    def __init__(self, *args: Any, eval_collator: MedBindPretrainingCollator | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.eval_collator = eval_collator or self.data_collator
         self._loss_parts: dict[str, list[torch.Tensor]] = defaultdict(list)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs, return_loss=True)
         if model.training:
-            for name in ("tmcl_loss", "emcl_loss"):
-                if (value := getattr(outputs, name)) is not None:
-                    self._loss_parts[name].append(value.detach())
+            self._record_loss_parts(outputs)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def _record_loss_parts(self, outputs: MedBindOutput) -> None:
+        # Kept on the device until `log`: reading them here would be a host sync per step.
+        for name in ("tmcl_loss", "emcl_loss"):
+            if (value := getattr(outputs, name)) is not None:
+                self._loss_parts[name].append(value.detach())
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        """
+        The library's step, or, with `args.contrastive_chunk_size` (a `PretrainingArguments` field) smaller than the
+        batch, the same step by gradient caching (`medbind.training.gradient_cache`): the loss and gradients of the
+        whole micro-batch, embedded `contrastive_chunk_size` samples per modality at a time.
+
+        Returns:
+            the detached loss divided by the gradient accumulation steps, as the library's step returns it.
+
+        Raises:
+            ValueError: gradient caching under DeepSpeed (its engine steps on every backward call), or under FSDP with
+                a learned temperature (read outside the sharded forward).
+        """
+        chunk_size = getattr(self.args, "contrastive_chunk_size", None)
+        batch_rows = max((inputs[key].shape[0] for key in ("pixel_values", "ecg_values") if key in inputs), default=0)
+        if not chunk_size or batch_rows <= chunk_size:
+            return super().training_step(model, inputs, num_items_in_batch)
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            raise ValueError("--contrastive_chunk_size does not work with DeepSpeed, whose engine steps on every backward")
+        unwrapped = self.accelerator.unwrap_model(model)
+        if self.is_fsdp_enabled and unwrapped.logit_scale is not None:
+            raise ValueError("--contrastive_chunk_size with FSDP needs a fixed temperature (learnable_temperature=False)")
+        model.train()
+        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
+            self.optimizer.train()
+        inputs = self._prepare_inputs(inputs)
+        scale = 1.0 / self.current_gradient_accumulation_steps  # MedBindModel takes no loss kwargs: scale here
+        # Inside the library's no_sync (a micro-batch before the last) every chunk accumulates anyway; otherwise all
+        # chunks but the last do, so gradients are reduced once per optimizer step.
+        no_sync = partial(self.accelerator.no_sync, model) if self.accelerator.sync_gradients else nullcontext
+        outputs = gradient_cached_step(
+            model,
+            inputs,
+            chunk_size,
+            loss_model=unwrapped,
+            backward=self.accelerator.backward,
+            no_sync=no_sync,
+            loss_scale=scale,
+            context=self.compute_loss_context_manager,
+        )
+        self._record_loss_parts(outputs)
+        return outputs.loss * scale
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._loss_parts:
@@ -150,10 +135,10 @@ class MedBindTrainer(Trainer):
             raise ValueError(f"MedBindTrainer evaluates a RetrievalSplit (validation CXR / ECG data), got {type(split)}")
         # Every process embeds the whole split: the metrics need all of it and no collective is involved.
         with self.autocast_smart_context_manager():
-            metrics = retrieval_metrics(
+            metrics = validation_retrieval(
                 self.accelerator.unwrap_model(self.model),
+                self.processing_class,
                 split,
-                self.eval_collator,
                 self.args.per_device_eval_batch_size,
                 self.args.device,
             )
@@ -164,14 +149,6 @@ class MedBindTrainer(Trainer):
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """Keep the MedBind card (README.md) that `medbind.training.model_card` writes; the library's would replace it."""
-
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        super()._save(output_dir, state_dict)
-        if self.args.should_save and self.args.hub_token is not None:
-            # The library pickles the arguments whole, token included, and pushes that file: write it without.
-            args = copy.copy(self.args)
-            args.hub_token = None
-            torch.save(args, os.path.join(output_dir or self.args.output_dir, TRAINING_ARGS_NAME))
 
     def _save_checkpoint(self, model, trial) -> None:
         # The library writes checkpoint-N in place; here it writes it inside a staging folder beside it, which is
@@ -206,4 +183,4 @@ class MedBindTrainer(Trainer):
         self.accelerator.wait_for_everyone()
 
 
-__all__ = ["MedBindTrainer", "RetrievalSplit", "embed_split", "retrieval_metrics"]
+__all__ = ["MedBindTrainer"]

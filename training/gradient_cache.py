@@ -1,0 +1,262 @@
+"""Gradient caching: the exact MEDBind step over a contrastive batch too large to embed with its graph at once.
+
+The MEDBind loss L depends on the parameters theta only through the batch's embeddings e = f_theta(x) (and, with a
+learned temperature, through tau). By the chain rule, for the batch cut into chunks C_1..C_K,
+
+    dL/dtheta = sum_{k=1..K} (dL/de_{C_k})^T  de_{C_k}/dtheta  (+ dL/dtau dtau/dtheta)
+
+so a step can (1) embed every chunk without the autograd graph, (2) take the loss of the whole batch on those
+embeddings and its gradient g = dL/de, then (3) run each chunk's forward again, with the graph, and back-propagate
+the surrogate <e_{C_k}, g_{C_k}>, whose parameter gradient is the chunk's term of the sum. The negatives are those of
+the whole batch, activations are held for one chunk at a time, and the price is one extra forward pass
+(Gao et al., "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup", 2021).
+
+Exactness: the loss and gradients equal the whole-batch ones to float tolerance when every tower computes each row
+independently of the others (Swin, BERT and the ECG transformer do; dropout is replayed, see below). A tower with
+BatchNorm in training mode (the `tiny` preset's ResNet) normalises with per-chunk statistics, so chunking changes its
+output, and its running statistics are updated twice per chunk (both passes); put such a tower in eval mode, or use
+a LayerNorm tower, when chunking. Each chunk's second forward restores the random state of its first, so dropout and
+drop-path draw the same masks in both passes and g is the gradient of the embeddings that are back-propagated.
+
+Under `torch.distributed` the loss gathers every process's embeddings (`modeling_medbind.losses`), so g is the
+gradient of the global batch's loss; every process must run the same number of chunks, since each forward of a
+DDP / FSDP model is a collective (checked once per step, one host sync).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from modeling_medbind import MedBindModel, MedBindOutput
+from modeling_medbind.losses import process_counts
+
+# The model inputs each tower reads; the loss inputs (`text_group_ids`, `pair_index`) stay whole.
+TOWER_INPUTS = {
+    "cxr": ("pixel_values",),
+    "ecg": ("ecg_values",),
+    "text": ("input_ids", "attention_mask", "token_type_ids"),
+}
+MODALITY_INPUT = {"cxr": "pixel_values", "ecg": "ecg_values"}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """
+    One chunk of a training batch: CXR rows `cxr`, ECG rows `ecg`, and their reports.
+
+    A training batch's texts are the CXRs' reports, then the ECGs' (`MedBindModel.forward`), so the chunk's reports
+    are text rows `cxr` and `num_cxr + ecg`, in that order: the same layout, so the chunk is a training batch itself.
+
+    Args:
+        cxr: rows of `pixel_values` (empty when the chunk has none).
+        ecg: rows of `ecg_values`.
+        num_cxr: CXR rows of the whole batch (where the ECGs' reports start among the texts).
+    """
+
+    cxr: slice
+    ecg: slice
+    num_cxr: int
+
+    @property
+    def text(self) -> tuple[slice, slice]:
+        """The chunk's text rows: its CXRs' reports, then its ECGs' reports."""
+        return self.cxr, slice(self.num_cxr + self.ecg.start, self.num_cxr + self.ecg.stop)
+
+    def rows(self, modality: str, tensor: torch.Tensor) -> torch.Tensor:
+        """The chunk's rows of a whole-batch tensor of `modality` (`"cxr"`, `"ecg"` or `"text"`)."""
+        if modality == "text":
+            return torch.cat([tensor[part] for part in self.text])
+        return tensor[getattr(self, modality)]
+
+    def model_inputs(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The `MedBindModel.forward` inputs that embed this chunk (a modality with no rows here is left out)."""
+        inputs = {}
+        for modality, names in TOWER_INPUTS.items():
+            present = [name for name in names if batch.get(name) is not None]
+            if not present or (modality != "text" and _rows(getattr(self, modality)) == 0):
+                continue
+            inputs.update({name: self.rows(modality, batch[name]) for name in present})
+        return inputs
+
+
+def _rows(rows: slice) -> int:
+    return rows.stop - rows.start
+
+
+def chunk_batch(batch: Mapping[str, torch.Tensor], chunk_size: int) -> list[Chunk]:
+    """
+    Cut a training batch into chunks of at most `chunk_size` CXRs and `chunk_size` ECGs (with their reports).
+
+    Chunk k holds CXR rows and ECG rows `[k * chunk_size, (k + 1) * chunk_size)`; visit pairs may straddle chunks
+    (the loss sees the whole batch). Chunk 0 holds rows of every modality the batch has.
+
+    Args:
+        batch: a training batch (`pixel_values` and / or `ecg_values`, the texts).
+        chunk_size: samples of each modality per chunk.
+
+    Returns:
+        `ceil(max(n_cxr, n_ecg) / chunk_size)` chunks, in row order.
+
+    Raises:
+        ValueError: `chunk_size` < 1, or a batch without CXRs or ECGs.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    counts = {modality: _batch_rows(batch, modality) for modality in MODALITY_INPUT}
+    if not any(counts.values()):
+        raise ValueError("a training batch needs pixel_values or ecg_values to cut into chunks")
+    num_chunks = math.ceil(max(counts.values()) / chunk_size)
+
+    def part(modality: str, k: int) -> slice:
+        return slice(min(k * chunk_size, counts[modality]), min((k + 1) * chunk_size, counts[modality]))
+
+    return [Chunk(part("cxr", k), part("ecg", k), counts["cxr"]) for k in range(num_chunks)]
+
+
+def _batch_rows(batch: Mapping[str, torch.Tensor], modality: str) -> int:
+    values = batch.get(MODALITY_INPUT[modality])
+    return 0 if values is None else values.shape[0]
+
+
+@dataclass(frozen=True)
+class RandomState:
+    """The default generators' states (CPU, and the accelerator `device` when it is one) at one moment."""
+
+    device: torch.device
+    cpu: torch.Tensor
+    accelerator: torch.Tensor | None
+
+    @classmethod
+    def capture(cls, device: torch.device | str) -> "RandomState":
+        """The current states: those that dropout on `device` (and any CPU draw) will start from."""
+        device = torch.device(device)
+        accelerator = None if device.type == "cpu" else torch.get_device_module(device.type).get_rng_state(device)
+        return cls(device, torch.get_rng_state(), accelerator)
+
+    @contextlib.contextmanager
+    def replay(self) -> Iterator[None]:
+        """Run the block from these states, then put back the states the block started from."""
+        devices = [] if self.accelerator is None else [self.device]
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            torch.set_rng_state(self.cpu)
+            if self.accelerator is not None:
+                torch.get_device_module(self.device.type).set_rng_state(self.accelerator, self.device)
+            yield
+
+
+def _embeddings(output: MedBindOutput, chunk: Chunk) -> dict[str, torch.Tensor]:
+    """The chunk's embeddings by tower, from the forward output of `chunk.model_inputs`."""
+    embeds = {"text": output.text_embeds}
+    for modality in MODALITY_INPUT:
+        if _rows(getattr(chunk, modality)) > 0:
+            embeds[modality] = output[f"{modality}_embeds"]
+    return embeds
+
+
+def _whole_batch(parts: list[dict[str, torch.Tensor]], chunks: list[Chunk]) -> dict[str, torch.Tensor]:
+    """Reassemble the chunks' embeddings in batch order (texts: all CXR reports, then all ECG reports)."""
+    whole = {}
+    for modality in MODALITY_INPUT:
+        pieces = [part[modality] for part in parts if modality in part]
+        if pieces:
+            whole[modality] = torch.cat(pieces)
+    cxr_reports = [part["text"][: _rows(chunk.cxr)] for part, chunk in zip(parts, chunks)]
+    ecg_reports = [part["text"][_rows(chunk.cxr) :] for part, chunk in zip(parts, chunks)]
+    whole["text"] = torch.cat(cxr_reports + ecg_reports)
+    return whole
+
+
+def gradient_cached_step(
+    model: nn.Module,
+    inputs: Mapping[str, torch.Tensor],
+    chunk_size: int,
+    loss_model: MedBindModel | None = None,
+    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
+    no_sync: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+    loss_scale: float = 1.0,
+    context: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+) -> MedBindOutput:
+    """
+    Forward and backward of one MEDBind training batch in chunks of `chunk_size` samples per modality, with the
+    loss and parameter gradients of the whole batch (see the module docstring for the equation and its limits).
+
+    Gradients are accumulated into the parameters' `.grad` as `backward(loss * loss_scale)` would; nothing else of
+    the training step (clipping, optimizer) happens here.
+
+    Args:
+        model: what embeds a chunk: the `MedBindModel`, or the training wrapper around it (DDP, FSDP), whose forward
+            takes `MedBindModel.forward`'s inputs.
+        inputs: one training batch (the collator's output on the model's device).
+        chunk_size: samples of each modality embedded at once.
+        loss_model: the bare `MedBindModel` whose `contrastive_loss` takes the embeddings (default: `model`).
+        backward: back-propagates a scalar (`accelerator.backward`, which applies an fp16 loss scaler).
+        no_sync: a context in which a backward only accumulates gradients (`accelerator.no_sync(model)`); every
+            chunk but the last runs in it, so a data-parallel model reduces its gradients once per step.
+        loss_scale: factor of the loss whose gradients are accumulated (1 / gradient accumulation steps).
+        context: a context for the forward passes and the loss (the Trainer's autocast).
+
+    Returns:
+        [`MedBindOutput`] with the batch's unscaled `loss`, `tmcl_loss`, `emcl_loss` and its embeddings, detached.
+
+    Raises:
+        ValueError: for a batch without CXRs or ECGs, `chunk_size` < 1, or processes holding different numbers of
+            chunks.
+    """
+    loss_model = loss_model if loss_model is not None else model
+    chunks = chunk_batch(inputs, chunk_size)
+    device = next(value.device for value in inputs.values() if isinstance(value, torch.Tensor))
+    chunk_counts = process_counts([len(chunks)], device)
+    if len({count for (count,) in chunk_counts}) > 1:
+        raise ValueError(
+            f"gradient caching needs the same number of chunks on every process (each forward is a collective), "
+            f"got {[count for (count,) in chunk_counts]}; give every process the same batch size"
+        )
+
+    # (1) Embed every chunk without the graph, remembering the random state each forward started from.
+    states, parts = [], []
+    with torch.no_grad(), context():
+        for chunk in chunks:
+            states.append(RandomState.capture(device))
+            parts.append(_embeddings(model(**chunk.model_inputs(inputs)), chunk))
+    embeds = {name: value.detach().requires_grad_() for name, value in _whole_batch(parts, chunks).items()}
+
+    # (2) The loss of the whole batch and its gradient w.r.t. the embeddings (and a learned temperature).
+    with context():
+        loss, tmcl, emcl = loss_model.contrastive_loss(
+            embeds.get("cxr"), embeds.get("ecg"), embeds["text"], inputs.get("text_group_ids"), inputs.get("pair_index")
+        )
+    temperature = [loss_model.logit_scale] if loss_model.logit_scale is not None else []
+    gradients = torch.autograd.grad(loss * loss_scale, [*embeds.values(), *temperature])
+    embed_grads = dict(zip(embeds, gradients))
+    temperature_grad = gradients[len(embeds) :]
+
+    # (3) Each chunk again, with the graph, back-propagating <e, dL/de>. Chunk 0 goes last: it holds rows of every
+    # tower, so the one synchronised backward reaches every parameter (DDP without find_unused_parameters needs that).
+    for index in reversed(range(len(chunks))):
+        chunk = chunks[index]
+        with (no_sync() if index > 0 else contextlib.nullcontext()), states[index].replay(), context():
+            chunk_embeds = _embeddings(model(**chunk.model_inputs(inputs)), chunk)
+            surrogate = sum(
+                (value * chunk.rows(name, embed_grads[name]).to(value.dtype)).sum()
+                for name, value in chunk_embeds.items()
+            )
+            if index == 0 and temperature:
+                surrogate = surrogate + (temperature[0] * temperature_grad[0]).sum()
+        backward(surrogate)
+
+    return MedBindOutput(
+        loss=loss.detach(),
+        tmcl_loss=tmcl.detach(),
+        emcl_loss=emcl.detach() if emcl is not None else None,
+        **{f"{name}_embeds": value.detach() for name, value in embeds.items()},
+    )
+
+
+__all__ = ["Chunk", "RandomState", "chunk_batch", "gradient_cached_step"]
