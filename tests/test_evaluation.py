@@ -1,0 +1,331 @@
+"""The evaluation (training/evaluation.py, training/evaluate.py): prompts, tasks on embeddings, cache, end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import wfdb
+from transformers import AutoModel, AutoProcessor
+
+from modeling_medbind import (
+    MedBindConfig,
+    MedBindECGFeatureExtractor,
+    MedBindImageProcessor,
+    MedBindModel,
+    MedBindProcessor,
+    train_wordpiece_tokenizer,
+)
+from medbind.processing.common import CHEXPERT_LABELS, ECG_SUPERCLASSES
+from medbind.processing.cpsc2018 import CPSC2018_CLASSES
+from medbind.processing.demo import save_demo
+from medbind.training.evaluate import main as evaluate_main
+from medbind.training.pretrain import DEMO_PROMPTS
+from medbind.training.evaluation import (
+    CROSS_MODALITY_TASKS,
+    Embedder,
+    PromptSet,
+    few_shot_balanced_accuracy,
+    load_prompt_sets,
+    mean_ci95,
+    neighbour_agreement,
+    prompt_sets,
+    prototype_scores,
+    row_labels,
+    rsum,
+    single_class_rows,
+    support_sets,
+    zero_shot_results,
+    zero_shot_scores,
+)
+
+EVALUATE = Path(__file__).resolve().parents[1] / "training" / "evaluate.py"
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("evaluation") / "data"
+    save_demo(root, num_patients=300, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model(demo_data) -> Path:
+    """A randomly initialised tiny MedBind saved with its processor (any model will do for well-formedness)."""
+    reports = [
+        text for name in ("cxr", "ecg") for text in datasets.load_from_disk(str(demo_data / name))["train"]["text"]
+    ]
+    tokenizer = train_wordpiece_tokenizer(reports, vocab_size=1024)
+    config = MedBindConfig.from_preset("tiny")
+    config.text_config.vocab_size = len(tokenizer)
+    torch.manual_seed(0)
+    path = demo_data.parent / "tiny-model"
+    MedBindModel(config).save_pretrained(path)
+    processor = MedBindProcessor(
+        MedBindImageProcessor.from_timm(config.cxr_config.model_name), MedBindECGFeatureExtractor(), tokenizer
+    )
+    processor.save_pretrained(path)
+    return path
+
+
+# ---- prompts -------------------------------------------------------------------------------------------------
+
+
+def test_packaged_prompts_cover_the_papers_zero_shot_sets_with_table_a1_wording():
+    prompts = load_prompt_sets()
+    assert {"ptbxl", "cpsc2018", "rsna", "covid", "ecg", "cxr"} <= set(prompts)
+    assert list(prompts["ptbxl"].classes) == list(ECG_SUPERCLASSES)
+    assert prompts["ptbxl"].classes["HYP"] == ("This ECG shows hypertrophy.",)
+    assert prompts["ecg"] is prompts["ptbxl"]  # MIMIC-ECG and the demo use PTB-XL's superclasses
+    # CPSC2018's abbreviations, as its builder names them, map to Table A.1's names
+    assert list(prompts["cpsc2018"].classes) == list(CPSC2018_CLASSES)
+    assert prompts["cpsc2018"].classes["I-AVB"] == ("This ECG shows first-degree atrioventricular block.",)
+    assert prompts["rsna"].classes == {"Normal": ("No evidence of pneumonia.",),
+                                       "Pneumonia": ("Findings suggesting pneumonia.",)}  # fmt: skip
+    assert set(prompts["cxr"].classes) == {"No Finding", "Cardiomegaly", "Pneumonia"}
+
+
+def test_covid_draws_ten_of_about_twenty_prompts_per_class_reproducibly():
+    covid = load_prompt_sets()["covid"]
+    assert all(len(prompts) >= 20 for prompts in covid.classes.values())
+    drawn = covid.sample(seed=0)
+    assert all(len(prompts) == 10 == len(set(prompts)) for prompts in drawn.values())
+    assert drawn == covid.sample(seed=0) and drawn != covid.sample(seed=1)
+    assert "Multifocal bilateral opacities." in covid.classes["COVID-19"]
+
+
+def test_prompt_files_are_checked(tmp_path):
+    (tmp_path / "mine.yaml").write_text(
+        "datasets: [mine]\nclasses: {A: [first], B: second}\ntemplate: 'It is {label}.'\n"
+    )
+    assert load_prompt_sets(tmp_path)["mine"].classes == {"A": ("It is first.",), "B": ("It is second.",)}
+    (tmp_path / "typo.yaml").write_text("datasets: [other]\nclases: {A: x}\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_prompt_sets(tmp_path)
+    (tmp_path / "typo.yaml").write_text("datasets: [mine]\nclasses: {A: x}\n")
+    with pytest.raises(ValueError, match="already given"):
+        load_prompt_sets(tmp_path)
+
+
+def test_demo_prompts_speak_the_demo_reports_words_and_replace_only_their_datasets(demo_data):
+    demo = load_prompt_sets(DEMO_PROMPTS)
+    assert set(demo["ecg"].classes) == {"NORM", "HYP", "MI", "CD"} and set(demo["cxr"].classes) == {
+        "No Finding", "Cardiomegaly", "Pneumonia"}  # fmt: skip
+    for name, prompt_set in demo.items():
+        reports = datasets.load_from_disk(str(demo_data / name))["train"]["text"]
+        vocabulary = {word for text in reports for word in text.lower().replace(",", " ").split()}
+        for prompts in prompt_set.classes.values():
+            words = {word for prompt in prompts for word in prompt.lower().replace(",", " ").split()}
+            assert {word for word in words if not word.rstrip(".").replace(".", "").isdigit()} <= vocabulary
+    chosen = prompt_sets(DEMO_PROMPTS)
+    assert chosen["ecg"] == demo["ecg"] and chosen["ptbxl"] == load_prompt_sets()["ptbxl"] != demo["ecg"]
+
+
+# ---- tasks on embeddings --------------------------------------------------------------------------------------
+
+
+def test_multi_label_rows_count_only_with_exactly_one_listed_class():
+    labels = [["NORM"], ["HYP", "STTC"], ["HYP", "CD"], [], ["MI"], ["Pneumonia"]]
+    rows, targets = single_class_rows(labels, ["NORM", "HYP", "MI"])
+    assert rows.tolist() == [0, 1, 2, 4] and targets.tolist() == [0, 1, 1, 2]
+    rows, targets = single_class_rows(labels, ["HYP", "CD"])
+    assert rows.tolist() == [1] and targets.tolist() == [0]  # ["HYP", "CD"] has two listed classes: left out
+
+
+def test_row_labels_read_single_and_multi_label_columns():
+    names = datasets.ClassLabel(names=["a", "b"])
+    single = datasets.Dataset.from_dict({"label": [1, 0]}, features=datasets.Features({"label": names}))
+    multi = datasets.Dataset.from_dict(
+        {"labels": [[0, 1], []]}, features=datasets.Features({"labels": datasets.List(names)})
+    )
+    assert row_labels(single) == [["b"], ["a"]] and row_labels(multi) == [["a", "b"], []]
+
+
+def test_zero_shot_scores_average_the_similarities_over_a_class_prompts():
+    embeds = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), dim=-1)
+    prompts = [F.normalize(torch.tensor([[1.0, 0.0], [1.0, 1.0]]), dim=-1), torch.tensor([[0.0, 1.0]])]
+    scores = zero_shot_scores(embeds, prompts)
+    expected = np.array([[(1 + 0.5**0.5) / 2, 0.0], [0.5**0.5 / 2, 1.0], [(0.5**0.5 + 1) / 2, 0.5**0.5]])
+    assert scores == pytest.approx(expected, abs=1e-6)
+    assert scores.argmax(axis=1).tolist() == [0, 1, 0]
+
+
+def test_cross_modality_tasks_name_labels_the_datasets_use():
+    labels = {"ecg": ECG_SUPERCLASSES, "cxr": CHEXPERT_LABELS}
+    assert all(task.label in labels[task.support] for task in CROSS_MODALITY_TASKS.values())
+
+
+def test_prototypes_come_from_the_support_modality_class_means():
+    support = F.normalize(torch.tensor([[1.0, 0.1], [1.0, -0.1], [0.0, 1.0], [0.1, 1.0]]), dim=-1)
+    queries = F.normalize(torch.tensor([[0.9, 0.2], [0.2, 0.9]]), dim=-1)
+    scores = prototype_scores(queries, support, np.array([0, 0, 1, 1]))
+    assert scores.shape == (2, 2) and scores.argmax(axis=1).tolist() == [0, 1]
+    assert np.abs(scores).max() <= 1.0 + 1e-6  # cosines: the prototypes are normalised
+
+
+def test_support_sets_are_seeded_per_class_and_nested_across_k():
+    targets = np.array([0] * 20 + [1] * 5 + [2] * 8)
+    sets = support_sets(targets, num_classes=3, shots=4, num_sets=6, seed=0)
+    assert sets.shape == (6, 3, 4)
+    assert all((targets[sets[s, c]] == c).all() and len(set(sets[s, c])) == 4 for s in range(6) for c in range(3))
+    assert (sets == support_sets(targets, 3, 4, 6, seed=0)).all()
+    assert (sets[0] != sets[1]).any()
+    with pytest.raises(ValueError, match="5"):
+        support_sets(targets, 3, shots=6, num_sets=1, seed=0)
+
+
+def test_few_shot_probe_learns_separable_classes_and_is_chance_on_noise():
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 16) * 3
+
+    def sample(targets):  # noqa: E306
+        return F.normalize(
+            torch.tensor(centres[targets] + rng.normal(size=(len(targets), 16)), dtype=torch.float32), dim=-1
+        )
+
+    pool_targets, test_targets = np.repeat(np.arange(3), 30), np.repeat(np.arange(3), 50)
+    sets = support_sets(pool_targets, 3, 8, num_sets=10, seed=0)
+    separable = few_shot_balanced_accuracy(sample(pool_targets), sets, sample(test_targets), test_targets, shots=(1, 8))
+    assert separable[8].shape == (10,) and separable[8].mean() > 90.0 and separable[1].mean() > 50.0
+    noise = F.normalize(torch.randn(150, 16), dim=-1)
+    chance = few_shot_balanced_accuracy(noise[:90], sets, noise[90:], rng.integers(0, 3, 60), shots=(8,))
+    assert abs(chance[8].mean() - 100 / 3) < 10.0
+    # binary probes (one weight vector in scikit-learn) predict both classes
+    binary = few_shot_balanced_accuracy(sample(pool_targets[:60]), support_sets(pool_targets[:60], 2, 4, 5, 0),
+                                        sample(test_targets[:100]), test_targets[:100], shots=(4,))  # fmt: skip
+    assert binary[4].mean() > 90.0
+
+
+def test_ci95_is_the_normal_interval_of_the_mean():
+    mean, half_width = mean_ci95(np.array([50.0, 60.0, 70.0, 80.0]))
+    assert mean == 65.0 and half_width == pytest.approx(1.96 * np.std([50, 60, 70, 80], ddof=1) / 2)
+
+
+def test_rsum_adds_r1_and_r10_of_modality_to_text_over_datasets():
+    # paper Table 2, MEDBind_BD: MIMIC-CXR 44.7 / 91.0, CheXpert5x200 2.4 / 20.0, Open-I 13.6 / 39.7 -> 211.4
+    results = {}
+    for dataset, (r1, r10) in {"cxr": (44.7, 91.0), "chexpert5x200": (2.4, 20.0), "openi": (13.6, 39.7)}.items():
+        prefix = f"retrieval/{dataset}/cxr_to_text"
+        results |= {f"{prefix}/recall@1": r1, f"{prefix}/recall@5": 70.0, f"{prefix}/recall@10": r10,
+                    f"{prefix}/chance@1": 1.0}  # fmt: skip
+    results |= {"retrieval/ecg/ecg_to_text/recall@1": 53.6, "retrieval/ecg/ecg_to_text/recall@10": 94.5,
+                "retrieval/pairs/cxr_to_ecg/recall@1": 9.0}  # fmt: skip
+    assert rsum(results) == pytest.approx({"retrieval/rsum_cxr": 211.4, "retrieval/rsum_ecg": 148.1})
+
+
+def test_neighbour_agreement_and_its_chance():
+    points = np.array([[0.0, 0.0], [0.0, 0.1], [0.1, 0.0], [10.0, 10.0], [10.0, 10.1], [10.1, 10.0]])
+    share, chance = neighbour_agreement(points, ["a", "a", "a", "b", "b", "b"], neighbours=2)
+    assert share == 100.0 and chance == pytest.approx(100 * 2 * 3 * 2 / (6 * 5))
+
+
+# ---- embedding, cache, real data, end to end -------------------------------------------------------------------
+
+
+def test_embeddings_are_cached_on_disk_and_read_back(tiny_model, demo_data, tmp_path):
+    model, processor = MedBindModel.from_pretrained(tiny_model), AutoProcessor.from_pretrained(tiny_model)
+    ecg = datasets.load_from_disk(str(demo_data / "ecg"))["test"].select(range(6))
+    first = Embedder(model, processor, batch_size=4, cache_dir=tmp_path).embed(ecg, "ecg")
+    assert first.shape == (6, model.config.projection_dim)
+    assert torch.linalg.vector_norm(first, dim=-1) == pytest.approx(torch.ones(6), abs=1e-5)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("embedded again instead of reading the cache")
+
+    model.get_ecg_features = refuse
+    again = Embedder(model, processor, batch_size=4, cache_dir=tmp_path).embed(ecg, "ecg")
+    assert torch.equal(first, again)
+    # another model (other weights) does not read the first model's file
+    other = MedBindModel.from_pretrained(tiny_model)
+    with torch.no_grad():
+        other.ecg_projection.weight.mul_(2)
+    Embedder(other, processor, cache_dir=tmp_path).embed(ecg, "ecg")
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+
+
+def test_zero_shot_on_a_real_ptb_record_is_well_formed(shared_data, tiny_model):
+    record = shared_data / "ecg" / "s0010_re"
+    note = " ".join(wfdb.rdheader(str(record)).comments).lower()
+    assert "myocardial infarction" in note  # the ground truth of this record: acute infero-lateral MI
+    model = AutoModel.from_pretrained(tiny_model, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(tiny_model, trust_remote_code=True)
+    superclasses = datasets.List(datasets.ClassLabel(names=list(ECG_SUPERCLASSES)))
+    features = datasets.Features({"ecg_path": datasets.Value("string"), "sampling_rate": datasets.Value("int64"),
+                                  "labels": superclasses})  # fmt: skip
+    ptb = datasets.Dataset.from_dict({"ecg_path": [str(record)], "sampling_rate": [1000], "labels": [["MI"]]},
+                                     features=features)  # fmt: skip
+    embedder = Embedder(model, processor)
+    embeds = embedder.embed(ptb, "ecg")
+    assert embeds.shape == (1, model.config.projection_dim) and torch.isfinite(embeds).all()
+    prompt_set = load_prompt_sets()["ptbxl"]
+    prompt_embeds = torch.split(embedder.embed_texts([p for c in prompt_set.classes.values() for p in c]), 1)
+    scores = zero_shot_scores(embeds, prompt_embeds)
+    assert scores.shape == (1, len(ECG_SUPERCLASSES)) and np.isfinite(scores).all() and np.abs(scores).max() <= 1 + 1e-5
+    results = zero_shot_results(embedder, "ptb", ptb, embeds, prompt_set)
+    # one record of one class: a balanced accuracy of 0 or 100 against a chance of 100, no AUROC (one class)
+    assert set(results) == {"zero_shot/ptb/balanced_accuracy", "zero_shot/ptb/balanced_accuracy/chance"}
+    assert results["zero_shot/ptb/balanced_accuracy"] in (0.0, 100.0)
+    with pytest.raises(ValueError, match="MI "):
+        zero_shot_results(embedder, "ptb", ptb, embeds, PromptSet({"NORM": ("a",), "MI ": ("b",)}))
+
+
+def run_evaluate(*arguments: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    result = subprocess.run([sys.executable, str(EVALUATE), *arguments], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def test_evaluate_script_writes_every_task_key_and_figure_then_reuses_embeddings(tiny_model, demo_data, tmp_path):
+    output = tmp_path / "out"
+    common = ["--model_name_or_path", str(tiny_model), "--dataset_dir", str(demo_data), "--output_dir", str(output)]
+    run_evaluate(*common, "--few_shot_sets", "4", "--few_shot_shots", "1", "2",
+                 "--zoo_cxr_model", str(tiny_model), "--zoo_ecg_model", str(tiny_model))  # fmt: skip
+    results = json.loads((output / "results.json").read_text())
+    assert results["split"] == "test" and results["model"] == str(tiny_model)
+    expected = {"retrieval/rsum_cxr", "retrieval/rsum_ecg"}
+    for dataset, direction in (
+        ("cxr", "cxr_to_text"),
+        ("ecg", "ecg_to_text"),
+        ("pairs", "cxr_to_ecg"),
+        ("pairs", "ecg_to_cxr"),
+    ):
+        expected |= {f"retrieval/{dataset}/{direction}/{name}@{k}" for name in ("recall", "chance") for k in (1, 5, 10)}
+    for dataset in ("cxr", "ecg"):
+        expected |= {
+            f"zero_shot/{dataset}/{metric}{chance}"
+            for metric in ("balanced_accuracy", "auroc")
+            for chance in ("", "/chance")
+        }
+        expected |= {
+            f"few_shot/{dataset}/k{k}/{name}" for k in (1, 2) for name in ("balanced_accuracy", "ci95", "chance")
+        }
+    for task in ("hypertrophy_from_cxr", "cardiomegaly_from_ecg"):
+        expected |= {f"cross_modality/{task}/balanced_accuracy", f"cross_modality/{task}/balanced_accuracy/chance"}
+        expected.add(f"zoo/cross_modality/{task}/balanced_accuracy")
+    expected.add("zoo/retrieval/pairs/cxr_to_ecg/recall@1")
+    assert expected <= set(results), sorted(expected - set(results))
+    assert not any(key.startswith("few_shot/") and "/k4/" in key for key in results)  # only the K asked for
+    numbers = {key: value for key, value in results.items() if key not in ("model", "split")}
+    assert all(
+        isinstance(value, float) and 0.0 <= value <= 100.0 for key, value in numbers.items() if "rsum" not in key
+    )
+    for figure in ("retrieval.png", "few_shot.png", "tsne.png"):
+        assert (output / figure).stat().st_size > 10_000
+
+    cache = output / "embedding_cache"
+    files = {path.name: path.stat().st_mtime_ns for path in cache.glob("*.safetensors")}
+    assert files
+    second = tmp_path / "second"  # in this process, as a library call
+    evaluate_main([*common[:-1], str(second), "--embedding_cache_dir", str(cache), "--tasks", "zero_shot"])
+    assert {path.name: path.stat().st_mtime_ns for path in cache.glob("*.safetensors")} == files  # nothing re-embedded
+    again = json.loads((second / "results.json").read_text())
+    assert again["zero_shot/ecg/balanced_accuracy"] == results["zero_shot/ecg/balanced_accuracy"]
+    assert not any(key.startswith(("retrieval/", "few_shot/")) for key in again)

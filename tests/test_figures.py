@@ -1,0 +1,48 @@
+"""The figures of training/figures.py: written from results.json keys, each with its chance level."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medbind.training.evaluation import TsneMap
+from medbind.training.figures import plot_few_shot, plot_recalls, plot_tsne
+from medbind.training.retrieval import recall_keys
+
+
+def is_png(path) -> bool:
+    with Image.open(path) as image:
+        return image.format == "PNG" and image.width > 300
+
+
+def test_recall_figure_reads_results_and_validation_keys(tmp_path):
+    metrics = {
+        **recall_keys("retrieval/cxr/cxr_to_text", {1: 40.0, 5: 70.0, 10: 90.0}),
+        **recall_keys("retrieval/cxr/cxr_to_text", {1: 1.0, 5: 5.0, 10: 10.0}, name="chance"),
+        **recall_keys("eval_retrieval/pairs/cxr_to_ecg", {1: 12.0, 5: 30.0, 10: 45.0}),
+        "retrieval/rsum_cxr": 130.0,
+    }
+    assert is_png(plot_recalls(metrics, tmp_path / "retrieval.png"))
+    with pytest.raises(ValueError, match="no"):
+        plot_recalls({"retrieval/rsum_cxr": 1.0}, tmp_path / "empty.png")
+
+
+def test_few_shot_figure_has_a_panel_per_dataset(tmp_path):
+    metrics = {"zero_shot/ptbxl/balanced_accuracy": 41.0}
+    for dataset in ("ptbxl", "covid"):
+        for k, value in ((1, 30.0), (4, 45.0), (16, 60.0)):
+            metrics |= {f"few_shot/{dataset}/k{k}/balanced_accuracy": value, f"few_shot/{dataset}/k{k}/ci95": 2.0,
+                        f"few_shot/{dataset}/k{k}/chance": 20.0}  # fmt: skip
+    assert is_png(plot_few_shot(metrics, tmp_path / "few_shot.png"))
+    with pytest.raises(ValueError, match="no"):
+        plot_few_shot({"zero_shot/ptbxl/balanced_accuracy": 41.0}, tmp_path / "empty.png")
+
+
+def test_tsne_figure_shows_modalities_and_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    tsne = TsneMap(
+        points=rng.normal(size=(40, 2)),
+        modalities=["cxr"] * 20 + ["ecg"] * 20,
+        classes=["CXR Cardiomegaly"] * 10 + ["other"] * 10 + ["ECG HYP"] * 20,
+        agreement={"modality": (80.0, 48.7), "class": (60.0, 30.0)},
+    )
+    assert is_png(plot_tsne(tsne, tmp_path / "tsne.png"))
