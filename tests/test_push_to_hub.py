@@ -1,31 +1,27 @@
 """`--push_to_hub` in training/pretrain.py: the finished model folder, and only it, goes to the Hub in one commit.
 
 The real entry point trains the tiny model on a small synthetic demo and pushes, with no request leaving the machine:
-the Hub is an `httpx2.MockTransport` installed with `huggingface_hub.set_client_factory`. It answers the calls of an
-upload (create repo, validate the card's YAML, preupload, LFS batch, LFS PUT, commit) and records each of them.
+the Hub is `fake_hub.FakeHub`, an `httpx2.MockTransport` installed with `huggingface_hub.set_client_factory`. It
+answers the calls of an upload (create repo, validate the card's YAML, preupload, LFS batch, LFS PUT, commit) and
+records each of them.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2
+import datasets
 import pytest
 import torch
-from huggingface_hub import constants, set_client_factory
-from huggingface_hub.utils._http import default_client_factory, hf_request_event_hook
+from fake_hub import AGENT_REGISTRY, HUB, LFS_STORAGE, REPO_ID, TOKEN, FakeHub, serving
+from huggingface_hub import ModelCard
 
 from medbind.training.pretrain import main
 
-REPO_ID = "medbind-test/tiny"
-TOKEN = "hf_fake"
-HUB = "https://huggingface.co"
-LFS_STORAGE = "https://lfs-storage.test"
 CODE_FILES = {
     "configuration_medbind.py",
     "modeling_medbind.py",
@@ -34,83 +30,14 @@ CODE_FILES = {
     "image_processing_medbind.py",
     "feature_extraction_medbind.py",
     "tokenization_medbind.py",
+    "pipeline_medbind.py",
+    "hub_loading.py",
 }
-# huggingface_hub fetches this registry (best effort) to name the calling agent in its user agent; not an upload call.
-AGENT_REGISTRY = f"{HUB}/api/agent-harnesses"
-
-
-def upload_mode(sample: str) -> str:
-    """The Hub's storage for a file from its base64 first bytes: LFS for binary (a NUL among them), git for text."""
-    return "lfs" if b"\0" in base64.b64decode(sample) else "regular"
-
-
-@dataclass
-class HubRequest:
-    """One request the fake Hub received: method, URL without the query, Authorization header (None if absent)."""
-
-    method: str
-    url: str
-    authorization: str | None
-
-
-@dataclass
-class FakeHub:
-    """
-    A Hub that accepts one model repo's uploads. It records every request, the create-repo payloads, the bytes PUT
-    to LFS storage (by sha256), each commit as its parsed NDJSON lines, and any request it has no answer for.
-    """
-
-    requests: list[HubRequest] = field(default_factory=list)
-    unexpected: list[HubRequest] = field(default_factory=list)
-    created: list[dict] = field(default_factory=list)
-    lfs_uploads: dict[str, bytes] = field(default_factory=dict)
-    commits: list[list[dict]] = field(default_factory=list)
-
-    def handle(self, request: httpx2.Request) -> httpx2.Response:
-        """Answer one request as the Hub does; a request an upload has no business making fails the test."""
-        body = request.read()
-        url = f"{request.url.scheme}://{request.url.host}{request.url.path}"
-        self.requests.append(HubRequest(request.method, url, request.headers.get("authorization")))
-        route = (request.method, url)
-        if route == ("GET", AGENT_REGISTRY):
-            return httpx2.Response(200, json={"standardEnvVars": [], "harnesses": {}})
-        if route == ("POST", f"{HUB}/api/repos/create"):
-            self.created.append(json.loads(body))
-            return httpx2.Response(200, json={"url": f"{HUB}/{REPO_ID}", "name": REPO_ID})
-        if route == ("POST", f"{HUB}/api/validate-yaml"):
-            return httpx2.Response(200, json={"errors": [], "warnings": []})
-        if route == ("POST", f"{HUB}/api/models/{REPO_ID}/preupload/main"):
-            answer = [
-                {"path": file["path"], "uploadMode": upload_mode(file["sample"]), "shouldIgnore": False}
-                for file in json.loads(body)["files"]
-            ]
-            return httpx2.Response(200, json={"files": answer})
-        if route == ("POST", f"{HUB}/{REPO_ID}.git/info/lfs/objects/batch"):
-            # No object is stored yet: each gets an upload action (a plain PUT to storage, no verify step).
-            objects = json.loads(body)["objects"]
-            actions = [{**obj, "actions": {"upload": {"href": f"{LFS_STORAGE}/{obj['oid']}"}}} for obj in objects]
-            return httpx2.Response(200, json={"transfer": "basic", "objects": actions})
-        if request.method == "PUT" and url.startswith(f"{LFS_STORAGE}/"):
-            self.lfs_uploads[request.url.path.removeprefix("/")] = body
-            return httpx2.Response(200)
-        if route == ("POST", f"{HUB}/api/models/{REPO_ID}/commit/main"):
-            self.commits.append([json.loads(line) for line in body.decode().splitlines()])
-            oid = f"{len(self.commits):040x}"
-            return httpx2.Response(200, json={"commitUrl": f"{HUB}/{REPO_ID}/commit/{oid}", "commitOid": oid})
-        # Raised into the caller, and kept: a caller that swallows errors must not hide a stray request.
-        self.unexpected.append(self.requests[-1])
-        raise AssertionError(f"unexpected Hub request: {request.method} {request.url}")
-
-    def files(self, commit: int = -1) -> dict[str, dict]:
-        """`{path_in_repo: {"key": "file" | "lfsFile", **value}}` of one commit's file lines (default: the last)."""
-        return {line["value"]["path"]: {"key": line["key"], **line["value"]} for line in self.commits[commit][1:]}
-
-    def content(self, path: str) -> bytes:
-        """The bytes the last commit holds at `path`: inline for a git file, the PUT upload for an LFS file."""
-        operation = self.files()[path]
-        if operation["key"] == "lfsFile":
-            return self.lfs_uploads[operation["oid"]]
-        return base64.b64decode(operation["content"])
+# A measured number of results.json (not a chance level, interval, RSUM or another model's): what the card indexes.
+MEASURED_KEY = re.compile(
+    r"(retrieval/[^/]+/\w+_to_\w+/recall@\d+|(zero_shot|cross_modality)/[^/]+/(balanced_accuracy|auroc)"
+    r"|few_shot/[^/]+/k\d+/balanced_accuracy)"
+)
 
 
 @dataclass
@@ -131,26 +58,11 @@ def pushed_run(tmp_path_factory) -> PushedRun:
     tmp = tmp_path_factory.mktemp("push")
     hf_home = tmp / "hf_home"
     hub = FakeHub()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "0")
-        patch.setenv("HF_HOME", str(hf_home))
-        patch.delenv("HF_TOKEN", raising=False)
-        # huggingface_hub turns its environment into constants at import: patch those read at request time.
-        patch.setattr(constants, "HF_HUB_OFFLINE", False)
-        patch.setattr(constants, "HF_HOME", str(hf_home))
-        patch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
-        patch.setattr(constants, "HF_STORED_TOKENS_PATH", str(hf_home / "stored_tokens"))
-        patch.setattr(constants, "AGENT_HARNESSES_PATH", str(hf_home / ".agent_harnesses.json"))
-        # With hf_xet installed, LFS content goes through xet's own (Rust) HTTP client, which no Python transport
-        # can intercept; without it, huggingface_hub uploads by the LFS batch protocol over its httpx2 client.
-        patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-        # The library's request hook stays in: its offline check and request ids are those of a real push.
-        hooks = {"request": [hf_request_event_hook]}
-        set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(hub.handle), event_hooks=hooks))
-        # Test workers share few cores: with two intra-op threads each, the training step took 10 s instead of 0.5 s.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+    # Test workers share few cores: with two intra-op threads each, the training step took 10 s instead of 0.5 s.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with serving(hub, hf_home):
             metrics = main(
                 [
                     "--preset", "demo", "--demo_num_patients", "40", "--dataset_dir", str(tmp / "data"),
@@ -159,9 +71,8 @@ def pushed_run(tmp_path_factory) -> PushedRun:
                     "--push_to_hub", "true", "--hub_model_id", REPO_ID, "--hub_token", TOKEN,
                 ]
             )  # fmt: skip
-        finally:
-            torch.set_num_threads(threads)
-            set_client_factory(default_client_factory)  # which also closes the mocked client
+    finally:
+        torch.set_num_threads(threads)
     return PushedRun(output_dir=tmp / "out", hub=hub, metrics=metrics)
 
 
@@ -199,7 +110,11 @@ def test_config_with_auto_map_and_the_remote_code_files_are_sent_as_git_files(pu
     assert config["auto_map"] == {
         "AutoConfig": "configuration_medbind.MedBindConfig",
         "AutoModel": "modeling_medbind.MedBindModel",
+        "AutoModelForZeroShotImageClassification": "modeling_medbind.MedBindModel",
     }
+    assert set(config["custom_pipelines"]) == {
+        "zero-shot-ecg-classification", "zero-shot-cxr-classification", "medbind-feature-extraction",
+    }  # fmt: skip
     assert config["architectures"] == ["MedBindModel"]
     assert {name: files[name]["key"] for name in CODE_FILES if name in files} == dict.fromkeys(CODE_FILES, "file")
     assert b"class MedBindModel" in pushed_run.hub.content("modeling_medbind.py")
@@ -215,19 +130,30 @@ def test_processor_and_the_tokenizer_matching_the_model_are_sent(pushed_run):
     assert len(vocab) == config["text_config"]["vocab_size"]
 
 
-def test_model_card_with_the_results_table_and_synthetic_warning_is_sent_beside_results_json(pushed_run):
+def test_model_card_indexes_the_numbers_of_results_json_and_warns_of_synthetic_data(pushed_run):
+    card = ModelCard(pushed_run.hub.content("README.md").decode())
+    results = json.loads(pushed_run.hub.content("results.json"))
+    assert results == pushed_run.metrics and results["split"] == "test"
+    assert {"synthetic", "medbind"} <= set(card.data.tags) and "**Trained on SYNTHETIC data.**" in card.text
+    measured = [value for key, value in results.items() if MEASURED_KEY.fullmatch(key)]
+    indexed = [result.metric_value for result in card.data.eval_results]
+    assert measured and sorted(indexed) == sorted(measured)
+    assert {result.dataset_split for result in card.data.eval_results} == {"test"}
+    assert f'AutoModel.from_pretrained("{REPO_ID}", trust_remote_code=True)' in card.text
+
+
+def test_no_report_text_or_row_value_of_the_training_data_is_in_the_card(pushed_run):
     card = pushed_run.hub.content("README.md").decode()
-    metadata = card.split("---")[1]
-    assert "- synthetic" in metadata and "- medbind" in metadata
-    assert "**Trained on SYNTHETIC data.**" in card
-    for direction, key in (("CXR -> text", "cxr_to_text"), ("ECG -> text", "ecg_to_text")):
-        row = " | ".join(
-            f"{pushed_run.metrics[f'{key}/recall@{k}']:.1f} (chance {pushed_run.metrics[f'{key}/chance@{k}']:.1f})"
-            for k in (1, 5, 10)
-        )
-        assert f"| {direction} | {row} |" in card
-    assert f'AutoModel.from_pretrained("{REPO_ID}", trust_remote_code=True)' in card
-    assert json.loads(pushed_run.hub.content("results.json")) == pushed_run.metrics
+    values = set()
+    for name in ("cxr", "ecg", "pairs"):
+        for split in datasets.load_from_disk(pushed_run.output_dir.parent / "data" / name).values():
+            for column, feature in split.features.items():
+                if getattr(feature, "dtype", None) == "string":  # reports, paths, string ids
+                    values |= {value for value in split[column] if value and len(value) >= 12}
+                elif getattr(feature, "dtype", None) == "int64" and column.endswith("_id"):
+                    values |= {str(value) for value in split[column] if value is not None and value >= 10_000}
+    assert len(values) > 40  # the demo's reports and ids were read
+    assert sorted(value for value in values if value in card) == []
 
 
 def test_the_files_of_the_output_folder_and_nothing_else_are_sent_byte_for_byte(pushed_run):
