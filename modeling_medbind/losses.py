@@ -95,6 +95,10 @@ class _AllGather(torch.autograd.Function):
     """
     `_all_gather` with a backward pass: each process's loss depends on every process's rows, so the gradient of
     the local rows is the sum over processes of their loss's gradient w.r.t. those rows (an all-reduce).
+
+    Written here because `torch.distributed.nn.all_gather`, which does the same, warns that it is deprecated and
+    refuses to run under `torch.compile`, and the replacement it names lives in a private module
+    (`torch.distributed._functional_collectives`) that remote code should not depend on.
     """
 
     @staticmethod
