@@ -403,8 +403,9 @@ class MedBindModel(MedBindPreTrainedModel):
         if text_embeds is not None:
             for modality, embeds in (("cxr", cxr_embeds), ("ecg", ecg_embeds)):
                 logits[modality] = self.similarity_logits(embeds, text_embeds) if embeds is not None else None
-            present = [embeds for embeds in (cxr_embeds, ecg_embeds) if embeds is not None]
-            logits["text"] = self.similarity_logits(text_embeds, torch.cat(present)) if present else None
+            # The text's logits are the images' transposed (as CLIP's logits_per_image): no second matmul.
+            present = [logits[modality] for modality in ("cxr", "ecg") if logits[modality] is not None]
+            logits["text"] = torch.cat(present).T if present else None
         loss = tmcl = emcl = None
         if return_loss:
             loss, tmcl, emcl = self.contrastive_loss(cxr_embeds, ecg_embeds, text_embeds, text_group_ids, pair_index)
