@@ -43,7 +43,7 @@ TOWER_INPUTS = {
     "ecg": ("ecg_values",),
     "text": ("input_ids", "attention_mask", "token_type_ids"),
 }
-MODALITY_INPUT = {"cxr": "pixel_values", "ecg": "ecg_values"}
+MODALITY_INPUT = {modality: TOWER_INPUTS[modality][0] for modality in ("cxr", "ecg")}  # one row per sample
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def chunk_batch(batch: Mapping[str, torch.Tensor], chunk_size: int) -> list[Chun
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    counts = {modality: _batch_rows(batch, modality) for modality in MODALITY_INPUT}
+    counts = {modality: batch_rows(batch, modality) for modality in MODALITY_INPUT}
     if not any(counts.values()):
         raise ValueError("a training batch needs pixel_values or ecg_values to cut into chunks")
     num_chunks = math.ceil(max(counts.values()) / chunk_size)
@@ -120,7 +120,8 @@ def chunk_batch(batch: Mapping[str, torch.Tensor], chunk_size: int) -> list[Chun
     return [Chunk(part("cxr", k), part("ecg", k), counts["cxr"]) for k in range(num_chunks)]
 
 
-def _batch_rows(batch: Mapping[str, torch.Tensor], modality: str) -> int:
+def batch_rows(batch: Mapping[str, torch.Tensor], modality: str) -> int:
+    """The samples of `modality` (`"cxr"` or `"ecg"`) in a training batch: 0 when it has none."""
     values = batch.get(MODALITY_INPUT[modality])
     return 0 if values is None else values.shape[0]
 

@@ -20,7 +20,7 @@ from modeling_medbind import MedBindOutput
 
 from .data import PretrainingDataset, SlotSampler
 from .evaluation import RetrievalSplit, validation_retrieval
-from .gradient_cache import gradient_cached_step
+from .gradient_cache import MODALITY_INPUT, batch_rows, gradient_cached_step
 
 STAGING_PREFIX = "tmp-"
 
@@ -85,8 +85,7 @@ class MedBindTrainer(TokenFreeTrainer):
                 a learned temperature (read outside the sharded forward).
         """
         chunk_size = getattr(self.args, "contrastive_chunk_size", None)
-        batch_rows = max((inputs[key].shape[0] for key in ("pixel_values", "ecg_values") if key in inputs), default=0)
-        if not chunk_size or batch_rows <= chunk_size:
+        if not chunk_size or max(batch_rows(inputs, modality) for modality in MODALITY_INPUT) <= chunk_size:
             return super().training_step(model, inputs, num_items_in_batch)
         if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
             raise ValueError("--contrastive_chunk_size does not work with DeepSpeed, whose engine steps on every backward")
