@@ -4,30 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from test_image_processing_medbind import gradient, intensities, process, processor  # noqa: F401 (processor: a fixture)
+
 from medbind.training.augmentation import CXRAugmentation, ECGNoiseAugmentation
-from modeling_medbind import MedBindImageProcessor
-
-
-def gradient(height: int = 60, width: int = 80) -> np.ndarray:
-    """A float image in [0.1, 0.9] varying along both axes (so a flip or shift is visible)."""
-    rows, columns = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
-    return (0.1 + 0.56 * rows + 0.24 * columns).astype(np.float32)
-
-
-def intensities(pixel_values: torch.Tensor, processor: MedBindImageProcessor) -> torch.Tensor:
-    """Undo the normalisation: back to [0, 1] intensities."""
-    mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
-    std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
-    return pixel_values * std + mean
-
-
-@pytest.fixture(scope="module")
-def processor() -> MedBindImageProcessor:
-    return MedBindImageProcessor()
-
-
-def process(processor: MedBindImageProcessor, images) -> torch.Tensor:
-    return processor(images, return_tensors="pt")["pixel_values"]
 
 
 @pytest.fixture
