@@ -5,7 +5,7 @@ columns), group them by split, turn each split into a `datasets.Dataset` with de
 (`build_dataset_dict`; the column conventions of CXR and ECG datasets are `cxr_features` and `ecg_features`), and,
 from the command line (`cli_parser`, `run_cli`), `save` the `DatasetDict` with a printed summary of row and label
 counts next to the paper's (`PAPER_SPLIT_ROWS`, `PAPER_LABEL_ROWS`), saved as `summary.json`, and a dataset card
-(`write_dataset_card`) stating fields, label rules, splits, source and access terms (`DataSource`). The CXR builders
+(`save`, `render_dataset_card`) stating fields, label rules, splits, source and access terms (`DataSource`). The CXR builders
 store their radiographs through one helper (`stored_radiograph`: shrunk at build time, bit depth kept). The MIMIC
 builders also share the admission-linking rule (`read_admissions`, `link_admissions`) and the one-to-one matching of
 studies (`match_greedy`).
@@ -184,7 +184,7 @@ def ecg_features(
     return _columns_with_labels(standard, label, labels, drop, columns)
 
 
-# What each column means, for the dataset cards (`write_dataset_card`); a builder's own rules are in its docstring.
+# What each column means, for the dataset cards (`render_dataset_card`); a builder's own rules are in its docstring.
 COLUMN_DESCRIPTIONS = {
     "image": "the chest radiograph",
     "image_path": "the radiograph's original file in the raw download (None for a synthetic image)",
@@ -541,12 +541,16 @@ def class_label_counts(dataset: datasets.Dataset) -> dict[str, dict[str, int]]:
     return counts
 
 
-def format_summary(dataset_dict: datasets.DatasetDict) -> str:
-    """A human-readable summary: rows per split and the label counts of each split (`class_label_counts`)."""
+def format_summary(
+    dataset_dict: datasets.DatasetDict, label_counts: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None
+) -> str:
+    """A human-readable summary: rows per split and the label counts of each split (`class_label_counts`, or
+    `label_counts[split]` where the caller has counted them already, as `count_summary`'s `labels_by_split`)."""
     lines = []
     for name, dataset in dataset_dict.items():
         lines.append(f"{name}: {dataset.num_rows} rows")
-        for column, counts in class_label_counts(dataset).items():
+        split_counts = label_counts[name] if label_counts is not None else class_label_counts(dataset)
+        for column, counts in split_counts.items():
             lines.append(f"  {column}: " + ", ".join(f"{label}={count}" for label, count in counts.items()))
     return "\n".join(lines)
 
@@ -668,7 +672,10 @@ def _shareable_options(build_options: Mapping[str, Any] | None) -> dict[str, Any
 
 
 def render_dataset_card(
-    dataset_dict: datasets.DatasetDict, source: DataSource, build_options: Mapping[str, Any] | None = None
+    dataset_dict: datasets.DatasetDict,
+    source: DataSource,
+    build_options: Mapping[str, Any] | None = None,
+    summary: Mapping[str, Any] | None = None,
 ) -> DatasetCard:
     """The dataset card of a build: fields, label rules, splits with row counts (next to the paper's), source,
     licence and access terms.
@@ -681,6 +688,7 @@ def render_dataset_card(
         source: where it comes from and on what terms.
         build_options: the builder's arguments, listed so that the build can be repeated (a path shows as
             `"<path>"`: only whether it was given).
+        summary: `count_summary(dataset_dict, source.name)` where the caller has it (counting reads every label).
 
     Returns:
         A `huggingface_hub.DatasetCard` (YAML metadata: pretty_name, license, size_categories, tags).
@@ -690,7 +698,7 @@ def render_dataset_card(
     """
     if not dataset_dict:
         raise ValueError(f"{source.name}: the build has no split, so no rows to describe; check the raw folder")
-    summary = count_summary(dataset_dict, source.name)
+    summary = summary if summary is not None else count_summary(dataset_dict, source.name)
     first = next(iter(dataset_dict.values()))
     metadata = DatasetCardData(
         pretty_name=source.pretty_name,
@@ -737,31 +745,6 @@ def render_dataset_card(
     return DatasetCard(f"---\n{metadata.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
 
 
-def write_dataset_card(
-    dataset_dict: datasets.DatasetDict,
-    out: Path,
-    source: DataSource,
-    build_options: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write the dataset card (`render_dataset_card`) as `README.md` in the folder of a saved `DatasetDict`.
-
-    Args:
-        dataset_dict: the build, as saved to `out`.
-        out: the folder `save_to_disk` wrote.
-        source: where the data comes from and on what terms.
-        build_options: the builder's arguments (a path shows only as `"<path>"`).
-
-    Returns:
-        The card's path, `out/README.md`.
-
-    Raises:
-        ValueError: as `render_dataset_card`.
-    """
-    path = Path(out) / "README.md"
-    render_dataset_card(dataset_dict, source, build_options).save(path)
-    return path
-
-
 def save(
     dataset_dict: datasets.DatasetDict,
     out: Path,
@@ -769,7 +752,7 @@ def save(
     build_options: Mapping[str, Any] | None = None,
 ) -> None:
     """`save_to_disk(out)`, then beside the data `summary.json` (`count_summary` and the build options) and the
-    dataset card `README.md` (`render_dataset_card`, as `write_dataset_card` writes it); prints the location, the
+    dataset card `README.md` (`render_dataset_card`); prints the location, the
     per-split label counts (`format_summary`) and the counts next to the paper's (`format_counts`).
 
     Args:
@@ -783,13 +766,14 @@ def save(
         ValueError: if the build has no split (nothing is written then).
     """
     out = Path(out)
-    card = render_dataset_card(dataset_dict, source, build_options)
+    summary = count_summary(dataset_dict, source.name)  # one pass over the labels serves all three outputs
+    card = render_dataset_card(dataset_dict, source, build_options, summary)
     dataset_dict.save_to_disk(str(out))
-    summary = count_summary(dataset_dict, source.name)
     recorded = {**summary, "build_options": _shareable_options(build_options)}
     (out / "summary.json").write_text(json.dumps(recorded, indent=2) + "\n")
     card.save(out / "README.md")
-    print(f"saved to {out}\n{format_summary(dataset_dict)}\n{format_counts(summary)}\ncard: {out / 'README.md'}")
+    listing = format_summary(dataset_dict, summary["labels_by_split"])
+    print(f"saved to {out}\n{listing}\n{format_counts(summary)}\ncard: {out / 'README.md'}")
 
 
 def cli_parser(description: str | None, roots: Sequence[str] = ("root",)) -> argparse.ArgumentParser:
