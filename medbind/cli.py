@@ -26,7 +26,6 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor, BatchFeature
 
-from medbind.training.evaluation import read_prompt_file
 from modeling_medbind import MedBindModel, MedBindProcessor
 from modeling_medbind.pipeline_medbind import (
     DEFAULT_HYPOTHESIS_TEMPLATES,
@@ -282,6 +281,9 @@ def run_zero_shot(args: argparse.Namespace) -> None:
     """`medbind zero-shot`: a table of each input's class probabilities and the most probable class."""
     modality = "ecg" if args.ecg else "cxr"
     inputs = args.ecg or args.cxr
+    if args.prompts:
+        # Only --prompts needs medbind.training (and its evaluation's imports): the other commands start faster.
+        from medbind.training.evaluation import read_prompt_file
     try:
         candidates = read_prompt_file(args.prompts)[1].classes if args.prompts else args.labels
         prompts = prompts_by_label(candidates, args.template or DEFAULT_HYPOTHESIS_TEMPLATES[modality])
@@ -354,7 +356,7 @@ def read_index(paths: Sequence[Path]) -> tuple[torch.Tensor, list[str], list[str
 
 def run_card(args: argparse.Namespace) -> None:
     """`medbind card`: render the card of `--model` again with `--results` and write it."""
-    # Only this command needs medbind.training (and its evaluation's imports): the others start faster without.
+    # Only this command (and zero-shot --prompts) needs medbind.training: the others start faster without it.
     from medbind.training.model_card import CARD_FILE, load_results, rerender_model_card
 
     try:
