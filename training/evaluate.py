@@ -54,6 +54,7 @@ from medbind.training.evaluation import (  # noqa: E402
     zero_shot_results,
 )
 from medbind.training.figures import plot_few_shot, plot_recalls, plot_tsne  # noqa: E402
+from modeling_medbind.hub_loading import load_pretrained  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +123,21 @@ class EvaluationArguments:
 
 
 def load_model(name_or_path: str) -> tuple[torch.nn.Module, Any]:
-    """A saved MedBind model and its processor, through the Auto classes (remote code where not installed)."""
-    model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True)
-    return model, AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True)
+    """
+    A saved MedBind model and its processor, through the Auto classes (remote code where not installed).
+
+    Raises:
+        FileNotFoundError: when it cannot be loaded; the message names it and `HF_HUB_OFFLINE`.
+    """
+    return load_pretrained(
+        name_or_path,
+        lambda: (
+            AutoModel.from_pretrained(name_or_path, trust_remote_code=True),
+            AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True),
+        ),
+        "the MedBind model",
+        "Pass a folder written by training/pretrain.py, or a Hub id reachable from here.",
+    )
 
 
 def load_evaluation_data(args: EvaluationArguments) -> dict[str, datasets.DatasetDict]:

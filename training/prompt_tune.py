@@ -44,8 +44,6 @@ import torch
 import transformers
 from huggingface_hub import ModelCard, ModelCardData
 from transformers import (
-    AutoModel,
-    AutoProcessor,
     HfArgumentParser,
     PreTrainedTokenizerBase,
     TrainingArguments,
@@ -57,14 +55,17 @@ from transformers import (
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
+from medbind.training.evaluate import load_model  # noqa: E402
 from medbind.training.evaluation import Embedder  # noqa: E402
 from medbind.training.pretrain import demo_output_dir  # noqa: E402
 from medbind.training.trainer import TokenFreeTrainer  # noqa: E402
 from medbind.training.metrics import (  # noqa: E402
     CHANCE_AUROC,
+    accuracy,
+    balanced_accuracy,
     chance_accuracy,
     chance_balanced_accuracy,
-    load_metric,
+    macro_auroc,
 )
 
 from modeling_medbind import (  # noqa: E402
@@ -75,7 +76,6 @@ from modeling_medbind import (  # noqa: E402
     load_text_tokenizer,
     train_wordpiece_tokenizer,
 )
-from modeling_medbind.hub_loading import load_pretrained  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -402,24 +402,6 @@ def study_embeddings(
     return StudyEmbeddings({study_ids[row]: position for position, row in enumerate(rows)}, embeds)
 
 
-def load_medbind(name_or_path: str) -> tuple[torch.nn.Module, Any]:
-    """
-    A pretrained MedBind model and its processor through the Auto classes (remote code where not installed).
-
-    Raises:
-        FileNotFoundError: when it cannot be loaded; the message names it and `HF_HUB_OFFLINE`.
-    """
-    return load_pretrained(
-        name_or_path,
-        lambda: (
-            AutoModel.from_pretrained(name_or_path, trust_remote_code=True).eval(),
-            AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True),
-        ),
-        "the MedBind model",
-        "Pass a folder written by training/pretrain.py, or a Hub id reachable from here.",
-    )
-
-
 def compute_embeddings(
     sources: Mapping[str, str],
     data: Mapping[str, datasets.DatasetDict],
@@ -437,7 +419,7 @@ def compute_embeddings(
     embeddings = {}
     with training_args.main_process_first(desc="embedding the visits' studies with MedBind"):
         for source in dict.fromkeys(sources.values()):
-            model, processor = load_medbind(source)
+            model, processor = load_model(source)
             model = model.to(training_args.device)
             embedder = Embedder(model, processor, data_args.embedding_batch_size, cache_dir=cache)
             for modality in (m for m, name in sources.items() if name == source):
@@ -531,16 +513,21 @@ def outcome_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     Returns:
         `{"accuracy": ..., "accuracy/chance": ..., "balanced_accuracy": ..., ..., "auroc": ..., "auroc/chance": 50.0}`.
     """
+    # The arithmetic of the metric modules, called directly: `load_metric` would load each module's script again
+    # at every evaluation of the run.
     predictions = logits.argmax(axis=-1)
     results = {}
-    for name, chance in (("accuracy", chance_accuracy), ("balanced_accuracy", chance_balanced_accuracy)):
-        results[name] = load_metric(name).compute(predictions=predictions, references=labels)[name]
+    for name, metric, chance in (
+        ("accuracy", accuracy, chance_accuracy),
+        ("balanced_accuracy", balanced_accuracy, chance_balanced_accuracy),
+    ):
+        results[name] = float(metric(predictions, labels))
         results[f"{name}/chance"] = chance(labels)
     if len(np.unique(labels)) < 2:
         logger.warning("one class only among %d visits: no AUROC", len(labels))
         return results
     probabilities = torch.from_numpy(logits).float().softmax(dim=-1)[:, 1].numpy()
-    results["auroc"] = load_metric("auroc").compute(prediction_scores=probabilities, references=labels)["auroc"]
+    results["auroc"] = macro_auroc(probabilities, labels)
     results["auroc/chance"] = CHANCE_AUROC
     return results
 
