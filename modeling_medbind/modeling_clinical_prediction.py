@@ -134,10 +134,11 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
     ```
     """
 
-    def __init__(self, config: MedBindClinicalPredictionConfig):
+    def __init__(self, config: MedBindClinicalPredictionConfig, text_model: BertModel | None = None):
         super().__init__(config)
         text_config = config.text_config
-        self.text_model = BertModel(text_config, add_pooling_layer=False)
+        # A loaded BERT (`from_backbone`) comes with from_pretrained's "initialised" marks: post_init leaves it alone.
+        self.text_model = text_model if text_model is not None else BertModel(text_config, add_pooling_layer=False)
         self.modality_projections = nn.ModuleDict(
             {modality: nn.Linear(config.embedding_dim, text_config.hidden_size) for modality in config.modalities}
         )
@@ -334,13 +335,7 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
         model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         base = model.config.base_model_name_or_path
         if base is not None:
-            bert = load_pretrained(
-                base,
-                lambda: BertModel.from_pretrained(base, add_pooling_layer=False, local_files_only=hub_offline()),
-                "the base BERT",
-                "Download it once with network access so it sits in the Hugging Face cache, or point the config's "
-                "base_model_name_or_path at a local copy.",
-            )
+            bert = _load_base_bert(base, "point the config's base_model_name_or_path at a local copy")
             set_base_model_state_dict(model.text_model, bert.state_dict())
         download = {name: kwargs[name] for name in _DOWNLOAD_ARGUMENTS if name in kwargs}
         folder = "/".join(part for part in (download.pop("subfolder", None), ADAPTER_FOLDER) if part)
@@ -392,18 +387,21 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
         Raises:
             FileNotFoundError: when the BERT cannot be loaded; the message names the identifier and `HF_HUB_OFFLINE`.
         """
-        bert = load_pretrained(
-            text,
-            lambda: BertModel.from_pretrained(text, add_pooling_layer=False, local_files_only=hub_offline()),
-            "the base BERT",
-            "Download it once with network access so it sits in the Hugging Face cache, or pass a local directory.",
-        )
+        bert = _load_base_bert(text, "pass a local directory")
         config = MedBindClinicalPredictionConfig(
             text_config=bert.config.to_dict(), base_model_name_or_path=str(text), **config_kwargs
         )
-        model = cls(config)
-        set_base_model_state_dict(model.text_model, bert.state_dict())
-        return model
+        return cls(config, text_model=bert)  # the loaded BERT itself: no second copy, no random init to overwrite
+
+
+def _load_base_bert(identifier: str | os.PathLike, instead: str) -> BertModel:
+    """The pretrained BERT a model adapts, from the Hub cache or a folder (never downloaded with HF_HUB_OFFLINE)."""
+    return load_pretrained(
+        identifier,
+        lambda: BertModel.from_pretrained(identifier, add_pooling_layer=False, local_files_only=hub_offline()),
+        "the base BERT",
+        f"Download it once with network access so it sits in the Hugging Face cache, or {instead}.",
+    )
 
 
 __all__ = [
