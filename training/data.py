@@ -8,6 +8,7 @@ every other sample into unpaired slots, so all unpaired data is used every epoch
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -204,7 +205,8 @@ class MedBindPretrainingCollator:
                     self.cxr_augmentation(pixel_values, generator) if self.cxr_augmentation else pixel_values
                 )
             else:
-                ecg_values = self._ecg_values(rows)
+                signals = [row["ecg_path"] if "ecg_path" in row else row["ecg"] for row in rows]
+                ecg_values = processed_ecgs(self.processor, signals, [row.get("sampling_rate") for row in rows])
                 batch["ecg_values"] = self.ecg_augmentation(ecg_values, generator) if self.ecg_augmentation else ecg_values
         text = self.processor(text=reports, return_tensors="pt")
         batch["input_ids"], batch["attention_mask"] = text["input_ids"], text["attention_mask"]
@@ -221,17 +223,22 @@ class MedBindPretrainingCollator:
         entropy = [self.seed] + [value + 1 for slot in slots for value in slot.get("key", (NO_ROW, NO_ROW, 0))]
         return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
-    def _ecg_values(self, rows: Sequence[Mapping[str, Any]]) -> torch.Tensor:
-        # A row holds either a record path (real sources: the header carries the rate) or an array with its rate.
-        values = [
-            self.processor(
-                ecgs=[row["ecg_path"] if "ecg_path" in row else np.asarray(row["ecg"], dtype=np.float32)],
-                sampling_rate=row.get("sampling_rate"),
-                return_tensors="pt",
-            )["ecg_values"]
-            for row in rows
-        ]
-        return torch.cat(values)
+
+def processed_ecgs(
+    processor: MedBindProcessor, signals: Sequence[Any], sampling_rates: Sequence[float | None]
+) -> torch.Tensor:
+    """
+    `[n, leads, samples]` model inputs of ECG dataset rows, in order: each a record path (its header carries the
+    rate, the row's is ignored) or an array (`[leads, samples]`) at its row's rate; one processor call per rate.
+    """
+    signals = [item if isinstance(item, str | os.PathLike) else np.asarray(item, np.float32) for item in signals]
+    values: list[torch.Tensor | None] = [None] * len(signals)
+    for rate in set(sampling_rates):
+        rows = [i for i, row_rate in enumerate(sampling_rates) if row_rate == rate]
+        extracted = processor(ecgs=[signals[i] for i in rows], sampling_rate=rate, return_tensors="pt")["ecg_values"]
+        for row, value in zip(rows, extracted, strict=True):
+            values[row] = value
+    return torch.stack(values)
 
 
 __all__ = [
@@ -240,5 +247,6 @@ __all__ = [
     "SlotSampler",
     "first_links",
     "pair_rows",
+    "processed_ecgs",
     "single_modality_slots",
 ]

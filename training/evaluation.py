@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from modeling_medbind import MedBindModel, MedBindProcessor
 
-from .data import MODALITIES, pair_rows
+from .data import MODALITIES, pair_rows, processed_ecgs
 from .metrics import CHANCE_AUROC, balanced_accuracy, chance_balanced_accuracy, macro_auroc
 from .retrieval import RECALL_KS, chance_recall_at_k, pair_groups, recall_at_k, recall_keys
 from .text_groups import text_group_ids
@@ -156,17 +156,9 @@ def modality_inputs(processor: MedBindProcessor, batch: Mapping[str, list], moda
     """
     if modality == "cxr":
         return {"pixel_values": processor(images=batch["image"], return_tensors="pt")["pixel_values"]}
-    if "ecg_path" in batch:
-        return {"ecg_values": processor(ecgs=batch["ecg_path"], return_tensors="pt")["ecg_values"]}
-    signals = [np.asarray(signal, dtype=np.float32) for signal in batch["ecg"]]
+    signals = batch["ecg_path"] if "ecg_path" in batch else batch["ecg"]
     rates = batch.get("sampling_rate") or [None] * len(signals)
-    values: list[torch.Tensor | None] = [None] * len(signals)
-    for rate in set(rates):
-        rows = [i for i, row_rate in enumerate(rates) if row_rate == rate]
-        extracted = processor(ecgs=[signals[i] for i in rows], sampling_rate=rate, return_tensors="pt")["ecg_values"]
-        for row, value in zip(rows, extracted, strict=True):
-            values[row] = value
-    return {"ecg_values": torch.stack(values)}
+    return {"ecg_values": processed_ecgs(processor, signals, rates)}
 
 
 def _input_columns(dataset: datasets.Dataset, modality: str) -> list[str]:
