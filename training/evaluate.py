@@ -42,6 +42,7 @@ from medbind.training.evaluation import (  # noqa: E402
     class_names,
     cross_modality_results,
     few_shot_results,
+    first_rows,
     modality_of,
     modality_text_retrieval,
     pair_retrieval,
@@ -165,15 +166,19 @@ def pick_split(dataset_dict: datasets.DatasetDict, split: str, limit: int | None
         if len(dataset_dict) != 1:
             return None
         split = next(iter(dataset_dict))
-    dataset = dataset_dict[split]
-    return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
+    return first_rows(dataset_dict[split], limit)
 
 
 def evaluate_datasets(
-    embedder: Embedder, data: dict[str, datasets.DatasetDict], args: EvaluationArguments
+    embedder: Embedder,
+    data: dict[str, datasets.DatasetDict],
+    evaluated: RetrievalSplit,
+    support: RetrievalSplit,
+    args: EvaluationArguments,
 ) -> tuple[dict[str, float], TsneMap | None]:
     """
-    Every task of `args.tasks` on every dataset the model can embed.
+    Every task of `args.tasks` on every dataset the model can embed; `evaluated` and `support` are the DATA folder's
+    `args.split` (with its visit pairs) and `args.support_split` (`retrieval_split`).
 
     Returns:
         `(results, tsne)`: the flat results (percent) and the t-SNE map (None unless asked and both modalities exist).
@@ -197,16 +202,14 @@ def evaluate_datasets(
         labelled = {"label", "labels"} & set(dataset.column_names)
         if "zero_shot" in tasks and prompt_set is not None and labelled:
             results |= zero_shot_results(embedder, name, dataset, embeds[name], prompt_set, args.seed)
-        support = dataset_dict.get(args.support_split) if args.support_split != args.split else None
-        if "few_shot" in tasks and labelled and support is not None:
+        labelled_support = dataset_dict.get(args.support_split) if args.support_split != args.split else None
+        if "few_shot" in tasks and labelled and labelled_support is not None:
             classes = list(prompt_set.classes) if prompt_set else class_names(dataset)
-            support = support.select(range(min(args.max_samples, len(support)))) if args.max_samples else support
             results |= few_shot_results(
-                embedder, name, support, dataset, embeds[name], classes, args.few_shot_shots, args.few_shot_sets,
+                embedder, name, first_rows(labelled_support, args.max_samples), dataset, embeds[name], classes, args.few_shot_shots, args.few_shot_sets,
                 args.seed, args.few_shot_regularization,
             )  # fmt: skip
-    evaluated = retrieval_split(data, args.split, args.max_samples)
-    results |= cross_modal_results(embedders, evaluated, data, args)
+    results |= cross_modal_results(embedders, evaluated, support, args)
     tsne = None
     if "tsne" in tasks and evaluated.cxr is not None and evaluated.ecg is not None and len(embedder.modalities) == 2:
         tsne = dataset_tsne(embedder, evaluated, prompts, args)
@@ -214,10 +217,7 @@ def evaluate_datasets(
 
 
 def cross_modal_results(
-    embedders: dict[str, Embedder],
-    evaluated: RetrievalSplit,
-    data: dict[str, datasets.DatasetDict],
-    args: EvaluationArguments,
+    embedders: dict[str, Embedder], evaluated: RetrievalSplit, support: RetrievalSplit, args: EvaluationArguments
 ) -> dict[str, float]:
     """The tasks that need both modalities: CXR <-> ECG retrieval over visit pairs and cross-modality zero-shot."""
     if not evaluated.pairs or set(embedders) != {"cxr", "ecg"}:
@@ -228,7 +228,6 @@ def cross_modal_results(
         ecg = embedders["ecg"].embed(evaluated.ecg, "ecg", "ecg")
         results |= pair_retrieval(cxr, ecg, evaluated.pairs, embedders["cxr"].device)
     if "cross_modality" in args.tasks:
-        support = retrieval_split(data, args.support_split, args.max_samples)
         results |= cross_modality_results(embedders, evaluated, support, args.cross_modality_support_size, args.seed)
     return results
 
@@ -269,13 +268,17 @@ def run_evaluation(
         return Embedder(model_.to(device), processor_, args.batch_size, device, args.cache_dir)
 
     data = load_evaluation_data(args)
+    # Split and pairs once, for every model: the support split serves prototypes (its datasets), not its pairs.
+    evaluated = retrieval_split(data, args.split, args.max_samples)
+    support = retrieval_split(data, args.support_split, args.max_samples, with_pairs=False)
     results, tsne = evaluate_datasets(
-        embedder(args.model_name_or_path, (model, processor) if model is not None else None), data, args
-    )
+        embedder(args.model_name_or_path, (model, processor) if model is not None else None),
+        data, evaluated, support, args,
+    )  # fmt: skip
     if args.zoo_cxr_model:
         # The paper's encoder-zoo baseline: separately trained CXR and ECG encoders, wherever both are needed.
         zoo = {"cxr": embedder(args.zoo_cxr_model), "ecg": embedder(args.zoo_ecg_model)}
-        zoo_results = cross_modal_results(zoo, retrieval_split(data, args.split, args.max_samples), data, args)
+        zoo_results = cross_modal_results(zoo, evaluated, support, args)
         results |= {f"{ZOO_PREFIX}{key}": value for key, value in zoo_results.items()}
     output = {"model": args.model_name_or_path, "split": args.split, **results}
     save_results(output, tsne, args.output_dir)

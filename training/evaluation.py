@@ -697,23 +697,33 @@ class RetrievalSplit:
     pairs: Sequence[tuple[int, int]] = field(default_factory=list)
 
 
+def first_rows(dataset: datasets.Dataset, limit: int | None) -> datasets.Dataset:
+    """The first `limit` rows of `dataset` (all of them for None or 0), for quick checks (`--max_samples`)."""
+    return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
+
+
 def retrieval_split(
-    data: Mapping[str, datasets.DatasetDict | None], split: str, limit: int | None = None, with_cxr: bool = True
+    data: Mapping[str, datasets.DatasetDict | None],
+    split: str,
+    limit: int | None = None,
+    with_cxr: bool = True,
+    with_pairs: bool = True,
 ) -> RetrievalSplit:
     """
     One split of a DATA folder's `cxr`, `ecg` and `pairs` DatasetDicts (missing names or splits: None), the CXR and
     ECG datasets cut to their first `limit` rows, and their disjoint visit pairs (`pair_rows`; pairs whose studies
-    fall outside the kept rows are dropped). `with_cxr=False` leaves the CXRs out (ECG-CLIP).
+    fall outside the kept rows are dropped). `with_cxr=False` leaves the CXRs out (ECG-CLIP); `with_pairs=False`
+    leaves the pairs out, for a caller that reads only the datasets (matching pairs reads the whole pair split).
     """
 
     def part(name: str, cut: int | None) -> datasets.Dataset | None:
         dataset_dict = data.get(name)
         if dataset_dict is None or split not in dataset_dict:
             return None
-        dataset = dataset_dict[split]
-        return dataset.select(range(min(cut, len(dataset)))) if cut else dataset
+        return first_rows(dataset_dict[split], cut)
 
-    cxr, ecg, pairs = part("cxr", limit) if with_cxr else None, part("ecg", limit), part(PAIRS, None)
+    cxr, ecg = part("cxr", limit) if with_cxr else None, part("ecg", limit)
+    pairs = part(PAIRS, None) if with_pairs else None
     return RetrievalSplit(
         cxr, ecg, pair_rows(cxr, ecg, pairs) if cxr is not None and ecg is not None and pairs is not None else []
     )
@@ -905,6 +915,7 @@ __all__ = [
     "cross_modality_results",
     "few_shot_results",
     "few_shot_balanced_accuracy",
+    "first_rows",
     "load_prompt_sets",
     "mean_ci95",
     "modality_inputs",
