@@ -32,6 +32,7 @@ from transformers import AutoModel, AutoProcessor, HfArgumentParser
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
+from medbind.training import optional_argument  # noqa: E402
 from medbind.training.evaluation import (  # noqa: E402
     FEW_SHOT_SHOTS,
     PAIRS,
@@ -60,7 +61,6 @@ from modeling_medbind.hub_loading import load_pretrained  # noqa: E402
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
-NONE_STRINGS = {"none", "None", ""}
 ZOO_PREFIX = "zoo/"
 
 
@@ -120,7 +120,7 @@ class EvaluationArguments:
         """The embedding cache folder, None when disabled."""
         if self.embedding_cache_dir is None:
             return os.path.join(self.output_dir, "embedding_cache")
-        return None if self.embedding_cache_dir in NONE_STRINGS else self.embedding_cache_dir
+        return optional_argument(self.embedding_cache_dir)
 
 
 def load_model(name_or_path: str) -> tuple[torch.nn.Module, Any]:
@@ -206,8 +206,8 @@ def evaluate_datasets(
         if "few_shot" in tasks and labelled and labelled_support is not None:
             classes = list(prompt_set.classes) if prompt_set else class_names(dataset)
             results |= few_shot_results(
-                embedder, name, first_rows(labelled_support, args.max_samples), dataset, embeds[name], classes, args.few_shot_shots, args.few_shot_sets,
-                args.seed, args.few_shot_regularization,
+                embedder, name, first_rows(labelled_support, args.max_samples), dataset, embeds[name], classes,
+                args.few_shot_shots, args.few_shot_sets, args.seed, args.few_shot_regularization,
             )  # fmt: skip
     results |= cross_modal_results(embedders, evaluated, support, args)
     tsne = None

@@ -40,6 +40,7 @@ from modeling_medbind import (  # noqa: E402
     load_text_tokenizer,
     train_wordpiece_tokenizer,
 )
+from medbind.training import optional_argument  # noqa: E402
 from medbind.training.augmentation import CXRAugmentation, ECGNoiseAugmentation  # noqa: E402
 from medbind.training.data import MedBindPretrainingCollator, PretrainingDataset  # noqa: E402
 from medbind.training.evaluate import EvaluationArguments, run_evaluation  # noqa: E402
@@ -74,7 +75,6 @@ DEMO_ARGUMENTS = [
     "--save_total_limit", "1",
     "--use_cpu", "true",
 ]  # fmt: skip
-NONE_STRINGS = {"none", "None", ""}
 STREAMED_TOKENIZER_REPORTS = 100_000  # reports a streamed run trains its WordPiece vocabulary on
 TRAINED_TOKENIZER_DIR = "_trained-tokenizer"  # "_*" keeps it out of the Hub upload: the processor carries it
 
@@ -224,10 +224,6 @@ def demo_output_dir(variant: str) -> str:
     return "outputs/medbind-demo" if variant == "bd" else f"outputs/medbind-demo-{variant}"
 
 
-def _none(value: str | None) -> str | None:
-    return None if value is None or value in NONE_STRINGS else value
-
-
 def load_splits(data_args: DataArguments) -> dict[str, datasets.DatasetDict | None]:
     """`{"cxr", "ecg", "pairs"}` DatasetDicts from disk, or from the Hub when streaming (None where absent)."""
     return {name: _load(path, data_args.streaming) for name, path in dataset_paths(data_args).items()}
@@ -302,9 +298,9 @@ def build_processor(
     samples, rate and leads from the config), with the text backbone's tokenizer, or for a random text tower one
     trained on the reports.
     """
-    if model_args.model_name_or_path and not _none(model_args.tokenizer_name):
+    if model_args.model_name_or_path and not optional_argument(model_args.tokenizer_name):
         return MedBindProcessor.from_pretrained(model_args.model_name_or_path)
-    tokenizer_name = _none(model_args.tokenizer_name) or _none(model_args.text_backbone)
+    tokenizer_name = optional_argument(model_args.tokenizer_name) or optional_argument(model_args.text_backbone)
     if not tokenizer_name:
         # No pretrained text tower and no tokenizer named: learn a WordPiece vocabulary from the training reports.
         # One process trains and saves it; every process, and a resumed run, loads that copy, so the ids a
@@ -318,7 +314,7 @@ def build_processor(
                 os.replace(staging, tokenizer_name)
     # Every input setting comes from the config the model gets: with a pretrained CXR backbone, the one
     # from_backbones builds (that architecture, so its timm mean / std), as build_model does.
-    cxr_backbone = _none(model_args.cxr_backbone)
+    cxr_backbone = optional_argument(model_args.cxr_backbone)
     if cxr_backbone and config.has_cxr:
         config = config.with_cxr_backbone(cxr_backbone)
     return MedBindProcessor.from_config(
@@ -334,7 +330,8 @@ def build_model(model_args: ModelArguments, config: MedBindConfig, vocab_size: i
     """A MedBind model from a saved folder, or from `config` with the pretrained backbones asked for."""
     if model_args.model_name_or_path:
         return MedBindModel.from_pretrained(model_args.model_name_or_path)
-    text_backbone, cxr_backbone = _none(model_args.text_backbone), _none(model_args.cxr_backbone)
+    text_backbone = optional_argument(model_args.text_backbone)
+    cxr_backbone = optional_argument(model_args.cxr_backbone)
     if text_backbone or cxr_backbone:
         return MedBindModel.from_backbones(config=config, text=text_backbone, cxr=cxr_backbone)
     config.text_config.vocab_size = vocab_size

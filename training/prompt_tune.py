@@ -55,6 +55,7 @@ from transformers import (
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
+from medbind.training import optional_argument  # noqa: E402
 from medbind.training.evaluate import load_model  # noqa: E402
 from medbind.training.evaluation import Embedder  # noqa: E402
 from medbind.training.pretrain import demo_output_dir  # noqa: E402
@@ -84,7 +85,6 @@ MODES = ("medbind", "text-only", "encoder-zoo")
 MODALITIES = ("cxr", "ecg")
 RESULTS_FILE = "results.json"
 CARD_TEMPLATE = files("medbind.model_cards") / "medbind_clinical_prediction.md"
-NONE_STRINGS = {"none", "None", ""}
 TEXT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 # The models `--preset demo` reads, and the demo pretraining that writes each. The paper's encoder zoo is a CXR-text
 # model trained without ECGs beside ECG-CLIP; the demo's takes its CXR embeddings from MEDBind_NM (TMCL only: its
@@ -281,10 +281,6 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Pro
     return parser.parse_args_into_dataclasses(args=argv)
 
 
-def _none(value: str | None) -> str | None:
-    return None if value is None or value in NONE_STRINGS else value
-
-
 def embedding_sources(mode: str, model_args: ModelArguments) -> dict[str, str]:
     """
     `{modality: MedBind model}` whose embeddings the visits' tokens carry: both from `--medbind_model` (medbind), from
@@ -415,7 +411,7 @@ def compute_embeddings(
     if data_args.embedding_cache_dir is None:
         cache = os.path.join(training_args.output_dir, "_embedding_cache")
     else:
-        cache = _none(data_args.embedding_cache_dir)
+        cache = optional_argument(data_args.embedding_cache_dir)
     embeddings = {}
     with training_args.main_process_first(desc="embedding the visits' studies with MedBind"):
         for source in dict.fromkeys(sources.values()):
@@ -434,7 +430,7 @@ def load_tokenizer(model_args: ModelArguments, outcomes: datasets.DatasetDict, t
     The backbone's tokenizer (or `--tokenizer_name`); for a random BERT, a WordPiece vocabulary trained on the
     training split's texts (the task's text and both reports, whatever the mode, so every mode reads the same tokens).
     """
-    name = _none(model_args.tokenizer_name) or _none(model_args.text_backbone)
+    name = optional_argument(model_args.tokenizer_name) or optional_argument(model_args.text_backbone)
     if name:
         return load_text_tokenizer(name)
     train = outcomes["train"]
@@ -464,7 +460,7 @@ def build_model(
         "lora_dropout": model_args.lora_dropout,
         "lora_target_modules": model_args.lora_target_modules,
     }
-    backbone = _none(model_args.text_backbone)
+    backbone = optional_argument(model_args.text_backbone)
     if backbone:
         return MedBindForClinicalPrediction.from_backbone(backbone, **config)
     text_config = MedBindConfig.from_preset("tiny").text_config.to_dict()
