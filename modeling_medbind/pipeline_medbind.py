@@ -136,9 +136,9 @@ class MedBindPipeline(Pipeline):
             raise ValueError(f"{type(self).__name__} needs modality= in {sorted(MODALITY_INPUTS)}, got {modality!r}")
         return modality
 
-    def model_inputs(self, item: Any, modality: str, **kwargs: Any) -> BatchFeature:
-        """`process_one` with floating tensors in the model's dtype."""
-        return process_one(self.processor, modality, item, **kwargs).to(self.dtype)
+    def preprocess(self, item: Any, modality: str | None = None, **kwargs: Any) -> BatchFeature:
+        """One input as model inputs (`process_one`), floating tensors in the model's dtype."""
+        return process_one(self.processor, self.resolve_modality(modality), item, **kwargs).to(self.dtype)
 
 
 class MedBindZeroShotClassificationPipeline(MedBindPipeline):
@@ -196,9 +196,6 @@ class MedBindZeroShotClassificationPipeline(MedBindPipeline):
         preprocess = _given(sampling_rate=sampling_rate, lead_names=lead_names, modality=modality)
         labels = _given(candidate_labels=candidate_labels, hypothesis_template=hypothesis_template, modality=modality)
         return preprocess, labels, labels
-
-    def preprocess(self, item: Any, modality: str | None = None, **kwargs: Any) -> BatchFeature:
-        return self.model_inputs(item, self.resolve_modality(modality), **kwargs)
 
     def _forward(
         self,
@@ -284,9 +281,6 @@ class MedBindFeatureExtractionPipeline(MedBindPipeline):
     ) -> tuple[dict, dict, dict]:
         preprocess = _given(sampling_rate=sampling_rate, lead_names=lead_names, modality=modality)
         return preprocess, _given(modality=modality), _given(return_tensors=return_tensors)
-
-    def preprocess(self, item: Any, modality: str | None = None, **kwargs: Any) -> BatchFeature:
-        return self.model_inputs(item, self.resolve_modality(modality), **kwargs)
 
     def _forward(self, model_inputs: BatchFeature, modality: str | None = None) -> dict[str, torch.Tensor]:
         return {"embeds": self.model(**model_inputs)[f"{self.resolve_modality(modality)}_embeds"]}
