@@ -311,11 +311,11 @@ def check_demo_inputs(data_args: DataArguments, sources: Mapping[str, str]) -> N
         if not Path(model, "config.json").is_file():
             run = DEMO_PRETRAININGS.get(model, f"a demo pretraining with --output_dir {model}")
             raise FileNotFoundError(f"no demo MedBind model in {model}: run the demo pretraining first: {run}")
-    outcomes = Path(data_args.outcomes_dataset or Path(data_args.dataset_dir, "outcomes"))
+    outcomes = Path(dataset_paths(data_args)["outcomes"])
     if not outcomes.is_dir():
         raise FileNotFoundError(
-            f"no demo outcomes in {outcomes}: the demo data predates the outcome table. Delete {data_args.dataset_dir} "
-            f"and run the demo pretraining again ({_PRETRAIN_DEMO})"
+            f"no demo outcomes in {outcomes}: the demo data predates the outcome table. Run the demo pretraining "
+            f"again ({_PRETRAIN_DEMO}): it builds the demo data afresh when a part is missing"
         )
 
 
