@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModel, AutoProcessor
+from transformers import AutoModel, AutoProcessor, BertConfig, BertModel
 
 from datasets import load_from_disk
 
@@ -141,6 +141,28 @@ def test_ecg_clip_trains_on_ecgs_and_reports_alone(demo_data, tmp_path):
     weights = load_file(output / "model.safetensors")
     assert weights and not any(name.startswith("cxr") for name in weights)
     assert json.loads((output / "config.json").read_text())["variant"] == "ecg-clip"
+
+
+def test_a_text_backbone_brings_its_tokenizer_and_a_saved_model_keeps_its_processor(
+    demo_data, demo_tokenizer, tmp_path
+):
+    tokenizer = load_text_tokenizer(demo_tokenizer)
+    bert = tmp_path / "bert"
+    torch.manual_seed(3)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64), add_pooling_layer=False).save_pretrained(bert)  # fmt: skip
+    tokenizer.save_pretrained(bert)
+    short = ("--max_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false")
+    first, second = tmp_path / "from-bert", tmp_path / "from-saved"
+    main(demo_arguments(demo_data, first, "--text_backbone", str(bert), *short))
+    config = json.loads((first / "config.json").read_text())
+    assert config["text_config"]["hidden_size"] == 32
+    processor = AutoProcessor.from_pretrained(first)
+    assert processor.tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert processor.image_processor.crop_size["height"] == config["cxr_config"]["image_size"]
+    main(demo_arguments(demo_data, second, "--model_name_or_path", str(first), *short))
+    assert json.loads((second / "config.json").read_text())["text_config"] == config["text_config"]
+    assert AutoProcessor.from_pretrained(second).to_dict() == processor.to_dict()
 
 
 def test_arguments_load_from_a_yaml_file(tmp_path):

@@ -23,7 +23,7 @@ from typing import Any
 
 import datasets
 import transformers
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, PreTrainedTokenizerBase, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 # Run as a script (`accelerate launch training/pretrain.py`), Python puts this folder first on sys.path, where
@@ -286,20 +286,11 @@ def build_config(model_args: ModelArguments) -> MedBindConfig:
     return MedBindConfig.from_preset(preset, variant=model_args.variant, **overrides)
 
 
-def build_processor(
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    training_args: TrainingArguments,
-    config: MedBindConfig,
-    reports: list[str],
-) -> MedBindProcessor:
-    """
-    The processor of the model `build_model` makes: `MedBindProcessor.from_config` (image size, mean / std, ECG
-    samples, rate and leads from the config), with the text backbone's tokenizer, or for a random text tower one
-    trained on the reports.
-    """
-    if model_args.model_name_or_path and not optional_argument(model_args.tokenizer_name):
-        return MedBindProcessor.from_pretrained(model_args.model_name_or_path)
+def build_tokenizer(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments, reports: list[str]
+) -> PreTrainedTokenizerBase:
+    """The tokenizer named by `--tokenizer_name`, else the text backbone's, else for a random text tower one trained
+    on the reports."""
     tokenizer_name = optional_argument(model_args.tokenizer_name) or optional_argument(model_args.text_backbone)
     if not tokenizer_name:
         # No pretrained text tower and no tokenizer named: learn a WordPiece vocabulary from the training reports.
@@ -312,18 +303,34 @@ def build_processor(
                 tokenizer = train_wordpiece_tokenizer(reports, vocab_size=2048, model_max_length=data_args.max_length)
                 tokenizer.save_pretrained(staging)
                 os.replace(staging, tokenizer_name)
-    # Every input setting comes from the config the model gets: with a pretrained CXR backbone, the one
-    # from_backbones builds (that architecture, so its timm mean / std), as build_model does.
-    cxr_backbone = optional_argument(model_args.cxr_backbone)
-    if cxr_backbone and config.has_cxr:
-        config = config.with_cxr_backbone(cxr_backbone)
-    return MedBindProcessor.from_config(
-        config,
-        load_text_tokenizer(tokenizer_name),
+    return load_text_tokenizer(tokenizer_name)
+
+
+def build_model_and_processor(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    config: MedBindConfig,
+    reports: list[str],
+) -> tuple[MedBindModel, MedBindProcessor]:
+    """
+    The model (`build_model`) and its processor: a saved model's own, or `MedBindProcessor.from_config` of the
+    model's config (image size, mean / std of the CXR tower it really has, ECG samples, rate and leads) with
+    `build_tokenizer`'s tokenizer.
+    """
+    if model_args.model_name_or_path and not optional_argument(model_args.tokenizer_name):
+        processor = MedBindProcessor.from_pretrained(model_args.model_name_or_path)
+        return build_model(model_args, config, vocab_size=len(processor.tokenizer)), processor
+    tokenizer = build_tokenizer(model_args, data_args, training_args, reports)
+    model = build_model(model_args, config, vocab_size=len(tokenizer))
+    processor = MedBindProcessor.from_config(
+        model.config,
+        tokenizer,
         feature_extractor_kwargs={"normalization": data_args.ecg_normalization},
         max_words=data_args.max_words,
         max_length=data_args.max_length,
     )
+    return model, processor
 
 
 def build_model(model_args: ModelArguments, config: MedBindConfig, vocab_size: int) -> MedBindModel:
@@ -414,8 +421,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         train_dataset = PretrainingDataset(train.cxr, train.ecg, train.pairs, data_args.pair_fraction)
         reports = [text for part in (train.cxr, train.ecg) if part is not None for text in part["text"]]
     config = build_config(model_args)
-    processor = build_processor(model_args, data_args, training_args, config, reports)
-    model = build_model(model_args, config, vocab_size=len(processor.tokenizer))
+    model, processor = build_model_and_processor(model_args, data_args, training_args, config, reports)
 
     augment = data_args.augment
     train_collator = MedBindPretrainingCollator(
