@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from medbind.training.gradient_cache import gradient_cached_step
+from medbind_training.gradient_cache import gradient_cached_step
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser

@@ -47,7 +47,7 @@ EOF
 
 # The Trainer on the same model and batch: random towers (no download), synthetic demo data, bf16, fused AdamW,
 # the default loader workers; its train_samples_per_second (slots per second) sits beside the benchmark's samples/s.
-python3 -m medbind.processing.demo --out "$json/demo-data" --num_patients 4000 > /dev/null
+python3 -m medbind_processing.demo --out "$json/demo-data" --num_patients 4000 > /dev/null
 python3 training/pretrain.py --preset paper --text_backbone none --cxr_backbone none --dataset_dir "$json/demo-data" \
   --output_dir "$json/trainer" --bf16 true --per_device_train_batch_size 128 --max_steps 60 --eval_strategy no \
   --save_strategy no --load_best_model_at_end false --logging_steps 20 --report_to none > "$out/trainer.log" 2>&1 || true

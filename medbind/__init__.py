@@ -1,7 +1,6 @@
-"""MedBind's pipeline stages as one installed package.
+"""The `medbind` command (`medbind/cli.py`).
 
-The repository keeps the design's folders (`processing/`, `training/`, `model_cards/`); installed, they are
-`medbind.processing`, `medbind.training` and `medbind.model_cards`, so that MedBind never claims top-level names as
-common as `processing` or `training`. The model itself (the Hub remote code) is the separate package
-`modeling_medbind`.
+The pipeline stages install as packages of their own, each in its design folder: `medbind_processing`
+(`processing/`), `medbind_training` (`training/`) and `medbind_model_cards` (`model_cards/`); the model itself, the Hub
+remote code, is `modeling_medbind`.
 """

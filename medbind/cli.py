@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompts",
         type=Path,
         metavar="FILE",
-        help="a prompt file as in training/prompts (YAML or JSON: `classes:` label -> prompt or list of prompts, "
+        help="a prompt file as in training/medbind_training/prompts (YAML or JSON: `classes:` label -> prompt or list of prompts, "
         "optional `template:` with {label}); a class's prompts are averaged",
     )
     templates = DEFAULT_HYPOTHESIS_TEMPLATES
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     card = _command(commands, "card", run_card, "render the model card (README.md) again from a results.json")
     card.add_argument(
-        "--results", type=Path, required=True, help="the results.json of `training/evaluate.py` (its `split` is shown)"
+        "--results", type=Path, required=True, help="the results.json of `training/run_evaluation.py` (its `split` is shown)"
     )
     card.add_argument("--output", "-o", type=Path, help="where to write the card (default: README.md in --model)")
     return parser
@@ -282,8 +282,8 @@ def run_zero_shot(args: argparse.Namespace) -> None:
     modality = "ecg" if args.ecg else "cxr"
     inputs = args.ecg or args.cxr
     if args.prompts:
-        # Only --prompts needs medbind.training (and its evaluation's imports): the other commands start faster.
-        from medbind.training.evaluation import read_prompt_file
+        # Only --prompts needs medbind_training (and its evaluation's imports): the other commands start faster.
+        from medbind_training.evaluation import read_prompt_file
     try:
         candidates = read_prompt_file(args.prompts)[1].classes if args.prompts else args.labels
         prompts = prompts_by_label(candidates, args.template or DEFAULT_HYPOTHESIS_TEMPLATES[modality])
@@ -356,8 +356,8 @@ def read_index(paths: Sequence[Path]) -> tuple[torch.Tensor, list[str], list[str
 
 def run_card(args: argparse.Namespace) -> None:
     """`medbind card`: render the card of `--model` again with `--results` and write it."""
-    # Only this command (and zero-shot --prompts) needs medbind.training: the others start faster without it.
-    from medbind.training.model_card import CARD_FILE, load_results, rerender_model_card
+    # Only this command (and zero-shot --prompts) needs medbind_training: the others start faster without it.
+    from medbind_training.model_card import CARD_FILE, load_results, rerender_model_card
 
     try:
         card = rerender_model_card(args.model, load_results(args.results))

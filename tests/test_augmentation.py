@@ -1,4 +1,4 @@
-"""Tests of training/augmentation.py: MedCLIP's CXR augmentation and the ECG Gaussian noise."""
+"""Tests of training/medbind_training/augmentation.py: MedCLIP's CXR augmentation and the ECG Gaussian noise."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from test_image_processing_medbind import gradient, intensities, process, processor  # noqa: F401 (processor: a fixture)
 
-from medbind.training.augmentation import CXRAugmentation, ECGNoiseAugmentation
+from medbind_training.augmentation import CXRAugmentation, ECGNoiseAugmentation
 
 
 @pytest.fixture

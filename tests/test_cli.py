@@ -12,7 +12,7 @@ from tiny_medbind import save_tiny_medbind
 from transformers import AutoModel, AutoProcessor, pipeline
 
 from medbind.cli import EXIT_BAD_INPUT, EXIT_OK, build_parser, main
-from medbind.training.model_card import render_model_card
+from medbind_training.model_card import render_model_card
 from modeling_medbind import MedBindConfig
 
 LABELS = ["myocardial infarction", "normal sinus rhythm"]
@@ -80,7 +80,7 @@ def test_zero_shot_prints_each_records_class_probabilities(model_dir, record, ca
 
 
 def test_zero_shot_reads_a_prompt_file_of_the_package(model_dir, radiographs, capsys):
-    prompts = files("medbind.training") / "prompts" / "rsna.yaml"
+    prompts = files("medbind_training") / "prompts" / "rsna.yaml"
     status, out, _ = run(capsys, "zero-shot", "--model", model_dir, "--cxr", *radiographs, "--prompts", prompts)
     header, *rows = table(out)
     assert status == EXIT_OK and header[0] == "CXR" and len(rows) == len(radiographs)

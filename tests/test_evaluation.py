@@ -1,4 +1,4 @@
-"""The evaluation (training/evaluation.py, training/evaluate.py): prompts, tasks on embeddings, cache, end to end."""
+"""The evaluation (training/medbind_training/evaluation.py, training/run_evaluation.py): prompts, tasks on embeddings, cache, end to end."""
 
 import json
 import os
@@ -22,12 +22,12 @@ from modeling_medbind import (
     MedBindProcessor,
     train_wordpiece_tokenizer,
 )
-from medbind.processing.common import CHEXPERT_LABELS, ECG_SUPERCLASSES
-from medbind.processing.cpsc2018 import CPSC2018_CLASSES
-from medbind.processing.demo import save_demo
-from medbind.training.evaluate import main as evaluate_main
-from medbind.training.pretrain import DEMO_PROMPTS
-from medbind.training.evaluation import (
+from medbind_processing.common import CHEXPERT_LABELS, ECG_SUPERCLASSES
+from medbind_processing.cpsc2018 import CPSC2018_CLASSES
+from medbind_processing.demo import save_demo
+from medbind_training.evaluate import main as evaluate_main
+from medbind_training.pretrain import DEMO_PROMPTS
+from medbind_training.evaluation import (
     CROSS_MODALITY_TASKS,
     Embedder,
     PromptSet,
@@ -45,7 +45,7 @@ from medbind.training.evaluation import (
     zero_shot_scores,
 )
 
-EVALUATE = Path(__file__).resolve().parents[1] / "training" / "evaluate.py"
+EVALUATE = Path(__file__).resolve().parents[1] / "training" / "run_evaluation.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
-"""The figures of training/figures.py: written from results.json keys, each with its chance level."""
+"""The figures of training/medbind_training/figures.py: written from results.json keys, each with its chance level."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from medbind.training.evaluation import TsneMap
-from medbind.training.figures import plot_few_shot, plot_recalls, plot_tsne
-from medbind.training.retrieval import recall_keys
+from medbind_training.evaluation import TsneMap
+from medbind_training.figures import plot_few_shot, plot_recalls, plot_tsne
+from medbind_training.retrieval import recall_keys
 
 
 def is_png(path) -> bool:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from medbind.training.gradient_cache import chunk_batch, gradient_cached_step
+from medbind_training.gradient_cache import chunk_batch, gradient_cached_step
 from safetensors.torch import load_file
 
 from modeling_medbind import MedBindConfig, MedBindModel

@@ -14,7 +14,7 @@ from timm.models import get_pretrained_cfg
 from transformers import AutoProcessor
 from transformers.dynamic_module_utils import get_imports
 
-from medbind.processing.rsna import build_rsna
+from medbind_processing.rsna import build_rsna
 from modeling_medbind import MedBindConfig, MedBindProcessor, image_processing_medbind, train_wordpiece_tokenizer
 from modeling_medbind.configuration_medbind import MedBindCXRConfig
 from modeling_medbind.image_processing_medbind import MedBindImageProcessor, decode_dicom, is_dicom

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from medbind.training.metrics import (
+from medbind_training.metrics import (
     CHANCE_AUROC,
     accuracy,
     balanced_accuracy,

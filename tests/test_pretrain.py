@@ -16,9 +16,9 @@ from transformers import AutoModel, AutoProcessor, BertConfig, BertModel
 from datasets import load_from_disk
 
 from modeling_medbind import load_text_tokenizer, train_wordpiece_tokenizer
-from medbind.processing.demo import save_demo
-from medbind.training.pretrain import main, parse_arguments
-from medbind.training.trainer import MedBindTrainer
+from medbind_processing.demo import save_demo
+from medbind_training.pretrain import main, parse_arguments
+from medbind_training.trainer import MedBindTrainer
 
 PRETRAIN = Path(__file__).resolve().parents[1] / "training" / "pretrain.py"
 RETRIEVALS = (("cxr", "cxr_to_text"), ("ecg", "ecg_to_text"), ("pairs", "cxr_to_ecg"), ("pairs", "ecg_to_cxr"))

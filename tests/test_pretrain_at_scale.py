@@ -9,16 +9,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from medbind.processing.demo import save_demo
-from medbind.training.data import MedBindPretrainingCollator, PretrainingDataset
-from medbind.training.gradient_cache import gradient_cached_step
-from medbind.training.pretrain import (
+from medbind_processing.demo import save_demo
+from medbind_training.data import MedBindPretrainingCollator, PretrainingDataset
+from medbind_training.gradient_cache import gradient_cached_step
+from medbind_training.pretrain import (
     PretrainingArguments,
     default_dataloader_workers,
     describe_contrastive_batch,
     parse_arguments,
 )
-from medbind.training.trainer import MedBindTrainer
+from medbind_training.trainer import MedBindTrainer
 from test_training_data import cxr_dataset, ecg_dataset, processor  # noqa: F401 (processor: a fixture)
 
 from modeling_medbind import MedBindConfig, MedBindModel
@@ -104,7 +104,7 @@ def train_one_step(processor, output: Path, **arguments) -> tuple[dict, dict[str
 
 
 def test_trainer_steps_in_chunks_equal_whole_batch_steps_with_gradient_accumulation(processor, tmp_path, monkeypatch):
-    import medbind.training.trainer as trainer_module
+    import medbind_training.trainer as trainer_module
 
     chunked_steps = []
 

@@ -1,4 +1,4 @@
-"""Tests for processing/chexpert5x200.py on a miniature CheXpert-v1.0-small folder."""
+"""Tests for processing/medbind_processing/chexpert5x200.py on a miniature CheXpert-v1.0-small folder."""
 
 import itertools
 import random
@@ -11,7 +11,7 @@ import pytest
 from fixtures import assert_radiographs_stored
 from fixtures.public import CHEXPERT_IMAGES, write_chexpert
 
-from medbind.processing.chexpert5x200 import (
+from medbind_processing.chexpert5x200 import (
     build_chexpert5x200,
     eligible_images,
     main,
@@ -19,7 +19,7 @@ from medbind.processing.chexpert5x200 import (
     report_sentence,
     sample_5x200,
 )
-from medbind.processing.common import CHEXPERT_COMPETITION_FINDINGS as COMPETITION_FINDINGS
+from medbind_processing.common import CHEXPERT_COMPETITION_FINDINGS as COMPETITION_FINDINGS
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of processing/common.py: time parsing, tables, column conventions, dataset building, label counts, command
+"""Tests of processing/medbind_processing/common.py: time parsing, tables, column conventions, dataset building, label counts, command
 line, counts against the paper, dataset cards, radiographs stored at build time, admission linking."""
 
 import io
@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import DatasetCard
 from PIL import Image
 
-from medbind.processing import common
+from medbind_processing import common
 
 LETTERS = common.DataSource(
     name="letters", pretty_name="Letters", homepage="https://example.org/letters", license="cc-by-4.0",

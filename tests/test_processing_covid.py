@@ -1,4 +1,4 @@
-"""Tests for processing/covid.py on miniature copies of the COVID-19 Radiography Database and COVID-QU-Ex layouts."""
+"""Tests for processing/medbind_processing/covid.py on miniature copies of the COVID-19 Radiography Database and COVID-QU-Ex layouts."""
 
 import json
 import re
@@ -9,9 +9,9 @@ import pytest
 from fixtures import assert_radiographs_stored
 from fixtures.public import write_covid_qu_ex, write_covid_radiography
 
-from medbind.processing import covid
-from medbind.processing.covid import build_covid, main
-from medbind.processing.splits import split_exactly
+from medbind_processing import covid
+from medbind_processing.covid import build_covid, main
+from medbind_processing.splits import split_exactly
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for processing/cpsc2018.py on a miniature CPSC2018 (REFERENCE.csv + Challenge 2020 WFDB records)."""
+"""Tests for processing/medbind_processing/cpsc2018.py on a miniature CPSC2018 (REFERENCE.csv + Challenge 2020 WFDB records)."""
 
 from pathlib import Path
 
@@ -9,8 +9,8 @@ import wfdb
 from fixtures import rows_by_study
 from fixtures.public import CPSC2018_RECORDS, ecg_signal, write_cpsc2018
 
-from medbind.processing.cpsc2018 import CPSC2018_CLASSES, SPLIT_FRACTIONS, build_cpsc2018, main, reference_labels
-from medbind.processing.splits import patient_split
+from medbind_processing.cpsc2018 import CPSC2018_CLASSES, SPLIT_FRACTIONS, build_cpsc2018, main, reference_labels
+from medbind_processing.splits import patient_split
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of processing/demo.py: the synthetic tri-modal demo data."""
+"""Tests of processing/medbind_processing/demo.py: the synthetic tri-modal demo data."""
 
 import re
 from datetime import datetime
@@ -9,10 +9,10 @@ import pytest
 from scipy.signal import find_peaks
 from scipy.stats import spearmanr
 
-from medbind.processing import demo
-from medbind.processing.common import CHEXPERT_LABELS
-from medbind.processing.mimic_ecg import ecg_labels_from_text
-from medbind.processing.mimic_outcomes import FEATURES as OUTCOME_FEATURES
+from medbind_processing import demo
+from medbind_processing.common import CHEXPERT_LABELS
+from medbind_processing.mimic_ecg import ecg_labels_from_text
+from medbind_processing.mimic_outcomes import FEATURES as OUTCOME_FEATURES
 from modeling_medbind import CANONICAL_LEAD_NAMES
 
 LEAD = {name: index for index, name in enumerate(CANONICAL_LEAD_NAMES)}

@@ -1,4 +1,4 @@
-"""Tests of processing/mimic_cxr.py on a miniature MIMIC-CXR-JPG tree (tests/fixtures/mimic.py)."""
+"""Tests of processing/medbind_processing/mimic_cxr.py on a miniature MIMIC-CXR-JPG tree (tests/fixtures/mimic.py)."""
 
 import re
 from datetime import datetime
@@ -8,7 +8,7 @@ import pytest
 from fixtures import assert_radiographs_stored
 from fixtures.mimic import gzip_bytes, write_mimic_cxr, write_mimic_iv
 
-from medbind.processing import mimic_cxr
+from medbind_processing import mimic_cxr
 
 
 @pytest.fixture(scope="module")

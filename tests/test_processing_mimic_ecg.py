@@ -1,4 +1,4 @@
-"""Tests of processing/mimic_ecg.py: the paper's label rules and the builder on a miniature MIMIC-IV-ECG tree."""
+"""Tests of processing/medbind_processing/mimic_ecg.py: the paper's label rules and the builder on a miniature MIMIC-IV-ECG tree."""
 
 import json
 import re
@@ -8,8 +8,8 @@ import pytest
 import wfdb
 from fixtures.mimic import ECG_SAMPLING_RATE, write_mimic_ecg, write_mimic_iv
 
-from medbind.processing import mimic_ecg
-from medbind.processing.common import render_ecg_report
+from medbind_processing import mimic_ecg
+from medbind_processing.common import render_ecg_report
 
 KEYWORD_CASES = [(name, keyword) for name, keywords in mimic_ecg.CLASS_KEYWORDS.items() for keyword in keywords]
 

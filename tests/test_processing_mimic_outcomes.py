@@ -1,4 +1,4 @@
-"""Tests of processing/mimic_outcomes.py: mortality, the readmission window, texts and attached studies."""
+"""Tests of processing/medbind_processing/mimic_outcomes.py: mortality, the readmission window, texts and attached studies."""
 
 from datetime import datetime, timedelta
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from fixtures.mimic import write_mimic_cxr, write_mimic_ecg, write_mimic_iv
 
-from medbind.processing import mimic_outcomes
+from medbind_processing import mimic_outcomes
 
 T0 = datetime(2180, 1, 1, 12, 0)
 

@@ -1,11 +1,11 @@
-"""Tests of processing/mimic_pair.py: the visit / 24-hour linking rule and the builder on miniature MIMIC trees."""
+"""Tests of processing/medbind_processing/mimic_pair.py: the visit / 24-hour linking rule and the builder on miniature MIMIC trees."""
 
 from datetime import datetime, timedelta
 
 import pytest
 from fixtures.mimic import write_mimic_cxr, write_mimic_ecg, write_mimic_iv
 
-from medbind.processing import mimic_pair
+from medbind_processing import mimic_pair
 
 T0 = datetime(2180, 1, 1, 12, 0)
 

@@ -1,4 +1,4 @@
-"""Tests for processing/openi.py on a miniature copy of the Kaggle Open-I layout."""
+"""Tests for processing/medbind_processing/openi.py on a miniature copy of the Kaggle Open-I layout."""
 
 import re
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 from fixtures import assert_radiographs_stored
 from fixtures.public import OPENI_REPORTS, write_openi
 
-from medbind.processing.openi import build_openi, main, report_text
+from medbind_processing.openi import build_openi, main, report_text
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for processing/ptbxl.py on a miniature PTB-XL 1.0.3 folder and on the real scp_statements.csv."""
+"""Tests for processing/medbind_processing/ptbxl.py on a miniature PTB-XL 1.0.3 folder and on the real scp_statements.csv."""
 
 from pathlib import Path
 
@@ -9,8 +9,8 @@ import wfdb
 from fixtures import rows_by_study
 from fixtures.public import PTBXL_RECORDS, ecg_signal, ptbxl_record_name, write_ptbxl
 
-from medbind.processing.common import ECG_SUPERCLASSES
-from medbind.processing.ptbxl import (
+from medbind_processing.common import ECG_SUPERCLASSES
+from medbind_processing.ptbxl import (
     build_ptbxl,
     diagnostic_superclasses,
     fold_split,

@@ -1,4 +1,4 @@
-"""Tests for processing/rsna.py on a miniature RSNA Pneumonia layout and on a real RSNA DICOM."""
+"""Tests for processing/medbind_processing/rsna.py on a miniature RSNA Pneumonia layout and on a real RSNA DICOM."""
 
 from pathlib import Path
 
@@ -10,8 +10,8 @@ from fixtures import assert_radiographs_stored, rows_by_study
 from fixtures.public import RSNA_PATIENTS, rsna_pixels, write_dicom, write_rsna
 from PIL import Image
 
-from medbind.processing.rsna import SPLIT_FRACTIONS, build_rsna, dicom_to_image, main
-from medbind.processing.splits import patient_split
+from medbind_processing.rsna import SPLIT_FRACTIONS, build_rsna, dicom_to_image, main
+from medbind_processing.splits import patient_split
 
 REAL_PATIENT = "16d7f894-55d7-4d95-8957-d18987f0e981"  # the PatientID inside rsna_example.dcm
 

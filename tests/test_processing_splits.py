@@ -1,8 +1,8 @@
-"""Tests of processing/splits.py: the shared patient-level split and the exact-size split."""
+"""Tests of processing/medbind_processing/splits.py: the shared patient-level split and the exact-size split."""
 
 import pytest
 
-from medbind.processing.splits import SPLIT_NAMES, patient_split, split_by_patient, split_exactly
+from medbind_processing.splits import SPLIT_NAMES, patient_split, split_by_patient, split_exactly
 
 
 def test_a_patient_lands_in_the_same_split_whatever_the_dataset_or_id_type():

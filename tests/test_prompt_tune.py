@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import medbind.training.evaluation
+import medbind_training.evaluation
 import pytest
 import torch
-from medbind.processing.demo import save_demo
-from medbind.training.prompt_tune import (
+from medbind_processing.demo import save_demo
+from medbind_training.prompt_tune import (
     StudyEmbeddings,
     VisitCollator,
     main,
@@ -208,7 +208,7 @@ def test_push_to_hub_uploads_the_adapter_the_card_and_results_but_no_embeddings(
         raise AssertionError("embedded again instead of reading the cache")
 
     with serving(hub, hf_home) as patch:
-        patch.setattr(medbind.training.evaluation.Embedder, "_run", refuse)
+        patch.setattr(medbind_training.evaluation.Embedder, "_run", refuse)
         results = run(
             world, "medbind", "out-pushed", "--embedding_cache_dir", str(world / "out-medbind" / "_embedding_cache"),
             "--push_to_hub", "true", "--hub_model_id", REPO_ID, "--hub_token", TOKEN,

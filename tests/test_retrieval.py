@@ -1,10 +1,10 @@
-"""Recall@K over embeddings (training/retrieval.py): hits, identical reports, ties, chance, blocks, pairs."""
+"""Recall@K over embeddings (training/medbind_training/retrieval.py): hits, identical reports, ties, chance, blocks, pairs."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from medbind.training.retrieval import (
+from medbind_training.retrieval import (
     RECALL_KS,
     chance_recall_at_k,
     hit_probability,

@@ -6,9 +6,9 @@ from collections import Counter
 import datasets
 import numpy as np
 import pytest
-from medbind.training.data import MedBindPretrainingCollator, PretrainingDataset, pair_rows
-from medbind.training.streaming import StreamingPretrainingDataset, interleave, visit_pair_map
-from medbind.training.trainer import MedBindTrainer
+from medbind_training.data import MedBindPretrainingCollator, PretrainingDataset, pair_rows
+from medbind_training.streaming import StreamingPretrainingDataset, interleave, visit_pair_map
+from medbind_training.trainer import MedBindTrainer
 from test_training_data import cxr_dataset, ecg_dataset, processor  # noqa: F401 (processor: a fixture)
 from torch.utils.data import DataLoader
 from transformers import TrainingArguments

@@ -1,10 +1,10 @@
-"""Tests of training/text_groups.py: the ids that mark identical reports as TMCL positives."""
+"""Tests of training/medbind_training/text_groups.py: the ids that mark identical reports as TMCL positives."""
 
 import hashlib
 
 import pytest
 
-from medbind.training.text_groups import text_group_ids
+from medbind_training.text_groups import text_group_ids
 
 REPORTS = [
     "Heart size is normal. The lungs are clear.",

@@ -16,7 +16,7 @@ from modeling_medbind import (
     MedBindProcessor,
     train_wordpiece_tokenizer,
 )
-from medbind.training.data import MedBindPretrainingCollator, PretrainingDataset, SlotSampler, pair_rows
+from medbind_training.data import MedBindPretrainingCollator, PretrainingDataset, SlotSampler, pair_rows
 
 
 
@@ -153,7 +153,7 @@ def test_collator_reads_wfdb_records_by_path_at_their_own_rate(processor, tmp_pa
 
 
 def test_augmentations_apply_only_when_given_and_depend_on_the_batch_not_the_global_rng(processor):
-    from medbind.training.augmentation import CXRAugmentation, ECGNoiseAugmentation
+    from medbind_training.augmentation import CXRAugmentation, ECGNoiseAugmentation
 
     dataset = PretrainingDataset(cxr_dataset(2), ecg_dataset(2))
     slots = [dataset[key] for key in dataset.slots(0, 0)]

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.distributed.checkpoint as dcp
 from accelerate import Accelerator
-from medbind.training.gradient_cache import gradient_cached_step
+from medbind_training.gradient_cache import gradient_cached_step
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 from loss_equivalence import model_batch, tiny_model  # this folder is first on sys.path when run as a script
-from medbind.training.gradient_cache import gradient_cached_step
+from medbind_training.gradient_cache import gradient_cached_step
 from safetensors.torch import save_file
 
 ROWS_PER_PROCESS, CHUNK_SIZE = 4, 3

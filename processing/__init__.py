@@ -1,5 +1,0 @@
-"""Dataset builders: raw PhysioNet / Kaggle downloads (or the synthetic demo) -> `datasets.DatasetDict`s.
-
-One module per source, each a plain function `build_<source>(root, ...)` and a command line
-`python -m medbind.processing.<source> --root RAW_DIR --out OUT_DIR` (see processing/README.md).
-"""

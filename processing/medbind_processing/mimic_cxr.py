@@ -1,0 +1,250 @@
+"""MIMIC-CXR-JPG -> `DatasetDict` of frontal chest radiographs with their cleaned reports and CheXpert labels.
+
+Inputs (PhysioNet, credentialed):
+- `--root`: MIMIC-CXR-JPG (`physionet.org/files/mimic-cxr-jpg/2.1.0`): `mimic-cxr-2.0.0-metadata.csv.gz`,
+  `mimic-cxr-2.0.0-chexpert.csv.gz` and `files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg`.
+- `--reports`: the reports of MIMIC-CXR (`physionet.org/files/mimic-cxr/2.1.0/mimic-cxr-reports.zip`, or the folder it
+  unzips to, holding `files/pXX/pSUBJECT/sSTUDY.txt`); default `ROOT/mimic-cxr-reports.zip`.
+- `--hosp` (optional): MIMIC-IV's `hosp` folder; its admissions table gives each study its `hadm_id`.
+
+Rules (method.md, Data): only AP and PA views; one row per study (its first PA image, else its first AP image, by
+`dicom_id`), so that a study is one retrieval target and one MIMIC-PAIR partner; the report reduced to its findings
+and impression sections with the de-identification markers removed, as MedCLIP does, and studies whose report has
+neither section dropped; `labels` = the CheXpert observations marked 1.0 (uncertain -1.0 and blank count as absent);
+patient-level split shared with every MIMIC dataset (`medbind_processing.splits`). Images: shrunk at build time to
+512 pixels on the shorter side and stored in the dataset as PNG (`--shortest_edge`, `common.stored_radiograph`;
+0 stores the JPG's path instead); `image_path` is the original JPG.
+
+    python -m medbind_processing.mimic_cxr --root RAW/mimic-cxr-jpg/2.1.0 --out OUT [--reports ZIP]
+        [--hosp RAW/mimiciv/3.1/hosp] [--shortest_edge 512] [--num_proc N]
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zipfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .common import (
+    CHEXPERT_LABELS,
+    DEFAULT_SHORTEST_EDGE,
+    DataSource,
+    add_image_flags,
+    add_mimic_flags,
+    build_dataset_dict,
+    cli_parser,
+    cxr_features,
+    link_admissions,
+    radiograph_example,
+    read_admissions,
+    read_table,
+    run_cli,
+)
+from .splits import DEFAULT_SEED, split_by_patient
+
+FRONTAL_VIEWS = ("PA", "AP")  # preference order when a study has both
+DESCRIPTION = (
+    "MIMIC-CXR-JPG frontal (AP/PA) radiographs, MedCLIP-cleaned reports, CheXpert labels (processing/mimic_cxr.py)"
+)
+FEATURES = cxr_features(labels=CHEXPERT_LABELS)
+SOURCE = DataSource(
+    name="mimic_cxr",
+    pretty_name="MIMIC-CXR-JPG frontal radiographs with reports (MedBind build)",
+    homepage="MIMIC-CXR-JPG 2.1.0, https://physionet.org/content/mimic-cxr-jpg/2.1.0/; reports from MIMIC-CXR 2.1.0, "
+    "https://physionet.org/content/mimic-cxr/2.1.0/; admissions, where given, from MIMIC-IV.",
+    license="other",
+    license_name="physionet-credentialed-health-data-license-1.5.0",
+    license_link="https://physionet.org/content/mimic-cxr-jpg/view-license/2.1.0/",
+    access="Credentialed PhysioNet data: use it only as a PhysioNet credentialed user under the PhysioNet "
+    "Credentialed Health Data Use Agreement 1.5.0, do not redistribute it (no public upload, not even of the shrunk "
+    "images), and share it only with credentialed users of the same projects.",
+    label_rules=__doc__,
+)
+
+_SECTION_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z ()/&,-]*[A-Z)]):", re.MULTILINE)
+_DEID_MARKER = re.compile(r"_{2,}")
+
+
+def clean_report(report: str) -> str:
+    """Reduce a MIMIC-CXR report to its findings and impression, as MedCLIP does.
+
+    Args:
+        report: the raw report text (upper-case section headers such as `FINDINGS:` at the start of a line).
+
+    Returns:
+        The findings then the impression (a `FINDINGS AND IMPRESSION:` section counts as both), de-identification
+        markers (`___`) removed and whitespace collapsed; `""` when the report has neither section.
+    """
+    headers = list(_SECTION_HEADER.finditer(report))
+    kept = []
+    for index, header in enumerate(headers):
+        if header.group(1) in ("FINDINGS", "IMPRESSION", "FINDINGS AND IMPRESSION"):
+            end = headers[index + 1].start() if index + 1 < len(headers) else len(report)
+            kept.append(report[header.end() : end])
+    return " ".join(_DEID_MARKER.sub(" ", " ".join(kept)).split())
+
+
+def study_time(study_date: Any, study_time_value: Any) -> datetime:
+    """The acquisition time from the metadata's `StudyDate` (YYYYMMDD) and `StudyTime` (HHMMSS.fff, leading zeros
+    dropped as in the CSV, e.g. `84512.0` is 08:45:12).
+
+    Raises:
+        ValueError: if either value is not of that form.
+    """
+    try:
+        seconds = float(study_time_value)
+        clock = f"{int(seconds):06d}"
+        return datetime.strptime(f"{int(study_date)} {clock}", "%Y%m%d %H%M%S")
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"StudyDate/StudyTime: expected YYYYMMDD and HHMMSS(.fff), got {study_date!r} and {study_time_value!r}"
+        ) from None
+
+
+def _reports_source(reports: Path) -> Path | zipfile.Path:
+    if reports.is_dir():
+        return reports
+    if reports.is_file() and zipfile.is_zipfile(reports):
+        archive = zipfile.Path(reports)
+        # The PhysioNet archive wraps files/ in a mimic-cxr-reports/ folder in some releases.
+        return archive / "mimic-cxr-reports" if (archive / "mimic-cxr-reports" / "files").exists() else archive
+    raise FileNotFoundError(f"reports not found: {reports} is neither a folder nor a zip archive of files/pXX/...")
+
+
+def _study_folder(subject_id: int, study_id: int) -> str:
+    return f"files/p{str(subject_id)[:2]}/p{subject_id}/s{study_id}"
+
+
+def frontal_studies(root: Path) -> pd.DataFrame:
+    """One frontal image per study from the metadata table.
+
+    Args:
+        root: the MIMIC-CXR-JPG folder.
+
+    Returns:
+        Columns `dicom_id`, `subject_id`, `study_id`, `view`, `time` (datetime), one row per study with an AP or PA
+        image: its first PA image by `dicom_id`, else its first AP image.
+
+    Raises:
+        FileNotFoundError, ValueError: missing table or columns, malformed StudyDate/StudyTime.
+    """
+    columns = ["dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate", "StudyTime"]
+    metadata = read_table(root, "mimic-cxr-2.0.0-metadata.csv", columns)
+    frontal = metadata[metadata["ViewPosition"].isin(FRONTAL_VIEWS)].copy()
+    frontal["view_rank"] = frontal["ViewPosition"].map(FRONTAL_VIEWS.index)
+    frontal = frontal.sort_values(["study_id", "view_rank", "dicom_id"]).drop_duplicates("study_id")
+    frontal["time"] = [study_time(d, t) for d, t in zip(frontal["StudyDate"], frontal["StudyTime"])]
+    return frontal.rename(columns={"ViewPosition": "view"})[["dicom_id", "subject_id", "study_id", "view", "time"]]
+
+
+def chexpert_labels(root: Path) -> dict[int, list[str]]:
+    """`{study_id: [observations marked 1.0]}` from `mimic-cxr-2.0.0-chexpert.csv(.gz)`."""
+    table = read_table(root, "mimic-cxr-2.0.0-chexpert.csv", ["study_id", *CHEXPERT_LABELS])
+    positive = table[list(CHEXPERT_LABELS)].eq(1.0)
+    return {
+        int(study): [name for name, flag in zip(CHEXPERT_LABELS, flags) if flag]
+        for study, flags in zip(table["study_id"], positive.itertuples(index=False))
+    }
+
+
+def cxr_records(root: Path, reports: Path | None = None, hosp: Path | None = None) -> list[dict[str, Any]]:
+    """The rows of the MIMIC-CXR dataset (keys = `FEATURES` but `image`; `study_time` still a datetime).
+
+    Args:
+        root: the MIMIC-CXR-JPG folder.
+        reports: the reports zip or folder (default `root/mimic-cxr-reports.zip`).
+        hosp: MIMIC-IV's `hosp` folder for `hadm_id` (None: every `hadm_id` is None).
+
+    Returns:
+        One record per frontal study with a findings or impression section, sorted by `study_id`.
+
+    Raises:
+        FileNotFoundError: a missing table, reports archive, report or image (naming it).
+        ValueError: a malformed table.
+    """
+    root = Path(root)
+    source = _reports_source(Path(reports) if reports is not None else root / "mimic-cxr-reports.zip")
+    studies = frontal_studies(root)
+    labels = chexpert_labels(root)
+    hadm_ids = (
+        link_admissions(list(studies["subject_id"]), list(studies["time"]), read_admissions(hosp))
+        if hosp is not None
+        else [None] * len(studies)
+    )
+    records = []
+    rows = zip(studies.itertuples(index=False), hadm_ids)
+    for study, hadm_id in tqdm(rows, total=len(studies), desc="MIMIC-CXR reports"):
+        folder = _study_folder(study.subject_id, study.study_id)
+        report_file = source / f"{folder}.txt"
+        if not report_file.is_file():
+            raise FileNotFoundError(f"report of study {study.study_id} not found: {report_file}")
+        text = clean_report(report_file.read_text())
+        if not text:
+            continue
+        image = root / folder / f"{study.dicom_id}.jpg"
+        if not image.is_file():
+            raise FileNotFoundError(f"image {study.dicom_id} of study {study.study_id} not found: {image}")
+        records.append(
+            {
+                "image_path": str(image.resolve()),
+                "text": text,
+                "subject_id": int(study.subject_id),
+                "study_id": int(study.study_id),
+                "hadm_id": hadm_id,
+                "study_time": study.time,
+                "view": study.view,
+                "labels": labels.get(int(study.study_id), []),
+            }
+        )
+    return records
+
+
+def _to_example(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "study_time": record["study_time"].isoformat()}
+
+
+def build_mimic_cxr(
+    root: Path,
+    reports: Path | None = None,
+    hosp: Path | None = None,
+    seed: int = DEFAULT_SEED,
+    shortest_edge: int | None = DEFAULT_SHORTEST_EDGE,
+    num_proc: int | None = None,
+) -> datasets.DatasetDict:
+    """Build the MIMIC-CXR `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
+
+    Args:
+        root, reports, hosp: as in `cxr_records`.
+        seed: the shared MIMIC split seed (`medbind_processing.splits`).
+        shortest_edge: images shrunk to this shorter side and stored in the dataset; 0 or None: paths to the JPGs
+            (`common.stored_radiograph`).
+        num_proc: processes decoding and shrinking the images.
+
+    Returns:
+        The `DatasetDict`.
+
+    Raises:
+        FileNotFoundError, ValueError: as `cxr_records` and `common.stored_radiograph`.
+    """
+    records = [_to_example(record) for record in cxr_records(root, reports, hosp)]
+    make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
+    return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION, make_example, num_proc)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: see the module docstring."""
+    parser = cli_parser(__doc__)
+    add_mimic_flags(parser, "reports", "hosp", "seed")
+    add_image_flags(parser)
+    run_cli(build_mimic_cxr, parser, argv, source=SOURCE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""Evaluate a saved MedBind model as the paper does: retrieval, zero-shot, few-shot, cross-modality zero-shot, t-SNE.
+
+    python training/run_evaluation.py --model_name_or_path DIR --dataset_dir DATA --split test --output_dir OUT \\
+        [--tasks retrieval zero_shot few_shot cross_modality tsne] [--eval_dataset ptbxl=PATH covid=PATH ...] \\
+        [--few_shot_sets 300] [--zoo_cxr_model DIR --zoo_ecg_model DIR]
+
+`DATA` holds the `cxr/`, `ecg/`, `pairs/` DatasetDicts that `medbind_processing.demo` or the MIMIC builders write;
+`--eval_dataset NAME=PATH` adds the external sets the other `medbind_processing` builders write (ptbxl, cpsc2018,
+covid, rsna, chexpert5x200, openi). Writes `OUT/results.json` (flat keys, percent: `retrieval/...`, `zero_shot/...`,
+`few_shot/...`, `cross_modality/...`) and the figures `retrieval.png`, `few_shot.png`, `tsne.png`. Embeddings are
+cached in `OUT/embedding_cache` (`--embedding_cache_dir`), so a second run with other tasks does not embed again.
+What each task computes, and the multi-label rule, are documented in `medbind_training.evaluation`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from transformers import AutoModel, AutoProcessor, HfArgumentParser
+
+
+from medbind_training import optional_argument
+from medbind_training.evaluation import (
+    FEW_SHOT_SHOTS,
+    PAIRS,
+    TASKS,
+    Embedder,
+    RetrievalSplit,
+    TsneMap,
+    class_names,
+    cross_modality_results,
+    few_shot_results,
+    first_rows,
+    modality_of,
+    modality_text_retrieval,
+    pair_retrieval,
+    prompt_sets,
+    retrieval_split,
+    row_labels,
+    rsum,
+    single_class_rows,
+    tsne_map,
+    zero_shot_results,
+)
+from medbind_training.figures import plot_few_shot, plot_recalls, plot_tsne
+from modeling_medbind.hub_loading import load_pretrained
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+ZOO_PREFIX = "zoo/"
+
+
+@dataclass
+class EvaluationArguments:
+    """What to evaluate, on which data, and how (paper defaults)."""
+
+    model_name_or_path: str = field(
+        metadata={"help": "a saved MedBind folder or Hub id (AutoModel, trust_remote_code)"}
+    )
+    output_dir: str = field(metadata={"help": "where results.json, the figures and the embedding cache go"})
+    dataset_dir: str | None = field(default=None, metadata={"help": "folder with cxr/, ecg/ and pairs/ DatasetDicts"})
+    eval_dataset: list[str] = field(
+        default_factory=list,
+        metadata={"help": "external sets as NAME=PATH (ptbxl, cpsc2018, covid, rsna, chexpert5x200, openi)"},
+    )
+    split: str = field(default="test", metadata={"help": "the evaluated split (a set with one split uses that one)"})
+    support_split: str = field(default="train", metadata={"help": "where few-shot and cross-modality labels come from"})
+    tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": f"any of {' '.join(TASKS)}"})
+    few_shot_sets: int = field(default=300, metadata={"help": "seeded support sets per K (paper: 300)"})
+    few_shot_shots: list[int] = field(default_factory=lambda: list(FEW_SHOT_SHOTS), metadata={"help": "the K values"})
+    few_shot_regularization: float = field(default=1.0, metadata={"help": "inverse L2 strength C of the probes"})
+    cross_modality_support_size: int = field(
+        default=1000, metadata={"help": "support samples per class (positive, negative) for the prototypes"}
+    )
+    zoo_cxr_model: str | None = field(
+        default=None, metadata={"help": "encoder zoo: a separately trained CXR-text model"}
+    )
+    zoo_ecg_model: str | None = field(default=None, metadata={"help": "encoder zoo: an ECG-CLIP model"})
+    prompt_dir: str | None = field(
+        default=None,
+        metadata={"help": "a folder of prompt files; each replaces the packaged prompts of the datasets it names"},
+    )
+    batch_size: int = field(default=64, metadata={"help": "samples per forward pass"})
+    device: str | None = field(default=None, metadata={"help": "default: cuda when available, else cpu"})
+    embedding_cache_dir: str | None = field(
+        default=None, metadata={"help": "default: OUTPUT_DIR/embedding_cache; 'none': no cache"}
+    )
+    max_samples: int | None = field(default=None, metadata={"help": "first N rows of each split (quick checks)"})
+    tsne_max_points: int = field(default=1000, metadata={"help": "points per modality in the t-SNE map"})
+    seed: int = field(default=0, metadata={"help": "seed of prompt sampling, support sets and t-SNE"})
+
+    def __post_init__(self) -> None:
+        if unknown := set(self.tasks) - set(TASKS):
+            raise ValueError(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
+        if self.few_shot_sets < 2:
+            raise ValueError(f"--few_shot_sets must be at least 2 for a confidence interval, got {self.few_shot_sets}")
+        if bool(self.zoo_cxr_model) != bool(self.zoo_ecg_model):
+            raise ValueError("the encoder zoo needs both --zoo_cxr_model and --zoo_ecg_model")
+        if malformed := [item for item in self.eval_dataset if "=" not in item]:
+            raise ValueError(f"--eval_dataset takes NAME=PATH, got {malformed}")
+        if not self.dataset_dir and not self.eval_dataset:
+            raise ValueError("nothing to evaluate: give --dataset_dir and/or --eval_dataset NAME=PATH")
+
+    @property
+    def cache_dir(self) -> str | None:
+        """The embedding cache folder, None when disabled."""
+        if self.embedding_cache_dir is None:
+            return os.path.join(self.output_dir, "embedding_cache")
+        return optional_argument(self.embedding_cache_dir)
+
+
+def load_model(name_or_path: str) -> tuple[torch.nn.Module, Any]:
+    """
+    A saved MedBind model and its processor, through the Auto classes (remote code where not installed).
+
+    Raises:
+        FileNotFoundError: when it cannot be loaded; the message names it and `HF_HUB_OFFLINE`.
+    """
+    return load_pretrained(
+        name_or_path,
+        lambda: (
+            AutoModel.from_pretrained(name_or_path, trust_remote_code=True),
+            AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True),
+        ),
+        "the MedBind model",
+        "Pass a folder written by training/pretrain.py, or a Hub id reachable from here.",
+    )
+
+
+def load_evaluation_data(args: EvaluationArguments) -> dict[str, datasets.DatasetDict]:
+    """`{name: DatasetDict}`: `cxr`, `ecg`, `pairs` of `--dataset_dir` (those present) and every `--eval_dataset`.
+
+    Raises:
+        FileNotFoundError: an `--eval_dataset` path that is not a saved DatasetDict folder.
+    """
+    data = {}
+    if args.dataset_dir:
+        for name in ("cxr", "ecg", PAIRS):
+            if (Path(args.dataset_dir) / name).is_dir():
+                data[name] = datasets.load_from_disk(str(Path(args.dataset_dir) / name))
+    for item in args.eval_dataset:
+        name, path = item.split("=", 1)
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"--eval_dataset {name}: {path} is not a folder written by save_to_disk")
+        data[name] = datasets.load_from_disk(path)
+    return data
+
+
+def pick_split(dataset_dict: datasets.DatasetDict, split: str, limit: int | None) -> datasets.Dataset | None:
+    """`split` of a DatasetDict (its only split when it has one, e.g. CheXpert 5x200's `test`), first `limit` rows."""
+    if split not in dataset_dict:
+        if len(dataset_dict) != 1:
+            return None
+        split = next(iter(dataset_dict))
+    return first_rows(dataset_dict[split], limit)
+
+
+def evaluate_datasets(
+    embedder: Embedder,
+    data: dict[str, datasets.DatasetDict],
+    evaluated: RetrievalSplit,
+    support: RetrievalSplit,
+    args: EvaluationArguments,
+) -> tuple[dict[str, float], TsneMap | None]:
+    """
+    Every task of `args.tasks` on every dataset the model can embed; `evaluated` and `support` are the DATA folder's
+    `args.split` (with its visit pairs) and `args.support_split` (`retrieval_split`).
+
+    Returns:
+        `(results, tsne)`: the flat results (percent) and the t-SNE map (None unless asked and both modalities exist).
+    """
+    tasks, prompts = set(args.tasks), prompt_sets(args.prompt_dir)
+    embedders = {modality: embedder for modality in embedder.modalities}
+    results: dict[str, float] = {}
+    embeds = {}
+    for name, dataset_dict in data.items():
+        if name == PAIRS:
+            continue
+        dataset = pick_split(dataset_dict, args.split, args.max_samples)
+        modality = modality_of(next(iter(dataset_dict.values())))
+        if dataset is None or modality not in embedder.modalities:
+            logger.warning("%s: no %r split or no %s tower; skipped", name, args.split, modality)
+            continue
+        embeds[name] = embedder.embed(dataset, modality, name)
+        prompt_set = prompts.get(name)
+        if "retrieval" in tasks:
+            results |= modality_text_retrieval(embedder, name, dataset, modality, embeds[name])
+        labelled = {"label", "labels"} & set(dataset.column_names)
+        if "zero_shot" in tasks and prompt_set is not None and labelled:
+            results |= zero_shot_results(embedder, name, dataset, embeds[name], prompt_set, args.seed)
+        labelled_support = dataset_dict.get(args.support_split) if args.support_split != args.split else None
+        if "few_shot" in tasks and labelled and labelled_support is not None:
+            classes = list(prompt_set.classes) if prompt_set else class_names(dataset)
+            results |= few_shot_results(
+                embedder, name, first_rows(labelled_support, args.max_samples), dataset, embeds[name], classes,
+                args.few_shot_shots, args.few_shot_sets, args.seed, args.few_shot_regularization,
+            )  # fmt: skip
+    results |= cross_modal_results(embedders, evaluated, support, args)
+    tsne = None
+    if "tsne" in tasks and evaluated.cxr is not None and evaluated.ecg is not None and len(embedder.modalities) == 2:
+        tsne = dataset_tsne(embedder, evaluated, prompts, args)
+    return results | rsum(results), tsne
+
+
+def cross_modal_results(
+    embedders: dict[str, Embedder], evaluated: RetrievalSplit, support: RetrievalSplit, args: EvaluationArguments
+) -> dict[str, float]:
+    """The tasks that need both modalities: CXR <-> ECG retrieval over visit pairs and cross-modality zero-shot."""
+    if not evaluated.pairs or set(embedders) != {"cxr", "ecg"}:
+        return {}
+    results = {}
+    if "retrieval" in args.tasks:
+        cxr = embedders["cxr"].embed(evaluated.cxr, "cxr", "cxr")
+        ecg = embedders["ecg"].embed(evaluated.ecg, "ecg", "ecg")
+        results |= pair_retrieval(cxr, ecg, evaluated.pairs, embedders["cxr"].device)
+    if "cross_modality" in args.tasks:
+        results |= cross_modality_results(embedders, evaluated, support, args.cross_modality_support_size, args.seed)
+    return results
+
+
+def dataset_tsne(embedder: Embedder, evaluated: RetrievalSplit, prompts: dict, args: EvaluationArguments) -> TsneMap:
+    """t-SNE of up to `tsne_max_points` CXR and ECG samples of the evaluated split, classes from their prompt files."""
+    rng = np.random.default_rng(args.seed)
+    embeds, classes = {}, {}
+    for modality in ("cxr", "ecg"):
+        dataset = getattr(evaluated, modality)
+        rows = np.sort(rng.permutation(len(dataset))[: args.tsne_max_points])
+        embeds[modality] = embedder.embed(dataset, modality, modality)[rows]
+        labels = row_labels(dataset)
+        names = list(prompts[modality].classes) if modality in prompts else sorted({n for row in labels for n in row})
+        kept, targets = single_class_rows(labels, names)
+        single = dict(zip(kept.tolist(), targets.tolist()))
+        classes[modality] = [f"{modality.upper()} {names[single[r]]}" if r in single else "other" for r in rows]
+    return tsne_map(embeds, classes, seed=args.seed)
+
+
+def run_evaluation(
+    args: EvaluationArguments, model: torch.nn.Module | None = None, processor: Any | None = None
+) -> dict[str, Any]:
+    """
+    Evaluate, write `results.json` and the figures into `args.output_dir`, and return the results.
+
+    Args:
+        args: the settings.
+        model, processor: an already loaded model (e.g. at the end of pretraining); default: `args.model_name_or_path`.
+
+    Returns:
+        `{"model": ..., "split": ..., **flat results in percent}`.
+    """
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def embedder(name_or_path: str, loaded: tuple | None = None) -> Embedder:
+        model_, processor_ = loaded or load_model(name_or_path)
+        return Embedder(model_.to(device), processor_, args.batch_size, device, args.cache_dir)
+
+    data = load_evaluation_data(args)
+    # Split and pairs once, for every model: the support split serves prototypes (its datasets), not its pairs.
+    evaluated = retrieval_split(data, args.split, args.max_samples)
+    support = retrieval_split(data, args.support_split, args.max_samples, with_pairs=False)
+    results, tsne = evaluate_datasets(
+        embedder(args.model_name_or_path, (model, processor) if model is not None else None),
+        data, evaluated, support, args,
+    )  # fmt: skip
+    if args.zoo_cxr_model:
+        # The paper's encoder-zoo baseline: separately trained CXR and ECG encoders, wherever both are needed.
+        zoo = {"cxr": embedder(args.zoo_cxr_model), "ecg": embedder(args.zoo_ecg_model)}
+        zoo_results = cross_modal_results(zoo, evaluated, support, args)
+        results |= {f"{ZOO_PREFIX}{key}": value for key, value in zoo_results.items()}
+    output = {"model": args.model_name_or_path, "split": args.split, **results}
+    save_results(output, tsne, args.output_dir)
+    return output
+
+
+def save_results(results: dict[str, Any], tsne: TsneMap | None, output_dir: str | Path) -> None:
+    """`results.json` and the figures whose numbers `results` holds (and `tsne.png` when there is a map)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    numbers = {key: value for key, value in results.items() if isinstance(value, float | int)}
+    title = f"{Path(str(results.get('model', 'MedBind'))).name}, {results.get('split', '')} split"
+    if any(key.startswith("retrieval/") and "@" in key for key in numbers):
+        plot_recalls(numbers, output_dir / "retrieval.png", title=f"Retrieval: {title}")
+    if any(key.startswith("few_shot/") for key in numbers):
+        plot_few_shot(numbers, output_dir / "few_shot.png", title=f"Few-shot: {title}")
+    if tsne is not None:
+        plot_tsne(tsne, output_dir / "tsne.png", title=f"t-SNE: {title}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command line entry point; returns what `results.json` holds."""
+    parser = HfArgumentParser(EvaluationArguments)
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+        loader = parser.parse_yaml_file if argv[0].endswith(("yaml", "yml")) else parser.parse_json_file
+        (args,) = loader(os.path.abspath(argv[0]))
+    else:
+        (args,) = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logger.info("evaluating with %s", json.dumps(asdict(args)))
+    results = run_evaluation(args)
+    print(json.dumps(results, indent=2, sort_keys=True))
+    return results
+
