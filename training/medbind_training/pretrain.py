@@ -523,3 +523,7 @@ def export(
     card.save(output_dir / "README.md")
     return results
 
+
+
+if __name__ == "__main__":  # `python -m medbind_training.pretrain`, the entry an installed wheel offers
+    main()

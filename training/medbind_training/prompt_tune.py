@@ -694,3 +694,7 @@ def main(argv: list[str] | None = None) -> dict[str, float | str]:
         trainer.create_model_card()
     return results
 
+
+
+if __name__ == "__main__":  # `python -m medbind_training.prompt_tune`, the entry an installed wheel offers
+    main()
