@@ -7,12 +7,12 @@ Inputs (PhysioNet, credentialed):
   unzips to, holding `files/pXX/pSUBJECT/sSTUDY.txt`); default `ROOT/mimic-cxr-reports.zip`.
 - `--hosp` (optional): MIMIC-IV's `hosp` folder; its admissions table gives each study its `hadm_id`.
 
-Rules (method.md, Data): only AP and PA views; one row per study (its first PA image, else its first AP image, by
+Rules (paper, Data): only AP and PA views; one row per study (its first PA image, else its first AP image, by
 `dicom_id`), so that a study is one retrieval target and one MIMIC-PAIR partner; the report reduced to its findings
 and impression sections with the de-identification markers removed, as MedCLIP does, and studies whose report has
 neither section dropped; `labels` = the CheXpert observations marked 1.0 (uncertain -1.0 and blank count as absent);
 patient-level split shared with every MIMIC dataset (`medbind_processing.splits`). Images: shrunk at build time to
-512 pixels on the shorter side and stored in the dataset as PNG (`--shortest_edge`, `common.stored_radiograph`;
+512 pixels on the shorter side and stored in the dataset as PNG (`--shortest_edge`, `radiographs.stored_radiograph`;
 0 stores the JPG's path instead); `image_path` is the original JPG.
 
     python -m medbind_processing.mimic_cxr --root RAW/mimic-cxr-jpg/2.1.0 --out OUT [--reports ZIP]
@@ -32,22 +32,16 @@ import datasets
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .common import (
-    CHEXPERT_LABELS,
-    DEFAULT_SHORTEST_EDGE,
-    DataSource,
-    add_image_flags,
-    add_mimic_flags,
-    build_dataset_dict,
-    cli_parser,
-    cxr_features,
-    link_admissions,
-    radiograph_example,
-    read_admissions,
-    read_table,
-    run_cli,
-)
+from .building import build_dataset_dict
+from .cli import add_image_flags, add_mimic_flags, cli_parser, run_cli
+from .dataset_card import DataSource
+from .features import cxr_features
+from .labels import CHEXPERT_LABELS
+from .licenses import physionet_credentialed
+from .mimic_linking import link_admissions, read_admissions
+from .radiographs import DEFAULT_SHORTEST_EDGE, radiograph_example
 from .splits import DEFAULT_SEED, split_by_patient
+from .tables import read_table
 
 FRONTAL_VIEWS = ("PA", "AP")  # preference order when a study has both
 DESCRIPTION = (
@@ -59,13 +53,8 @@ SOURCE = DataSource(
     pretty_name="MIMIC-CXR-JPG frontal radiographs with reports (MedBind build)",
     homepage="MIMIC-CXR-JPG 2.1.0, https://physionet.org/content/mimic-cxr-jpg/2.1.0/; reports from MIMIC-CXR 2.1.0, "
     "https://physionet.org/content/mimic-cxr/2.1.0/; admissions, where given, from MIMIC-IV.",
-    license="other",
-    license_name="physionet-credentialed-health-data-license-1.5.0",
-    license_link="https://physionet.org/content/mimic-cxr-jpg/view-license/2.1.0/",
-    access="Credentialed PhysioNet data: use it only as a PhysioNet credentialed user under the PhysioNet "
-    "Credentialed Health Data Use Agreement 1.5.0, do not redistribute it (no public upload, not even of the shrunk "
-    "images), and share it only with credentialed users of the same projects.",
     label_rules=__doc__,
+    **physionet_credentialed("Credentialed PhysioNet data", not_even=", not even of the shrunk images"),
 )
 
 _SECTION_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z ()/&,-]*[A-Z)]):", re.MULTILINE)
@@ -217,6 +206,7 @@ def build_mimic_cxr(
     seed: int = DEFAULT_SEED,
     shortest_edge: int | None = DEFAULT_SHORTEST_EDGE,
     num_proc: int | None = None,
+    build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
     """Build the MIMIC-CXR `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
 
@@ -224,18 +214,21 @@ def build_mimic_cxr(
         root, reports, hosp: as in `cxr_records`.
         seed: the shared MIMIC split seed (`medbind_processing.splits`).
         shortest_edge: images shrunk to this shorter side and stored in the dataset; 0 or None: paths to the JPGs
-            (`common.stored_radiograph`).
+            (`radiographs.stored_radiograph`).
         num_proc: processes decoding and shrinking the images.
+        build_dir: a folder where the Arrow files stay until the caller saves the build and removes it (the command
+            line's); None: in memory (`building.build_dataset_dict`).
 
     Returns:
         The `DatasetDict`.
 
     Raises:
-        FileNotFoundError, ValueError: as `cxr_records` and `common.stored_radiograph`.
+        FileNotFoundError, ValueError: as `cxr_records` and `radiographs.stored_radiograph`.
     """
     records = [_to_example(record) for record in cxr_records(root, reports, hosp)]
     make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
-    return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION, make_example, num_proc)
+    records_by_split = split_by_patient(records, seed)
+    return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, make_example, num_proc, build_dir)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ Inputs (PhysioNet, credentialed):
 - `--cxr_root` / `--reports`, `--ecg_root` / `--ecg_notes` (optional): MIMIC-CXR-JPG and MIMIC-IV-ECG, whose studies
   are attached to the admissions (`cxr_study_id`, `ecg_study_id`; None where none).
 
-Rules (method.md, Data and Multimodal prompt tuning):
+Rules (paper, Data and Multimodal prompt tuning):
 - `mortality` = died in hospital, read from `discharge_location` ("DIED").
 - `readmission` = the same `subject_id` has a later admission whose `admittime` falls at most 30 days (inclusive)
   after this admission's `dischtime`.
@@ -37,20 +37,16 @@ from typing import Any
 import datasets
 import pandas as pd
 
-from .common import (
-    DataSource,
-    add_mimic_flags,
-    build_dataset_dict,
-    cli_parser,
-    hours_apart,
-    match_greedy,
-    read_table,
-    run_cli,
-    to_iso,
-)
+from .building import build_dataset_dict
+from .cli import add_mimic_flags, cli_parser, run_cli
+from .dataset_card import DataSource
+from .licenses import physionet_credentialed
 from .mimic_cxr import cxr_records
 from .mimic_ecg import ecg_records
+from .mimic_linking import match_greedy
 from .splits import DEFAULT_SEED, split_by_patient
+from .tables import read_table
+from .times import hours_apart, to_iso
 
 READMISSION_WINDOW = timedelta(days=30)
 STUDY_WINDOW = timedelta(hours=24)
@@ -77,13 +73,10 @@ SOURCE = DataSource(
     homepage="MIMIC-IV (https://physionet.org/content/mimiciv/), MIMIC-IV-Note "
     "(https://physionet.org/content/mimic-iv-note/), MIMIC-CXR-JPG 2.1.0 and MIMIC-IV-ECG 1.0 for the attached "
     "studies.",
-    license="other",
-    license_name="physionet-credentialed-health-data-license-1.5.0",
-    license_link="https://physionet.org/content/mimiciv/view-license/3.1/",
-    access="Credentialed PhysioNet data (MIMIC-IV, MIMIC-IV-Note discharge summaries, MIMIC-CXR reports): use it only "
-    "as a PhysioNet credentialed user under the PhysioNet Credentialed Health Data Use Agreement 1.5.0, do not "
-    "redistribute it (no public upload), and share it only with credentialed users of the same projects.",
     label_rules=__doc__,
+    **physionet_credentialed(
+        "Credentialed PhysioNet data (MIMIC-IV, MIMIC-IV-Note discharge summaries, MIMIC-CXR reports)"
+    ),
 )
 
 
@@ -221,6 +214,7 @@ def build_mimic_outcomes(
     ecg_notes: Path | None = None,
     seed: int = DEFAULT_SEED,
     all_records: bool = False,
+    build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
     """Build the outcomes `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
 
@@ -231,6 +225,8 @@ def build_mimic_outcomes(
         seed: the shared MIMIC split seed.
         all_records: attach any MIMIC-IV-ECG record; False: only the single-label ones the ECG builder keeps by
             default (`mimic_ecg.ecg_records`).
+        build_dir: a folder where the Arrow files stay until the caller saves the build and removes it (the command
+            line's); None: in memory (`building.build_dataset_dict`).
 
     Raises:
         FileNotFoundError, ValueError: as the readers.
@@ -242,7 +238,7 @@ def build_mimic_outcomes(
         else []
     )
     records = outcome_records(root, note_dir, cxr, ecg)
-    return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION)
+    return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION, build_dir=build_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
