@@ -50,15 +50,18 @@ def test_counts_stand_next_to_the_papers_and_a_split_the_build_lacks_shows_zero(
         "train": {"rows": 2, "paper": 88_291}, "test": {"rows": 1, "paper": 24_644},
         "validation": {"rows": 0, "paper": 12_065},
     }
+    assert summary["total"] == {"rows": 3, "paper": 125_000}
     assert summary["labels"]["labels"]["NORM"] == {"rows": 2, "paper": 34_097}
     assert summary["labels"]["labels"]["(none)"] == {"rows": 0, "paper": None}
     assert summary["labels_by_split"]["test"]["labels"]["NORM"] == 1
     table = format_counts(summary)
     assert re.search(r"^train +2 +88,291$", table, re.MULTILINE)
     assert re.search(r"^  HYP +0 +11,305$", table, re.MULTILINE)
+    assert re.search(r"^all splits +3 +125,000$", table, re.MULTILINE)
 
 
 def test_a_dataset_without_paper_numbers_says_so():
     summary = count_summary(_ecg_labels({"train": [["MI"]]}), "demo_ecg")
     assert summary["paper"] is None and summary["splits"] == {"train": {"rows": 1, "paper": None}}
+    assert summary["total"] == {"rows": 1, "paper": None}
     assert "no published numbers" in format_counts(summary)

@@ -187,8 +187,7 @@ def build_chexpert5x200(
         shortest_edge: images larger than this on the shorter side are shrunk to it, and all are stored in the
             dataset; 0 or None: paths into the download (`radiographs.stored_radiograph`).
         num_proc: processes decoding and shrinking the images.
-        build_dir: a folder where the Arrow files stay until the caller saves the build and removes it (the command
-            line's); None: in memory (`building.build_dataset_dict`).
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         `DatasetDict` with one split, `test`, of `5 * per_class` rows, columns `FEATURES`.

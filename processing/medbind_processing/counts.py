@@ -9,7 +9,7 @@ from typing import Any
 
 import datasets
 
-from .paper_counts import PAPER_LABEL_ROWS, PAPER_REFERENCE, PAPER_SPLIT_ROWS
+from .paper_counts import PAPER_LABEL_ROWS, PAPER_REFERENCE, PAPER_SPLIT_ROWS, paper_total_rows
 from .splits import SPLIT_NAMES
 
 
@@ -62,8 +62,9 @@ def count_summary(dataset_dict: datasets.DatasetDict, name: str) -> dict[str, An
         name: the builder's name, the key of `PAPER_SPLIT_ROWS` and `PAPER_LABEL_ROWS`.
 
     Returns:
-        `{"dataset": name, "paper": PAPER_REFERENCE or None, "splits": {split: {"rows", "paper"}},
-        "labels": {column: {class: {"rows", "paper"}}}, "labels_by_split": {split: {column: {class: rows}}}}`.
+        `{"dataset": name, "paper": PAPER_REFERENCE or None, "total": {"rows", "paper"},
+        "splits": {split: {"rows", "paper"}}, "labels": {column: {class: {"rows", "paper"}}},
+        "labels_by_split": {split: {column: {class: rows}}}}`; `total` is the rows over all splits.
         Splits are the build's and those the paper has (0 rows where the build lacks one), train / validation / test
         first; class rows are summed over the splits (`class_label_counts`: a multi-label row counts once per class,
         `(none)` counts unlabelled rows); `paper` is None where the paper states no number (or has no such split).
@@ -86,6 +87,7 @@ def count_summary(dataset_dict: datasets.DatasetDict, name: str) -> dict[str, An
     return {
         "dataset": name,
         "paper": PAPER_REFERENCE if name in PAPER_SPLIT_ROWS else None,
+        "total": {"rows": sum(split.num_rows for split in dataset_dict.values()), "paper": paper_total_rows(name)},
         "splits": splits,
         "labels": labels,
         "labels_by_split": by_split,
@@ -101,7 +103,7 @@ def format_counts(summary: Mapping[str, Any]) -> str:
     """A table of `count_summary`: rows per split, then per class (all splits), built next to the paper's."""
     source = f"paper: {summary['paper']}" if summary["paper"] else "paper: no published numbers for this dataset"
     lines = [f"{'split':<24}{'built':>10}{'paper':>10}   ({source})"]
-    for split, c in summary["splits"].items():
+    for split, c in {**summary["splits"], "all splits": summary["total"]}.items():
         lines.append(f"{split:<24}{format_number(c['rows']):>10}{format_number(c['paper']):>10}")
     for column, classes in summary["labels"].items():
         lines.append(f"{column + ' (all splits)':<24}{'built':>10}{'paper':>10}")

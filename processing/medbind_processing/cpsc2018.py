@@ -133,8 +133,7 @@ def build_cpsc2018(root: Path, seed: int = DEFAULT_SEED, build_dir: Path | None 
     Args:
         root: the folder holding `REFERENCE.csv` and, below it, the WFDB records.
         seed: the seed of the record-level train/test split.
-        build_dir: a folder where the Arrow files stay until the caller saves the build and removes it (the command
-            line's); None: in memory (`building.build_dataset_dict`).
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         `DatasetDict` with `train` and `test` (those present), columns `FEATURES`.

@@ -117,7 +117,8 @@ def render_dataset_card(
     )
     licence = source.license + (f" ({source.license_name}: {source.license_link})" if source.license_link else "")
     split_rows = [
-        (split, format_number(c["rows"]), format_number(c["paper"])) for split, c in summary["splits"].items()
+        (split, format_number(c["rows"]), format_number(c["paper"]))
+        for split, c in {**summary["splits"], "all": summary["total"]}.items()
     ]
     label_rows = [
         (

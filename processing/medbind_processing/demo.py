@@ -698,8 +698,7 @@ def build_demo(
         num_patients: number of synthetic patients (each has a CXR, an ECG, or both).
         seed: the random seed; equal arguments give identical datasets.
         num_proc: worker processes for rendering (None: in this process).
-        build_dir: a folder where the Arrow files stay until the caller saves the build and removes it; None: in
-            memory (`building.build_dataset_dict`).
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         `{"cxr": DatasetDict, "ecg": DatasetDict, "pairs": DatasetDict, "outcomes": DatasetDict}`, each with the

@@ -135,7 +135,7 @@ COLUMN_DESCRIPTIONS = {
     "mortality_text": "demographics template text for the mortality task",
     "readmission_text": "discharge summary for the readmission task; None where none",
     "mortality": "died in hospital",
-    "readmission": "readmitted within 30 days of discharge",
+    "readmission": "readmitted within 30 days (the rules below say from when)",
     "cxr_text": "report of the linked chest radiograph study; None where none",
     "ecg_text": "report of the linked ECG study; None where none",
 }

@@ -10,7 +10,6 @@ PHYSIONET_CREDENTIALED_LICENSE = {
     "license_name": "physionet-credentialed-health-data-license-1.5.0",
     "license_link": "https://physionet.org/about/licenses/physionet-credentialed-health-data-license-150/",
 }
-PHYSIONET_CREDENTIALED_TITLE = "PhysioNet Credentialed Health Data License 1.5.0"
 
 
 def physionet_credentialed(data: str, not_even: str = "") -> dict[str, str]:

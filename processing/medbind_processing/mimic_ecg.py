@@ -251,8 +251,7 @@ def build_mimic_ecg(
     Args:
         root, notes, hosp, all_records: as in `ecg_records` (default: the paper's single-label records only).
         seed: the shared MIMIC split seed (`medbind_processing.splits`).
-        build_dir: a folder where the Arrow files stay until the caller saves the build and removes it (the command
-            line's); None: in memory (`building.build_dataset_dict`).
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         The `DatasetDict`.

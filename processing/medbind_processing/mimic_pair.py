@@ -6,14 +6,15 @@ recorded at most 24 hours apart (inclusive). Pairs are one-to-one: candidates ar
 before time links, then the smallest time difference) and a study already paired is skipped, so no ECG or CXR is
 the positive of two rows in a contrastive batch. Only studies that the MIMIC-CXR and MIMIC-IV-ECG builders keep are
 paired (same inputs, same rules: by default the single-label ECGs only, `--all_records` for every ECG, as the ECG
-builder), so every pair's studies are rows of those datasets, and the patient-level split is the one every MIMIC
-dataset shares.
+builder; `--report_sections` as the MIMIC-CXR builder), so every pair's studies are rows of those datasets, and the
+patient-level split is the one every MIMIC dataset shares.
 
 Columns: `subject_id`, `hadm_id` (the shared visit; None for time links), `cxr_study_id`, `ecg_study_id`,
 `link` (`"hadm_id"` or `"time"`), `hours_apart` (float).
 
     python -m medbind_processing.mimic_pair --cxr_root RAW/mimic-cxr-jpg/2.1.0 --ecg_root RAW/mimic-iv-ecg/1.0 \\
         --hosp RAW/mimiciv/3.1/hosp --out OUT [--reports ZIP] [--notes NOTES.csv] [--all_records]
+        [--report_sections either|both]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .building import build_dataset_dict
 from .cli import add_mimic_flags, cli_parser, run_cli
 from .dataset_card import DataSource
 from .licenses import physionet_credentialed
-from .mimic_cxr import cxr_records
+from .mimic_cxr import add_report_sections_flag, cxr_records
 from .mimic_ecg import ecg_records
 from .mimic_linking import match_greedy
 from .splits import DEFAULT_SEED, split_by_patient
@@ -115,18 +116,19 @@ def build_mimic_pair(
     notes: Path | None = None,
     seed: int = DEFAULT_SEED,
     all_records: bool = False,
+    report_sections: str = "either",
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
     """Build MIMIC-PAIR (columns `FEATURES`, patient-level train / validation / test).
 
     Args:
-        cxr_root, reports: MIMIC-CXR-JPG and its reports, as `mimic_cxr.cxr_records`.
+        cxr_root, reports, report_sections: MIMIC-CXR-JPG, its reports and which studies to pair, as
+            `mimic_cxr.cxr_records`.
         ecg_root, notes, all_records: MIMIC-IV-ECG, its notes and which records to pair, as
             `mimic_ecg.ecg_records` (default: the single-label records the ECG builder keeps by default).
         hosp: MIMIC-IV's `hosp` folder; without it every study lacks a `hadm_id` and only time links are made.
         seed: the shared MIMIC split seed.
-        build_dir: a folder where the Arrow files stay until the caller saves the build and removes it (the command
-            line's); None: in memory (`building.build_dataset_dict`).
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         The `DatasetDict`.
@@ -134,7 +136,7 @@ def build_mimic_pair(
     Raises:
         FileNotFoundError, ValueError: as the CXR and ECG readers.
     """
-    cxr = [{**r, "time": r["study_time"]} for r in cxr_records(cxr_root, reports, hosp)]
+    cxr = [{**r, "time": r["study_time"]} for r in cxr_records(cxr_root, reports, hosp, report_sections)]
     ecg = [{**r, "time": r["ecg_time"]} for r in ecg_records(ecg_root, notes, hosp, all_records)]
     records_by_split = split_by_patient(pair_records(cxr, ecg), seed)
     return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, build_dir=build_dir)
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__, roots=("cxr_root", "ecg_root"))
     add_mimic_flags(parser, "hosp", "reports", "notes", "seed", "all_records")
+    add_report_sections_flag(parser)
     run_cli(build_mimic_pair, parser, argv, source=SOURCE)
 
 

@@ -156,8 +156,7 @@ def build_ptbxl(root: Path, build_dir: Path | None = None) -> datasets.DatasetDi
 
     Args:
         root: the unzipped PTB-XL 1.0.3 folder.
-        build_dir: a folder where the Arrow files stay until the caller saves the build and removes it (the command
-            line's); None: in memory (`building.build_dataset_dict`).
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         `DatasetDict` with `train` / `validation` / `test` (those present), columns `FEATURES`.

@@ -145,8 +145,7 @@ def build_rsna(
         seed: the seed of the patient-level split.
         shortest_edge: images shrunk to this shorter side (`radiographs.stored_radiograph`); 0 or None: full size.
         num_proc: processes decoding the DICOMs (26,684 of them in the full set).
-        build_dir: a folder where the Arrow files stay until the caller saves the build and removes it (the command
-            line's); None: in memory (`building.build_dataset_dict`).
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         `DatasetDict` with `train` / `validation` / `test` (those present), columns `FEATURES`.
