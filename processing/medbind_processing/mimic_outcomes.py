@@ -271,12 +271,10 @@ def build_mimic_outcomes(
     Raises:
         FileNotFoundError, ValueError: as the readers.
     """
-    cxr = [{**r, "time": r["study_time"]} for r in cxr_records(cxr_root, reports, None, report_sections)] if cxr_root else []
-    ecg = (
-        [{**r, "time": r["ecg_time"]} for r in ecg_records(ecg_root, ecg_notes, all_records=all_records)]
-        if ecg_root
-        else []
-    )
+    cxr = cxr_records(cxr_root, reports, None, report_sections) if cxr_root else []
+    ecg = ecg_records(ecg_root, ecg_notes, all_records=all_records) if ecg_root else []
+    cxr = [{**r, "time": r["study_time"]} for r in cxr]
+    ecg = [{**r, "time": r["ecg_time"]} for r in ecg]
     records = outcome_records(root, note_dir, cxr, ecg, admissions, readmission_from)
     return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION, build_dir=build_dir)
 
