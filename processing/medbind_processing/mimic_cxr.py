@@ -19,7 +19,7 @@ Which studies (`--report_sections`): the paper keeps 123,711 studies (Table 1: 8
 saying how. MIMIC-CXR-JPG has 227,835 studies (377,110 images, 65,379 patients), nearly all with a frontal image.
 `either` (default) keeps every frontal study whose report has a findings or an impression section (roughly 95% of
 them: ~215k). `both` keeps only those with both sections (a `FINDINGS AND IMPRESSION:` section counts as both): with
-a findings section in roughly 60% of reports and an impression in roughly 82%, that is some 110-135k studies, the
+a findings section in roughly 60% of reports and an impression in roughly 82%, that is some 105-130k studies, the
 only rule of the published structure that lands near the paper's count (one study per patient gives 65k, PA views
 only ~90k, the label or split files ~228k). `summary.json` shows the build's count next to the paper's.
 
