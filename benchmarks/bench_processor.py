@@ -4,8 +4,8 @@
 - CXR from the raw download: a 2500 x 3000 16-bit grayscale PNG (a DICOM-derived radiograph's size and depth) and an
   8-bit JPEG of the same size (MIMIC-CXR-JPG's) -> `[3, 224, 224]`, split into decoding and the processor's own work.
 - CXR from a built dataset (the goal, issue 13.7: >= 100 images/s per core): the same radiographs stored as the CXR
-  builders store them (`medbind_processing.common.stored_radiograph`: shortest side 512 by default, bit depth kept),
-  saved with `save_to_disk` and read back; each call reads one row (decoding the stored image) and processes it.
+  builders store them (`medbind_processing.radiographs.stored_radiograph`: shortest side 512 by default, bit depth
+  kept), saved with `save_to_disk` and read back; each call reads one row (decoding the stored image) and processes it.
   `--dataset DIR` times the rows of a dataset you built instead (e.g. `python -m medbind_processing.mimic_cxr ...`).
 
 Run: `python benchmarks/bench_processor.py [--records 200] [--images 10] [--built-images 200] [--dataset DIR]
@@ -33,7 +33,7 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import wfdb  # noqa: E402
-from medbind_processing.common import DEFAULT_SHORTEST_EDGE, stored_radiograph  # noqa: E402
+from medbind_processing.radiographs import DEFAULT_SHORTEST_EDGE, stored_radiograph  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 

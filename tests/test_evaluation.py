@@ -22,7 +22,7 @@ from modeling_medbind import (
     MedBindProcessor,
     train_wordpiece_tokenizer,
 )
-from medbind_processing.common import CHEXPERT_LABELS, ECG_SUPERCLASSES
+from medbind_processing.labels import CHEXPERT_LABELS, ECG_SUPERCLASSES
 from medbind_processing.cpsc2018 import CPSC2018_CLASSES
 from medbind_processing.demo import save_demo
 from medbind_training.evaluate import main as evaluate_main

@@ -19,7 +19,7 @@ from medbind_processing.chexpert5x200 import (
     report_sentence,
     sample_5x200,
 )
-from medbind_processing.common import CHEXPERT_COMPETITION_FINDINGS as COMPETITION_FINDINGS
+from medbind_processing.labels import CHEXPERT_COMPETITION_FINDINGS as COMPETITION_FINDINGS
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from scipy.signal import find_peaks
 from scipy.stats import spearmanr
 
 from medbind_processing import demo
-from medbind_processing.common import CHEXPERT_LABELS
+from medbind_processing.labels import CHEXPERT_LABELS
 from medbind_processing.mimic_ecg import ecg_labels_from_text
 from medbind_processing.mimic_outcomes import FEATURES as OUTCOME_FEATURES
 from modeling_medbind import CANONICAL_LEAD_NAMES

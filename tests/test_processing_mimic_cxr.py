@@ -1,5 +1,6 @@
 """Tests of processing/medbind_processing/mimic_cxr.py on a miniature MIMIC-CXR-JPG tree (tests/fixtures/mimic.py)."""
 
+import json
 import re
 from datetime import datetime
 
@@ -31,6 +32,16 @@ def test_clean_report_keeps_findings_then_impression_without_deid_markers():
     assert mimic_cxr.clean_report("EXAMINATION: chest\nWET READ: ___ no acute process") == ""
 
 
+def test_the_both_sections_rule_needs_a_findings_and_an_impression():
+    assert mimic_cxr.clean_report("FINDINGS: Clear.\nIMPRESSION: Normal.", "both") == "Clear. Normal."
+    assert mimic_cxr.clean_report("FINDINGS AND IMPRESSION: No change.", "both") == "No change."
+    assert mimic_cxr.clean_report("IMPRESSION: Normal.", "both") == ""
+    assert mimic_cxr.clean_report("IMPRESSION: Normal.", "either") == "Normal."
+    assert mimic_cxr.clean_report("FINDINGS: ___\nIMPRESSION: Normal.", "both") == ""  # empty once cleaned
+    with pytest.raises(ValueError, match="report_sections"):
+        mimic_cxr.clean_report("IMPRESSION: Normal.", "findings")
+
+
 def test_study_time_reads_dates_and_times_that_lost_their_leading_zero():
     assert mimic_cxr.study_time(21810102, "84512.0") == datetime(2181, 1, 2, 8, 45, 12)
     assert mimic_cxr.study_time(21800506, 90000.123) == datetime(2180, 5, 6, 9, 0, 0)
@@ -41,6 +52,13 @@ def test_study_time_reads_dates_and_times_that_lost_their_leading_zero():
 def test_only_frontal_studies_with_findings_or_impression_are_kept(rows):
     # 50000002 is lateral only, 50000003 has no findings / impression section.
     assert sorted(rows) == [50000001, 50000004, 50000005, 50000006]
+
+
+def test_the_both_sections_cohort_drops_an_impression_only_report(raw):
+    cxr_root, _ = raw
+    # 50000001 and 50000006 have both sections, 50000004 a combined one; 50000005 has an impression only.
+    built = mimic_cxr.build_mimic_cxr(cxr_root, report_sections="both")
+    assert sorted(r["study_id"] for split in built.values() for r in split) == [50000001, 50000004, 50000006]
 
 
 def test_pa_is_preferred_over_ap_and_lateral(rows):
@@ -106,6 +124,8 @@ def test_command_line_saves_and_prints_label_counts(raw, tmp_path, capsys):
     loaded = datasets.load_from_disk(str(out))
     assert sum(split.num_rows for split in loaded.values()) == 4
     assert "credentialed" in (out / "README.md").read_text()
+    assert json.loads((out / "summary.json").read_text())["total"] == {"rows": 4, "paper": 123_711}
+    assert "| all | 4 | 123,711 |" in (out / "README.md").read_text()
     printed = capsys.readouterr().out
     assert re.search(r"^train +\d+ +86,853$", printed, re.MULTILINE)
     total = {name: 0 for name in ("Cardiomegaly", "No Finding", "Pneumonia")}
@@ -115,3 +135,10 @@ def test_command_line_saves_and_prints_label_counts(raw, tmp_path, capsys):
             for name in total:
                 total[name] += int(counts[name])
     assert total == {"Cardiomegaly": 1, "No Finding": 2, "Pneumonia": 1}
+
+
+def test_command_line_takes_the_both_sections_cohort(raw, tmp_path):
+    cxr_root, _ = raw
+    both = tmp_path / "both"
+    mimic_cxr.main(["--root", str(cxr_root), "--out", str(both), "--report_sections", "both", "--shortest_edge", "0"])
+    assert json.loads((both / "summary.json").read_text())["total"] == {"rows": 3, "paper": 123_711}

@@ -9,7 +9,7 @@ import wfdb
 from fixtures.mimic import ECG_SAMPLING_RATE, write_mimic_ecg, write_mimic_iv
 
 from medbind_processing import mimic_ecg
-from medbind_processing.common import render_ecg_report
+from medbind_processing.mimic_ecg import render_ecg_report
 
 KEYWORD_CASES = [(name, keyword) for name, keywords in mimic_ecg.CLASS_KEYWORDS.items() for keyword in keywords]
 

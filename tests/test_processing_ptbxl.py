@@ -9,7 +9,7 @@ import wfdb
 from fixtures import rows_by_study
 from fixtures.public import PTBXL_RECORDS, ecg_signal, ptbxl_record_name, write_ptbxl
 
-from medbind_processing.common import ECG_SUPERCLASSES
+from medbind_processing.labels import ECG_SUPERCLASSES
 from medbind_processing.ptbxl import (
     build_ptbxl,
     diagnostic_superclasses,

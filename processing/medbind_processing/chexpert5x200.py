@@ -19,7 +19,7 @@ same sentences. The sentence says the finding and nothing of the image beyond it
 whether an image finds a sentence of its class.
 
 Images: shrunk at build time to 512 pixels on the shorter side and stored in the dataset (`--shortest_edge`,
-`common.stored_radiograph`; CheXpert-v1.0-small's images are smaller and stored as they are; 0 stores paths into
+`radiographs.stored_radiograph`; CheXpert-v1.0-small's images are smaller and stored as they are; 0 stores paths into
 the download); `image_path` is the original JPG.
 
     python -m medbind_processing.chexpert5x200 --root RAW_DIR --out OUT_DIR [--per_class 200] [--seed 0]
@@ -39,19 +39,13 @@ from typing import Any
 import datasets
 import pandas as pd
 
-from .common import (
-    CHEXPERT_COMPETITION_FINDINGS,
-    CHEXPERT_LABELS,
-    DEFAULT_SHORTEST_EDGE,
-    DataSource,
-    add_image_flags,
-    build_dataset_dict,
-    cli_parser,
-    cxr_features,
-    radiograph_example,
-    read_table,
-    run_cli,
-)
+from .building import build_dataset_dict
+from .cli import add_image_flags, cli_parser, run_cli
+from .dataset_card import DataSource
+from .features import cxr_features
+from .labels import CHEXPERT_COMPETITION_FINDINGS, CHEXPERT_LABELS
+from .radiographs import DEFAULT_SHORTEST_EDGE, radiograph_example
+from .tables import read_table
 
 # GLoRIA's filter checks every observation but "No Finding".
 CHECKED_FINDINGS = tuple(label for label in CHEXPERT_LABELS if label != "No Finding")
@@ -182,6 +176,7 @@ def build_chexpert5x200(
     seed: int = 0,
     shortest_edge: int | None = DEFAULT_SHORTEST_EDGE,
     num_proc: int | None = None,
+    build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
     """Build CheXpert 5x200 (see the module docstring).
 
@@ -190,8 +185,9 @@ def build_chexpert5x200(
         per_class: as in `sample_5x200`.
         seed: `random_state` of the selection (`sample_5x200`) and seed of the report sentences.
         shortest_edge: images larger than this on the shorter side are shrunk to it, and all are stored in the
-            dataset; 0 or None: paths into the download (`common.stored_radiograph`).
+            dataset; 0 or None: paths into the download (`radiographs.stored_radiograph`).
         num_proc: processes decoding and shrinking the images.
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         `DatasetDict` with one split, `test`, of `5 * per_class` rows, columns `FEATURES`.
@@ -209,7 +205,7 @@ def build_chexpert5x200(
         for row in selected.to_dict("records")
     ]
     make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
-    return build_dataset_dict({"test": records}, FEATURES, DESCRIPTION, make_example, num_proc)
+    return build_dataset_dict({"test": records}, FEATURES, DESCRIPTION, make_example, num_proc, build_dir=build_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -35,7 +35,7 @@ own folders, Train -> train, Val -> validation, Test -> test.
 Both sources: `label` follows the order of `--classes` (default Normal, COVID-19: the class names the evaluation's
 prompts use). The sources have no patient ids or reports: `study_id` is the image's file name without extension.
 Images: stored in the dataset, shrunk to 512 pixels on the shorter side where larger (`--shortest_edge`,
-`common.stored_radiograph`; both sources' images are smaller and are stored as they are; 0 stores paths into the
+`radiographs.stored_radiograph`; both sources' images are smaller and are stored as they are; 0 stores paths into the
 download); `image_path` is the original PNG.
 
     python -m medbind_processing.covid --root RAW_DIR --out OUT_DIR [--source radiography|covidqu] [--classes ...]
@@ -51,17 +51,12 @@ from typing import Any
 
 import datasets
 
-from .common import (
-    DEFAULT_SHORTEST_EDGE,
-    PAPER_SPLIT_ROWS,
-    DataSource,
-    add_image_flags,
-    build_dataset_dict,
-    cli_parser,
-    cxr_features,
-    radiograph_example,
-    run_cli,
-)
+from .building import build_dataset_dict
+from .cli import add_image_flags, cli_parser, run_cli
+from .dataset_card import DataSource
+from .features import cxr_features
+from .paper_counts import PAPER_SPLIT_ROWS
+from .radiographs import DEFAULT_SHORTEST_EDGE, radiograph_example
 from .splits import DEFAULT_SEED, split_exactly
 
 SOURCES = ("radiography", "covidqu")
@@ -223,6 +218,7 @@ def build_covid(
     subset: str | None = None,
     shortest_edge: int | None = DEFAULT_SHORTEST_EDGE,
     num_proc: int | None = None,
+    build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
     """Build the COVID dataset from either source (see the module docstring).
 
@@ -233,8 +229,9 @@ def build_covid(
         seed: radiography only: the seed of the split by image.
         subset: covidqu only: one of `SUBSETS` (None: the first, the full "Lung Segmentation Data").
         shortest_edge: images larger than this on the shorter side are shrunk to it, and all are stored in the
-            dataset; 0 or None: paths into the download (`common.stored_radiograph`).
+            dataset; 0 or None: paths into the download (`radiographs.stored_radiograph`).
         num_proc: processes reading the images.
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         `DatasetDict` with the splits that received images (radiography: train / test; covidqu: its folders'),
@@ -261,7 +258,9 @@ def build_covid(
             raise ValueError(f"COVID-QU-Ex subset must be one of {SUBSETS}, got {subset!r}")
         records_by_split = covidqu_records(root, subset, classes)
     make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
-    return build_dataset_dict(records_by_split, covid_features(classes), DESCRIPTIONS[source], make_example, num_proc)
+    return build_dataset_dict(
+        records_by_split, covid_features(classes), DESCRIPTIONS[source], make_example, num_proc, build_dir
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

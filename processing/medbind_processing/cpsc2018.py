@@ -30,8 +30,12 @@ import pandas as pd
 import wfdb
 from tqdm.auto import tqdm
 
-from .common import DataSource, build_dataset_dict, cli_parser, ecg_features, read_table, run_cli
+from .building import build_dataset_dict
+from .cli import cli_parser, run_cli
+from .dataset_card import DataSource
+from .features import ecg_features
 from .splits import DEFAULT_SEED, split_by_patient
+from .tables import read_table
 
 CPSC2018_CLASSES = ("Normal", "AF", "I-AVB", "LBBB", "RBBB", "PAC", "PVC", "STD", "STE")
 LABEL_COLUMNS = ("First_label", "Second_label", "Third_label")
@@ -123,12 +127,13 @@ def cpsc_record(row: Mapping[str, Any], headers: Mapping[str, Path]) -> dict[str
     }
 
 
-def build_cpsc2018(root: Path, seed: int = DEFAULT_SEED) -> datasets.DatasetDict:
+def build_cpsc2018(root: Path, seed: int = DEFAULT_SEED, build_dir: Path | None = None) -> datasets.DatasetDict:
     """Build CPSC2018 (see the module docstring for the layout, labels and split).
 
     Args:
         root: the folder holding `REFERENCE.csv` and, below it, the WFDB records.
         seed: the seed of the record-level train/test split.
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         `DatasetDict` with `train` and `test` (those present), columns `FEATURES`.
@@ -141,7 +146,8 @@ def build_cpsc2018(root: Path, seed: int = DEFAULT_SEED) -> datasets.DatasetDict
     reference = read_table(root, "REFERENCE.csv", ["Recording", *LABEL_COLUMNS])
     headers = find_headers(root)
     records = [cpsc_record(row, headers) for row in tqdm(reference.to_dict("records"), desc="CPSC2018", unit="record")]
-    return build_dataset_dict(split_by_patient(records, seed, SPLIT_FRACTIONS), FEATURES, DESCRIPTION)
+    records_by_split = split_by_patient(records, seed, SPLIT_FRACTIONS)
+    return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, build_dir=build_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,8 +7,8 @@ Inputs (PhysioNet, credentialed):
   in MIMIC-IV-Note); a record whose `waveform_note_links` entry points to one of them takes the note as its text.
 - `--hosp` (optional): MIMIC-IV's `hosp` folder; its admissions table gives each ECG its `hadm_id`.
 
-Rules (method.md, Data): the text is the linked cardiologist note where there is one, else the machine statements
-`report_0..report_17` rendered with the paper's template (`common.render_ecg_report`); `labels` come from
+Rules (paper, Data): the text is the linked cardiologist note where there is one, else the machine statements
+`report_0..report_17` rendered with the paper's template (`render_ecg_report`); `labels` come from
 `ecg_labels_from_text` (exclusion phrases, then keywords per class; several classes where several match; `[]` when
 excluded or unmatched); `ecg_path` is the absolute record path without extension and `sampling_rate` its rate (the
 processor low-pass filters and resamples to 100 Hz at train time); patient-level split shared with every MIMIC
@@ -36,21 +36,16 @@ import datasets
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .common import (
-    ECG_SUPERCLASSES,
-    DataSource,
-    add_mimic_flags,
-    build_dataset_dict,
-    cli_parser,
-    ecg_features,
-    link_admissions,
-    parse_time,
-    read_admissions,
-    read_table,
-    render_ecg_report,
-    run_cli,
-)
+from .building import build_dataset_dict
+from .cli import add_mimic_flags, cli_parser, run_cli
+from .dataset_card import DataSource
+from .features import ecg_features
+from .labels import ECG_SUPERCLASSES
+from .licenses import physionet_credentialed
+from .mimic_linking import link_admissions, read_admissions
 from .splits import DEFAULT_SEED, split_by_patient
+from .tables import read_table
+from .times import parse_time
 
 MIMIC_ECG_SAMPLING_RATE = 500  # every MIMIC-IV-ECG record: 10 s at 500 Hz
 REPORT_COLUMNS = tuple(f"report_{index}" for index in range(18))
@@ -64,17 +59,14 @@ SOURCE = DataSource(
     homepage="MIMIC-IV-ECG 1.0, https://physionet.org/content/mimic-iv-ecg/1.0/ (record paths point into this "
     "download); admissions from MIMIC-IV, https://physionet.org/content/mimiciv/; cardiologist notes, where given, "
     "from MIMIC-IV-Note.",
-    license="other",
-    license_name="physionet-credentialed-health-data-license-1.5.0",
-    license_link="https://physionet.org/content/mimiciv/view-license/3.1/",
-    access="The waveforms and machine reports of MIMIC-IV-ECG are open access (ODbL 1.0), but a build that links "
-    "admissions (`--hosp`, MIMIC-IV) or cardiologist notes (`--notes`, MIMIC-IV-Note) holds credentialed data: use it "
-    "only as a PhysioNet credentialed user under the PhysioNet Credentialed Health Data Use Agreement 1.5.0, do not "
-    "redistribute it (no public upload), and share it only with credentialed users of the same projects.",
     label_rules=__doc__,
+    **physionet_credentialed(
+        "The waveforms and machine reports of MIMIC-IV-ECG are open access (ODbL 1.0), but a build that links "
+        "admissions (`--hosp`, MIMIC-IV) or cardiologist notes (`--notes`, MIMIC-IV-Note) holds credentialed data"
+    ),
 )
 
-# method.md, Data: a record whose text holds any of these is left unlabelled.
+# The paper's Data section: a record whose text holds any of these is left unlabelled.
 EXCLUSION_PHRASES = (
     "borderline ecg",
     "poor quality",
@@ -90,7 +82,7 @@ EXCLUSION_PHRASES = (
     "possibly",
     "probable",
 )
-# method.md, Data: keywords per class, as the paper lists them (PVC is in both STTC and CD).
+# The paper's Data section: keywords per class, as the paper lists them (PVC is in both STTC and CD).
 CLASS_KEYWORDS = {
     "NORM": ("normal ecg", "no issues found", "normal ekg", "normal heart tracing", "within normal limits"),
     "HYP": ("hypertrophy", "left atrial enlargement", "LVH", "LAO", "overload", "enlargement"),
@@ -122,6 +114,27 @@ CLASS_KEYWORDS = {
 }
 
 
+def render_ecg_report(statements: Iterable[str | None]) -> str:
+    """Render ECG statements with the paper's template (paper, Data).
+
+    `"ECG presents {report_0}. Additional findings include the following: {report_1}, ..., {report_17}."`
+
+    Args:
+        statements: the machine statements in order (`report_0` first); blanks and None are skipped and each
+            statement's own trailing period is dropped so the template's punctuation is the only one.
+
+    Returns:
+        The report text; `"ECG presents X."` alone when there is a single statement, `""` when there is none.
+    """
+    cleaned = [s.strip().rstrip(".").strip() for s in statements if isinstance(s, str) and s.strip().rstrip(".")]
+    if not cleaned:
+        return ""
+    text = f"ECG presents {cleaned[0]}."
+    if len(cleaned) > 1:
+        text += f" Additional findings include the following: {', '.join(cleaned[1:])}."
+    return text
+
+
 def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern:
     # Case-insensitive, anchored at the start of a word only: "normal ecg" must not fire inside "Abnormal ECG"
     # (the commonest MIMIC statement), while "rBB" must still fire on "RBBB" and "PVC" on "PVC(s)".
@@ -133,7 +146,7 @@ _CLASS_PATTERNS = {name: _phrase_pattern(CLASS_KEYWORDS[name]) for name in ECG_S
 
 
 def ecg_labels_from_text(text: str) -> list[str]:
-    """The paper's rule-based MIMIC-IV-ECG labels of one report text (method.md, Data).
+    """The paper's rule-based MIMIC-IV-ECG labels of one report text (paper, Data).
 
     Matching is case-insensitive and a phrase must start at a word boundary (it may run into a longer word:
     `rBB` matches `RBBB`, `error` matches `errors`, but `normal ecg` does not match `Abnormal ECG` and
@@ -231,12 +244,14 @@ def build_mimic_ecg(
     hosp: Path | None = None,
     seed: int = DEFAULT_SEED,
     all_records: bool = False,
+    build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
     """Build the MIMIC-IV-ECG `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
 
     Args:
         root, notes, hosp, all_records: as in `ecg_records` (default: the paper's single-label records only).
         seed: the shared MIMIC split seed (`medbind_processing.splits`).
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         The `DatasetDict`.
@@ -248,7 +263,7 @@ def build_mimic_ecg(
         {**record, "ecg_time": record["ecg_time"].isoformat()}
         for record in ecg_records(root, notes, hosp, all_records)
     ]
-    return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION)
+    return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION, build_dir=build_dir)
 
 
 def main(argv: list[str] | None = None) -> None:

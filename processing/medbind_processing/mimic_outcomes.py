@@ -2,15 +2,22 @@
 
 Inputs (PhysioNet, credentialed):
 - `--root`: MIMIC-IV (`physionet.org/files/mimiciv/3.1`): `hosp/admissions.csv.gz`, `hosp/patients.csv.gz`.
-- `--note_dir` (optional): MIMIC-IV-Note's `note` folder (`physionet.org/files/mimic-iv-note/2.2/note`) with
-  `discharge.csv.gz`; without it `readmission_text` is None.
+- `--note_dir`: MIMIC-IV-Note's `note` folder (`physionet.org/files/mimic-iv-note/2.2/note`) with
+  `discharge.csv.gz`; needed for the paper's cohort (without it, `--admissions all` and `readmission_text` None).
 - `--cxr_root` / `--reports`, `--ecg_root` / `--ecg_notes` (optional): MIMIC-CXR-JPG and MIMIC-IV-ECG, whose studies
   are attached to the admissions (`cxr_study_id`, `ecg_study_id`; None where none).
 
-Rules (method.md, Data and Multimodal prompt tuning):
+Rules (paper, Data and Multimodal prompt tuning):
+- Rows (`--admissions`): `with_discharge_summary` (default) keeps the admissions that have a discharge summary in
+  MIMIC-IV-Note (331,794 summaries in version 2.2), the paper's cohort: its 218,787 + 40,995 + 72,473 = 332,255 rows
+  match no other count (MIMIC-IV has 431,231 admissions in 2.2, 546,028 in 3.1), and readmission's text is that
+  summary. `all` keeps every admission of `admissions.csv`.
 - `mortality` = died in hospital, read from `discharge_location` ("DIED").
 - `readmission` = the same `subject_id` has a later admission whose `admittime` falls at most 30 days (inclusive)
-  after this admission's `dischtime`.
+  after this admission's `admittime` (`--readmission_from admittime`, default: the paper's wording, "another
+  admission (admittime) within 30 days") or after its `dischtime` (`--readmission_from dischtime`: the usual clinical
+  definition). Every admission of the patient counts as the later one, in the cohort or not. The build options in
+  `summary.json` and the card say which was used.
 - `mortality_text` = `"{gender} patient, who is at the age of {anchor_age}, was admitted as {admission_type}.
   Location: {admission_location}."` (no discharge text: it would leak the outcome); `readmission_text` = the
   discharge summary of the admission (the latest `note_seq` where there are several).
@@ -24,7 +31,8 @@ Rules (method.md, Data and Multimodal prompt tuning):
 
     python -m medbind_processing.mimic_outcomes --root RAW/mimiciv/3.1 --out OUT [--note_dir RAW/mimic-iv-note/2.2/note]
         [--cxr_root RAW/mimic-cxr-jpg/2.1.0 [--reports ZIP]] [--ecg_root RAW/mimic-iv-ecg/1.0 [--ecg_notes CSV]]
-        [--all_records]
+        [--all_records] [--report_sections either|both] [--admissions with_discharge_summary|all]
+        [--readmission_from admittime|dischtime]
 """
 
 from __future__ import annotations
@@ -37,22 +45,22 @@ from typing import Any
 import datasets
 import pandas as pd
 
-from .common import (
-    DataSource,
-    add_mimic_flags,
-    build_dataset_dict,
-    cli_parser,
-    hours_apart,
-    match_greedy,
-    read_table,
-    run_cli,
-    to_iso,
-)
-from .mimic_cxr import cxr_records
+from .building import build_dataset_dict
+from .cli import add_mimic_flags, cli_parser, run_cli
+from .dataset_card import DataSource
+from .licenses import physionet_credentialed
+from .mimic_cxr import add_report_sections_flag, cxr_records
 from .mimic_ecg import ecg_records
+from .mimic_linking import match_greedy
 from .splits import DEFAULT_SEED, split_by_patient
+from .tables import read_table
+from .times import hours_apart, to_iso
 
 READMISSION_WINDOW = timedelta(days=30)
+# Where the readmission window starts (`--readmission_from`; the module docstring says why both).
+READMISSION_FROM = ("admittime", "dischtime")
+# Which admissions are rows (`--admissions`).
+COHORTS = ("with_discharge_summary", "all")
 STUDY_WINDOW = timedelta(hours=24)
 GENDERS = {"M": "Male", "F": "Female"}
 DESCRIPTION = "MIMIC-IV admissions with in-hospital mortality and 30-day readmission (processing/mimic_outcomes.py)"
@@ -77,13 +85,10 @@ SOURCE = DataSource(
     homepage="MIMIC-IV (https://physionet.org/content/mimiciv/), MIMIC-IV-Note "
     "(https://physionet.org/content/mimic-iv-note/), MIMIC-CXR-JPG 2.1.0 and MIMIC-IV-ECG 1.0 for the attached "
     "studies.",
-    license="other",
-    license_name="physionet-credentialed-health-data-license-1.5.0",
-    license_link="https://physionet.org/content/mimiciv/view-license/3.1/",
-    access="Credentialed PhysioNet data (MIMIC-IV, MIMIC-IV-Note discharge summaries, MIMIC-CXR reports): use it only "
-    "as a PhysioNet credentialed user under the PhysioNet Credentialed Health Data Use Agreement 1.5.0, do not "
-    "redistribute it (no public upload), and share it only with credentialed users of the same projects.",
     label_rules=__doc__,
+    **physionet_credentialed(
+        "Credentialed PhysioNet data (MIMIC-IV, MIMIC-IV-Note discharge summaries, MIMIC-CXR reports)"
+    ),
 )
 
 
@@ -95,19 +100,29 @@ def mortality_text(gender: str, anchor_age: int, admission_type: str, admission_
     )
 
 
-def readmitted(admissions: pd.DataFrame, window: timedelta = READMISSION_WINDOW) -> pd.Series:
-    """Whether each admission is followed by a readmission of the same patient within `window` of its discharge.
+def readmitted(
+    admissions: pd.DataFrame, measured_from: str = "admittime", window: timedelta = READMISSION_WINDOW
+) -> pd.Series:
+    """Whether each admission is followed by another of the same patient within `window`.
 
     Args:
         admissions: rows with `subject_id`, `admittime`, `dischtime` (datetimes).
-        window: the readmission window after `dischtime`, inclusive.
+        measured_from: `"admittime"` or `"dischtime"` of this admission: where the window starts
+            (`READMISSION_FROM`).
+        window: the readmission window, inclusive.
 
     Returns:
-        A boolean Series aligned with `admissions`.
+        A boolean Series aligned with `admissions`: the patient's next admission starts at most `window` after
+        `measured_from`.
+
+    Raises:
+        ValueError: for another `measured_from`.
     """
+    if measured_from not in READMISSION_FROM:
+        raise ValueError(f"readmission_from: expected one of {READMISSION_FROM}, got {measured_from!r}")
     ordered = admissions.sort_values(["subject_id", "admittime"])
     next_admit = ordered.groupby("subject_id")["admittime"].shift(-1)
-    flags = next_admit.notna() & (next_admit - ordered["dischtime"] <= window)
+    flags = next_admit.notna() & (next_admit - ordered[measured_from] <= window)
     return flags.reindex(admissions.index)
 
 
@@ -153,21 +168,33 @@ def outcome_records(
     note_dir: Path | None = None,
     cxr_studies: Sequence[Mapping[str, Any]] = (),
     ecg_studies: Sequence[Mapping[str, Any]] = (),
+    admissions: str = "with_discharge_summary",
+    readmission_from: str = "admittime",
 ) -> list[dict[str, Any]]:
-    """The rows of the outcomes dataset (keys = `FEATURES`), one per admission, sorted by `hadm_id`.
+    """The rows of the outcomes dataset (keys = `FEATURES`), one per admission of the cohort, sorted by `hadm_id`.
 
     Args:
         root: the MIMIC-IV folder (with `hosp/`).
-        note_dir: MIMIC-IV-Note's `note` folder (None: `readmission_text` is None).
+        note_dir: MIMIC-IV-Note's `note` folder (None: `readmission_text` is None; only with `admissions="all"`).
         cxr_studies, ecg_studies: studies with `subject_id`, `study_id`, `time` to attach (`attach_studies`) and
             `text`, the report stored as `cxr_text` / `ecg_text` of the admission it attaches to.
+        admissions: the cohort (`COHORTS`): `"with_discharge_summary"` (the paper's) or `"all"`.
+        readmission_from: where the 30-day window starts (`readmitted`).
 
     Raises:
-        FileNotFoundError, ValueError: missing tables or columns, or an admission whose patient is not in
-            `patients.csv`.
+        FileNotFoundError, ValueError: missing tables or columns, an admission whose patient is not in
+            `patients.csv`, an unknown cohort or readmission rule, or the discharge-summary cohort without
+            `note_dir`.
     """
+    if admissions not in COHORTS:
+        raise ValueError(f"admissions: expected one of {COHORTS}, got {admissions!r}")
+    if admissions == "with_discharge_summary" and note_dir is None:
+        raise ValueError(
+            "admissions='with_discharge_summary' (the paper's cohort) needs MIMIC-IV-Note's discharge summaries: "
+            "pass --note_dir RAW/mimic-iv-note/2.2/note, or --admissions all to keep every admission"
+        )
     hosp = Path(root) / "hosp"
-    admissions = read_table(
+    table = read_table(
         hosp,
         "admissions.csv",
         ["subject_id", "hadm_id", "admittime", "dischtime", "admission_type", "admission_location",
@@ -175,21 +202,24 @@ def outcome_records(
         parse_dates=["admittime", "dischtime"],
     )
     patients = read_table(hosp, "patients.csv", ["subject_id", "gender", "anchor_age"]).set_index("subject_id")
-    unknown = sorted(set(admissions["subject_id"]) - set(patients.index))
+    unknown = sorted(set(table["subject_id"]) - set(patients.index))
     if unknown:
         raise ValueError(f"{hosp}: admissions of subject_id(s) {unknown[:5]} missing from patients.csv")
-    admissions = admissions.sort_values("hadm_id").reset_index(drop=True)
-    admissions["readmission"] = readmitted(admissions).astype(int)
+    table = table.sort_values("hadm_id").reset_index(drop=True)
+    # Over every admission: a readmission is any later admission, whether or not it has a discharge summary.
+    table["readmission"] = readmitted(table, readmission_from).astype(int)
     summaries = _discharge_summaries(Path(note_dir)) if note_dir is not None else {}
+    if admissions == "with_discharge_summary":
+        table = table[table["hadm_id"].astype(int).isin(summaries)].reset_index(drop=True)
     rows = [
         {"subject_id": int(a.subject_id), "admittime": a.admittime.to_pydatetime()}
-        for a in admissions.itertuples(index=False)
+        for a in table.itertuples(index=False)
     ]
     cxr_ids, ecg_ids = attach_studies(rows, cxr_studies), attach_studies(rows, ecg_studies)
     cxr_texts = {study["study_id"]: study["text"] for study in cxr_studies}
     ecg_texts = {study["study_id"]: study["text"] for study in ecg_studies}
     records = []
-    for index, admission in enumerate(admissions.itertuples(index=False)):
+    for index, admission in enumerate(table.itertuples(index=False)):
         patient = patients.loc[admission.subject_id]
         records.append(
             {
@@ -221,28 +251,32 @@ def build_mimic_outcomes(
     ecg_notes: Path | None = None,
     seed: int = DEFAULT_SEED,
     all_records: bool = False,
+    report_sections: str = "either",
+    admissions: str = "with_discharge_summary",
+    readmission_from: str = "admittime",
+    build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
     """Build the outcomes `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
 
     Args:
-        root, note_dir: as `outcome_records`.
-        cxr_root, reports: MIMIC-CXR-JPG and its reports (`mimic_cxr.cxr_records`); None: no CXR attached.
+        root, note_dir, admissions, readmission_from: as `outcome_records`.
+        cxr_root, reports, report_sections: MIMIC-CXR-JPG, its reports and which studies to attach
+            (`mimic_cxr.cxr_records`); None: no CXR attached.
         ecg_root, ecg_notes: MIMIC-IV-ECG and its notes (`mimic_ecg.ecg_records`); None: no ECG attached.
         seed: the shared MIMIC split seed.
         all_records: attach any MIMIC-IV-ECG record; False: only the single-label ones the ECG builder keeps by
             default (`mimic_ecg.ecg_records`).
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Raises:
         FileNotFoundError, ValueError: as the readers.
     """
-    cxr = [{**r, "time": r["study_time"]} for r in cxr_records(cxr_root, reports)] if cxr_root else []
-    ecg = (
-        [{**r, "time": r["ecg_time"]} for r in ecg_records(ecg_root, ecg_notes, all_records=all_records)]
-        if ecg_root
-        else []
-    )
-    records = outcome_records(root, note_dir, cxr, ecg)
-    return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION)
+    cxr = cxr_records(cxr_root, reports, None, report_sections) if cxr_root else []
+    ecg = ecg_records(ecg_root, ecg_notes, all_records=all_records) if ecg_root else []
+    cxr = [{**r, "time": r["study_time"]} for r in cxr]
+    ecg = [{**r, "time": r["ecg_time"]} for r in ecg]
+    records = outcome_records(root, note_dir, cxr, ecg, admissions, readmission_from)
+    return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION, build_dir=build_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -252,7 +286,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cxr_root", type=Path, default=None, help="MIMIC-CXR-JPG folder")
     parser.add_argument("--ecg_root", type=Path, default=None, help="MIMIC-IV-ECG folder")
     parser.add_argument("--ecg_notes", type=Path, default=None, help="CSV of ECG notes (note_id, text)")
+    parser.add_argument(
+        "--admissions", choices=COHORTS, default="with_discharge_summary",
+        help="rows: the admissions with a discharge summary (the paper's cohort; needs --note_dir), or all",
+    )
+    parser.add_argument(
+        "--readmission_from", choices=READMISSION_FROM, default="admittime",
+        help="readmitted when the next admission starts at most 30 days after this one's admittime (the paper's "
+        "wording) or dischtime",
+    )
     add_mimic_flags(parser, "reports", "seed", "all_records")
+    add_report_sections_flag(parser)
     run_cli(build_mimic_outcomes, parser, argv, source=SOURCE)
 
 

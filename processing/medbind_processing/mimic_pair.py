@@ -1,19 +1,20 @@
 """MIMIC-PAIR: links between a MIMIC-CXR study and a MIMIC-IV-ECG record of the same patient visit.
 
-Rule (method.md, Data): a CXR study and an ECG are a pair when both have a `hadm_id` and it is the same (however far
+Rule (paper, Data): a CXR study and an ECG are a pair when both have a `hadm_id` and it is the same (however far
 apart in time: the visit id wins); when either lacks a `hadm_id`, when they belong to the same `subject_id` and were
 recorded at most 24 hours apart (inclusive). Pairs are one-to-one: candidates are taken best-first (visit links
 before time links, then the smallest time difference) and a study already paired is skipped, so no ECG or CXR is
 the positive of two rows in a contrastive batch. Only studies that the MIMIC-CXR and MIMIC-IV-ECG builders keep are
 paired (same inputs, same rules: by default the single-label ECGs only, `--all_records` for every ECG, as the ECG
-builder), so every pair's studies are rows of those datasets, and the patient-level split is the one every MIMIC
-dataset shares.
+builder; `--report_sections` as the MIMIC-CXR builder), so every pair's studies are rows of those datasets, and the
+patient-level split is the one every MIMIC dataset shares.
 
 Columns: `subject_id`, `hadm_id` (the shared visit; None for time links), `cxr_study_id`, `ecg_study_id`,
 `link` (`"hadm_id"` or `"time"`), `hours_apart` (float).
 
     python -m medbind_processing.mimic_pair --cxr_root RAW/mimic-cxr-jpg/2.1.0 --ecg_root RAW/mimic-iv-ecg/1.0 \\
         --hosp RAW/mimiciv/3.1/hosp --out OUT [--reports ZIP] [--notes NOTES.csv] [--all_records]
+        [--report_sections either|both]
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ from typing import Any
 
 import datasets
 
-from .common import DataSource, add_mimic_flags, build_dataset_dict, cli_parser, hours_apart, match_greedy, run_cli
-from .mimic_cxr import cxr_records
+from .building import build_dataset_dict
+from .cli import add_mimic_flags, cli_parser, run_cli
+from .dataset_card import DataSource
+from .licenses import physionet_credentialed
+from .mimic_cxr import add_report_sections_flag, cxr_records
 from .mimic_ecg import ecg_records
+from .mimic_linking import match_greedy
 from .splits import DEFAULT_SEED, split_by_patient
+from .times import hours_apart
 
 PAIR_WINDOW = timedelta(hours=24)
 DESCRIPTION = "MIMIC-PAIR: MIMIC-CXR study <-> MIMIC-IV-ECG record of one visit (processing/mimic_pair.py)"
@@ -48,13 +54,8 @@ SOURCE = DataSource(
     pretty_name="MIMIC-PAIR: MIMIC-CXR studies linked to MIMIC-IV-ECG records (MedBind build)",
     homepage="Links between MIMIC-CXR-JPG 2.1.0 (https://physionet.org/content/mimic-cxr-jpg/2.1.0/), MIMIC-IV-ECG 1.0 "
     "(https://physionet.org/content/mimic-iv-ecg/1.0/) and MIMIC-IV admissions (https://physionet.org/content/mimiciv/).",
-    license="other",
-    license_name="physionet-credentialed-health-data-license-1.5.0",
-    license_link="https://physionet.org/content/mimic-cxr-jpg/view-license/2.1.0/",
-    access="Derived from credentialed PhysioNet data (MIMIC-CXR, MIMIC-IV): use it only as a PhysioNet credentialed "
-    "user under the PhysioNet Credentialed Health Data Use Agreement 1.5.0, do not redistribute it (no public "
-    "upload), and share it only with credentialed users of the same projects.",
     label_rules=__doc__,
+    **physionet_credentialed("Derived from credentialed PhysioNet data (MIMIC-CXR, MIMIC-IV)"),
 )
 
 
@@ -115,15 +116,19 @@ def build_mimic_pair(
     notes: Path | None = None,
     seed: int = DEFAULT_SEED,
     all_records: bool = False,
+    report_sections: str = "either",
+    build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
     """Build MIMIC-PAIR (columns `FEATURES`, patient-level train / validation / test).
 
     Args:
-        cxr_root, reports: MIMIC-CXR-JPG and its reports, as `mimic_cxr.cxr_records`.
+        cxr_root, reports, report_sections: MIMIC-CXR-JPG, its reports and which studies to pair, as
+            `mimic_cxr.cxr_records`.
         ecg_root, notes, all_records: MIMIC-IV-ECG, its notes and which records to pair, as
             `mimic_ecg.ecg_records` (default: the single-label records the ECG builder keeps by default).
         hosp: MIMIC-IV's `hosp` folder; without it every study lacks a `hadm_id` and only time links are made.
         seed: the shared MIMIC split seed.
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         The `DatasetDict`.
@@ -131,15 +136,17 @@ def build_mimic_pair(
     Raises:
         FileNotFoundError, ValueError: as the CXR and ECG readers.
     """
-    cxr = [{**r, "time": r["study_time"]} for r in cxr_records(cxr_root, reports, hosp)]
+    cxr = [{**r, "time": r["study_time"]} for r in cxr_records(cxr_root, reports, hosp, report_sections)]
     ecg = [{**r, "time": r["ecg_time"]} for r in ecg_records(ecg_root, notes, hosp, all_records)]
-    return build_dataset_dict(split_by_patient(pair_records(cxr, ecg), seed), FEATURES, DESCRIPTION)
+    records_by_split = split_by_patient(pair_records(cxr, ecg), seed)
+    return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, build_dir=build_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__, roots=("cxr_root", "ecg_root"))
     add_mimic_flags(parser, "hosp", "reports", "notes", "seed", "all_records")
+    add_report_sections_flag(parser)
     run_cli(build_mimic_pair, parser, argv, source=SOURCE)
 
 

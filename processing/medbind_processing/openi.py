@@ -11,7 +11,7 @@ Rows: every frontal image whose report has text (the MIMIC-CXR rule of frontal v
 frontal images gives two rows). Text: the findings and impression sections joined, as MedCLIP prepares reports,
 with Open-I's de-identification marker (`XXXX`) removed. `subject_id` and `study_id` are the report's `uid` (Open-I
 has one report per patient). Images: shrunk at build time to 512 pixels on the shorter side and stored in the dataset
-(`--shortest_edge`, `common.stored_radiograph`: the Kaggle PNGs smaller than that are stored as they are; 0 stores
+(`--shortest_edge`, `radiographs.stored_radiograph`: the Kaggle PNGs smaller than that are stored as they are; 0 stores
 paths into the download); `image_path` is the original PNG.
 
     python -m medbind_processing.openi --root RAW_DIR --out OUT_DIR [--shortest_edge 512] [--num_proc N]
@@ -27,17 +27,12 @@ from typing import Any
 
 import datasets
 
-from .common import (
-    DEFAULT_SHORTEST_EDGE,
-    DataSource,
-    add_image_flags,
-    build_dataset_dict,
-    cli_parser,
-    cxr_features,
-    radiograph_example,
-    read_table,
-    run_cli,
-)
+from .building import build_dataset_dict
+from .cli import add_image_flags, cli_parser, run_cli
+from .dataset_card import DataSource
+from .features import cxr_features
+from .radiographs import DEFAULT_SHORTEST_EDGE, radiograph_example
+from .tables import read_table
 
 IMAGE_DIR = Path("images") / "images_normalized"
 FEATURES = cxr_features()
@@ -95,15 +90,17 @@ def openi_record(projection: Mapping[str, Any], text: str, root: Path) -> dict[s
 
 
 def build_openi(
-    root: Path, shortest_edge: int | None = DEFAULT_SHORTEST_EDGE, num_proc: int | None = None
+    root: Path, shortest_edge: int | None = DEFAULT_SHORTEST_EDGE, num_proc: int | None = None,
+    build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
     """Build Open-I (see the module docstring for the rows and text).
 
     Args:
         root: the unzipped Kaggle folder.
         shortest_edge: images larger than this on the shorter side are shrunk to it, and all are stored in the
-            dataset; 0 or None: paths into the download (`common.stored_radiograph`).
+            dataset; 0 or None: paths into the download (`radiographs.stored_radiograph`).
         num_proc: processes decoding and shrinking the images.
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         `DatasetDict` with one split, `test`, columns `FEATURES`.
@@ -123,7 +120,7 @@ def build_openi(
         if texts[int(projection["uid"])]:
             records.append(openi_record(projection, texts[int(projection["uid"])], root))
     make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
-    return build_dataset_dict({"test": records}, FEATURES, DESCRIPTION, make_example, num_proc)
+    return build_dataset_dict({"test": records}, FEATURES, DESCRIPTION, make_example, num_proc, build_dir=build_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -28,17 +28,13 @@ from typing import Any
 import datasets
 from tqdm.auto import tqdm
 
-from .common import (
-    ECG_SUPERCLASSES,
-    DataSource,
-    build_dataset_dict,
-    cli_parser,
-    ecg_features,
-    parse_time,
-    read_table,
-    run_cli,
-    to_iso,
-)
+from .building import build_dataset_dict
+from .cli import cli_parser, run_cli
+from .dataset_card import DataSource
+from .features import ecg_features
+from .labels import ECG_SUPERCLASSES
+from .tables import read_table
+from .times import parse_time, to_iso
 
 FEATURES = ecg_features(
     labels=ECG_SUPERCLASSES, ecg_path_500hz=datasets.Value("string"), strat_fold=datasets.Value("int64")
@@ -155,11 +151,12 @@ def ptbxl_record(row: Mapping[str, Any], root: Path, diagnostic_classes: Mapping
     }
 
 
-def build_ptbxl(root: Path) -> datasets.DatasetDict:
+def build_ptbxl(root: Path, build_dir: Path | None = None) -> datasets.DatasetDict:
     """Build PTB-XL (see the module docstring for the rows, labels and splits).
 
     Args:
         root: the unzipped PTB-XL 1.0.3 folder.
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         `DatasetDict` with `train` / `validation` / `test` (those present), columns `FEATURES`.
@@ -175,7 +172,7 @@ def build_ptbxl(root: Path) -> datasets.DatasetDict:
     for row in tqdm(database.to_dict("records"), desc="PTB-XL records", unit="record"):
         records_by_split[fold_split(int(row["strat_fold"]))].append(ptbxl_record(row, root, diagnostic_classes))
     present = {name: records for name, records in records_by_split.items() if records}
-    return build_dataset_dict(present, FEATURES, DESCRIPTION)
+    return build_dataset_dict(present, FEATURES, DESCRIPTION, build_dir=build_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

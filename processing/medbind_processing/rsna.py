@@ -10,9 +10,9 @@ Raw layout: the Kaggle competition download (https://www.kaggle.com/c/rsna-pneum
 Rows: one per `patientId` (one image per patient). `label` is `Target`: 1 "Pneumonia" (at least one opacity box),
 0 "Normal" (no pneumonia-like opacity; this includes the challenge's "No Lung Opacity / Not Normal" images), the
 paper's two classes. DICOMs are decoded with pydicom at build time (modality and VOI LUTs applied, MONOCHROME1
-inverted, scaled to 8 bits), shrunk to 512 pixels on the shorter side (`--shortest_edge`, `common.stored_radiograph`;
-0 keeps the 1024 x 1024 originals) and stored as PNG; `view` is the DICOM `ViewPosition` (AP/PA; None for PNG
-input); `image_path` is the original file.
+inverted, scaled to 8 bits), shrunk to 512 pixels on the shorter side (`--shortest_edge`,
+`radiographs.stored_radiograph`; 0 keeps the 1024 x 1024 originals) and stored as PNG; `view` is the DICOM
+`ViewPosition` (AP/PA; None for PNG input); `image_path` is the original file.
 `study_id` is the `patientId`. Splits: the stage-2 test labels are not public, so the labelled images are split
 70 / 10 / 20 % by `medbind_processing.splits`' seeded hash of the `patientId` (the paper's 18,678 train / 5,338 test come
 from such a 70 / 10 / 20 split of the 26,684 images).
@@ -33,18 +33,13 @@ from PIL import Image
 
 from modeling_medbind.image_processing_medbind import decode_dicom
 
-from .common import (
-    DEFAULT_SHORTEST_EDGE,
-    DataSource,
-    add_image_flags,
-    build_dataset_dict,
-    cli_parser,
-    cxr_features,
-    read_table,
-    run_cli,
-    stored_radiograph,
-)
+from .building import build_dataset_dict
+from .cli import add_image_flags, cli_parser, run_cli
+from .dataset_card import DataSource
+from .features import cxr_features
+from .radiographs import DEFAULT_SHORTEST_EDGE, stored_radiograph
 from .splits import DEFAULT_SEED, split_by_patient
+from .tables import read_table
 
 RSNA_CLASSES = ("Normal", "Pneumonia")
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
@@ -127,7 +122,7 @@ def image_file(root: Path, patient_id: str) -> Path:
 
 def rsna_example(record: Mapping[str, Any], shortest_edge: int | None = DEFAULT_SHORTEST_EDGE) -> dict[str, Any]:
     """Turn `{"image_path", "study_id", "label"}` into an example of `FEATURES`, decoding a DICOM and shrinking the
-    image (`common.stored_radiograph`; worker-side)."""
+    image (`radiographs.stored_radiograph`; worker-side)."""
     path = Path(record["image_path"])
     if path.suffix == ".dcm":
         image, view = dicom_to_image(path)
@@ -141,14 +136,16 @@ def build_rsna(
     seed: int = DEFAULT_SEED,
     shortest_edge: int | None = DEFAULT_SHORTEST_EDGE,
     num_proc: int | None = None,
+    build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
     """Build RSNA Pneumonia (see the module docstring).
 
     Args:
         root: the unzipped Kaggle folder.
         seed: the seed of the patient-level split.
-        shortest_edge: images shrunk to this shorter side (`common.stored_radiograph`); 0 or None: full size.
+        shortest_edge: images shrunk to this shorter side (`radiographs.stored_radiograph`); 0 or None: full size.
         num_proc: processes decoding the DICOMs (26,684 of them in the full set).
+        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
 
     Returns:
         `DatasetDict` with `train` / `validation` / `test` (those present), columns `FEATURES`.
@@ -165,7 +162,7 @@ def build_rsna(
     ]
     records_by_split = split_by_patient(records, seed, SPLIT_FRACTIONS, key="study_id")
     make_example = functools.partial(rsna_example, shortest_edge=shortest_edge)
-    return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, make_example, num_proc)
+    return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, make_example, num_proc, build_dir=build_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -3,7 +3,7 @@
 A patient's split is a pure function of its `subject_id` and a seed: a SHA-256 hash mapped to [0, 1) and cut at
 the cumulative fractions. So MIMIC-CXR, MIMIC-IV-ECG, MIMIC-PAIR and the MIMIC-IV outcomes, built separately and
 in any order, put a patient in the same split, and no patient is ever in two splits. The default fractions
-(70 / 10 / 20 %) follow the paper's MIMIC split sizes (method.md, Data).
+(70 / 10 / 20 %) follow the paper's MIMIC split sizes (paper, Data).
 
 Sources without patient ids whose paper split has exact sizes (the COVID-19 Radiography Database: 11,028 / 2,780)
 use `split_exactly`: the same seeded hash orders the records, and the split sizes are exact, not expected.

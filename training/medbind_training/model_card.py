@@ -19,6 +19,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from medbind_processing.licenses import PHYSIONET_CREDENTIALED_LICENSE
 from modeling_medbind import MedBindConfig
 
 from .evaluation import CLASSIFICATION_KEY, FEW_SHOT_KEY, RETRIEVAL_KEY, RSUM_KEY, retrieval_prefix
@@ -46,11 +47,6 @@ DATASET_NAMES = {
     "rsna": "RSNA Pneumonia",
     "chexpert5x200": "CheXpert 5x200",
     "openi": "Open-I",
-}
-PHYSIONET_LICENSE = {
-    "license": "other",
-    "license_name": "physionet-credentialed-health-data-license-1.5.0",
-    "license_link": "https://physionet.org/about/licenses/physionet-credentialed-health-data-license-150/",
 }
 
 
@@ -182,7 +178,7 @@ def render_model_card(
         pipeline_tag="feature-extraction",
         tags=["medbind", "medical", "chest-x-ray", "ecg", "contrastive", "custom_code"] + ["synthetic"] * synthetic,
         eval_results=[result.eval_result(evaluation_split) for result in measured] or None,
-        **({"license": "apache-2.0"} if synthetic else PHYSIONET_LICENSE),
+        **({"license": "apache-2.0"} if synthetic else PHYSIONET_CREDENTIALED_LICENSE),
         **{METADATA_KEY: render_inputs},
     )
     ecg = config.ecg_config

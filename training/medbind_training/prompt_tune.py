@@ -51,6 +51,7 @@ from transformers import (
 )
 
 
+from medbind_processing.licenses import PHYSIONET_CREDENTIALED_LICENSE
 from medbind_training import optional_argument
 from medbind_training.evaluate import load_model
 from medbind_training.evaluation import Embedder
@@ -552,7 +553,7 @@ def render_model_card(
     license_fields = (
         {"license": "apache-2.0"}
         if synthetic
-        else {"license": "other", "license_name": "physionet-credentialed-health-data-license-1.5.0"}
+        else PHYSIONET_CREDENTIALED_LICENSE
     )
     card_data = ModelCardData(
         library_name="transformers",
