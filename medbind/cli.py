@@ -24,7 +24,7 @@ import transformers
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoProcessor, BatchFeature
+from transformers import BatchFeature
 
 from modeling_medbind import MedBindModel, MedBindProcessor
 from modeling_medbind.pipeline_medbind import (
@@ -176,10 +176,11 @@ def load_model(args: argparse.Namespace) -> tuple[MedBindModel, MedBindProcessor
     Raises:
         BadInput: the folder cannot be loaded or is not a MedBind model.
     """
+    from medbind_training.embedding import load_model as load_medbind  # here: the commands that need no model start faster
+
     transformers.utils.logging.disable_progress_bar()  # loading takes a moment; the commands show their own bars
     try:
-        model = AutoModel.from_pretrained(args.model)
-        processor = AutoProcessor.from_pretrained(args.model)
+        model, processor = load_medbind(args.model, trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise BadInput([f"--model {args.model}: cannot load a MedBind model and processor: {error}"]) from error
     if not isinstance(model, MedBindModel) or not isinstance(processor, MedBindProcessor):
@@ -282,8 +283,7 @@ def run_zero_shot(args: argparse.Namespace) -> None:
     modality = "ecg" if args.ecg else "cxr"
     inputs = args.ecg or args.cxr
     if args.prompts:
-        # Only --prompts needs medbind_training (and its evaluation's imports): the other commands start faster.
-        from medbind_training.evaluation import read_prompt_file
+        from medbind_training.prompt_files import read_prompt_file
     try:
         candidates = read_prompt_file(args.prompts)[1].classes if args.prompts else args.labels
         prompts = prompts_by_label(candidates, args.template or DEFAULT_HYPOTHESIS_TEMPLATES[modality])
@@ -356,8 +356,7 @@ def read_index(paths: Sequence[Path]) -> tuple[torch.Tensor, list[str], list[str
 
 def run_card(args: argparse.Namespace) -> None:
     """`medbind card`: render the card of `--model` again with `--results` and write it."""
-    # Only this command (and zero-shot --prompts) needs medbind_training: the others start faster without it.
-    from medbind_training.model_card import CARD_FILE, load_results, rerender_model_card
+    from medbind_model_cards.medbind_pretrained import CARD_FILE, load_results, rerender_model_card
 
     try:
         card = rerender_model_card(args.model, load_results(args.results))

@@ -17,7 +17,8 @@ from datasets import load_from_disk
 
 from modeling_medbind import load_text_tokenizer, train_wordpiece_tokenizer
 from medbind_processing.demo import save_demo
-from medbind_training.pretrain import main, parse_arguments
+from medbind_training.pretraining import main
+from medbind_training.pretraining import parse_pretraining_arguments as parse_arguments
 from medbind_training.trainer import MedBindTrainer
 
 PRETRAIN = Path(__file__).resolve().parents[1] / "training" / "pretrain.py"
@@ -167,9 +168,9 @@ def test_a_text_backbone_brings_its_tokenizer_and_a_saved_model_keeps_its_proces
 
 def test_arguments_load_from_a_yaml_file(tmp_path):
     config = tmp_path / "run.yaml"
-    config.write_text("preset: tiny\nvariant: nm\ndataset_dir: /data/mimic\noutput_dir: out\nnum_train_epochs: 3\n")
+    config.write_text("config_preset: tiny\nvariant: nm\ndataset_dir: /data/mimic\noutput_dir: out\nnum_train_epochs: 3\n")
     model_args, data_args, training_args = parse_arguments([str(config)])
-    assert (model_args.preset, model_args.variant, data_args.dataset_dir) == ("tiny", "nm", "/data/mimic")
+    assert (model_args.config_preset, model_args.variant, data_args.dataset_dir) == ("tiny", "nm", "/data/mimic")
     assert training_args.num_train_epochs == 3
     # paper defaults where the file is silent
     assert (training_args.learning_rate, training_args.weight_decay, training_args.per_device_train_batch_size) == (
@@ -181,7 +182,7 @@ def test_arguments_load_from_a_yaml_file(tmp_path):
 def test_each_demo_variant_writes_its_own_folder_unless_told_otherwise():
     folders = [parse_arguments(["--preset", "demo", *variant])[2].output_dir for variant in (
         [], ["--variant", "nm"], ["--variant=ecg-clip"])]  # fmt: skip
-    assert folders == ["outputs/medbind-demo", "outputs/medbind-demo-nm", "outputs/medbind-demo-ecg-clip"]
+    assert folders == ["outputs/medbind-demo-bd", "outputs/medbind-demo-nm", "outputs/medbind-demo-ecg-clip"]
     assert parse_arguments(["--preset=demo", "--variant", "nm", "--output_dir", "mine"])[2].output_dir == "mine"
 
 
