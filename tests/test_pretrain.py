@@ -259,3 +259,25 @@ def test_streamed_training_data_trains_and_exports(demo_data, tmp_path):
     assert "retrieval/cxr/cxr_to_text/recall@1" in metrics and (output / "model.safetensors").exists()
     with pytest.raises(ValueError, match="max_steps"):
         main(demo_arguments(demo_data, tmp_path / "no-steps", "--streaming", "true"))
+
+
+def test_a_copied_preset_file_is_read_and_the_command_line_overrides_it(tmp_path):
+    from medbind_training.arguments import PRESETS
+
+    edited = tmp_path / "my_demo.yaml"
+    demo = (PRESETS / "pretrain" / "demo.yaml").read_text()
+    edited.write_text(demo.replace("learning_rate: 1.0e-3", "learning_rate: 0.5"))
+    model_args, data_args, training_args = parse_arguments(["--preset", str(edited), "--num_train_epochs", "2"])
+    assert (training_args.learning_rate, training_args.num_train_epochs) == (0.5, 2.0)
+    assert (model_args.config_preset, data_args.synthetic_demo, training_args.output_dir) == (
+        "tiny", True, "outputs/medbind-demo-bd"
+    )
+
+
+def test_a_preset_naming_an_unknown_argument_or_an_unknown_preset_is_refused(tmp_path):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("learning_rte: 0.1\n")
+    with pytest.raises(ValueError, match=rf"{typo}.*learning_rte"):
+        parse_arguments([str(typo)])
+    with pytest.raises(FileNotFoundError, match="demo, paper"):
+        parse_arguments(["--preset", "huge"])

@@ -51,15 +51,8 @@ from modeling_medbind import (
 )
 from modeling_medbind.configuration_medbind import TRAINED_VOCAB_SIZE
 
+from . import metrics
 from .arguments import optional_argument, parse_arguments
-from .metrics import (
-    CHANCE_AUROC,
-    accuracy,
-    balanced_accuracy,
-    chance_accuracy,
-    chance_balanced_accuracy,
-    macro_auroc,
-)
 from .prompt_tuning_arguments import DataArguments, ModelArguments, PromptTuningArguments
 from .prompt_tuning_data import (
     VisitCollator,
@@ -165,8 +158,8 @@ def outcome_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     predictions = logits.argmax(axis=-1)
     results = {}
     for name, metric, chance in (
-        ("accuracy", accuracy, chance_accuracy),
-        ("balanced_accuracy", balanced_accuracy, chance_balanced_accuracy),
+        ("accuracy", metrics.accuracy, metrics.chance_accuracy),
+        ("balanced_accuracy", metrics.balanced_accuracy, metrics.chance_balanced_accuracy),
     ):
         results[name] = float(metric(predictions, labels))
         results[f"{name}/chance"] = chance(labels)
@@ -174,19 +167,18 @@ def outcome_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         logger.warning("one class only among %d visits: no AUROC", len(labels))
         return results
     probabilities = torch.from_numpy(logits).float().softmax(dim=-1)[:, 1].numpy()
-    results["auroc"] = macro_auroc(probabilities, labels)
-    results["auroc/chance"] = CHANCE_AUROC
+    results["auroc"] = metrics.macro_auroc(probabilities, labels)
+    results["auroc/chance"] = metrics.CHANCE_AUROC
     return results
 
 
 
 def export(
     trainer: ClinicalPredictionTrainer,
-    model_args: ModelArguments,
     data_args: DataArguments,
     training_args: TrainingArguments,
     results: Mapping[str, float | str],
-    metrics: Mapping[str, float],
+    test_metrics: Mapping[str, float],
 ) -> None:
     """results.json and the model card (README.md, written when the model is saved or pushed) in `output_dir`."""
     output_dir = Path(training_args.output_dir)
@@ -203,7 +195,7 @@ def export(
     }
     trainer.model_card = render_model_card(
         trainer.accelerator.unwrap_model(trainer.model),
-        metrics,
+        test_metrics,
         data_args.task,
         data_args.mode,
         training_args.hub_model_id or str(output_dir),
@@ -257,12 +249,12 @@ def prompt_tune(
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_state()
     prediction = trainer.predict(visits["test"], metric_key_prefix="test")
-    metrics = outcome_metrics(prediction.predictions, prediction.label_ids)
+    test_metrics = outcome_metrics(prediction.predictions, prediction.label_ids)
     prefix = f"prompt_tuning/{data_args.task}/{data_args.mode}"
-    results = {f"{prefix}/{key}": value for key, value in metrics.items()}
+    results = {f"{prefix}/{key}": value for key, value in test_metrics.items()}
     results |= {"split": "test", "model": training_args.hub_model_id or training_args.output_dir}
     if trainer.is_world_process_zero():
-        export(trainer, model_args, data_args, training_args, results, metrics)
+        export(trainer, data_args, training_args, results, test_metrics)
         print(json.dumps(results, indent=2, sort_keys=True))
     # Model (adapter, projections, head, code), tokenizer and card; with --push_to_hub the Trainer saves them itself
     # and uploads the folder (but its `_*` embedding cache and checkpoints) in one commit.
