@@ -148,7 +148,7 @@ class MedBindTrainer(TokenFreeTrainer):
         return metrics
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
-        """Keep the MedBind card (README.md) that `medbind_training.model_card` writes; the library's would replace it."""
+        """Keep the MedBind card (README.md) `medbind_model_cards.medbind_pretrained` renders, not the library's."""
 
     def _save_checkpoint(self, model, trial) -> None:
         # The library writes checkpoint-N in place; here it writes it inside a staging folder beside it, which is
