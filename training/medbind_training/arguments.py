@@ -3,7 +3,7 @@ and the command line.
 
     python training/pretrain.py --preset demo --variant nm        # a packaged preset, one value overridden
     python training/pretrain.py --preset my_run.yaml              # a copy of a preset, edited
-    python training/pretrain.py my_run.yaml                       # the same, shorter
+    python training/pretrain.py my_run.yaml --seed 1              # the same, shorter
 
 A preset is a YAML (or JSON) file of argument values: a name (`demo`, `paper`) names one of the entry point's
 packaged files, `presets/{entry}/{name}.yaml`; any other value is a path. Its values become the parser's defaults,
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import string
 import sys
 from collections.abc import Sequence
 from importlib.resources import files
@@ -72,7 +73,7 @@ def parse_arguments(
     dataclass_types: Sequence[type], entry: str, argv: Sequence[str] | None = None, default_preset: str | None = None
 ) -> tuple:
     """
-    Parse a preset (`--preset NAME_OR_FILE`, or a lone `FILE.yaml` / `.json` argument) and the command line into
+    Parse a preset (`--preset NAME_OR_FILE`, or a `FILE.yaml` / `.json` first argument) and the command line into
     `dataclass_types`' instances; the command line wins over the preset, the preset over the dataclass defaults.
 
     Args:
@@ -88,8 +89,8 @@ def parse_arguments(
         ValueError: a preset names an argument none of the dataclasses has (the message names the file and key).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 1 and argv[0].endswith(PRESET_SUFFIXES):
-        argv = ["--preset", argv[0]]
+    if argv and argv[0].endswith(PRESET_SUFFIXES) and not argv[0].startswith("-"):
+        argv = ["--preset", *argv]
     parser = HfArgumentParser(dataclass_types)
     parser.add_argument(
         "--preset",
@@ -105,7 +106,8 @@ def parse_arguments(
         where, values = read_preset(name, entry)
         parser.set_defaults(**_typed_defaults(parser, values, where))
     *parsed, _ = parser.parse_args_into_dataclasses(args=argv)  # the last is the namespace holding --preset
-    if templates := {key: value for key, value in values.items() if isinstance(value, str) and "{" in value}:
+    names = {action.dest for action in parser._actions}
+    if templates := {key: value for key, value in values.items() if _is_template(value, names)}:
         # Filled in from the parsed values, then parsed again: a dataclass's __post_init__ sees the final value.
         found = {name: value for instance in parsed for name, value in vars(instance).items()}
         parser.set_defaults(**{key: template.format(**found) for key, template in templates.items()})
@@ -113,9 +115,21 @@ def parse_arguments(
     return tuple(parsed)
 
 
+def _is_template(value: Any, names: set[str]) -> bool:
+    """Whether a preset value is a string whose braces all name arguments (a JSON value such as
+    `config_overrides` has braces too)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        fields = {field for _, field, _, _ in string.Formatter().parse(value) if field is not None}
+    except ValueError:  # unmatched braces
+        return False
+    return bool(fields) and fields <= names
+
+
 def _typed_defaults(parser: HfArgumentParser, values: dict[str, Any], where: str) -> dict[str, Any]:
     """The preset's values, converted by each argument's type as a command-line string would be."""
-    actions = {action.dest: action for action in parser._actions}
+    actions = {action.dest: action for action in parser._actions}  # argparse lists its actions nowhere public
     if unknown := sorted(set(values) - set(actions) - {"preset"}):
         raise ValueError(f"{where}: no such argument {unknown}; `--help` lists the arguments")
     defaults = {}
