@@ -63,7 +63,7 @@ def test_the_installed_wheel_brings_its_packages_the_command_the_card_and_the_pr
     packages = installed["site_packages"]
     for installed_file in ("medbind/cli.py", "medbind_model_cards/medbind_pretrained.md",
                            "medbind_training/presets/pretrain/demo.yaml",
-                           "medbind_training/medbind_training/trainer.py", "medbind_processing/medbind_processing/rsna.py",
+                           "medbind_training/trainer.py", "medbind_processing/rsna.py",
                            "modeling_medbind/pipeline_medbind.py"):  # fmt: skip
         assert (packages / installed_file).is_file(), installed_file
     assert not (packages / "processing").exists() and not (packages / "training").exists()  # no generic names
