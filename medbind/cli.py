@@ -24,16 +24,16 @@ import transformers
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoProcessor, BatchFeature
+from transformers import pipeline
 
 from modeling_medbind import MedBindModel, MedBindProcessor
 from modeling_medbind.pipeline_medbind import (
     DEFAULT_HYPOTHESIS_TEMPLATES,
-    label_probabilities,
     process_one,
     prompts_by_label,
 )
 
+READ_ERRORS = (OSError, ValueError, ImportError)  # a missing file, a corrupt file, a DICOM without pydicom
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # also argparse's status for a bad command line
 EMBEDDINGS = "embeddings"  # the tensor of an embeddings file; its metadata holds `sources`, `modalities`, `model`
@@ -176,10 +176,11 @@ def load_model(args: argparse.Namespace) -> tuple[MedBindModel, MedBindProcessor
     Raises:
         BadInput: the folder cannot be loaded or is not a MedBind model.
     """
+    from medbind_training.embedding import load_model as load_medbind  # here: the commands that need no model start faster
+
     transformers.utils.logging.disable_progress_bar()  # loading takes a moment; the commands show their own bars
     try:
-        model = AutoModel.from_pretrained(args.model)
-        processor = AutoProcessor.from_pretrained(args.model)
+        model, processor = load_medbind(args.model, trust_remote_code=False)
     except (OSError, ValueError) as error:
         raise BadInput([f"--model {args.model}: cannot load a MedBind model and processor: {error}"]) from error
     if not isinstance(model, MedBindModel) or not isinstance(processor, MedBindProcessor):
@@ -188,44 +189,80 @@ def load_model(args: argparse.Namespace) -> tuple[MedBindModel, MedBindProcessor
     return model.eval().to(device), processor
 
 
-def embed_inputs(
-    model: MedBindModel, processor: MedBindProcessor, modality: str, inputs: Sequence[str], batch_size: int
-) -> torch.Tensor:
+def pipeline_outputs(
+    task: str,
+    model: MedBindModel,
+    processor: MedBindProcessor,
+    modality: str,
+    inputs: Sequence[str],
+    batch_size: int,
+    **parameters: Any,
+) -> list[Any]:
     """
-    Embed inputs of one modality in batches, with a progress bar for more than one input.
+    The outputs of MedBind's pipeline `task` for inputs of one modality, `batch_size` inputs per forward pass, with a
+    progress bar for more than one batch.
 
-    Every input is read on its own, so that one unreadable input is reported by name; after the first, the others
-    are still read (to report them all) but no longer embedded.
+    The pipeline stops at the first unreadable input; to report them all by name, a batch that fails is read input
+    by input, and after the first failure the remaining inputs are only read, no longer run.
 
     Args:
+        task: `"medbind-feature-extraction"`, `"zero-shot-ecg-classification"` or `"zero-shot-cxr-classification"`.
         model, processor: from `load_model`.
         modality: `"cxr"`, `"ecg"` or `"text"`.
         inputs: file paths, record paths or texts.
         batch_size: inputs per forward pass.
+        **parameters: the pipeline's call parameters (`candidate_labels=`, `return_tensors=`).
 
     Returns:
-        `[len(inputs), projection_dim]` float32 L2-normalised embeddings, on the CPU.
+        One output per input.
 
     Raises:
         BadInput: naming each input that cannot be read and why.
     """
+    run = pipeline(task, model=model, processor=processor, device=model.device)
+    batches = [list(inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)]
+    outputs: list[Any] = []
     problems: list[str] = []
-    pending: list[BatchFeature] = []
-    parts: list[torch.Tensor] = []
-    progress = tqdm(inputs, desc=f"embedding {modality}", unit=modality, disable=len(inputs) < 2 or None)
-    for position, item in enumerate(progress, start=1):
+    for batch in tqdm(batches, desc=f"{task} ({modality})", unit="batch", disable=len(batches) < 2 or None):
+        if problems:  # nothing more runs: the rest is only read, to name every unreadable input
+            problems += unreadable(processor, modality, batch)
+            continue
         try:
-            pending.append(process_one(processor, modality, item))
-        except (OSError, ValueError, ImportError) as error:  # missing file, corrupt file, no pydicom for a DICOM
-            problems.append(f"{item}: {error}")
-        if problems:
-            pending.clear()
-        elif len(pending) == batch_size or position == len(inputs):
-            parts.append(_embed_batch(model, processor, modality, pending))
-            pending.clear()
+            outputs += run(batch, modality=modality, batch_size=batch_size, **parameters)
+        except READ_ERRORS:
+            if not (found := unreadable(processor, modality, batch)):
+                raise  # not an input's fault
+            problems += found
     if problems:
         raise BadInput(problems)
-    return torch.cat(parts)
+    return outputs
+
+
+def unreadable(processor: MedBindProcessor, modality: str, inputs: Sequence[str]) -> list[str]:
+    """`"{input}: {reason}"` for each input the processor cannot read."""
+    problems = []
+    for item in inputs:
+        try:
+            process_one(processor, modality, item)
+        except READ_ERRORS as error:
+            problems.append(f"{item}: {error}")
+    return problems
+
+
+def embed_inputs(
+    model: MedBindModel, processor: MedBindProcessor, modality: str, inputs: Sequence[str], batch_size: int
+) -> torch.Tensor:
+    """
+    `[len(inputs), projection_dim]` float32 L2-normalised embeddings, on the CPU, of inputs of one modality
+    (`pipeline_outputs` of the feature-extraction pipeline).
+
+    Raises:
+        BadInput: naming each input that cannot be read and why.
+    """
+    embeds = pipeline_outputs(
+        "medbind-feature-extraction", model, processor, modality, inputs, batch_size, return_tensors=True
+    )
+    return torch.stack(embeds).float().cpu()
 
 
 def embed_modalities(
@@ -246,19 +283,6 @@ def embed_modalities(
     if problems:
         raise BadInput(problems)
     return embeds
-
-
-@torch.inference_mode()
-def _embed_batch(
-    model: MedBindModel, processor: MedBindProcessor, modality: str, features: list[BatchFeature]
-) -> torch.Tensor:
-    if modality == "text":  # texts differ in length: pad them to the longest of the batch
-        batch = processor.tokenizer.pad([{key: value[0] for key, value in item.items()} for item in features],
-                                        return_tensors="pt")  # fmt: skip
-    else:
-        batch = {key: torch.cat([item[key] for item in features]) for key in features[0]}
-    batch = {key: value.to(model.device) for key, value in batch.items()}
-    return model(**batch)[f"{modality}_embeds"].float().cpu()
 
 
 def run_embed(args: argparse.Namespace) -> None:
@@ -282,25 +306,20 @@ def run_zero_shot(args: argparse.Namespace) -> None:
     modality = "ecg" if args.ecg else "cxr"
     inputs = args.ecg or args.cxr
     if args.prompts:
-        # Only --prompts needs medbind_training (and its evaluation's imports): the other commands start faster.
-        from medbind_training.evaluation import read_prompt_file
+        from medbind_training.prompt_files import read_prompt_file
     try:
         candidates = read_prompt_file(args.prompts)[1].classes if args.prompts else args.labels
         prompts = prompts_by_label(candidates, args.template or DEFAULT_HYPOTHESIS_TEMPLATES[modality])
     except ValueError as error:
         raise BadInput([f"{'--prompts' if args.prompts else '--labels'}: {error}"]) from error
     model, processor = load_model(args)
-    texts = [prompt for group in prompts.values() for prompt in group]
-    text = embed_inputs(model, processor, "text", texts, args.batch_size)
-    samples = embed_inputs(model, processor, modality, inputs, args.batch_size)
-    with torch.inference_mode():
-        logits = model.similarity_logits(samples, text)
-    probabilities = label_probabilities(logits, [len(group) for group in prompts.values()])
+    task = f"zero-shot-{modality}-classification"
+    ranked = pipeline_outputs(task, model, processor, modality, inputs, args.batch_size, candidate_labels=prompts)
     labels = list(prompts)
-    rows = [
-        [item, *(f"{p:.3f}" for p in row.tolist()), labels[int(row.argmax())]]
-        for item, row in zip(inputs, probabilities)
-    ]
+    rows = []
+    for item, scores in zip(inputs, ranked):
+        probability = {entry["label"]: entry["score"] for entry in scores}
+        rows.append([item, *(f"{probability[label]:.3f}" for label in labels), scores[0]["label"]])
     print_table([modality.upper(), *labels, "most probable"], rows)
 
 
@@ -356,8 +375,7 @@ def read_index(paths: Sequence[Path]) -> tuple[torch.Tensor, list[str], list[str
 
 def run_card(args: argparse.Namespace) -> None:
     """`medbind card`: render the card of `--model` again with `--results` and write it."""
-    # Only this command (and zero-shot --prompts) needs medbind_training: the others start faster without it.
-    from medbind_training.model_card import CARD_FILE, load_results, rerender_model_card
+    from medbind_model_cards.medbind_pretrained import CARD_FILE, load_results, rerender_model_card
 
     try:
         card = rerender_model_card(args.model, load_results(args.results))

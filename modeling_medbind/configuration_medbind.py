@@ -16,6 +16,9 @@ CANONICAL_LEAD_NAMES = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3",
 # Auto classes a saved folder answers besides AutoConfig and AutoModel (see `MedBindConfig.__post_init__`).
 REMOTE_AUTO_CLASSES = {"AutoModelForZeroShotImageClassification": "modeling_medbind.MedBindModel"}
 VARIANTS = ("bd", "nm", "ecg-clip")
+MODALITIES = ("cxr", "ecg")  # the two signal towers, in the order every output and dataset layout uses
+MAX_WORDS = 100  # reports are cut to their first 100 words before tokenising, as the paper does
+TRAINED_VOCAB_SIZE = 2048  # the WordPiece vocabulary trained for a randomly initialised text tower (`tiny` preset)
 LOSS_REDUCTIONS = ("sum", "mean")
 POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal")
 
@@ -155,7 +158,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "patch_size": 10,
         },
         "text_config": {
-            "vocab_size": 2048,
+            "vocab_size": TRAINED_VOCAB_SIZE,
             "hidden_size": 64,
             "num_hidden_layers": 2,
             "num_attention_heads": 4,

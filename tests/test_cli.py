@@ -12,7 +12,7 @@ from tiny_medbind import save_tiny_medbind
 from transformers import AutoModel, AutoProcessor, pipeline
 
 from medbind.cli import EXIT_BAD_INPUT, EXIT_OK, build_parser, main
-from medbind_training.model_card import render_model_card
+from medbind_model_cards.medbind_pretrained import render_model_card
 from modeling_medbind import MedBindConfig
 
 LABELS = ["myocardial infarction", "normal sinus rhythm"]

@@ -1,4 +1,5 @@
-"""The evaluation (training/medbind_training/evaluation.py, training/run_evaluation.py): prompts, tasks on embeddings, cache, end to end."""
+"""The evaluation (medbind_training.evaluation and the modules it runs, training/run_evaluation.py): prompts, tasks on
+embeddings, cache, end to end."""
 
 import json
 import os
@@ -25,25 +26,22 @@ from modeling_medbind import (
 from medbind_processing.labels import CHEXPERT_LABELS, ECG_SUPERCLASSES
 from medbind_processing.cpsc2018 import CPSC2018_CLASSES
 from medbind_processing.demo import save_demo
-from medbind_training.evaluate import main as evaluate_main
-from medbind_training.pretrain import DEMO_PROMPTS
-from medbind_training.evaluation import (
+from medbind_training.embedding import Embedder
+from medbind_training.evaluation import main as evaluate_main
+from medbind_training.evaluation_tasks import (
     CROSS_MODALITY_TASKS,
-    Embedder,
-    PromptSet,
     few_shot_balanced_accuracy,
-    load_prompt_sets,
     mean_ci95,
     neighbour_agreement,
-    prompt_sets,
     prototype_scores,
     row_labels,
-    rsum,
     single_class_rows,
     support_sets,
     zero_shot_results,
     zero_shot_scores,
 )
+from medbind_training.prompt_files import DEMO_PROMPTS, PromptSet, load_prompt_sets, prompt_sets
+from medbind_training.results_keys import rsum
 
 EVALUATE = Path(__file__).resolve().parents[1] / "training" / "run_evaluation.py"
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medbind_training.evaluation import TsneMap
+from medbind_training.evaluation_tasks import TsneMap
 from medbind_training.figures import plot_few_shot, plot_recalls, plot_tsne
 from medbind_training.retrieval import recall_keys
 

@@ -1,4 +1,4 @@
-"""The pretrained model's card (training/medbind_training/model_card.py): model-index and tables from results.json, the use, data and
+"""The pretrained model's card (model_cards/medbind_model_cards/medbind_pretrained.py): model-index and tables from results.json, the use, data and
 licence sections, and rendering it again from a new results.json."""
 
 import pytest
@@ -6,9 +6,9 @@ import yaml
 from huggingface_hub import ModelCard
 
 from modeling_medbind import MedBindConfig
-from medbind_training.model_card import read_results, render_model_card, rerender_model_card
+from medbind_model_cards.medbind_pretrained import read_results, render_model_card, rerender_model_card
 
-# results.json as training/run_evaluation.py writes it (coordination.md's key schema), with every kind of key.
+# results.json as training/run_evaluation.py writes it (`medbind_training.results_keys`), with every kind of key.
 RESULTS = {
     "model": "outputs/medbind-demo",
     "split": "test",

@@ -1,5 +1,5 @@
 """A wheel is not a checkout: a non-editable `pip install .` into a fresh virtual environment gives the `medbind`
-command, card rendering from package data and the `python -m medbind_training.pretrain` entry, run from elsewhere."""
+command, card rendering from package data and the `python -m medbind_training.pretraining` entry, run from elsewhere."""
 
 import json
 import os
@@ -15,7 +15,7 @@ import wfdb
 from tiny_medbind import save_tiny_medbind
 
 from modeling_medbind import CANONICAL_LEAD_NAMES, MedBindConfig
-from medbind_training.model_card import render_model_card
+from medbind_model_cards.medbind_pretrained import render_model_card
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "outputs", "runs", "build", "dist", "*.egg-info", "__pycache__",
@@ -62,11 +62,12 @@ def run(installed: dict[str, Path], *command) -> subprocess.CompletedProcess:
 def test_the_installed_wheel_brings_its_packages_the_command_the_card_and_the_pretraining_entry(installed, tmp_path):
     packages = installed["site_packages"]
     for installed_file in ("medbind/cli.py", "medbind_model_cards/medbind_pretrained.md",
+                           "medbind_training/presets/pretrain/demo.yaml",
                            "medbind_training/trainer.py", "medbind_processing/rsna.py",
                            "modeling_medbind/pipeline_medbind.py"):  # fmt: skip
         assert (packages / installed_file).is_file(), installed_file
     assert not (packages / "processing").exists() and not (packages / "training").exists()  # no generic names
-    assert "--preset" in run(installed, "python", "-m", "medbind_training.pretrain", "--help").stdout
+    assert "--preset" in run(installed, "python", "-m", "medbind_training.pretraining", "--help").stdout
 
     # The card, rendered again by the installed command from its packaged template.
     model_dir = save_tiny_medbind(tmp_path / "medbind-tiny")

@@ -17,7 +17,8 @@ from datasets import load_from_disk
 
 from modeling_medbind import load_text_tokenizer, train_wordpiece_tokenizer
 from medbind_processing.demo import save_demo
-from medbind_training.pretrain import main, parse_arguments
+from medbind_training.pretraining import main
+from medbind_training.pretraining import parse_pretraining_arguments as parse_arguments
 from medbind_training.trainer import MedBindTrainer
 
 PRETRAIN = Path(__file__).resolve().parents[1] / "training" / "pretrain.py"
@@ -167,9 +168,9 @@ def test_a_text_backbone_brings_its_tokenizer_and_a_saved_model_keeps_its_proces
 
 def test_arguments_load_from_a_yaml_file(tmp_path):
     config = tmp_path / "run.yaml"
-    config.write_text("preset: tiny\nvariant: nm\ndataset_dir: /data/mimic\noutput_dir: out\nnum_train_epochs: 3\n")
+    config.write_text("config_preset: tiny\nvariant: nm\ndataset_dir: /data/mimic\noutput_dir: out\nnum_train_epochs: 3\n")
     model_args, data_args, training_args = parse_arguments([str(config)])
-    assert (model_args.preset, model_args.variant, data_args.dataset_dir) == ("tiny", "nm", "/data/mimic")
+    assert (model_args.config_preset, model_args.variant, data_args.dataset_dir) == ("tiny", "nm", "/data/mimic")
     assert training_args.num_train_epochs == 3
     # paper defaults where the file is silent
     assert (training_args.learning_rate, training_args.weight_decay, training_args.per_device_train_batch_size) == (
@@ -181,7 +182,7 @@ def test_arguments_load_from_a_yaml_file(tmp_path):
 def test_each_demo_variant_writes_its_own_folder_unless_told_otherwise():
     folders = [parse_arguments(["--preset", "demo", *variant])[2].output_dir for variant in (
         [], ["--variant", "nm"], ["--variant=ecg-clip"])]  # fmt: skip
-    assert folders == ["outputs/medbind-demo", "outputs/medbind-demo-nm", "outputs/medbind-demo-ecg-clip"]
+    assert folders == ["outputs/medbind-demo-bd", "outputs/medbind-demo-nm", "outputs/medbind-demo-ecg-clip"]
     assert parse_arguments(["--preset=demo", "--variant", "nm", "--output_dir", "mine"])[2].output_dir == "mine"
 
 
@@ -258,3 +259,25 @@ def test_streamed_training_data_trains_and_exports(demo_data, tmp_path):
     assert "retrieval/cxr/cxr_to_text/recall@1" in metrics and (output / "model.safetensors").exists()
     with pytest.raises(ValueError, match="max_steps"):
         main(demo_arguments(demo_data, tmp_path / "no-steps", "--streaming", "true"))
+
+
+def test_a_copied_preset_file_is_read_and_the_command_line_overrides_it(tmp_path):
+    from medbind_training.arguments import PRESETS
+
+    edited = tmp_path / "my_demo.yaml"
+    demo = (PRESETS / "pretrain" / "demo.yaml").read_text()
+    edited.write_text(demo.replace("learning_rate: 1.0e-3", "learning_rate: 0.5"))
+    model_args, data_args, training_args = parse_arguments(["--preset", str(edited), "--num_train_epochs", "2"])
+    assert (training_args.learning_rate, training_args.num_train_epochs) == (0.5, 2.0)
+    assert (model_args.config_preset, data_args.synthetic_demo, training_args.output_dir) == (
+        "tiny", True, "outputs/medbind-demo-bd"
+    )
+
+
+def test_a_preset_naming_an_unknown_argument_or_an_unknown_preset_is_refused(tmp_path):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("learning_rte: 0.1\n")
+    with pytest.raises(ValueError, match=rf"{typo}.*learning_rte"):
+        parse_arguments([str(typo)])
+    with pytest.raises(FileNotFoundError, match="demo, paper"):
+        parse_arguments(["--preset", "huge"])

@@ -12,12 +12,9 @@ import torch
 from medbind_processing.demo import save_demo
 from medbind_training.data import MedBindPretrainingCollator, PretrainingDataset
 from medbind_training.gradient_cache import gradient_cached_step
-from medbind_training.pretrain import (
-    PretrainingArguments,
-    default_dataloader_workers,
-    describe_contrastive_batch,
-    parse_arguments,
-)
+from medbind_training.pretraining import describe_contrastive_batch
+from medbind_training.pretraining import parse_pretraining_arguments as parse_arguments
+from medbind_training.pretraining_arguments import PretrainingArguments, default_dataloader_workers
 from medbind_training.trainer import MedBindTrainer
 from test_training_data import cxr_dataset, ecg_dataset, processor  # noqa: F401 (processor: a fixture)
 

@@ -20,7 +20,7 @@ import torch
 from fake_hub import AGENT_REGISTRY, HUB, LFS_STORAGE, REPO_ID, TOKEN, FakeHub, serving
 from huggingface_hub import ModelCard
 
-from medbind_training.pretrain import main
+from medbind_training.pretraining import main
 
 CODE_FILES = {
     "configuration_medbind.py",
@@ -52,7 +52,7 @@ class PushedRun:
 @pytest.fixture(scope="module")
 def pushed_run(tmp_path_factory) -> PushedRun:
     """
-    `medbind_training.pretrain.main` with `--push_to_hub` on a 40-patient demo (1 epoch, one step of 8) against the fake Hub,
+    `medbind_training.pretraining.main` with `--push_to_hub` on a 40-patient demo (1 epoch, one step of 8) against the fake Hub,
     online as far as huggingface_hub can tell, with its home (token, registry cache) in a temporary folder.
     """
     tmp = tmp_path_factory.mktemp("push")

@@ -45,3 +45,10 @@ def test_accelerate_example_configs_load(config):
 
     loaded = load_config_from_file(str(config))
     assert loaded.num_processes == 8 and loaded.mixed_precision == "bf16"
+
+
+def test_the_entry_points_only_run_the_library():
+    """Each script in training/ imports one library function and runs it: no script imports another one."""
+    for script in sorted((ROOT / "training").glob("*.py")):
+        imports = [line for line in script.read_text().splitlines() if line.startswith(("import ", "from "))]
+        assert len(imports) == 1 and imports[0].startswith("from medbind_training."), (script, imports)

@@ -13,7 +13,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: training runs on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .evaluation import FEW_SHOT_KEY, RETRIEVAL_KEY, TSNE_NEIGHBOURS, TsneMap  # noqa: E402
+from .evaluation_tasks import TSNE_NEIGHBOURS, TsneMap  # noqa: E402
+from .results_keys import FEW_SHOT_KEY, RETRIEVAL_KEY  # noqa: E402
 from .retrieval import RECALL_KS  # noqa: E402
 
 CHANCE_STYLE = {"color": "black", "linestyle": ":", "linewidth": 1.2}
@@ -124,7 +125,7 @@ def plot_tsne(tsne: TsneMap, path: str | Path, title: str = "t-SNE of CXR and EC
     title gives the share of nearest map neighbours of the same modality / class and its chance level.
 
     Args:
-        tsne: the map (`medbind_training.evaluation.tsne_map`).
+        tsne: the map (`medbind_training.evaluation_tasks.tsne_map`).
         path: where to write the PNG.
         title: the figure's title.
 

@@ -19,8 +19,9 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from modeling_medbind import MedBindOutput
 
 from .data import PretrainingDataset, SlotSampler
-from .evaluation import RetrievalSplit, validation_retrieval
+from .evaluation_tasks import validation_retrieval
 from .gradient_cache import MODALITY_INPUT, batch_rows, gradient_cached_step
+from .splits import RetrievalSplit
 
 STAGING_PREFIX = "tmp-"
 
@@ -45,7 +46,7 @@ class MedBindTrainer(TokenFreeTrainer):
     - deals batches with `SlotSampler` (n CXR and n ECG per batch, m of them visit pairs), identical on every
       process and after a resume, since the order is a function of (seed, epoch);
     - evaluates by retrieval recall@K on `eval_dataset`, a `RetrievalSplit`, with `processing_class` (the
-      `MedBindProcessor`), through `medbind_training.evaluation.validation_retrieval`, the code `evaluate.py` runs
+      `MedBindProcessor`), through `medbind_training.evaluation_tasks.validation_retrieval`, the test evaluation's code
       (`eval_recall_sum`, the sum of every recall, makes a good `metric_for_best_model`);
     - writes each checkpoint into a staging folder and renames it into place, so a killed run never leaves a
       half-written `checkpoint-N` for `resume_from_checkpoint` to pick up.
@@ -147,7 +148,7 @@ class MedBindTrainer(TokenFreeTrainer):
         return metrics
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
-        """Keep the MedBind card (README.md) that `medbind_training.model_card` writes; the library's would replace it."""
+        """Keep the MedBind card (README.md) `medbind_model_cards.medbind_pretrained` renders, not the library's."""
 
     def _save_checkpoint(self, model, trial) -> None:
         # The library writes checkpoint-N in place; here it writes it inside a staging folder beside it, which is

@@ -1,8 +1,8 @@
-"""The model card (README.md) of a pretrained MedBind folder: `model_cards/medbind_pretrained.md` through
+"""The model card (README.md) of a pretrained MedBind folder: `medbind_pretrained.md` beside this file, through
 `huggingface_hub.ModelCard`.
 
 Every number on the card, and its `model-index`, comes from the `results.json` that `training/run_evaluation.py` writes on
-the test split (flat keys in percent, parsed with `medbind_training.evaluation`'s key patterns), never from typed
+the test split (flat keys in percent, parsed with `medbind_training.results_keys`), never from typed
 numbers. What is in neither the model folder nor results.json (the training settings and data description) is kept in
 the card's own metadata (`medbind:`), so that `medbind card` renders the card again from a newer results.json.
 """
@@ -20,9 +20,10 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from medbind_processing.licenses import PHYSIONET_CREDENTIALED_LICENSE
+from medbind_training.results_keys import CLASSIFICATION_KEY, FEW_SHOT_KEY, RETRIEVAL_KEY, RSUM_KEY, retrieval_prefix
 from modeling_medbind import MedBindConfig
+from modeling_medbind.configuration_medbind import MAX_WORDS, VARIANTS
 
-from .evaluation import CLASSIFICATION_KEY, FEW_SHOT_KEY, RETRIEVAL_KEY, RSUM_KEY, retrieval_prefix
 
 # Package data (model_cards/medbind_model_cards/), so a wheel finds it as a checkout does.
 TEMPLATE = files("medbind_model_cards") / "medbind_pretrained.md"
@@ -30,13 +31,20 @@ CARD_FILE = "README.md"
 METADATA_KEY = "medbind"  # the card's own metadata: the render inputs that no file of the folder holds
 RENDER_INPUTS = {"repo_id", "training_description", "training_settings", "synthetic", "max_words"}
 FAMILIES = ("retrieval", "zero_shot", "few_shot", "cross_modality")  # the order of the card's tables
-VARIANT_NAMES = {"bd": "MEDBind_BD (TMCL + EMCL)", "nm": "MEDBind_NM (TMCL only)", "ecg-clip": "ECG-CLIP"}
-LOSS_DESCRIPTIONS = {
-    "bd": "TMCL (text-CXR, text-ECG) + EMCL (CXR-ECG pairs of the same visit)",
-    "nm": "TMCL (text-CXR, text-ECG)",
-    "ecg-clip": "TMCL (text-ECG)",
-}
-# results.json's dataset names (coordination: the DATA layout's cxr / ecg / pairs, and the public sets).
+# Each variant's (`VARIANTS`) name and losses, in the paper's words.
+VARIANT_NAMES = dict(zip(VARIANTS, ("MEDBind_BD (TMCL + EMCL)", "MEDBind_NM (TMCL only)", "ECG-CLIP"), strict=True))
+LOSS_DESCRIPTIONS = dict(
+    zip(
+        VARIANTS,
+        (
+            "TMCL (text-CXR, text-ECG) + EMCL (CXR-ECG pairs of the same visit)",
+            "TMCL (text-CXR, text-ECG)",
+            "TMCL (text-ECG)",
+        ),
+        strict=True,
+    )
+)
+# results.json's dataset names: the DATA folder's cxr / ecg / pairs, and the public sets.
 DATASET_NAMES = {
     "cxr": "CXR test split of the pretraining data",
     "ecg": "ECG test split of the pretraining data",
@@ -143,7 +151,7 @@ def render_model_card(
     repo_id: str,
     training_description: str,
     synthetic: bool,
-    max_words: int = 100,
+    max_words: int = MAX_WORDS,
     evaluation_split: str = "test",
 ) -> ModelCard:
     """

@@ -1,0 +1,272 @@
+"""Multimodal prompt tuning (MEDBind, "Multimodal prompt tuning", paper Table 4): a LoRA-adapted BERT predicts 30-day
+readmission or in-hospital mortality from a visit's clinical text followed by the frozen MedBind embeddings of the
+visit's chest X-ray and ECG, one input token each.
+
+    python training/prompt_tune.py --preset demo --task mortality --mode medbind      # synthetic demo, CPU, minutes
+    accelerate launch training/prompt_tune.py --dataset_dir DATA --medbind_model MODEL --task readmission \\
+        --mode medbind --output_dir OUT [--bf16]
+
+Modes (the paper's three rows per task):
+- `medbind`: CXR and ECG embeddings of `--medbind_model` (a folder or Hub id of a pretrained MedBind).
+- `text-only`: no embeddings; the reports of the visit's CXR and ECG (`cxr_text`, `ecg_text`) are appended to the
+  text as its second segment instead.
+- `encoder-zoo`: the CXR embedding of `--zoo_cxr_model` and the ECG embedding of `--zoo_ecg_model`, two separately
+  trained models (a CXR-text model and ECG-CLIP in the paper).
+
+`DATA` holds `outcomes/` (`medbind_processing.mimic_outcomes`, or the demo's), and `cxr/` and `ecg/`, whose
+`study_id`s the outcomes' `cxr_study_id` / `ecg_study_id` name (`--outcomes_dataset`, `--cxr_dataset`, `--ecg_dataset`
+give them one by one). The embeddings of the attached studies are computed once per model and cached on disk
+(`medbind_training.embedding.Embedder`). Writes the model (LoRA adapter, projections, head: see
+`modeling_medbind.modeling_clinical_prediction`), its tokenizer, `results.json` (accuracy, the paper's metric,
+balanced accuracy and AUROC on the test split, each with its chance level) and a model card to `--output_dir`;
+`--push_to_hub` uploads that folder.
+
+LoRA's rank, alpha and targets, the epochs and the learning rate are not given by the paper; the defaults are the
+LoRA paper's for BERT-size encoders and a common LoRA fine-tuning recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+import transformers
+from huggingface_hub import ModelCard
+from transformers import PreTrainedTokenizerBase, TrainingArguments, set_seed
+
+from medbind_model_cards.medbind_clinical_prediction import render_model_card
+from modeling_medbind import (
+    MedBindClinicalPredictionConfig,
+    MedBindConfig,
+    MedBindForClinicalPrediction,
+    load_text_tokenizer,
+    train_wordpiece_tokenizer,
+)
+from modeling_medbind.configuration_medbind import TRAINED_VOCAB_SIZE
+
+from . import metrics
+from .arguments import optional_argument, parse_arguments
+from .prompt_tuning_arguments import DataArguments, ModelArguments, PromptTuningArguments
+from .prompt_tuning_data import (
+    VisitCollator,
+    check_demo_inputs,
+    compute_embeddings,
+    embedding_sources,
+    load_data,
+    tokenize_splits,
+    visits_with_text,
+)
+from .trainer import TokenFreeTrainer
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float | str]:
+    """`training/prompt_tune.py`: parse the arguments and prompt-tune; returns the test results."""
+    return prompt_tune(*parse_prompt_tuning_arguments(argv))
+
+
+def parse_prompt_tuning_arguments(
+    argv: Sequence[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, PromptTuningArguments]:
+    """A preset (`--preset`, default `paper`) and the command line (default `sys.argv[1:]`), which wins."""
+    return parse_arguments((ModelArguments, DataArguments, PromptTuningArguments), "prompt_tune", argv, "paper")
+
+
+class ClinicalPredictionTrainer(TokenFreeTrainer):
+    """
+    The Trainer, with the model card of `render_model_card` in place of its generic one (set `model_card`), and
+    without the Hub token in the `training_args.bin` it saves and uploads (`TokenFreeTrainer`).
+    """
+
+    model_card: ModelCard | None = None
+
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        if self.model_card is not None and self.is_world_process_zero():
+            self.model_card.save(os.path.join(self.args.output_dir, "README.md"))
+
+
+
+def load_tokenizer(model_args: ModelArguments, outcomes: datasets.DatasetDict, task: str) -> PreTrainedTokenizerBase:
+    """
+    The backbone's tokenizer (or `--tokenizer_name`); for a random BERT, a WordPiece vocabulary trained on the
+    training split's texts (the task's text and both reports, whatever the mode, so every mode reads the same tokens).
+    """
+    name = optional_argument(model_args.tokenizer_name) or optional_argument(model_args.text_backbone)
+    if name:
+        return load_text_tokenizer(name)
+    train = outcomes["train"]
+    columns = [column for column in (f"{task}_text", "cxr_text", "ecg_text") if column in train.column_names]
+    return train_wordpiece_tokenizer((text for column in columns for text in train[column]), vocab_size=TRAINED_VOCAB_SIZE)
+
+
+def build_model(
+    model_args: ModelArguments,
+    tokenizer: PreTrainedTokenizerBase,
+    sources: Mapping[str, str],
+    embedding_dim: int,
+    labels: datasets.ClassLabel,
+) -> MedBindForClinicalPrediction:
+    """
+    BioBERT (or `--text_backbone`) with LoRA, one projection per modality of `sources`, a head for `labels`; with
+    `--text_backbone none`, a random BERT of MedBind's tiny preset sized to the tokenizer.
+    """
+    config = {
+        "modalities": list(sources),
+        "embedding_models": dict(sources),
+        "embedding_dim": embedding_dim,
+        "id2label": dict(enumerate(labels.names)),
+        "label2id": {name: index for index, name in enumerate(labels.names)},
+        "lora_rank": model_args.lora_rank,
+        "lora_alpha": model_args.lora_alpha,
+        "lora_dropout": model_args.lora_dropout,
+        "lora_target_modules": model_args.lora_target_modules,
+    }
+    backbone = optional_argument(model_args.text_backbone)
+    if backbone:
+        return MedBindForClinicalPrediction.from_backbone(backbone, **config)
+    text_config = MedBindConfig.from_preset("tiny").text_config.to_dict()
+    text_config.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    return MedBindForClinicalPrediction(MedBindClinicalPredictionConfig(text_config=text_config, **config))
+
+
+
+def outcome_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """
+    Accuracy (the paper's metric), balanced accuracy and AUROC of the positive class in percent, each with its chance
+    level: the majority class's share, 100 / classes, and 50. AUROC is left out (with a warning) when the labels
+    hold one class only.
+
+    Args:
+        logits: `[n, 2]` the model's logits.
+        labels: `[n]` 0 / 1.
+
+    Returns:
+        `{"accuracy": ..., "accuracy/chance": ..., "balanced_accuracy": ..., ..., "auroc": ..., "auroc/chance": 50.0}`.
+    """
+    # The arithmetic of the metric modules, called directly: `load_metric` would load each module's script again
+    # at every evaluation of the run.
+    predictions = logits.argmax(axis=-1)
+    results = {}
+    for name, metric, chance in (
+        ("accuracy", metrics.accuracy, metrics.chance_accuracy),
+        ("balanced_accuracy", metrics.balanced_accuracy, metrics.chance_balanced_accuracy),
+    ):
+        results[name] = float(metric(predictions, labels))
+        results[f"{name}/chance"] = chance(labels)
+    if len(np.unique(labels)) < 2:
+        logger.warning("one class only among %d visits: no AUROC", len(labels))
+        return results
+    probabilities = torch.from_numpy(logits).float().softmax(dim=-1)[:, 1].numpy()
+    results["auroc"] = metrics.macro_auroc(probabilities, labels)
+    results["auroc/chance"] = metrics.CHANCE_AUROC
+    return results
+
+
+
+def export(
+    trainer: ClinicalPredictionTrainer,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    results: Mapping[str, float | str],
+    test_metrics: Mapping[str, float],
+) -> None:
+    """results.json and the model card (README.md, written when the model is saved or pushed) in `output_dir`."""
+    output_dir = Path(training_args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    settings = {
+        "epochs": training_args.num_train_epochs,
+        "steps": trainer.state.global_step,
+        "batch per device": training_args.per_device_train_batch_size,
+        "processes": training_args.world_size,
+        "optimizer": f"AdamW, lr {training_args.learning_rate}, weight decay {training_args.weight_decay}",
+        "training visits": len(trainer.train_dataset),
+        "seed": training_args.seed,
+    }
+    trainer.model_card = render_model_card(
+        trainer.accelerator.unwrap_model(trainer.model),
+        test_metrics,
+        data_args.task,
+        data_args.mode,
+        training_args.hub_model_id or str(output_dir),
+        synthetic=data_args.synthetic_demo,
+        training_settings=settings,
+    )
+
+
+
+def prompt_tune(
+    model_args: ModelArguments, data_args: DataArguments, training_args: PromptTuningArguments
+) -> dict[str, float | str]:
+    """Run prompt tuning; returns the test results (percent, flat keys) also written to results.json."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
+    if training_args.load_best_model_at_end or training_args.resume_from_checkpoint:
+        # The Trainer restores a checkpoint's model.safetensors only, which holds no LoRA weights (they are in
+        # text_adapter/): it would silently go on with the wrong adapter.
+        raise ValueError("--load_best_model_at_end and --resume_from_checkpoint are not supported by prompt tuning")
+    sources = embedding_sources(data_args.mode, model_args)
+    if data_args.synthetic_demo:
+        check_demo_inputs(data_args, sources)
+    set_seed(training_args.seed)
+
+    data = load_data(data_args, list(sources))
+    data["outcomes"] = outcomes = visits_with_text(data["outcomes"], data_args.task)
+    embeddings = compute_embeddings(sources, data, data_args, training_args)
+    embedding_dims = {table.embeds.shape[1] for table in embeddings.values()}
+    if len(embedding_dims) > 1:
+        raise ValueError(f"the encoder zoo's models embed into different sizes {embedding_dims}")
+    tokenizer = load_tokenizer(model_args, outcomes, data_args.task)
+    labels = outcomes["train"].features[data_args.task]
+    embedding_dim = embedding_dims.pop() if embedding_dims else MedBindClinicalPredictionConfig.embedding_dim
+    model = build_model(model_args, tokenizer, sources, embedding_dim, labels)
+    positions = model.config.text_config.max_position_embeddings
+    max_length = min(data_args.max_length or positions, positions) - len(sources)
+    with training_args.main_process_first(desc="tokenizing the visits"):
+        visits = tokenize_splits(outcomes, tokenizer, data_args, list(sources), max_length)
+
+    trainer = ClinicalPredictionTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=visits["train"],
+        eval_dataset=visits.get("validation"),
+        data_collator=VisitCollator(tokenizer, embeddings),
+        processing_class=tokenizer,
+        compute_metrics=lambda prediction: outcome_metrics(prediction.predictions, prediction.label_ids),
+    )
+    train_result = trainer.train()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_state()
+    prediction = trainer.predict(visits["test"], metric_key_prefix="test")
+    test_metrics = outcome_metrics(prediction.predictions, prediction.label_ids)
+    prefix = f"prompt_tuning/{data_args.task}/{data_args.mode}"
+    results = {f"{prefix}/{key}": value for key, value in test_metrics.items()}
+    results |= {"split": "test", "model": training_args.hub_model_id or training_args.output_dir}
+    if trainer.is_world_process_zero():
+        export(trainer, data_args, training_args, results, test_metrics)
+        print(json.dumps(results, indent=2, sort_keys=True))
+    # Model (adapter, projections, head, code), tokenizer and card; with --push_to_hub the Trainer saves them itself
+    # and uploads the folder (but its `_*` embedding cache and checkpoints) in one commit.
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message=f"MedBind prompt tuning: {data_args.task}, {data_args.mode}")
+    else:
+        trainer.save_model()
+        trainer.create_model_card()
+    return results
+
+
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The keys of results.json: built here and parsed here, so evaluation, figures and model cards agree on them.
+
+Every number is flat and in percent: `retrieval/{dataset}/{direction}/{recall,chance}@K`, `retrieval/rsum_{modality}`,
+`zero_shot/{dataset}/{metric}`, `few_shot/{dataset}/k{K}/{metric}`, `cross_modality/{task}/{metric}` (paper Tables 2-3,
+Figure 3), each classification metric with a `/chance` sibling.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from .metrics import CHANCE_AUROC, balanced_accuracy, chance_balanced_accuracy, macro_auroc
+
+logger = logging.getLogger(__name__)
+
+RSUM_KS = (1, 10)  # the paper's RSUM adds R@1 and R@10 (Table 2)
+RETRIEVAL_KEY = re.compile(
+    r"^retrieval/(?P<dataset>[^/]+)/(?P<direction>\w+_to_\w+)/(?P<name>recall|chance)@(?P<k>\d+)$"
+)
+FEW_SHOT_KEY = re.compile(r"^few_shot/(?P<dataset>[^/]+)/k(?P<k>\d+)/(?P<name>balanced_accuracy|ci95|chance)$")
+# `zero_shot/{dataset}/...` and `cross_modality/{task}/...`, written by `classification_keys`.
+CLASSIFICATION_KEY = re.compile(
+    r"^(?P<family>zero_shot|cross_modality)/(?P<dataset>[^/]+)/(?P<name>balanced_accuracy|auroc)$"
+)
+RSUM_KEY = re.compile(r"^retrieval/rsum_(?P<modality>\w+)$")
+
+
+def retrieval_prefix(dataset: str, direction: str) -> str:
+    """`retrieval/{dataset}/{direction}`: the prefix of `.../recall@K` and `.../chance@K`."""
+    return f"retrieval/{dataset}/{direction}"
+
+
+def classification_keys(prefix: str, scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """
+    `{prefix}/balanced_accuracy` (prediction = the class of highest score, the first on a tie) and `{prefix}/auroc`
+    (two classes: of the score difference, class 1 minus class 0; more: macro one-vs-rest; left out with a warning
+    when the split holds one class only), each with a `/chance` sibling.
+
+    Args:
+        prefix: e.g. `zero_shot/ptbxl`.
+        scores: `[n, C]` class scores.
+        targets: `[n]` true classes in `range(C)`.
+    """
+    results = {
+        f"{prefix}/balanced_accuracy": float(balanced_accuracy(scores.argmax(axis=1), targets)),
+        f"{prefix}/balanced_accuracy/chance": chance_balanced_accuracy(targets),
+    }
+    if len(np.unique(targets)) > 1:
+        results[f"{prefix}/auroc"] = macro_auroc(
+            scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores, targets
+        )
+        results[f"{prefix}/auroc/chance"] = CHANCE_AUROC
+    else:
+        logger.warning("%s: one class only among %d samples, no AUROC", prefix, len(targets))
+    return results
+
+
+
+def rsum(results: Mapping[str, float]) -> dict[str, float]:
+    """
+    The paper's RSUM (Table 2): per modality m, the sum over datasets of R@1 + R@10 of m -> text retrieval, as
+    `retrieval/rsum_cxr`, `retrieval/rsum_ecg` (only for modalities with a result).
+    """
+    sums: dict[str, float] = {}
+    for key, value in results.items():
+        match = RETRIEVAL_KEY.match(key)
+        if (
+            match
+            and match["name"] == "recall"
+            and int(match["k"]) in RSUM_KS
+            and match["direction"].endswith("_to_text")
+        ):
+            modality = match["direction"].removesuffix("_to_text")
+            sums[f"retrieval/rsum_{modality}"] = sums.get(f"retrieval/rsum_{modality}", 0.0) + value
+    return sums
+
+
+def recall_sum(results: Mapping[str, float]) -> float:
+    """The sum of every recall@K of every direction and dataset: a selection metric (not the paper's RSUM)."""
+    return sum(value for key, value in results.items() if (m := RETRIEVAL_KEY.match(key)) and m["name"] == "recall")
