@@ -25,6 +25,7 @@ from modeling_medbind import (
 from medbind_processing.common import CHEXPERT_LABELS, ECG_SUPERCLASSES
 from medbind_processing.cpsc2018 import CPSC2018_CLASSES
 from medbind_processing.demo import save_demo
+from medbind_training.evaluate import EvaluationArguments
 from medbind_training.evaluate import main as evaluate_main
 from medbind_training.pretrain import DEMO_PROMPTS
 from medbind_training.evaluation import (
@@ -44,6 +45,7 @@ from medbind_training.evaluation import (
     zero_shot_results,
     zero_shot_scores,
 )
+from medbind_training.retrieval import RetrievalProtocol
 
 EVALUATE = Path(__file__).resolve().parents[1] / "training" / "run_evaluation.py"
 
@@ -313,7 +315,9 @@ def test_evaluate_script_writes_every_task_key_and_figure_then_reuses_embeddings
     expected.add("zoo/retrieval/pairs/cxr_to_ecg/recall@1")
     assert expected <= set(results), sorted(expected - set(results))
     assert not any(key.startswith("few_shot/") and "/k4/" in key for key in results)  # only the K asked for
-    numbers = {key: value for key, value in results.items() if key not in ("model", "split")}
+    # the retrieval protocol the numbers were measured under, by default today's
+    assert (results["protocol/retrieval_positives"], results["protocol/retrieval_gallery"]) == ("identical_text", "all")
+    numbers = {key: value for key, value in results.items() if key not in ("model", "split") and "protocol/" not in key}
     assert all(
         isinstance(value, float) and 0.0 <= value <= 100.0 for key, value in numbers.items() if "rsum" not in key
     )
@@ -329,3 +333,16 @@ def test_evaluate_script_writes_every_task_key_and_figure_then_reuses_embeddings
     again = json.loads((second / "results.json").read_text())
     assert again["zero_shot/ecg/balanced_accuracy"] == results["zero_shot/ecg/balanced_accuracy"]
     assert not any(key.startswith(("retrieval/", "few_shot/")) for key in again)
+
+
+def test_retrieval_protocol_arguments_default_to_identical_reports_over_the_whole_split(tmp_path):
+    args = EvaluationArguments(model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path))
+    assert args.retrieval_protocol == RetrievalProtocol("identical_text", None)
+    chosen = EvaluationArguments(
+        model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path), retrieval_positives="instance",
+        retrieval_gallery="100", retrieval_gallery_draws=3, seed=4,
+    )  # fmt: skip
+    assert chosen.retrieval_protocol == RetrievalProtocol("instance", 100, draws=3, seed=4)
+    with pytest.raises(ValueError, match="number of candidates"):
+        EvaluationArguments(model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path),
+                            retrieval_gallery="half")  # fmt: skip

@@ -52,6 +52,7 @@ from medbind_training.evaluation import (
     zero_shot_results,
 )
 from medbind_training.figures import plot_few_shot, plot_recalls, plot_tsne
+from medbind_training.retrieval import POSITIVE_RULES, RetrievalProtocol
 from modeling_medbind.hub_loading import load_pretrained
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,18 @@ class EvaluationArguments:
     cross_modality_support_size: int = field(
         default=1000, metadata={"help": "support samples per class (positive, negative) for the prototypes"}
     )
+    retrieval_positives: str = field(
+        default="identical_text",
+        metadata={
+            "help": f"what counts as a retrieval hit, one of {' '.join(POSITIVE_RULES)}: any report identical to the "
+            "query's own (as TMCL's positives), or the query's own report only (the paper does not say)"
+        },
+    )
+    retrieval_gallery: str = field(
+        default="all",
+        metadata={"help": "retrieval candidates: 'all' rows of the split, or N: seeded galleries of N rows, averaged"},
+    )
+    retrieval_gallery_draws: int = field(default=10, metadata={"help": "permutations drawn for galleries of N"})
     zoo_cxr_model: str | None = field(
         default=None, metadata={"help": "encoder zoo: a separately trained CXR-text model"}
     )
@@ -110,6 +123,14 @@ class EvaluationArguments:
             raise ValueError(f"--eval_dataset takes NAME=PATH, got {malformed}")
         if not self.dataset_dir and not self.eval_dataset:
             raise ValueError("nothing to evaluate: give --dataset_dir and/or --eval_dataset NAME=PATH")
+        _ = self.retrieval_protocol  # a bad --retrieval_positives / --retrieval_gallery fails before any embedding
+
+    @property
+    def retrieval_protocol(self) -> RetrievalProtocol:
+        """The retrieval protocol these arguments ask for (its draws seeded by `seed`)."""
+        return RetrievalProtocol.from_arguments(
+            self.retrieval_positives, self.retrieval_gallery, self.retrieval_gallery_draws, self.seed
+        )
 
     @property
     def cache_dir(self) -> str | None:
@@ -194,7 +215,9 @@ def evaluate_datasets(
         embeds[name] = embedder.embed(dataset, modality, name)
         prompt_set = prompts.get(name)
         if "retrieval" in tasks:
-            results |= modality_text_retrieval(embedder, name, dataset, modality, embeds[name])
+            results |= modality_text_retrieval(
+                embedder, name, dataset, modality, embeds[name], args.retrieval_protocol
+            )
         labelled = {"label", "labels"} & set(dataset.column_names)
         if "zero_shot" in tasks and prompt_set is not None and labelled:
             results |= zero_shot_results(embedder, name, dataset, embeds[name], prompt_set, args.seed)
@@ -222,7 +245,7 @@ def cross_modal_results(
     if "retrieval" in args.tasks:
         cxr = embedders["cxr"].embed(evaluated.cxr, "cxr", "cxr")
         ecg = embedders["ecg"].embed(evaluated.ecg, "ecg", "ecg")
-        results |= pair_retrieval(cxr, ecg, evaluated.pairs, embedders["cxr"].device)
+        results |= pair_retrieval(cxr, ecg, evaluated.pairs, embedders["cxr"].device, protocol=args.retrieval_protocol)
     if "cross_modality" in args.tasks:
         results |= cross_modality_results(embedders, evaluated, support, args.cross_modality_support_size, args.seed)
     return results
@@ -276,7 +299,7 @@ def run_evaluation(
         zoo = {"cxr": embedder(args.zoo_cxr_model), "ecg": embedder(args.zoo_ecg_model)}
         zoo_results = cross_modal_results(zoo, evaluated, support, args)
         results |= {f"{ZOO_PREFIX}{key}": value for key, value in zoo_results.items()}
-    output = {"model": args.model_name_or_path, "split": args.split, **results}
+    output = {"model": args.model_name_or_path, "split": args.split, **args.retrieval_protocol.describe(), **results}
     save_results(output, tsne, args.output_dir)
     return output
 
