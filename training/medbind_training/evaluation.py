@@ -142,8 +142,9 @@ def modality_of(dataset: datasets.Dataset) -> str:
 
 
 def model_modalities(model: MedBindModel) -> tuple[str, ...]:
-    """The modalities a model embeds: CXR and ECG, or ECG alone for ECG-CLIP."""
-    return MODALITIES if model.config.has_cxr else ("ecg",)
+    """The modalities a model embeds: CXR and ECG, ECG alone for ECG-CLIP, CXR alone for CXR-CLIP."""
+    towers = {"cxr": model.config.has_cxr, "ecg": model.config.has_ecg}
+    return tuple(modality for modality in MODALITIES if towers[modality])
 
 
 def modality_inputs(processor: MedBindProcessor, batch: Mapping[str, list], modality: str) -> dict[str, torch.Tensor]:
@@ -720,11 +721,13 @@ def retrieval_split(
     limit: int | None = None,
     with_cxr: bool = True,
     with_pairs: bool = True,
+    with_ecg: bool = True,
 ) -> RetrievalSplit:
     """
     One split of a DATA folder's `cxr`, `ecg` and `pairs` DatasetDicts (missing names or splits: None), the CXR and
     ECG datasets cut to their first `limit` rows, and their disjoint visit pairs (`pair_rows`; pairs whose studies
-    fall outside the kept rows are dropped). `with_cxr=False` leaves the CXRs out (ECG-CLIP); `with_pairs=False`
+    fall outside the kept rows are dropped). `with_cxr=False` leaves the CXRs out (ECG-CLIP), `with_ecg=False` the
+    ECGs (CXR-CLIP); `with_pairs=False`
     leaves the pairs out, for a caller that reads only the datasets (matching pairs reads the whole pair split).
     """
 
@@ -734,7 +737,7 @@ def retrieval_split(
             return None
         return first_rows(dataset_dict[split], cut)
 
-    cxr, ecg = part("cxr", limit) if with_cxr else None, part("ecg", limit)
+    cxr, ecg = part("cxr", limit) if with_cxr else None, part("ecg", limit) if with_ecg else None
     pairs = part(PAIRS, None) if with_pairs else None
     return RetrievalSplit(
         cxr, ecg, pair_rows(cxr, ecg, pairs) if cxr is not None and ecg is not None and pairs is not None else []

@@ -29,11 +29,17 @@ CARD_FILE = "README.md"
 METADATA_KEY = "medbind"  # the card's own metadata: the render inputs that no file of the folder holds
 RENDER_INPUTS = {"repo_id", "training_description", "training_settings", "synthetic", "max_words"}
 FAMILIES = ("retrieval", "zero_shot", "few_shot", "cross_modality")  # the order of the card's tables
-VARIANT_NAMES = {"bd": "MEDBind_BD (TMCL + EMCL)", "nm": "MEDBind_NM (TMCL only)", "ecg-clip": "ECG-CLIP"}
+VARIANT_NAMES = {
+    "bd": "MEDBind_BD (TMCL + EMCL)",
+    "nm": "MEDBind_NM (TMCL only)",
+    "ecg-clip": "ECG-CLIP",
+    "cxr-clip": "CXR-CLIP (within MedBind)",
+}
 LOSS_DESCRIPTIONS = {
     "bd": "TMCL (text-CXR, text-ECG) + EMCL (CXR-ECG pairs of the same visit)",
     "nm": "TMCL (text-CXR, text-ECG)",
     "ecg-clip": "TMCL (text-ECG)",
+    "cxr-clip": "TMCL (text-CXR)",
 }
 # results.json's dataset names (coordination: the DATA layout's cxr / ecg / pairs, and the public sets).
 DATASET_NAMES = {
@@ -201,6 +207,8 @@ def render_model_card(
         ecg_tower=(
             f"transformer, {ecg.num_hidden_layers} layers, d={ecg.hidden_size}, {ecg.num_attention_heads} heads, "
             f"{ecg.patch_size} time step(s) per token, {ecg.position_embedding_type} positions"
+            if config.has_ecg
+            else "none (CXR-CLIP)"
         ),
         text_tower=f"BERT, {text.num_hidden_layers} layers, d={text.hidden_size}, [CLS] token",
         loss_description=LOSS_DESCRIPTIONS[config.variant],

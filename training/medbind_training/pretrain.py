@@ -1,4 +1,4 @@
-"""Pretrain MEDBind_BD, MEDBind_NM or ECG-CLIP and leave a Hub-ready model folder.
+"""Pretrain MEDBind_BD, MEDBind_NM, ECG-CLIP or CXR-CLIP and leave a Hub-ready model folder.
 
     accelerate launch training/pretrain.py --preset demo                 # synthetic data, tiny model, CPU, minutes
     accelerate launch training/pretrain.py --dataset_dir DATA --output_dir OUT [--variant nm] [--bf16]
@@ -84,7 +84,9 @@ class ModelArguments:
             "the synthetic demo data (built if absent), CPU, no download"
         },
     )
-    variant: str = field(default="bd", metadata={"help": "bd (TMCL + EMCL), nm (TMCL only) or ecg-clip"})
+    variant: str = field(
+        default="bd", metadata={"help": "bd (TMCL + EMCL), nm (TMCL only), ecg-clip or cxr-clip (one modality + text)"}
+    )
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "continue from a saved MedBind folder instead of building from a preset"}
     )
@@ -207,7 +209,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Pre
     if demo:
         argv = DEMO_ARGUMENTS + argv
         if not any(arg == "--output_dir" or arg.startswith("--output_dir=") for arg in argv):
-            # One folder per variant, so that the BD, NM and ECG-CLIP demos do not overwrite each other.
+            # One folder per variant, so that the BD, NM, ECG-CLIP and CXR-CLIP demos do not overwrite each other.
             model_args = HfArgumentParser(ModelArguments).parse_args_into_dataclasses(
                 args=argv, return_remaining_strings=True
             )[0]
@@ -216,7 +218,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Pre
 
 
 def demo_output_dir(variant: str) -> str:
-    """Where `--preset demo` writes without `--output_dir`: `outputs/medbind-demo`, or `...-nm`, `...-ecg-clip`."""
+    """Where `--preset demo` writes without `--output_dir`: `outputs/medbind-demo`, or `...-nm`, `...-ecg-clip`, ..."""
     return "outputs/medbind-demo" if variant == "bd" else f"outputs/medbind-demo-{variant}"
 
 
@@ -243,7 +245,11 @@ def _load(path: str | None, streaming: bool) -> datasets.DatasetDict | None:
 
 
 def streamed_train_set(
-    data_args: DataArguments, data: dict[str, datasets.DatasetDict | None], with_cxr: bool, seed: int
+    data_args: DataArguments,
+    data: dict[str, datasets.DatasetDict | None],
+    with_cxr: bool,
+    seed: int,
+    with_ecg: bool = True,
 ) -> StreamingPretrainingDataset:
     """The training split as streams: local DatasetDicts through `to_iterable_dataset`, the others from the Hub."""
     paths = dataset_paths(data_args)
@@ -255,7 +261,7 @@ def streamed_train_set(
             return local if name == "pairs" else local.to_iterable_dataset(data_args.streaming_num_shards)
         return datasets.load_dataset(paths[name], split="train", streaming=True) if paths[name] else None
 
-    cxr, ecg = stream("cxr") if with_cxr else None, stream("ecg")
+    cxr, ecg = stream("cxr") if with_cxr else None, stream("ecg") if with_ecg else None
     pairs = stream("pairs") if cxr is not None and ecg is not None else None
     return StreamingPretrainingDataset(cxr, ecg, pairs, seed=seed, buffer_size=data_args.streaming_buffer_size)
 
@@ -391,9 +397,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         build_demo_data_if_absent(data_args, training_args)
     set_seed(training_args.seed)
 
+    config = build_config(model_args)
     data = load_splits(data_args)
-    with_cxr = model_args.variant != "ecg-clip"
-    validation = retrieval_split(data, "validation", data_args.max_eval_samples, with_cxr)
+    # the towers the model has (a variant's, or a saved model's) decide which data it trains and validates on
+    with_cxr, with_ecg = config.has_cxr, config.has_ecg
+    validation = retrieval_split(data, "validation", data_args.max_eval_samples, with_cxr, with_ecg=with_ecg)
     if data_args.streaming:
         if training_args.max_steps <= 0:
             raise ValueError("--streaming needs --max_steps: a stream has no length to count epochs by")
@@ -401,14 +409,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # them) breaks pair_index and the padded text; every process reads the stream and keeps its own slots.
         training_args.accelerator_config.dispatch_batches = False
         seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-        train_dataset = streamed_train_set(data_args, data, with_cxr, seed)
+        train_dataset = streamed_train_set(data_args, data, with_cxr, seed, with_ecg)
         reports = [
             row["text"]
             for stream in train_dataset.streams.values()
             for row in stream.select_columns(["text"]).take(STREAMED_TOKENIZER_REPORTS)
         ]
     else:
-        train = retrieval_split(data, "train", data_args.max_train_samples, with_cxr)
+        train = retrieval_split(data, "train", data_args.max_train_samples, with_cxr, with_ecg=with_ecg)
         if train.cxr is None and train.ecg is None:
             raise FileNotFoundError(
                 f"no training data found: give --dataset_dir with cxr/ and ecg/ DatasetDicts (got {data_args.dataset_dir!r})"
@@ -416,7 +424,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         train_dataset = PretrainingDataset(train.cxr, train.ecg, train.pairs, data_args.pair_fraction)
         reports = [text for part in (train.cxr, train.ecg) if part is not None for text in part["text"]]
-    config = build_config(model_args)
     model, processor = build_model_and_processor(model_args, data_args, training_args, config, reports)
 
     augment = data_args.augment
