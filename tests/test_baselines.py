@@ -36,7 +36,11 @@ from medbind_training.baselines import (
 )
 from modeling_medbind import train_wordpiece_tokenizer
 
-REPORTS = ["No evidence of pneumonia.", "Findings suggesting pneumonia.", "Heart size is normal and the lungs are clear."]
+REPORTS = [
+    "No evidence of pneumonia.",
+    "Findings suggesting pneumonia.",
+    "Heart size is normal and the lungs are clear.",
+]
 TOWER = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
 VISION = {**TOWER, "image_size": 32, "patch_size": 8}
 
@@ -103,6 +107,8 @@ def test_clip_folder_embeds_radiographs_and_reports_with_its_own_processor(tmp_p
     assert torch.allclose(images, F.normalize(expected, dim=-1), atol=1e-5)
     with pytest.raises(ValueError, match="embeds cxr, text, not ecg"):
         baseline.embed_ecgs([np.zeros((12, 1000))], sampling_rate=100)
+    with pytest.raises(ValueError, match="not a CLIPModel or SiglipModel"):
+        TransformersDualEncoder("medbind", save_tiny_medbind(tmp_path / "medbind"))
 
 
 def test_siglip_folder_pads_text_to_its_positions_as_siglip_was_trained(tmp_path):
@@ -114,7 +120,7 @@ def test_siglip_folder_pads_text_to_its_positions_as_siglip_was_trained(tmp_path
 
     def embedded(**padding) -> torch.Tensor:
         inputs = baseline.processor(text=REPORTS[:1], truncation=True, return_tensors="pt", **padding)
-        features = baseline.model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        features = baseline.model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
         return F.normalize(pooled_embedding(features), dim=-1)
 
     # SigLIP pools its last position: padded to max_length and unpadded embeddings differ, and the adapter pads

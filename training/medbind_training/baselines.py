@@ -189,6 +189,8 @@ class TransformersDualEncoder(BaselineEncoder):
     def __init__(self, name: str, path: str | os.PathLike, batch_size: int = 64, device: torch.device | str = "cpu"):
         super().__init__(name, path, batch_size, device)
         self.format = detect_format(path)
+        if self.format not in ("clip", "siglip"):
+            raise ValueError(f"baseline {name!r}: {path} is a {self.format} folder, not a CLIPModel or SiglipModel one")
         self.model, self.processor = load_pretrained(
             path,
             lambda: (AutoModel.from_pretrained(path).eval().to(self.device), AutoProcessor.from_pretrained(path)),
@@ -228,7 +230,7 @@ class OpenCLIPEncoder(BaselineEncoder):
         try:
             import open_clip
         except ImportError as error:
-            raise ImportError(f"baseline {name!r} is an open_clip model; install open_clip: {OPEN_CLIP_EXTRA}") from error
+            raise ImportError(f"baseline {name!r} is an open_clip model: {OPEN_CLIP_EXTRA}") from error
         identifier = f"local-dir:{Path(path).resolve()}"
 
         def load() -> tuple[torch.nn.Module, Callable, Callable]:
@@ -276,8 +278,8 @@ class MedBindEncoder(BaselineEncoder):
         if modality == "ecg":
             inputs = self.processor(ecgs=items, sampling_rate=kwargs.get("sampling_rate"), return_tensors="pt")
             return pooled_embedding(self.model.get_ecg_features(inputs["ecg_values"].to(self.device)))
-        inputs = self.processor(text=items, return_tensors="pt")
-        return pooled_embedding(self.model.get_text_features(**{key: value.to(self.device) for key, value in inputs.items()}))
+        inputs = {key: value.to(self.device) for key, value in self.processor(text=items, return_tensors="pt").items()}
+        return pooled_embedding(self.model.get_text_features(**inputs))
 
 
 ADAPTERS: dict[str, type[BaselineEncoder]] = {
