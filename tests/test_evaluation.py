@@ -35,6 +35,7 @@ from medbind_training.evaluation import (
     few_shot_balanced_accuracy,
     load_prompt_sets,
     mean_ci95,
+    modality_text_retrieval,
     neighbour_agreement,
     prompt_sets,
     prototype_scores,
@@ -333,6 +334,19 @@ def test_evaluate_script_writes_every_task_key_and_figure_then_reuses_embeddings
     again = json.loads((second / "results.json").read_text())
     assert again["zero_shot/ecg/balanced_accuracy"] == results["zero_shot/ecg/balanced_accuracy"]
     assert not any(key.startswith(("retrieval/", "few_shot/")) for key in again)
+
+
+def test_report_retrieval_follows_the_protocol_it_is_given(tiny_model, demo_data):
+    model, processor = MedBindModel.from_pretrained(tiny_model), AutoProcessor.from_pretrained(tiny_model)
+    ecg = datasets.load_from_disk(str(demo_data / "ecg"))["test"].select(range(12))
+    embedder = Embedder(model, processor, batch_size=12)
+    embeds = embedder.embed(ecg, "ecg")
+    default = modality_text_retrieval(embedder, "ecg", ecg, "ecg", embeds)
+    galleries = modality_text_retrieval(embedder, "ecg", ecg, "ecg", embeds, RetrievalProtocol("instance", 4, draws=3))
+    assert default.keys() == galleries.keys()
+    # one relevant report among 4 candidates: a random top 1 hits 1 time in 4, a top 5 or 10 always
+    assert [galleries[f"retrieval/ecg/ecg_to_text/chance@{k}"] for k in (1, 5, 10)] == pytest.approx([25, 100, 100])
+    assert galleries["retrieval/ecg/ecg_to_text/recall@10"] == 100.0
 
 
 def test_retrieval_protocol_arguments_default_to_identical_reports_over_the_whole_split(tmp_path):

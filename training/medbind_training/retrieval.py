@@ -162,7 +162,8 @@ class RetrievalProtocol:
             query's own report is, and identical copies of it tie with it (ranked at random, in expectation).
         gallery: None: every row of the split is a candidate; N: queries are ranked within fixed-size galleries of
             N rows drawn at random (each draw cuts a seeded permutation into galleries of N, so every gallery holds
-            each of its queries' own candidate), and recalls are averaged over all galleries of `draws` draws.
+            each of its queries' own candidate), and recalls are averaged over all galleries of `draws` draws; a
+            gallery at least as large as the split is the whole split.
         draws: permutations drawn for fixed-size galleries.
         seed: seed of the draws.
 
