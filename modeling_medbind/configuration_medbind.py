@@ -15,7 +15,7 @@ PAPER_CXR_MODEL_NAME = "swin_tiny_patch4_window7_224"
 CANONICAL_LEAD_NAMES = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 # Auto classes a saved folder answers besides AutoConfig and AutoModel (see `MedBindConfig.__post_init__`).
 REMOTE_AUTO_CLASSES = {"AutoModelForZeroShotImageClassification": "modeling_medbind.MedBindModel"}
-VARIANTS = ("bd", "nm", "ecg-clip")
+VARIANTS = ("bd", "nm", "ecg-clip", "cxr-clip")
 MODALITIES = ("cxr", "ecg")  # the two signal towers, in the order every output and dataset layout uses
 MAX_WORDS = 100  # reports are cut to their first 100 words before tokenising, as the paper does
 TRAINED_VOCAB_SIZE = 2048  # the WordPiece vocabulary trained for a randomly initialised text tower (`tiny` preset)
@@ -192,8 +192,9 @@ class MedBindConfig(PreTrainedConfig):
         projection_dim (`int`): size of the shared embedding space (256 in the paper).
         temperature (`float`): tau of TMCL and EMCL (0.07 in the paper).
         learnable_temperature (`bool`): learn tau as a CLIP-style logit scale, initialised at `temperature`.
-        variant (`str`): `"bd"` (TMCL + EMCL, MEDBind_BD), `"nm"` (TMCL only, MEDBind_NM) or `"ecg-clip"`
-            (ECG and text towers only; the model then has no CXR tower).
+        variant (`str`): `"bd"` (TMCL + EMCL, MEDBind_BD), `"nm"` (TMCL only, MEDBind_NM), `"ecg-clip"`
+            (ECG and text towers only; the model then has no CXR tower) or `"cxr-clip"` (CXR and text towers only:
+            the CXR-text model of the paper's encoder zoo, trained within this framework).
         loss_reduction (`str`): `"sum"` over the batch as the paper's equations write it, or `"mean"`.
         initializer_range (`float`): std of the normal init of projections and ECG tower weights.
 
@@ -219,7 +220,7 @@ class MedBindConfig(PreTrainedConfig):
     projection_dim: int = 256
     temperature: float = 0.07
     learnable_temperature: bool = False
-    variant: Literal["bd", "nm", "ecg-clip"] = "bd"
+    variant: Literal["bd", "nm", "ecg-clip", "cxr-clip"] = "bd"
     loss_reduction: Literal["sum", "mean"] = "sum"
     initializer_range: float = 0.02
 
@@ -241,6 +242,16 @@ class MedBindConfig(PreTrainedConfig):
     def has_cxr(self) -> bool:
         """Whether the model built from this config has a chest X-ray tower (every variant but ECG-CLIP)."""
         return self.variant != "ecg-clip"
+
+    @property
+    def has_ecg(self) -> bool:
+        """Whether the model built from this config has an ECG tower (every variant but CXR-CLIP)."""
+        return self.variant != "cxr-clip"
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The signal modalities the model built from this config embeds besides text, in `MODALITIES` order."""
+        return tuple(modality for modality, tower in zip(MODALITIES, (self.has_cxr, self.has_ecg)) if tower)
 
     def with_cxr_backbone(self, model_name: str) -> "MedBindConfig":
         """

@@ -282,14 +282,16 @@ class MedBindModel(MedBindPreTrainedModel):
         if cxr_model is None and config.has_cxr:
             cxr_model = MedBindCXREncoder(config.cxr_config)
         self.cxr_model = cxr_model
-        self.ecg_model = MedBindECGEncoder(config.ecg_config)
+        self.ecg_model = MedBindECGEncoder(config.ecg_config) if config.has_ecg else None
         if text_model is None:
             text_model = BertModel(config.text_config, add_pooling_layer=False)
         self.text_model = text_model
         self.cxr_projection = (
             nn.Linear(self.cxr_model.num_features, config.projection_dim, bias=False) if config.has_cxr else None
         )
-        self.ecg_projection = nn.Linear(config.ecg_config.hidden_size, config.projection_dim, bias=False)
+        self.ecg_projection = (
+            nn.Linear(config.ecg_config.hidden_size, config.projection_dim, bias=False) if config.has_ecg else None
+        )
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.zeros([])) if config.learnable_temperature else None
         self.post_init()
@@ -326,8 +328,11 @@ class MedBindModel(MedBindPreTrainedModel):
             `[B, projection_dim]` L2-normalised ECG embeddings.
 
         Raises:
-            ValueError: when `ecg_values` is not `[B, num_leads, num_samples]`.
+            ValueError: when `ecg_values` is not `[B, num_leads, num_samples]`, or for the CXR-CLIP variant, which
+                has no ECG tower.
         """
+        if self.ecg_model is None:
+            raise ValueError(f"this MedBind model (variant={self.config.variant!r}) has no ECG tower")
         return F.normalize(self.ecg_projection(self.ecg_model(ecg_values)), dim=-1)
 
     def get_text_features(

@@ -22,7 +22,9 @@ def test_paper_preset_follows_the_method():
 
 def test_preset_accepts_variant_and_sub_config_overrides():
     config = MedBindConfig.from_preset("tiny", variant="ecg-clip", ecg_config={"patch_size": 1})
-    assert config.variant == "ecg-clip" and not config.has_cxr
+    assert config.variant == "ecg-clip" and not config.has_cxr and config.has_ecg
+    cxr_clip = MedBindConfig.from_preset("tiny", variant="cxr-clip")
+    assert cxr_clip.has_cxr and not cxr_clip.has_ecg
     assert config.ecg_config.patch_size == 1
     assert config.ecg_config.hidden_size == 64  # the rest of the tiny ECG sub-config is kept
 

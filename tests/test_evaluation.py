@@ -27,11 +27,13 @@ from medbind_processing.labels import CHEXPERT_LABELS, ECG_SUPERCLASSES
 from medbind_processing.cpsc2018 import CPSC2018_CLASSES
 from medbind_processing.demo import save_demo
 from medbind_training.embedding import Embedder
+from medbind_training.evaluation import EvaluationArguments
 from medbind_training.evaluation import main as evaluate_main
 from medbind_training.evaluation_tasks import (
     CROSS_MODALITY_TASKS,
     few_shot_balanced_accuracy,
     mean_ci95,
+    modality_text_retrieval,
     neighbour_agreement,
     prototype_scores,
     row_labels,
@@ -42,6 +44,7 @@ from medbind_training.evaluation_tasks import (
 )
 from medbind_training.prompt_files import DEMO_PROMPTS, PromptSet, load_prompt_sets, prompt_sets
 from medbind_training.results_keys import rsum
+from medbind_training.retrieval import RetrievalProtocol
 
 EVALUATE = Path(__file__).resolve().parents[1] / "training" / "run_evaluation.py"
 
@@ -311,7 +314,9 @@ def test_evaluate_script_writes_every_task_key_and_figure_then_reuses_embeddings
     expected.add("zoo/retrieval/pairs/cxr_to_ecg/recall@1")
     assert expected <= set(results), sorted(expected - set(results))
     assert not any(key.startswith("few_shot/") and "/k4/" in key for key in results)  # only the K asked for
-    numbers = {key: value for key, value in results.items() if key not in ("model", "split")}
+    # the retrieval protocol the numbers were measured under, by default today's
+    assert (results["protocol/retrieval_positives"], results["protocol/retrieval_gallery"]) == ("identical_text", "all")
+    numbers = {key: value for key, value in results.items() if key not in ("model", "split") and "protocol/" not in key}
     assert all(
         isinstance(value, float) and 0.0 <= value <= 100.0 for key, value in numbers.items() if "rsum" not in key
     )
@@ -327,3 +332,29 @@ def test_evaluate_script_writes_every_task_key_and_figure_then_reuses_embeddings
     again = json.loads((second / "results.json").read_text())
     assert again["zero_shot/ecg/balanced_accuracy"] == results["zero_shot/ecg/balanced_accuracy"]
     assert not any(key.startswith(("retrieval/", "few_shot/")) for key in again)
+
+
+def test_report_retrieval_follows_the_protocol_it_is_given(tiny_model, demo_data):
+    model, processor = MedBindModel.from_pretrained(tiny_model), AutoProcessor.from_pretrained(tiny_model)
+    ecg = datasets.load_from_disk(str(demo_data / "ecg"))["test"].select(range(12))
+    embedder = Embedder(model, processor, batch_size=12)
+    embeds = embedder.embed(ecg, "ecg")
+    default = modality_text_retrieval(embedder, "ecg", ecg, "ecg", embeds)
+    galleries = modality_text_retrieval(embedder, "ecg", ecg, "ecg", embeds, RetrievalProtocol("instance", 4, draws=3))
+    assert default.keys() == galleries.keys()
+    # one relevant report among 4 candidates: a random top 1 hits 1 time in 4, a top 5 or 10 always
+    assert [galleries[f"retrieval/ecg/ecg_to_text/chance@{k}"] for k in (1, 5, 10)] == pytest.approx([25, 100, 100])
+    assert galleries["retrieval/ecg/ecg_to_text/recall@10"] == 100.0
+
+
+def test_retrieval_protocol_arguments_default_to_identical_reports_over_the_whole_split(tmp_path):
+    args = EvaluationArguments(model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path))
+    assert args.retrieval_protocol == RetrievalProtocol("identical_text", None)
+    chosen = EvaluationArguments(
+        model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path), retrieval_positives="instance",
+        retrieval_gallery="100", retrieval_gallery_draws=3, seed=4,
+    )  # fmt: skip
+    assert chosen.retrieval_protocol == RetrievalProtocol("instance", 100, draws=3, seed=4)
+    with pytest.raises(ValueError, match="number of candidates"):
+        EvaluationArguments(model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path),
+                            retrieval_gallery="half")  # fmt: skip

@@ -164,6 +164,18 @@ def test_ecg_clip_has_no_cxr_tower():
         model(**batch())
 
 
+def test_cxr_clip_has_no_ecg_tower_and_learns_cxr_against_reports():
+    model = tiny_model(variant="cxr-clip")
+    assert model.ecg_model is None and model.ecg_projection is None
+    assert not any(name.startswith("ecg") for name, _ in model.named_parameters())
+    with pytest.raises(ValueError, match="no ECG tower"):
+        model(**batch())
+    inputs = batch()
+    reports = {"input_ids": inputs["input_ids"][:BATCH], "attention_mask": inputs["attention_mask"][:BATCH]}
+    out = model(pixel_values=inputs["pixel_values"], **reports, return_loss=True)
+    assert torch.isfinite(out.loss) and out.emcl_loss is None and out.loss == out.tmcl_loss
+
+
 def test_bad_inputs_are_explained():
     model = tiny_model()
     with pytest.raises(ValueError, match=r"\[batch, 12 leads, 1000 samples\]"):

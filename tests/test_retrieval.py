@@ -6,9 +6,14 @@ import torch.nn.functional as F
 
 from medbind_training.retrieval import (
     RECALL_KS,
+    RetrievalProtocol,
     chance_recall_at_k,
+    first_of_group,
+    gallery_recall_at_k,
     hit_probability,
     pair_groups,
+    protocol_recall_at_k,
+    random_galleries,
     recall_at_k,
     recall_keys,
 )
@@ -103,3 +108,103 @@ def test_recall_keys_are_the_flat_keys_of_results_json():
     }
     chance = recall_keys("retrieval/ecg/ecg_to_text", {1: 2.0}, name="chance")
     assert chance == {"retrieval/ecg/ecg_to_text/chance@1": 2.0}
+
+
+def identical_report_split():
+    """Three rows: rows 0 and 1 carry the same report (their text embeddings differ by batch rounding only), row 2
+    another; every sample embeds exactly as its report."""
+    report_a, report_b = one_hot([0])[0], one_hot([1])[0]
+    texts = torch.stack([report_a, F.normalize(report_a + 1e-4 * one_hot([5])[0], dim=0), report_b])
+    return texts.clone(), texts, torch.tensor([7, 7, 9])
+
+
+def test_the_two_positive_rules_give_their_hand_computed_recalls():
+    queries, texts, groups = identical_report_split()
+    identical = protocol_recall_at_k(queries, texts, groups, RetrievalProtocol("identical_text"), ks=(1, 2))
+    instance = protocol_recall_at_k(queries, texts, groups, RetrievalProtocol("instance"), ks=(1, 2))
+    # identical_text: either copy of report A is a hit for rows 0 and 1: every query hits at 1.
+    assert identical[0] == pytest.approx({1: 100.0, 2: 100.0})
+    # instance: rows 0 and 1 each tie with the other's copy (hit@1 with probability 1/2), row 2 hits: (1/2 + 1/2
+    # + 1) / 3; at K=2 both copies are in. The rounding between the copies does not decide the tie.
+    assert instance[0] == pytest.approx({1: 200.0 / 3, 2: 100.0})
+    # chance: identical_text has 2 of 3 candidates relevant for rows 0, 1 (2/3 at K=1, certain at K=2) and 1 of 3
+    # for row 2 (1/3, and 1 - 2/3 * 1/2 = 2/3 at K=2); instance has 1 of 3 for every row.
+    assert identical[1] == pytest.approx({1: 100.0 * (2 / 3 + 2 / 3 + 1 / 3) / 3, 2: 100.0 * (1 + 1 + 2 / 3) / 3})
+    assert instance[1] == pytest.approx({1: 100.0 / 3, 2: 200.0 / 3})
+
+
+def test_the_default_protocol_is_recall_at_k_with_identical_reports():
+    generator = torch.Generator().manual_seed(3)
+    queries = F.normalize(torch.randn(30, 8, generator=generator), dim=-1)
+    texts = F.normalize(queries + torch.randn(30, 8, generator=generator), dim=-1)
+    groups = torch.arange(30) // 2
+    recalls, chances = protocol_recall_at_k(queries, texts, groups)
+    assert recalls == recall_at_k(queries, texts, groups, groups)
+    assert chances == chance_recall_at_k(groups, groups)
+
+
+def distractor_split():
+    """Four rows, each report distinct; sample 0 resembles report 1 more than its own, the others their own."""
+    texts = one_hot([0, 1, 2, 3])
+    queries = torch.stack([F.normalize(one_hot([0])[0] + 2 * one_hot([1])[0], dim=0), *one_hot([1, 2, 3])])
+    return queries, texts, torch.arange(4)
+
+
+def test_gallery_recall_ranks_each_query_within_its_gallery_only():
+    queries, texts, groups = distractor_split()
+    # Draw 1 puts row 1 (sample 0's distractor) in sample 0's gallery: 3 of 4 hit at K=1. Draw 2 separates them:
+    # 4 of 4. Mean 87.5; with 2 candidates per gallery, chance at K=1 is 1/2, at K=2 certain.
+    galleries = torch.tensor([[0, 1], [2, 3], [0, 2], [1, 3]])
+    recalls, chances = gallery_recall_at_k(queries, texts, groups, galleries, ks=(1, 2))
+    assert recalls == pytest.approx({1: 87.5, 2: 100.0})
+    assert chances == pytest.approx({1: 50.0, 2: 100.0})
+    # scoring one gallery per block gives the same
+    assert gallery_recall_at_k(queries, texts, groups, galleries, ks=(1, 2), block_elements=4)[0] == recalls
+
+
+def test_random_galleries_are_seeded_permutations_cut_into_fixed_sizes():
+    galleries = random_galleries(10, 3, draws=4, seed=1)
+    assert galleries.shape == (4 * 3, 3)
+    for draw in galleries.view(4, 9):
+        assert len(set(draw.tolist())) == 9  # each draw uses a row at most once; one row sits it out
+    assert torch.equal(galleries, random_galleries(10, 3, draws=4, seed=1))
+    assert not torch.equal(galleries, random_galleries(10, 3, draws=4, seed=2))
+    with pytest.raises(ValueError, match="cannot be drawn"):
+        random_galleries(3, 4, draws=1)
+
+
+def test_fixed_size_galleries_average_to_the_hand_computed_expectation():
+    # Galleries of 2 from 4 rows: sample 0 shares its gallery with its distractor (row 1) in 1 draw of 3, so its
+    # expected recall@1 is 2/3 and the split's (2/3 + 3) / 4 = 91.67%. A gallery as large as the split is the
+    # whole split: sample 0 always misses at K=1.
+    queries, texts, groups = distractor_split()
+    protocol = RetrievalProtocol("instance", gallery=2, draws=3000, seed=0)
+    recalls, chances = protocol_recall_at_k(queries, texts, groups, protocol, ks=(1,))
+    assert recalls[1] == pytest.approx(100.0 * (2 / 3 + 3) / 4, abs=1.0)
+    assert chances == pytest.approx({1: 50.0})
+    whole = protocol_recall_at_k(queries, texts, groups, RetrievalProtocol("instance", gallery=4), ks=(1,))
+    assert whole[0] == pytest.approx({1: 75.0})
+
+
+def test_protocol_arguments_and_their_description():
+    assert RetrievalProtocol.from_arguments("identical_text", "all") == RetrievalProtocol()
+    protocol = RetrievalProtocol.from_arguments("instance", "100", draws=5, seed=2)
+    assert protocol == RetrievalProtocol("instance", 100, 5, 2)
+    assert RetrievalProtocol().describe() == {
+        "protocol/retrieval_positives": "identical_text",
+        "protocol/retrieval_gallery": "all",
+    }
+    assert protocol.describe()["protocol/retrieval_gallery"] == "100"
+    assert protocol.describe()["protocol/retrieval_gallery_draws"] == "5"
+    with pytest.raises(ValueError, match="positives must be one of"):
+        RetrievalProtocol("same_report")
+    with pytest.raises(ValueError, match="number of candidates"):
+        RetrievalProtocol.from_arguments("instance", "everything")
+    with pytest.raises(ValueError, match="at least 2"):
+        RetrievalProtocol.from_arguments("instance", "1")
+    with pytest.raises(ValueError, match="row-aligned"):
+        protocol_recall_at_k(one_hot([0, 1]), one_hot([0]), torch.arange(2))
+
+
+def test_first_of_group_points_each_row_at_its_groups_first_row():
+    assert first_of_group(torch.tensor([5, 3, 5, 3, 8])).tolist() == [0, 1, 0, 1, 4]

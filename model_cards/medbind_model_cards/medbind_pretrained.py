@@ -32,7 +32,13 @@ METADATA_KEY = "medbind"  # the card's own metadata: the render inputs that no f
 RENDER_INPUTS = {"repo_id", "training_description", "training_settings", "synthetic", "max_words"}
 FAMILIES = ("retrieval", "zero_shot", "few_shot", "cross_modality")  # the order of the card's tables
 # Each variant's (`VARIANTS`) name and losses, in the paper's words.
-VARIANT_NAMES = dict(zip(VARIANTS, ("MEDBind_BD (TMCL + EMCL)", "MEDBind_NM (TMCL only)", "ECG-CLIP"), strict=True))
+VARIANT_NAMES = dict(
+    zip(
+        VARIANTS,
+        ("MEDBind_BD (TMCL + EMCL)", "MEDBind_NM (TMCL only)", "ECG-CLIP", "CXR-CLIP (within MedBind)"),
+        strict=True,
+    )
+)
 LOSS_DESCRIPTIONS = dict(
     zip(
         VARIANTS,
@@ -40,6 +46,7 @@ LOSS_DESCRIPTIONS = dict(
             "TMCL (text-CXR, text-ECG) + EMCL (CXR-ECG pairs of the same visit)",
             "TMCL (text-CXR, text-ECG)",
             "TMCL (text-ECG)",
+            "TMCL (text-CXR)",
         ),
         strict=True,
     )
@@ -205,6 +212,8 @@ def render_model_card(
         ecg_tower=(
             f"transformer, {ecg.num_hidden_layers} layers, d={ecg.hidden_size}, {ecg.num_attention_heads} heads, "
             f"{ecg.patch_size} time step(s) per token, {ecg.position_embedding_type} positions"
+            if config.has_ecg
+            else "none (CXR-CLIP)"
         ),
         text_tower=f"BERT, {text.num_hidden_layers} layers, d={text.hidden_size}, [CLS] token",
         loss_description=LOSS_DESCRIPTIONS[config.variant],

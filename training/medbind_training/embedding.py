@@ -63,11 +63,6 @@ def modality_of(dataset: datasets.Dataset) -> str:
     raise ValueError(f"cannot tell the modality of a dataset with columns {sorted(columns)}: no image, ecg or ecg_path")
 
 
-def model_modalities(model: MedBindModel) -> tuple[str, ...]:
-    """The modalities a model embeds: CXR and ECG, or ECG alone for ECG-CLIP."""
-    return MODALITIES if model.config.has_cxr else ("ecg",)
-
-
 def modality_inputs(processor: MedBindProcessor, batch: Mapping[str, list], modality: str) -> dict[str, torch.Tensor]:
     """
     A batch of dataset rows (columns as lists) -> the model inputs of that modality.
@@ -126,7 +121,7 @@ class Embedder:
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.modalities = model_modalities(model)
+        self.modalities = model.config.modalities
         self._memory: dict[str, torch.Tensor] = {}
         self._rows: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
         self._model_hash: str | None = None

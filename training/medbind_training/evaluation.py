@@ -46,6 +46,7 @@ from .evaluation_tasks import (
 from .figures import plot_few_shot, plot_recalls, plot_tsne
 from .prompt_files import prompt_sets
 from .results_keys import rsum
+from .retrieval import POSITIVE_RULES, RetrievalProtocol
 from .splits import PAIRS, RetrievalSplit, dataset_paths, first_rows, load_dataset_dicts, pick_split, retrieval_split
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,18 @@ class EvaluationArguments:
     cross_modality_support_size: int = field(
         default=1000, metadata={"help": "support samples per class (positive, negative) for the prototypes"}
     )
+    retrieval_positives: str = field(
+        default="identical_text",
+        metadata={
+            "help": f"what counts as a retrieval hit, one of {' '.join(POSITIVE_RULES)}: any report identical to the "
+            "query's own (as TMCL's positives), or the query's own report only (the paper does not say)"
+        },
+    )
+    retrieval_gallery: str = field(
+        default="all",
+        metadata={"help": "retrieval candidates: 'all' rows of the split, or N: seeded galleries of N rows, averaged"},
+    )
+    retrieval_gallery_draws: int = field(default=10, metadata={"help": "permutations drawn for galleries of N"})
     zoo_cxr_model: str | None = field(
         default=None, metadata={"help": "encoder zoo: a separately trained CXR-text model"}
     )
@@ -108,6 +121,14 @@ class EvaluationArguments:
             raise ValueError(f"--eval_dataset takes NAME=PATH, got {malformed}")
         if not self.dataset_dir and not self.eval_dataset:
             raise ValueError("nothing to evaluate: give --dataset_dir and/or --eval_dataset NAME=PATH")
+        _ = self.retrieval_protocol  # a bad --retrieval_positives / --retrieval_gallery fails before any embedding
+
+    @property
+    def retrieval_protocol(self) -> RetrievalProtocol:
+        """The retrieval protocol these arguments ask for (its draws seeded by `seed`)."""
+        return RetrievalProtocol.from_arguments(
+            self.retrieval_positives, self.retrieval_gallery, self.retrieval_gallery_draws, self.seed
+        )
 
     @property
     def cache_dir(self) -> str | None:
@@ -172,7 +193,9 @@ def evaluate_datasets(
         embeds[name] = embedder.embed(dataset, modality, name)
         prompt_set = prompts.get(name)
         if "retrieval" in tasks:
-            results |= modality_text_retrieval(embedder, name, dataset, modality, embeds[name])
+            results |= modality_text_retrieval(
+                embedder, name, dataset, modality, embeds[name], args.retrieval_protocol
+            )
         labelled = {"label", "labels"} & set(dataset.column_names)
         if "zero_shot" in tasks and prompt_set is not None and labelled:
             results |= zero_shot_results(embedder, name, dataset, embeds[name], prompt_set, args.seed)
@@ -184,7 +207,7 @@ def evaluate_datasets(
                 args.few_shot_shots, args.few_shot_sets, args.seed, args.few_shot_regularization,
             )  # fmt: skip
     results |= cross_modal_results(
-        embedders, evaluated, support, args.tasks, args.cross_modality_support_size, args.seed
+        embedders, evaluated, support, args.tasks, args.cross_modality_support_size, args.seed, args.retrieval_protocol
     )
     tsne = None
     if "tsne" in tasks and evaluated.cxr is not None and evaluated.ecg is not None and len(embedder.modalities) == 2:
@@ -239,10 +262,10 @@ def run_evaluation(
         # The paper's encoder-zoo baseline: separately trained CXR and ECG encoders, wherever both are needed.
         zoo = {"cxr": embedder(args.zoo_cxr_model), "ecg": embedder(args.zoo_ecg_model)}
         zoo_results = cross_modal_results(
-            zoo, evaluated, support, args.tasks, args.cross_modality_support_size, args.seed
+            zoo, evaluated, support, args.tasks, args.cross_modality_support_size, args.seed, args.retrieval_protocol
         )
         results |= {f"{ZOO_PREFIX}{key}": value for key, value in zoo_results.items()}
-    output = {"model": args.model_name_or_path, "split": args.split, **results}
+    output = {"model": args.model_name_or_path, "split": args.split, **args.retrieval_protocol.describe(), **results}
     save_results(output, tsne, args.output_dir)
     return output
 

@@ -43,7 +43,7 @@ from .embedding import Embedder, modality_of
 from .metrics import balanced_accuracy, chance_balanced_accuracy
 from .prompt_files import PromptSet
 from .results_keys import classification_keys, recall_sum, retrieval_prefix, rsum
-from .retrieval import RECALL_KS, chance_recall_at_k, pair_groups, recall_at_k, recall_keys
+from .retrieval import RetrievalProtocol, pair_groups, protocol_recall_at_k, recall_keys
 from .splits import PAIRS, RetrievalSplit
 from .text_groups import text_group_ids
 
@@ -305,23 +305,29 @@ def tsne_map(embeds: Mapping[str, torch.Tensor], classes: Mapping[str, Sequence[
 # ---- retrieval over datasets -----------------------------------------------------------------------------------
 
 
-def _retrieval_keys(prefix: str, queries, candidates, query_groups, candidate_groups, device) -> dict[str, float]:
-    recalls = recall_at_k(queries, candidates, query_groups, candidate_groups, RECALL_KS, device=device)
-    chances = chance_recall_at_k(query_groups, candidate_groups, RECALL_KS)
+def _retrieval_keys(prefix: str, queries, candidates, groups, device, protocol: RetrievalProtocol) -> dict[str, float]:
+    recalls, chances = protocol_recall_at_k(queries, candidates, groups, protocol, device=device)
     return {**recall_keys(prefix, recalls), **recall_keys(prefix, chances, name="chance")}
 
 
 def modality_text_retrieval(
-    embedder: Embedder, name: str, dataset: datasets.Dataset, modality: str, embeds: torch.Tensor
+    embedder: Embedder,
+    name: str,
+    dataset: datasets.Dataset,
+    modality: str,
+    embeds: torch.Tensor,
+    protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
     """
     `retrieval/{name}/{modality}_to_text/{recall,chance}@K`: each sample's report among the split's reports
-    (identical reports are all hits); no keys for a dataset without a `text` column.
+    (by default identical reports are all hits, the gallery the whole split: `protocol`); no keys for a dataset
+    without a `text` column.
 
     Args:
         embedder: embeds the texts.
         name: the dataset's name in the keys.
         dataset: the evaluated split; `embeds` `[len(dataset), d]` its samples' embeddings.
+        protocol: what counts as a hit and the gallery size.
     """
     if "text" not in dataset.column_names:
         return {}
@@ -329,21 +335,27 @@ def modality_text_retrieval(
     groups = torch.tensor(text_group_ids(texts, max_words=embedder.processor.max_words))
     candidates = embedder.embed_texts(texts, name)
     prefix = retrieval_prefix(name, f"{modality}_to_text")
-    return _retrieval_keys(prefix, embeds, candidates, groups, groups, embedder.device)
+    return _retrieval_keys(prefix, embeds, candidates, groups, embedder.device, protocol)
 
 
 def pair_retrieval(
-    cxr_embeds: torch.Tensor, ecg_embeds: torch.Tensor, pairs: Sequence[tuple[int, int]], device=None, name: str = PAIRS
+    cxr_embeds: torch.Tensor,
+    ecg_embeds: torch.Tensor,
+    pairs: Sequence[tuple[int, int]],
+    device=None,
+    name: str = PAIRS,
+    protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
     """
     `retrieval/pairs/{cxr_to_ecg,ecg_to_cxr}/{recall,chance}@K` over a split's disjoint visit pairs: the query is a
-    paired CXR (ECG), the gallery every paired ECG (CXR), the hit its own visit's partner.
+    paired CXR (ECG), the gallery every paired ECG (CXR) or `protocol`'s fixed-size galleries of them, the hit its
+    own visit's partner (both positive rules agree here).
     """
     cxr_rows, ecg_rows, groups = pair_groups(pairs)
     cxr, ecg = cxr_embeds[cxr_rows], ecg_embeds[ecg_rows]
     return {
-        **_retrieval_keys(retrieval_prefix(name, "cxr_to_ecg"), cxr, ecg, groups, groups, device),
-        **_retrieval_keys(retrieval_prefix(name, "ecg_to_cxr"), ecg, cxr, groups, groups, device),
+        **_retrieval_keys(retrieval_prefix(name, "cxr_to_ecg"), cxr, ecg, groups, device, protocol),
+        **_retrieval_keys(retrieval_prefix(name, "ecg_to_cxr"), ecg, cxr, groups, device, protocol),
     }
 
 
@@ -480,6 +492,7 @@ def cross_modal_results(
     tasks: Sequence[str] = ("retrieval", "cross_modality"),
     support_size: int | None = 1000,
     seed: int = 0,
+    protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
     """
     The tasks that need both modalities, on the evaluated split's visit pairs (none without pairs or without both
@@ -496,6 +509,7 @@ def cross_modal_results(
         embedders: `{modality: Embedder}` (one model, or the encoder zoo's two).
         evaluated: the evaluated split with its visit pairs.
         support: the split the prototypes' samples come from (train).
+        protocol: the retrieval protocol (gallery size) of the CXR <-> ECG retrieval.
     """
     if not evaluated.pairs or set(embedders) != set(MODALITIES):
         return {}
@@ -503,7 +517,7 @@ def cross_modal_results(
     if "retrieval" in tasks:
         cxr = embedders["cxr"].embed(evaluated.cxr, "cxr", "cxr")
         ecg = embedders["ecg"].embed(evaluated.ecg, "ecg", "ecg")
-        results |= pair_retrieval(cxr, ecg, evaluated.pairs, embedders["cxr"].device)
+        results |= pair_retrieval(cxr, ecg, evaluated.pairs, embedders["cxr"].device, protocol=protocol)
     if "cross_modality" not in tasks:
         return results
     for task_name, task in CROSS_MODALITY_TASKS.items():

@@ -64,11 +64,11 @@ def pretrain(
         build_demo_data_if_absent(data_args, training_args)
     set_seed(training_args.seed)
 
-    data = load_splits(data_args)
-    with_cxr = model_args.variant != "ecg-clip"
-    validation = validation_split(data_args, data, with_cxr)
-    train_dataset, reports = training_set(data_args, training_args, data, with_cxr)
     config = build_config(model_args)
+    data = load_splits(data_args)
+    # The towers the model has (a variant's, or a saved model's) decide which data it trains and validates on.
+    validation = validation_split(data_args, data, config.modalities)
+    train_dataset, reports = training_set(data_args, training_args, data, config.modalities)
     model, processor = build_model_and_processor(model_args, data_args, training_args, config, reports)
 
     augment = data_args.augment

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
 from transformers import TrainingArguments
+
+from modeling_medbind.configuration_medbind import MODALITIES
 
 from .data import PretrainingDataset
 from .pretraining_arguments import DataArguments
@@ -34,7 +37,7 @@ def load_splits(data_args: DataArguments) -> dict[str, datasets.DatasetDict | No
 
 
 def streamed_train_set(
-    data_args: DataArguments, data: dict[str, datasets.DatasetDict | None], with_cxr: bool, seed: int
+    data_args: DataArguments, data: dict[str, datasets.DatasetDict | None], modalities: Sequence[str], seed: int
 ) -> StreamingPretrainingDataset:
     """The training split as streams: local DatasetDicts through `to_iterable_dataset`, the others from the Hub."""
     paths = pretraining_paths(data_args)
@@ -46,7 +49,7 @@ def streamed_train_set(
             return local if name == "pairs" else local.to_iterable_dataset(data_args.streaming_num_shards)
         return datasets.load_dataset(paths[name], split="train", streaming=True) if paths[name] else None
 
-    cxr, ecg = stream("cxr") if with_cxr else None, stream("ecg")
+    cxr, ecg = (stream(modality) if modality in modalities else None for modality in MODALITIES)
     pairs = stream("pairs") if cxr is not None and ecg is not None else None
     return StreamingPretrainingDataset(cxr, ecg, pairs, seed=seed, buffer_size=data_args.streaming_buffer_size)
 
@@ -55,7 +58,7 @@ def training_set(
     data_args: DataArguments,
     training_args: TrainingArguments,
     data: dict[str, datasets.DatasetDict | None],
-    with_cxr: bool,
+    modalities: Sequence[str],
 ) -> tuple[PretrainingDataset | StreamingPretrainingDataset, list[str]]:
     """
     The training set, in memory or streamed (`--streaming`), and the reports a trained WordPiece vocabulary learns
@@ -72,14 +75,14 @@ def training_set(
         # them) breaks pair_index and the padded text; every process reads the stream and keeps its own slots.
         training_args.accelerator_config.dispatch_batches = False
         seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-        streamed = streamed_train_set(data_args, data, with_cxr, seed)
+        streamed = streamed_train_set(data_args, data, modalities, seed)
         reports = [
             row["text"]
             for stream in streamed.streams.values()
             for row in stream.select_columns(["text"]).take(STREAMED_TOKENIZER_REPORTS)
         ]
         return streamed, reports
-    train = retrieval_split(data, "train", data_args.max_train_samples, with_cxr)
+    train = retrieval_split(data, "train", data_args.max_train_samples, modalities)
     if train.cxr is None and train.ecg is None:
         raise FileNotFoundError(
             f"no training data found: give --dataset_dir with cxr/ and ecg/ DatasetDicts (got {data_args.dataset_dir!r})"
@@ -90,10 +93,10 @@ def training_set(
 
 
 def validation_split(
-    data_args: DataArguments, data: dict[str, datasets.DatasetDict | None], with_cxr: bool
+    data_args: DataArguments, data: dict[str, datasets.DatasetDict | None], modalities: Sequence[str]
 ) -> RetrievalSplit:
     """The validation split that chooses the best checkpoint (`MedBindTrainer.evaluate`)."""
-    return retrieval_split(data, "validation", data_args.max_eval_samples, with_cxr)
+    return retrieval_split(data, "validation", data_args.max_eval_samples, modalities)
 
 
 def build_demo_data_if_absent(data_args: DataArguments, training_args: TrainingArguments) -> None:

@@ -5,16 +5,22 @@ retrieval, the id of the report's normalised text, so identical reports are all 
 disjoint visit pairs, the pair's number). Group ids keep relevance at O(q + c) memory where a boolean matrix would
 be q x c, and the similarity matrix is never held whole: queries are scored in blocks of `block_elements` entries,
 on the accelerator when the embeddings are sent there.
+
+The paper does not state its retrieval protocol; `RetrievalProtocol` names the two choices that move the numbers
+most (what counts as a hit, and how large the gallery is) and `protocol_recall_at_k` scores under any of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 RECALL_KS = (1, 5, 10)  # the recall cut-offs every report of MedBind uses (method.md, Evaluation)
 BLOCK_ELEMENTS = 2**25  # similarity entries scored at once: 128 MiB of float32 per block, whatever the gallery size
+POSITIVE_RULES = ("identical_text", "instance")
+WHOLE_SPLIT = "all"  # `--retrieval_gallery all`: every row of the split is a candidate
 
 
 def miss_probability(total: torch.Tensor, marked: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
@@ -144,6 +150,179 @@ def chance_recall_at_k(
     }
 
 
+@dataclass(frozen=True)
+class RetrievalProtocol:
+    """
+    How a retrieval is scored; the paper does not say (Section 4.2 reports Recall@K only), so every run writes its
+    protocol beside its recalls (`describe`).
+
+    Args:
+        positives: `"identical_text"`: every candidate whose report is identical (after the processor's
+            normalisation) to the query's own is a hit, as TMCL treats them as positives; `"instance"`: only the
+            query's own report is, and identical copies of it tie with it (ranked at random, in expectation).
+        gallery: None: every row of the split is a candidate; N: queries are ranked within fixed-size galleries of
+            N rows drawn at random (each draw cuts a seeded permutation into galleries of N, so every gallery holds
+            each of its queries' own candidate), and recalls are averaged over all galleries of `draws` draws; a
+            gallery at least as large as the split is the whole split.
+        draws: permutations drawn for fixed-size galleries.
+        seed: seed of the draws.
+
+    Raises:
+        ValueError: for an unknown positive rule, a gallery below 2 or fewer than 1 draw.
+    """
+
+    positives: str = "identical_text"
+    gallery: int | None = None
+    draws: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.positives not in POSITIVE_RULES:
+            raise ValueError(f"retrieval positives must be one of {POSITIVE_RULES}, got {self.positives!r}")
+        if self.gallery is not None and self.gallery < 2:
+            raise ValueError(f"a retrieval gallery needs at least 2 candidates, got {self.gallery}")
+        if self.draws < 1:
+            raise ValueError(f"fixed-size galleries need at least 1 draw, got {self.draws}")
+
+    @classmethod
+    def from_arguments(cls, positives: str, gallery: str | int, draws: int = 10, seed: int = 0) -> RetrievalProtocol:
+        """The protocol of command-line values: `gallery` is `"all"` or a number of candidates."""
+        if str(gallery) == WHOLE_SPLIT:
+            return cls(positives, None, draws, seed)
+        try:
+            size = int(gallery)
+        except ValueError:
+            raise ValueError(f"retrieval gallery must be {WHOLE_SPLIT!r} or a number of candidates, got {gallery!r}")
+        return cls(positives, size, draws, seed)
+
+    def describe(self) -> dict[str, str]:
+        """The `protocol/...` keys of `results.json` (strings, so that no reader takes them for a metric)."""
+        gallery = WHOLE_SPLIT if self.gallery is None else str(self.gallery)
+        described = {"protocol/retrieval_positives": self.positives, "protocol/retrieval_gallery": gallery}
+        if self.gallery is not None:
+            described["protocol/retrieval_gallery_draws"] = str(self.draws)
+            described["protocol/retrieval_seed"] = str(self.seed)
+        return described
+
+
+def random_galleries(num_rows: int, size: int, draws: int, seed: int = 0) -> torch.Tensor:
+    """
+    Fixed-size galleries of row indices: each draw is a seeded permutation of the rows cut into `num_rows // size`
+    consecutive galleries of `size` (the `num_rows % size` rows left over sit that draw out).
+
+    Returns:
+        `[draws * (num_rows // size), size]` int64 row indices.
+
+    Raises:
+        ValueError: when `size` is not within [1, num_rows].
+    """
+    if not 1 <= size <= num_rows:
+        raise ValueError(f"a gallery of {size} rows cannot be drawn from {num_rows} rows")
+    generator = torch.Generator().manual_seed(seed)
+    usable = num_rows // size * size
+    return torch.cat([torch.randperm(num_rows, generator=generator)[:usable].view(-1, size) for _ in range(draws)])
+
+
+def gallery_recall_at_k(
+    query_embeds: torch.Tensor,
+    candidate_embeds: torch.Tensor,
+    groups: torch.Tensor,
+    galleries: torch.Tensor,
+    ks: Iterable[int] = RECALL_KS,
+    device: torch.device | str | None = None,
+    block_elements: int = BLOCK_ELEMENTS,
+) -> tuple[dict[int, float], dict[int, float]]:
+    """
+    Recall@K and its chance level when each query is ranked only among the candidates of its gallery: rows are
+    aligned (query i's own candidate is candidate i), and in a gallery of rows g every query `g[j]` is ranked
+    against the candidates `g`. Both are the mean over every (gallery, query), in percent.
+
+    Args:
+        query_embeds, candidate_embeds: `[n, d]` L2-normalised, row-aligned.
+        groups: `[n]` ids; candidate j is relevant for query i when `groups[j] == groups[i]`.
+        galleries: `[G, N]` row indices (`random_galleries`).
+        ks, device, block_elements: as for `recall_at_k` (blocks of whole galleries).
+
+    Returns:
+        `({K: recall}, {K: chance recall})`.
+    """
+    ks = sorted(set(ks))
+    device = torch.device(device) if device is not None else query_embeds.device
+    size = galleries.shape[1]
+    per_block = max(1, block_elements // (size * size))
+    hits = torch.zeros(len(ks), dtype=torch.float64, device=device)
+    chances = torch.zeros(len(ks), dtype=torch.float64, device=device)
+    for start in range(0, galleries.shape[0], per_block):
+        rows = galleries[start : start + per_block].to(device)
+        queries = query_embeds.to(device, torch.float32)[rows]
+        candidates = candidate_embeds.to(device, torch.float32)[rows]
+        gallery_groups = groups.to(device)[rows]
+        relevant = (gallery_groups[:, :, None] == gallery_groups[:, None, :]).flatten(0, 1)
+        scores = (queries @ candidates.transpose(1, 2)).flatten(0, 1)
+        hits += hit_probability(scores, relevant, ks).sum(dim=0)
+        total, marked = torch.tensor(size, device=device), relevant.sum(dim=1)
+        misses = [miss_probability(total, marked, torch.tensor(k, device=device)) for k in ks]
+        chances += (1.0 - torch.stack(misses, dim=1)).sum(dim=0)
+    count = galleries.numel()
+    return (
+        {k: 100.0 * value / count for k, value in zip(ks, hits.tolist(), strict=True)},
+        {k: 100.0 * value / count for k, value in zip(ks, chances.tolist(), strict=True)},
+    )
+
+
+def protocol_recall_at_k(
+    query_embeds: torch.Tensor,
+    candidate_embeds: torch.Tensor,
+    text_groups: torch.Tensor,
+    protocol: RetrievalProtocol = RetrievalProtocol(),
+    ks: Iterable[int] = RECALL_KS,
+    device: torch.device | str | None = None,
+) -> tuple[dict[int, float], dict[int, float]]:
+    """
+    Recall@K and its chance level of row-aligned queries and candidates (query i's own candidate is candidate i)
+    under a `RetrievalProtocol`. The default protocol is exactly `recall_at_k` and `chance_recall_at_k` with
+    `text_groups` as both group ids.
+
+    Args:
+        query_embeds, candidate_embeds: `[n, d]` L2-normalised, row-aligned.
+        text_groups: `[n]` ids equal where two rows' reports are identical (`text_group_ids`; for visit pairs, the
+            pair number, which makes the two positive rules agree).
+        protocol: the positive rule and gallery.
+        ks, device: as for `recall_at_k`.
+
+    Returns:
+        `({K: recall}, {K: chance recall})`, in percent.
+
+    Raises:
+        ValueError: when the rows are not aligned.
+    """
+    num_rows = query_embeds.shape[0]
+    if candidate_embeds.shape[0] != num_rows or text_groups.shape != (num_rows,):
+        raise ValueError(
+            f"row-aligned queries, candidates and ids expected: {tuple(query_embeds.shape)}, "
+            f"{tuple(candidate_embeds.shape)}, {tuple(text_groups.shape)}"
+        )
+    groups = text_groups
+    if protocol.positives == "instance":
+        groups = torch.arange(num_rows, device=text_groups.device)
+        # Identical reports reach the text tower as the same input: score them exactly alike, whatever rounding
+        # their batches brought, so the query's own copy ties with the others instead of winning by noise.
+        candidate_embeds = candidate_embeds[first_of_group(text_groups)]
+    if protocol.gallery is None or protocol.gallery >= num_rows:
+        recalls = recall_at_k(query_embeds, candidate_embeds, groups, groups, ks, device=device)
+        return recalls, chance_recall_at_k(groups.cpu(), groups.cpu(), ks)
+    galleries = random_galleries(num_rows, protocol.gallery, protocol.draws, protocol.seed)
+    return gallery_recall_at_k(query_embeds, candidate_embeds, groups, galleries, ks, device)
+
+
+def first_of_group(groups: torch.Tensor) -> torch.Tensor:
+    """`[n]` the index of the first row carrying each row's group id (row i itself when it is the first)."""
+    values, inverse = torch.unique(groups, return_inverse=True)
+    first = torch.full((len(values),), len(groups), dtype=torch.long, device=groups.device)
+    first.scatter_reduce_(0, inverse, torch.arange(len(groups), device=groups.device), reduce="amin")
+    return first[inverse]
+
+
 def pair_groups(pairs: Sequence[tuple[int, int]]) -> tuple[list[int], list[int], torch.Tensor]:
     """
     Queries, candidates and their group ids for CXR <-> ECG retrieval over disjoint visit pairs.
@@ -171,11 +350,17 @@ def recall_keys(prefix: str, recalls: dict[int, float], name: str = "recall") ->
 
 __all__ = [
     "BLOCK_ELEMENTS",
+    "POSITIVE_RULES",
     "RECALL_KS",
+    "RetrievalProtocol",
     "chance_recall_at_k",
+    "first_of_group",
+    "gallery_recall_at_k",
     "hit_probability",
     "miss_probability",
     "pair_groups",
+    "protocol_recall_at_k",
+    "random_galleries",
     "recall_at_k",
     "recall_keys",
 ]

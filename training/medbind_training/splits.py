@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import datasets
 
+from modeling_medbind.configuration_medbind import MODALITIES
+
 from .data import pair_rows
 
 PAIRS = "pairs"  # the visit-pair dataset of a DATA folder
@@ -69,13 +71,13 @@ def retrieval_split(
     data: Mapping[str, datasets.DatasetDict | None],
     split: str,
     limit: int | None = None,
-    with_cxr: bool = True,
+    modalities: Sequence[str] = MODALITIES,
     with_pairs: bool = True,
 ) -> RetrievalSplit:
     """
     One split of a DATA folder's `cxr`, `ecg` and `pairs` DatasetDicts (missing names or splits: None), the CXR and
     ECG datasets cut to their first `limit` rows, and their disjoint visit pairs (`pair_rows`; pairs whose studies
-    fall outside the kept rows are dropped). `with_cxr=False` leaves the CXRs out (ECG-CLIP); `with_pairs=False`
+    fall outside the kept rows are dropped). Only the `modalities` named are read (ECG-CLIP: ECG, CXR-CLIP: CXR); `with_pairs=False`
     leaves the pairs out, for a caller that reads only the datasets (matching pairs reads the whole pair split).
     """
 
@@ -85,7 +87,7 @@ def retrieval_split(
             return None
         return first_rows(dataset_dict[split], cut)
 
-    cxr, ecg = part("cxr", limit) if with_cxr else None, part("ecg", limit)
+    cxr, ecg = (part(modality, limit) if modality in modalities else None for modality in MODALITIES)
     pairs = part(PAIRS, None) if with_pairs else None
     return RetrievalSplit(
         cxr, ecg, pair_rows(cxr, ecg, pairs) if cxr is not None and ecg is not None and pairs is not None else []

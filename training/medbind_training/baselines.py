@@ -1,0 +1,328 @@
+"""External checkpoints as baselines (paper Table 2, Figure 3): one embedding interface for every format users have.
+
+`--baseline NAME=PATH` names a folder in one of these formats (`detect_format` tells them apart):
+
+- `clip` / `siglip`: a `transformers` `CLIPModel` or `SiglipModel` folder (OpenAI CLIP, MedSigLIP-style), with its
+  own `AutoProcessor`;
+- `open_clip`: an open_clip folder (`open_clip_config.json` + weights: BiomedCLIP's format; needs the optional
+  extra `pip install "medbind[baselines]"`);
+- `medbind`: a MedBind folder of any variant (BD, NM, ECG-CLIP, CXR-CLIP), through `AutoModel` / `AutoProcessor`.
+
+Every adapter embeds with its model's own processor and conventions and returns L2-normalised `[N, d]` float32
+tensors on the CPU; `modalities` says which of `"cxr"`, `"ecg"`, `"text"` it embeds. Radiographs reach the
+general-domain models as 8-bit RGB read by MedBind's image processor (grayscale replicated, 16-bit scaled by its
+full range, DICOM decoded), which is what their processors expect.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoProcessor
+from transformers.utils import ModelOutput
+
+from modeling_medbind import MedBindImageProcessor
+from modeling_medbind.hub_loading import load_pretrained
+
+BASELINE_MODALITIES = ("cxr", "ecg", "text")
+TRANSFORMERS_MODEL_TYPES = ("clip", "siglip", "medbind")  # config.json `model_type`s an adapter exists for
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_EXTRA = 'pip install "medbind[baselines]"'
+
+ImageItem = str | os.PathLike | np.ndarray | torch.Tensor | Image.Image
+_RADIOGRAPH_READER = MedBindImageProcessor()
+
+
+def parse_baselines(specs: Sequence[str]) -> dict[str, Path]:
+    """
+    `--baseline NAME=PATH` values -> `{NAME: PATH}`, in order.
+
+    Raises:
+        ValueError: an item without `=`, an empty name, or a name given twice.
+        FileNotFoundError: a path that is not a folder.
+    """
+    baselines: dict[str, Path] = {}
+    for spec in specs:
+        name, separator, path = spec.partition("=")
+        if not separator or not name or not path:
+            raise ValueError(f"--baseline takes NAME=PATH (a name for the results, a model folder), got {spec!r}")
+        if name in baselines:
+            raise ValueError(f"--baseline {name} is given twice; each baseline needs its own name")
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"--baseline {name}: {path} is not a folder")
+        baselines[name] = Path(path)
+    return baselines
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """
+    The format of a model folder: `"open_clip"` when it holds `open_clip_config.json`, else its `config.json`'s
+    `model_type` (`"clip"`, `"siglip"` or `"medbind"`).
+
+    Raises:
+        FileNotFoundError: `path` is not a folder.
+        ValueError: neither file is there, or the `model_type` has no adapter.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"baseline model folder not found: {folder}")
+    if (folder / OPEN_CLIP_CONFIG).is_file():
+        return "open_clip"
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ValueError(
+            f"{folder} is not a model folder this evaluation knows: no config.json (transformers CLIP, SigLIP, "
+            f"MedBind) and no {OPEN_CLIP_CONFIG} (open_clip)"
+        )
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type not in TRANSFORMERS_MODEL_TYPES:
+        raise ValueError(
+            f"{config_file}: model_type {model_type!r} has no baseline adapter; supported: "
+            f"{', '.join(TRANSFORMERS_MODEL_TYPES)} and open_clip folders"
+        )
+    return model_type
+
+
+def radiograph_rgb(image: ImageItem) -> Image.Image:
+    """
+    A radiograph as the 8-bit RGB picture general-domain processors expect: read as MedBind's image processor reads
+    it (paths, DICOM, 16-bit scaled by its full range, alpha onto black), grayscale replicated to 3 channels.
+
+    Raises:
+        FileNotFoundError, ValueError: as `MedBindImageProcessor` (the message names the file or the array).
+    """
+    pixels = _RADIOGRAPH_READER.process_image(_RADIOGRAPH_READER.fetch_images(image))
+    rgb = pixels.float().round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
+    return Image.fromarray(rgb.numpy())
+
+
+def pooled_embedding(output: torch.Tensor | ModelOutput) -> torch.Tensor:
+    """A `get_*_features` result as a tensor: its `pooler_output` when it is a `ModelOutput` (transformers 5's
+    CLIP and SigLIP, and MedBind's feature getters that follow them), else the tensor itself."""
+    return output.pooler_output if isinstance(output, ModelOutput) else output
+
+
+class BaselineEncoder(ABC):
+    """
+    A model that embeds some of CXR, ECG and text into one space, whatever its format.
+
+    Args:
+        name: how the baseline is named in results and messages.
+        path: its folder.
+        batch_size: items per forward pass.
+        device: where the model runs.
+    """
+
+    format: str
+    modalities: tuple[str, ...]
+
+    def __init__(self, name: str, path: str | os.PathLike, batch_size: int = 64, device: torch.device | str = "cpu"):
+        self.name = name
+        self.path = Path(path)
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+
+    def embed_images(self, images: Sequence[ImageItem]) -> torch.Tensor:
+        """`[N, d]` embeddings of radiographs (paths, PIL images, arrays).
+
+        Raises:
+            ValueError: the model has no CXR tower.
+        """
+        return self.embed("cxr", images)
+
+    def embed_ecgs(self, ecgs: Sequence[Any], sampling_rate: float | None = None) -> torch.Tensor:
+        """`[N, d]` embeddings of ECGs (WFDB record paths, or `[leads, samples]` arrays at `sampling_rate` Hz).
+
+        Raises:
+            ValueError: the model has no ECG tower.
+        """
+        return self.embed("ecg", ecgs, sampling_rate=sampling_rate)
+
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """`[N, d]` embeddings of reports or prompts, with the model's own tokenisation."""
+        return self.embed("text", texts)
+
+    def embed(self, modality: str, items: Sequence[Any], **kwargs: Any) -> torch.Tensor:
+        """`[len(items), d]` L2-normalised float32 embeddings on the CPU, `batch_size` items per forward pass.
+
+        Raises:
+            ValueError: `modality` is not one this model embeds.
+        """
+        if modality not in self.modalities:
+            raise ValueError(
+                f"baseline {self.name!r} ({self.format} model at {self.path}) embeds {', '.join(self.modalities)}, "
+                f"not {modality}"
+            )
+        items = list(items)
+        chunks = [items[start : start + self.batch_size] for start in range(0, len(items), self.batch_size)]
+        parts = []
+        with torch.no_grad():
+            for chunk in tqdm(chunks, desc=f"embedding {self.name} {modality}", disable=len(chunks) < 2):
+                parts.append(F.normalize(self._features(modality, chunk, **kwargs).float(), dim=-1).cpu())
+        return torch.cat(parts) if parts else torch.zeros(0, 0)
+
+    @abstractmethod
+    def _features(self, modality: str, items: list[Any], **kwargs: Any) -> torch.Tensor:
+        """`[len(items), d]` embeddings of one batch (not yet normalised), on any device."""
+
+
+class TransformersDualEncoder(BaselineEncoder):
+    """
+    A `transformers` `CLIPModel` or `SiglipModel` folder, embedding CXR and text with its own processor.
+
+    Text is truncated to the model's positions; SigLIP's is padded to them (`padding="max_length"`), as it was
+    trained, which changes its embeddings. Texts are embedded as given: the prompt files already hold sentences.
+    """
+
+    modalities = ("cxr", "text")
+
+    def __init__(self, name: str, path: str | os.PathLike, batch_size: int = 64, device: torch.device | str = "cpu"):
+        super().__init__(name, path, batch_size, device)
+        self.format = detect_format(path)
+        if self.format not in ("clip", "siglip"):
+            raise ValueError(f"baseline {name!r}: {path} is a {self.format} folder, not a CLIPModel or SiglipModel one")
+        self.model, self.processor = load_pretrained(
+            path,
+            lambda: (AutoModel.from_pretrained(path).eval().to(self.device), AutoProcessor.from_pretrained(path)),
+            f"the {self.format} baseline {name!r}",
+            "Pass a folder saved with save_pretrained (model and processor).",
+        )
+        self._text_kwargs = {
+            "padding": "max_length" if self.format == "siglip" else True,
+            "truncation": True,
+            "max_length": self.model.config.text_config.max_position_embeddings,
+        }
+
+    def _features(self, modality: str, items: list[Any], **kwargs: Any) -> torch.Tensor:
+        if modality == "cxr":
+            inputs = self.processor(images=[radiograph_rgb(item) for item in items], return_tensors="pt")
+            return pooled_embedding(self.model.get_image_features(pixel_values=inputs["pixel_values"].to(self.device)))
+        inputs = self.processor(text=items, return_tensors="pt", **self._text_kwargs)
+        text_inputs = {key: inputs[key].to(self.device) for key in ("input_ids", "attention_mask") if key in inputs}
+        return pooled_embedding(self.model.get_text_features(**text_inputs))
+
+
+class OpenCLIPEncoder(BaselineEncoder):
+    """
+    An open_clip folder (`open_clip_config.json` and its weights, as BiomedCLIP ships), embedding CXR and text with
+    the transform and tokenizer its config names (BiomedCLIP: 224 px, its own mean / std, 256 tokens).
+
+    Raises (at construction):
+        ImportError: open_clip is not installed (the message names the extra).
+        FileNotFoundError: the folder cannot be loaded (e.g. a Hugging Face text tower it names is not cached).
+    """
+
+    format = "open_clip"
+    modalities = ("cxr", "text")
+
+    def __init__(self, name: str, path: str | os.PathLike, batch_size: int = 64, device: torch.device | str = "cpu"):
+        super().__init__(name, path, batch_size, device)
+        try:
+            import open_clip
+        except ImportError as error:
+            raise ImportError(f"baseline {name!r} is an open_clip model: {OPEN_CLIP_EXTRA}") from error
+        identifier = f"local-dir:{Path(path).resolve()}"
+
+        def load() -> tuple[torch.nn.Module, Callable, Callable]:
+            model, transform = open_clip.create_model_from_pretrained(identifier, device=self.device)
+            return model.eval(), transform, open_clip.get_tokenizer(identifier)
+
+        self.model, self.transform, self.tokenizer = load_pretrained(
+            path, load, f"the open_clip baseline {name!r}", f"Pass a folder with {OPEN_CLIP_CONFIG} and its weights."
+        )
+
+    def _features(self, modality: str, items: list[Any], **kwargs: Any) -> torch.Tensor:
+        if modality == "cxr":
+            pixels = torch.stack([self.transform(radiograph_rgb(item)) for item in items]).to(self.device)
+            return self.model.encode_image(pixels)
+        return self.model.encode_text(self.tokenizer(items).to(self.device))
+
+
+class MedBindEncoder(BaselineEncoder):
+    """
+    A MedBind folder of any variant, through `AutoModel` / `AutoProcessor` (remote code where MedBind is not
+    installed): the towers its config has, with its own processor (reports cut to its `max_words`).
+    """
+
+    format = "medbind"
+
+    def __init__(self, name: str, path: str | os.PathLike, batch_size: int = 64, device: torch.device | str = "cpu"):
+        super().__init__(name, path, batch_size, device)
+        self.model, self.processor = load_pretrained(
+            path,
+            lambda: (
+                AutoModel.from_pretrained(path, trust_remote_code=True).eval().to(self.device),
+                AutoProcessor.from_pretrained(path, trust_remote_code=True),
+            ),
+            f"the MedBind baseline {name!r}",
+            "Pass a folder written by training/pretrain.py.",
+        )
+        config = self.model.config
+        towers = {"cxr": config.has_cxr, "ecg": getattr(config, "has_ecg", True), "text": True}
+        self.modalities = tuple(modality for modality in BASELINE_MODALITIES if towers[modality])
+
+    def _features(self, modality: str, items: list[Any], **kwargs: Any) -> torch.Tensor:
+        if modality == "cxr":
+            inputs = self.processor(images=items, return_tensors="pt")
+            return pooled_embedding(self.model.get_cxr_features(inputs["pixel_values"].to(self.device)))
+        if modality == "ecg":
+            inputs = self.processor(ecgs=items, sampling_rate=kwargs.get("sampling_rate"), return_tensors="pt")
+            return pooled_embedding(self.model.get_ecg_features(inputs["ecg_values"].to(self.device)))
+        inputs = {key: value.to(self.device) for key, value in self.processor(text=items, return_tensors="pt").items()}
+        return pooled_embedding(self.model.get_text_features(**inputs))
+
+
+ADAPTERS: dict[str, type[BaselineEncoder]] = {
+    "clip": TransformersDualEncoder,
+    "siglip": TransformersDualEncoder,
+    "open_clip": OpenCLIPEncoder,
+    "medbind": MedBindEncoder,
+}
+
+
+def load_baseline(
+    name: str, path: str | os.PathLike, batch_size: int = 64, device: torch.device | str = "cpu"
+) -> BaselineEncoder:
+    """
+    The adapter for a baseline folder, by its format (`detect_format`).
+
+    Raises:
+        FileNotFoundError: `path` is not a folder, or it cannot be loaded (the message names it and
+            `HF_HUB_OFFLINE`).
+        ValueError: an unknown format.
+        ImportError: an open_clip folder without open_clip installed.
+    """
+    return ADAPTERS[detect_format(path)](name, path, batch_size=batch_size, device=device)
+
+
+def load_baselines(
+    specs: Sequence[str], batch_size: int = 64, device: torch.device | str = "cpu"
+) -> dict[str, BaselineEncoder]:
+    """`--baseline NAME=PATH` values -> `{NAME: adapter}` (`parse_baselines`, `load_baseline`)."""
+    return {name: load_baseline(name, path, batch_size, device) for name, path in parse_baselines(specs).items()}
+
+
+__all__ = [
+    "ADAPTERS",
+    "BASELINE_MODALITIES",
+    "BaselineEncoder",
+    "MedBindEncoder",
+    "OpenCLIPEncoder",
+    "TransformersDualEncoder",
+    "detect_format",
+    "load_baseline",
+    "load_baselines",
+    "parse_baselines",
+    "pooled_embedding",
+    "radiograph_rgb",
+]
