@@ -204,6 +204,8 @@ class MedBindConfig(PreTrainedConfig):
     """
 
     model_type = "medbind"
+    # The modalities beside text, each with its own tower, in the order a training batch lays out their reports.
+    modalities: ClassVar[tuple[str, str]] = ("cxr", "ecg")
     sub_configs_defaults: ClassVar = {
         "cxr_config": MedBindCXRConfig,
         "ecg_config": MedBindECGConfig,

@@ -433,6 +433,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data_collator=train_collator,
         eval_dataset=validation,
         processing_class=processor,
+        contrastive_chunk_size=training_args.contrastive_chunk_size,
     )
     checkpoint = resolve_checkpoint(training_args)
     if checkpoint:
