@@ -283,6 +283,7 @@ def run_evaluate(*arguments: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 def test_evaluate_script_writes_every_task_key_and_figure_then_reuses_embeddings(tiny_model, demo_data, tmp_path):
     output = tmp_path / "out"
     common = ["--model_name_or_path", str(tiny_model), "--dataset_dir", str(demo_data), "--output_dir", str(output)]

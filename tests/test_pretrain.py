@@ -80,6 +80,7 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_demo_preset_trains_evaluates_and_writes_a_hub_folder(demo_data, tmp_path):
     output = tmp_path / "bd"
     metrics = main(demo_arguments(demo_data, output, "--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "4",
@@ -110,6 +111,7 @@ def test_demo_preset_trains_evaluates_and_writes_a_hub_folder(demo_data, tmp_pat
         assert model.get_ecg_features(inputs["ecg_values"]).shape == (1, 256)
 
 
+@pytest.mark.slow
 def test_the_trained_tokenizer_is_kept_for_every_process_and_for_a_resume(demo_data, tmp_path):
     output = tmp_path / "tokenizer-run"
     arguments = demo_arguments(demo_data, output, "--max_steps", "1", "--eval_strategy", "no",
@@ -123,6 +125,7 @@ def test_the_trained_tokenizer_is_kept_for_every_process_and_for_a_resume(demo_d
     assert exported.get_vocab() == load_text_tokenizer(saved).get_vocab()
 
 
+@pytest.mark.slow
 def test_runs_without_pairs_have_zero_emcl(demo_data, tmp_path):
     output = tmp_path / "unpaired"
     main(demo_arguments(demo_data, output, "--max_steps", "3", "--pair_fraction", "0", "--eval_strategy", "no",
@@ -131,6 +134,7 @@ def test_runs_without_pairs_have_zero_emcl(demo_data, tmp_path):
     assert len(logs) == 3 and all(entry["emcl_loss"] == 0.0 for entry in logs)
 
 
+@pytest.mark.slow
 def test_ecg_clip_trains_on_ecgs_and_reports_alone(demo_data, tmp_path):
     output = tmp_path / "ecg-clip"
     metrics = main(demo_arguments(demo_data, output, "--variant", "ecg-clip", "--max_steps", "3",
@@ -142,6 +146,7 @@ def test_ecg_clip_trains_on_ecgs_and_reports_alone(demo_data, tmp_path):
     assert json.loads((output / "config.json").read_text())["variant"] == "ecg-clip"
 
 
+@pytest.mark.slow
 def test_a_text_backbone_brings_its_tokenizer_and_a_saved_model_keeps_its_processor(
     demo_data, demo_tokenizer, tmp_path
 ):
@@ -184,6 +189,7 @@ def test_each_demo_variant_writes_its_own_folder_unless_told_otherwise():
     assert parse_arguments(["--preset=demo", "--variant", "nm", "--output_dir", "mine"])[2].output_dir == "mine"
 
 
+@pytest.mark.slow
 def test_a_failed_save_leaves_no_checkpoint_behind(demo_data, tmp_path, monkeypatch):
     def crash(self, output_dir):
         raise OSError("disk full")
@@ -197,6 +203,7 @@ def test_a_failed_save_leaves_no_checkpoint_behind(demo_data, tmp_path, monkeypa
     assert (output / STAGING_DIR / "checkpoint-2").is_dir()
 
 
+@pytest.mark.slow
 def test_two_processes_take_the_single_process_steps(demo_data, demo_tokenizer, tmp_path, accelerate_launch):
     common = ["--tokenizer_name", str(demo_tokenizer), "--max_steps", "3", "--optim", "sgd", "--learning_rate", "0.1", "--eval_strategy", "no",
               "--load_best_model_at_end", "false", "--save_strategy", "steps", "--save_steps", "3", *DETERMINISTIC]  # fmt: skip
@@ -271,6 +278,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrup
         torch.testing.assert_close(final_got[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_streamed_training_data_trains_and_exports(demo_data, tmp_path):
     output = tmp_path / "streamed"
     metrics = main(demo_arguments(demo_data, output, "--streaming", "true", "--max_steps", "2", "--eval_strategy", "no",

@@ -30,6 +30,7 @@ SWIN = {
 }
 
 
+@pytest.mark.slow
 def test_loader_workers_finish_with_tokenizers_parallelism_true(tmp_path):
     # The fast tokenizer's thread pool deadlocks in forked workers when the variable is "true" (issue 13).
     data = tmp_path / "data"
