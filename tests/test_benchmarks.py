@@ -77,6 +77,7 @@ def test_gradient_caching_is_timed_with_its_extra_forward():
     assert whole.flops < chunked.flops < 2 * whole.flops
 
 
+@pytest.mark.slow
 def test_compiled_tower_runs():
     bench = load_benchmark("bench_train_step")
     # aot_eager traces and partitions the graph as inductor does, without generating code (no compiler needed).
@@ -85,6 +86,7 @@ def test_compiled_tower_runs():
     assert row.flops > 0 and row.median_s > 0
 
 
+@pytest.mark.slow
 def test_processor_benchmark_times_rows_of_a_built_dataset(tmp_path, capsys):
     bench = load_benchmark("bench_processor")
     results = bench.main(["--records", "2", "--images", "1", "--built-images", "2", "--json", str(tmp_path / "p.json")])

@@ -113,6 +113,7 @@ def test_prompt_files_are_checked(tmp_path):
         load_prompt_sets(tmp_path)
 
 
+@pytest.mark.slow
 def test_demo_prompts_speak_the_demo_reports_words_and_replace_only_their_datasets(demo_data):
     demo = load_prompt_sets(DEMO_PROMPTS)
     assert set(demo["ecg"].classes) == {"NORM", "HYP", "MI", "CD"} and set(demo["cxr"].classes) == {
@@ -228,6 +229,7 @@ def test_neighbour_agreement_and_its_chance():
 # ---- embedding, cache, real data, end to end -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_embeddings_are_cached_on_disk_and_read_back(tiny_model, demo_data, tmp_path):
     model, processor = MedBindModel.from_pretrained(tiny_model), AutoProcessor.from_pretrained(tiny_model)
     ecg = datasets.load_from_disk(str(demo_data / "ecg"))["test"].select(range(6))

@@ -223,8 +223,10 @@ def test_two_processes_take_the_single_process_steps(demo_data, demo_tokenizer, 
     assert one[0]["loss"] != one[-1]["loss"]  # the steps did move the weights
 
 
-# Runs pretrain.py with a callback that SIGKILLs the process at the end of step KILL_AT_STEP (as an out-of-memory
-# kill or a pre-empted node would), so the kill lands at the same point of the run on every machine.
+# Runs pretrain.py with a callback that SIGKILLs the run at the end of step KILL_AT_STEP, as an out-of-memory kill
+# or a pre-empted node would: the kill lands at the same point of the run on every machine. The process leads its
+# own group (start_new_session), and the whole group goes, data loader workers included, which would otherwise
+# outlive it holding the output pipes.
 KILLED_AT_A_STEP = """
 import os, signal, sys
 from transformers import TrainerCallback
@@ -233,7 +235,8 @@ import medbind_training.pretrain as pretrain
 class KillAtStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == int(os.environ["KILL_AT_STEP"]):
-            os.kill(os.getpid(), signal.SIGKILL)
+            assert os.getpgrp() == os.getpid(), "start the run with start_new_session=True"
+            os.killpg(os.getpgrp(), signal.SIGKILL)
 
 class KilledTrainer(pretrain.MedBindTrainer):
     def __init__(self, *args, **kwargs):
@@ -258,7 +261,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrup
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "KILL_AT_STEP": str(kill_at)}
     victim = subprocess.run(
         [sys.executable, "-c", KILLED_AT_A_STEP, *demo_arguments(demo_data, interrupted), *common],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env, capture_output=True, text=True, timeout=600, start_new_session=True,
     )  # fmt: skip
     assert victim.returncode == -signal.SIGKILL, victim.stderr[-4000:]
     # Killed two steps after checkpoint-4: the resume loses less than one save interval.
