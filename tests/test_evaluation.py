@@ -252,6 +252,7 @@ def test_embeddings_are_cached_on_disk_and_read_back(tiny_model, demo_data, tmp_
     assert len(list(tmp_path.glob("*.safetensors"))) == 2
 
 
+@pytest.mark.slow  # its tiny model's vocabulary comes from a 300-patient demo build
 def test_zero_shot_on_a_real_ptb_record_is_well_formed(shared_data, tiny_model):
     record = shared_data / "ecg" / "s0010_re"
     note = " ".join(wfdb.rdheader(str(record)).comments).lower()
