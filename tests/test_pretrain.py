@@ -267,9 +267,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrup
     # Killed two steps after checkpoint-4: the resume loses less than one save interval.
     assert sorted(path.name for path in interrupted.glob("checkpoint-*")) == ["checkpoint-4"]
 
-    resumed = finish(run_script(*demo_arguments(demo_data, interrupted), *common, "--resume_from_checkpoint", "auto"))
-    assert "checkpoint-4" in resumed
-    finish(reference)
+    resumed = run_script(*demo_arguments(demo_data, interrupted), *common, "--resume_from_checkpoint", "auto")
+    assert "checkpoint-4" in finish(resumed, timeout=600)
+    finish(reference, timeout=600)
 
     expected, got = training_logs(tmp_path / "reference"), training_logs(interrupted)
     assert [entry["step"] for entry in got] == list(range(1, max_steps + 1))
