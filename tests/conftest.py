@@ -15,6 +15,24 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
+def medbind_processor():
+    """A `MedBindProcessor` with a 200-token vocabulary of the reports of `samples.cxr_dataset` / `ecg_dataset`."""
+    from modeling_medbind import MedBindECGFeatureExtractor, MedBindImageProcessor, MedBindProcessor
+    from modeling_medbind import train_wordpiece_tokenizer
+
+    reports = ["Chest radiograph heart size normal enlarged", "ECG presents sinus rhythm tachycardia"] * 5
+    return MedBindProcessor(MedBindImageProcessor(), MedBindECGFeatureExtractor(), train_wordpiece_tokenizer(reports, 200))
+
+
+@pytest.fixture(scope="session")
+def image_processor():
+    """The default `MedBindImageProcessor` (the timm Swin-T's input)."""
+    from modeling_medbind import MedBindImageProcessor
+
+    return MedBindImageProcessor()
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The folder of real public sample files, or a skip where it is absent (as on a user's machine)."""
     if not SHARED_DATA.is_dir():

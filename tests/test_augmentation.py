@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from test_image_processing_medbind import gradient, intensities, process, processor  # noqa: F401 (processor: a fixture)
+from samples import gradient, intensities, process
 
 from medbind_training.augmentation import CXRAugmentation, ECGNoiseAugmentation
 
 
 @pytest.fixture
-def batch(processor) -> torch.Tensor:
+def batch(image_processor) -> torch.Tensor:
     images = [gradient(), gradient().T.copy(), np.flipud(gradient()).copy()]
-    return process(processor, images)
+    return process(image_processor, images)
 
 
 def test_augmentation_is_reproducible_with_a_generator(batch):
@@ -33,21 +33,21 @@ def test_certain_flip_mirrors_the_width(batch):
     torch.testing.assert_close(augment(batch), batch.flip(-1), atol=1e-4, rtol=0)
 
 
-def test_brightness_jitter_scales_intensities_within_its_range(processor):
-    gray = process(processor, np.full((224, 224), 0.5, np.float32)).expand(16, -1, -1, -1)
+def test_brightness_jitter_scales_intensities_within_its_range(image_processor):
+    gray = process(image_processor, np.full((224, 224), 0.5, np.float32)).expand(16, -1, -1, -1)
     augment = CXRAugmentation(degrees=0, translate=0, scale=(1, 1), flip_probability=0, brightness=0.2, contrast=0)
-    levels = intensities(augment(gray, generator=torch.Generator().manual_seed(0)), processor)
+    levels = intensities(augment(gray, generator=torch.Generator().manual_seed(0)), image_processor)
     per_image = levels.flatten(1)
     torch.testing.assert_close(per_image.min(1).values, per_image.max(1).values, atol=1e-5, rtol=0)
     assert per_image.min() >= 0.4 - 1e-5 and per_image.max() <= 0.6 + 1e-5
     assert per_image[:, 0].std() > 0.02  # images draw their own factors
 
 
-def test_shift_moves_content_by_at_most_the_translate_fraction(processor):
+def test_shift_moves_content_by_at_most_the_translate_fraction(image_processor):
     dot = np.zeros((224, 224), np.float32)
     dot[112, 112] = 1.0
     augment = CXRAugmentation(degrees=0, translate=0.0625, scale=(1, 1), flip_probability=0, brightness=0, contrast=0)
-    moved = intensities(augment(process(processor, dot), generator=torch.Generator().manual_seed(3)), processor)
+    moved = intensities(augment(process(image_processor, dot), generator=torch.Generator().manual_seed(3)), image_processor)
     row, column = divmod(int(moved[0, 0].argmax()), 224)
     assert abs(row - 112) <= 0.0625 * 224 + 1 and abs(column - 112) <= 0.0625 * 224 + 1
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -38,6 +39,7 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> None:
     assert process.returncode == 0, output[-5000:]
 
 
+@pytest.mark.slow
 def test_the_same_demo_command_twice_gives_the_same_results_and_weights(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     runs = [start_demo(first), start_demo(second)]

@@ -114,6 +114,7 @@ def test_prompt_files_are_checked(tmp_path):
         load_prompt_sets(tmp_path)
 
 
+@pytest.mark.slow
 def test_demo_prompts_speak_the_demo_reports_words_and_replace_only_their_datasets(demo_data):
     demo = load_prompt_sets(DEMO_PROMPTS)
     assert set(demo["ecg"].classes) == {"NORM", "HYP", "MI", "CD"} and set(demo["cxr"].classes) == {
@@ -229,6 +230,7 @@ def test_neighbour_agreement_and_its_chance():
 # ---- embedding, cache, real data, end to end -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_embeddings_are_cached_on_disk_and_read_back(tiny_model, demo_data, tmp_path):
     model, processor = MedBindModel.from_pretrained(tiny_model), AutoProcessor.from_pretrained(tiny_model)
     ecg = datasets.load_from_disk(str(demo_data / "ecg"))["test"].select(range(6))
@@ -251,6 +253,7 @@ def test_embeddings_are_cached_on_disk_and_read_back(tiny_model, demo_data, tmp_
     assert len(list(tmp_path.glob("*.safetensors"))) == 2
 
 
+@pytest.mark.slow  # its tiny model's vocabulary comes from a 300-patient demo build
 def test_zero_shot_on_a_real_ptb_record_is_well_formed(shared_data, tiny_model):
     record = shared_data / "ecg" / "s0010_re"
     note = " ".join(wfdb.rdheader(str(record)).comments).lower()
@@ -284,6 +287,7 @@ def run_evaluate(*arguments: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 def test_evaluate_script_writes_every_task_key_and_figure_then_reuses_embeddings(tiny_model, demo_data, tmp_path):
     output = tmp_path / "out"
     common = ["--model_name_or_path", str(tiny_model), "--dataset_dir", str(demo_data), "--output_dir", str(output)]

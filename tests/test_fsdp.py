@@ -3,9 +3,12 @@
 import json
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parent / "distributed" / "fsdp_training.py"
 
 
+@pytest.mark.slow
 def test_sharded_model_steps_in_chunks_and_resumes_from_a_sharded_checkpoint(accelerate_launch, tmp_path):
     accelerate_launch(SCRIPT, tmp_path)
     for rank in range(2):

@@ -142,6 +142,7 @@ def test_gradients_accumulate_with_the_loss_scale():
             torch.testing.assert_close(parameter.grad, whole[name], rtol=1e-7, atol=1e-9, msg=name)
 
 
+@pytest.mark.slow
 def test_two_processes_in_chunks_take_the_single_process_step(accelerate_launch, tmp_path):
     import importlib.util
 

@@ -18,17 +18,9 @@ from medbind_processing.rsna import build_rsna
 from modeling_medbind import MedBindConfig, MedBindProcessor, image_processing_medbind, train_wordpiece_tokenizer
 from modeling_medbind.configuration_medbind import MedBindCXRConfig
 from modeling_medbind.image_processing_medbind import MedBindImageProcessor, decode_dicom, is_dicom
+from samples import gradient, intensities, process
 
 SWIN = "swin_tiny_patch4_window7_224"
-
-
-def gradient(height: int = 60, width: int = 80) -> np.ndarray:
-    """A float image in [0.1, 0.9] varying along both axes (so resizing, cropping and flipping are visible).
-
-    The margin keeps bicubic overshoot inside [0, 1], where 8-bit results would clip it and float ones not.
-    """
-    rows, columns = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
-    return (0.1 + 0.56 * rows + 0.24 * columns).astype(np.float32)
 
 
 def quantised(image: np.ndarray, maximum: int, dtype) -> np.ndarray:
@@ -36,20 +28,9 @@ def quantised(image: np.ndarray, maximum: int, dtype) -> np.ndarray:
     return np.round(image * maximum).astype(dtype)
 
 
-def intensities(pixel_values: torch.Tensor, processor: MedBindImageProcessor) -> torch.Tensor:
-    """Undo the normalisation: back to [0, 1] intensities."""
-    mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
-    std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
-    return pixel_values * std + mean
-
-
 @pytest.fixture(scope="module")
 def processor() -> MedBindImageProcessor:
     return MedBindImageProcessor()
-
-
-def process(processor: MedBindImageProcessor, images) -> torch.Tensor:
-    return processor(images, return_tensors="pt")["pixel_values"]
 
 
 def test_plain_constructor_defaults_equal_timm_swin_tiny_config(processor):

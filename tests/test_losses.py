@@ -138,6 +138,7 @@ def test_learnable_temperature_gets_a_gradient():
 DISTRIBUTED_SCRIPT = Path(__file__).parent / "distributed" / "loss_equivalence.py"
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_on_the_same_global_batch(accelerate_launch, tmp_path):
     import importlib.util
 

@@ -280,6 +280,7 @@ def test_the_adapter_loads_onto_its_base_bert_with_peft_alone(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_the_folder_loads_with_remote_code_where_medbind_is_not_installed(tmp_path, run_without_medbind):
     model = MedBindForClinicalPrediction.from_backbone(tiny_bert_folder(tmp_path / "bert")).eval()
     perturb_lora(model)

@@ -255,6 +255,7 @@ def test_save_writes_safetensors_and_auto_model_reloads_identically(tmp_path, cx
             torch.testing.assert_close(reloaded(**inputs)[key], value)
 
 
+@pytest.mark.slow
 def test_hub_folder_loads_with_remote_code_where_the_package_is_absent(tmp_path, run_without_medbind):
     model = tiny_model(cxr_config=TINY_SWIN)
     model_dir = tmp_path / "medbind-tiny"
@@ -332,6 +333,7 @@ def test_from_backbones_keeps_the_pretrained_cxr_weights_and_names_the_backbone(
     assert not (model.cxr_projection.weight == 0.5).all()  # the projection is new, and initialised
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tower", ["text", "cxr"])
 def test_from_backbones_offline_names_the_identifier_and_hf_hub_offline(tower, tmp_path):
     identifier = {"text": "dmis-lab/biobert-v1.1", "cxr": "swin_tiny_patch4_window7_224"}[tower]

@@ -144,6 +144,7 @@ def test_bad_labels_are_rejected(labels, template, message):
         prompts_by_label(labels, template)
 
 
+@pytest.mark.slow
 def test_pipelines_run_from_the_saved_folder_where_medbind_is_not_importable(
     model_dir, loaded, tmp_path, run_without_medbind
 ):

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from modeling_medbind import load_text_tokenizer, train_wordpiece_tokenizer
 from medbind_processing.demo import save_demo
 from medbind_training.pretraining import main
 from medbind_training.pretraining import parse_pretraining_arguments as parse_arguments
-from medbind_training.trainer import MedBindTrainer
+from medbind_training.trainer import STAGING_DIR, MedBindTrainer
 
 PRETRAIN = Path(__file__).resolve().parents[1] / "training" / "pretrain.py"
 RETRIEVALS = (("cxr", "cxr_to_text"), ("ecg", "ecg_to_text"), ("pairs", "cxr_to_ecg"), ("pairs", "ecg_to_cxr"))
@@ -82,6 +81,7 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_demo_preset_trains_evaluates_and_writes_a_hub_folder(demo_data, tmp_path):
     output = tmp_path / "bd"
     metrics = main(demo_arguments(demo_data, output, "--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "4",
@@ -113,6 +113,7 @@ def test_demo_preset_trains_evaluates_and_writes_a_hub_folder(demo_data, tmp_pat
         assert model.get_ecg_features(inputs["ecg_values"]).shape == (1, 256)
 
 
+@pytest.mark.slow
 def test_the_trained_tokenizer_is_kept_for_every_process_and_for_a_resume(demo_data, tmp_path):
     output = tmp_path / "tokenizer-run"
     arguments = demo_arguments(demo_data, output, "--max_steps", "1", "--eval_strategy", "no",
@@ -126,6 +127,7 @@ def test_the_trained_tokenizer_is_kept_for_every_process_and_for_a_resume(demo_d
     assert exported.get_vocab() == load_text_tokenizer(saved).get_vocab()
 
 
+@pytest.mark.slow
 def test_runs_without_pairs_have_zero_emcl(demo_data, tmp_path):
     output = tmp_path / "unpaired"
     main(demo_arguments(demo_data, output, "--max_steps", "3", "--pair_fraction", "0", "--eval_strategy", "no",
@@ -134,6 +136,7 @@ def test_runs_without_pairs_have_zero_emcl(demo_data, tmp_path):
     assert len(logs) == 3 and all(entry["emcl_loss"] == 0.0 for entry in logs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("variant", "kept", "absent"), [("ecg-clip", "ecg", "cxr"), ("cxr-clip", "cxr", "ecg")])
 def test_one_modality_variants_train_on_that_modality_and_reports_alone(demo_data, tmp_path, variant, kept, absent):
     output = tmp_path / variant
@@ -147,6 +150,7 @@ def test_one_modality_variants_train_on_that_modality_and_reports_alone(demo_dat
     assert json.loads((output / "config.json").read_text())["variant"] == variant
 
 
+@pytest.mark.slow
 def test_a_text_backbone_brings_its_tokenizer_and_a_saved_model_keeps_its_processor(
     demo_data, demo_tokenizer, tmp_path
 ):
@@ -189,6 +193,7 @@ def test_each_demo_variant_writes_its_own_folder_unless_told_otherwise():
     assert parse_arguments(["--preset=demo", "--variant", "nm", "--output_dir", "mine"])[2].output_dir == "mine"
 
 
+@pytest.mark.slow
 def test_a_failed_save_leaves_no_checkpoint_behind(demo_data, tmp_path, monkeypatch):
     def crash(self, output_dir):
         raise OSError("disk full")
@@ -199,9 +204,10 @@ def test_a_failed_save_leaves_no_checkpoint_behind(demo_data, tmp_path, monkeypa
         main(demo_arguments(demo_data, output, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
                             "--eval_strategy", "no", "--load_best_model_at_end", "false"))  # fmt: skip
     assert not list(output.glob("checkpoint-*"))  # only the staging folder, which resume ignores
-    assert list(output.glob("tmp-checkpoint-2"))
+    assert (output / STAGING_DIR / "checkpoint-2").is_dir()
 
 
+@pytest.mark.slow
 def test_two_processes_take_the_single_process_steps(demo_data, demo_tokenizer, tmp_path, accelerate_launch):
     common = ["--tokenizer_name", str(demo_tokenizer), "--max_steps", "3", "--optim", "sgd", "--learning_rate", "0.1", "--eval_strategy", "no",
               "--load_best_model_at_end", "false", "--save_strategy", "steps", "--save_steps", "3", *DETERMINISTIC]  # fmt: skip
@@ -221,31 +227,56 @@ def test_two_processes_take_the_single_process_steps(demo_data, demo_tokenizer, 
     assert one[0]["loss"] != one[-1]["loss"]  # the steps did move the weights
 
 
+# Runs pretrain.py with a callback that SIGKILLs the run at the end of step KILL_AT_STEP, as an out-of-memory kill
+# or a pre-empted node would: the kill lands at the same point of the run on every machine. The process leads its
+# own group (start_new_session), and the whole group goes, data loader workers included, which would otherwise
+# outlive it holding the output pipes.
+KILLED_AT_A_STEP = """
+import os, signal, sys
+from transformers import TrainerCallback
+import medbind_training.pretrain as pretrain
+
+class KillAtStep(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == int(os.environ["KILL_AT_STEP"]):
+            assert os.getpgrp() == os.getpid(), "start the run with start_new_session=True"
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+
+class KilledTrainer(pretrain.MedBindTrainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_callback(KillAtStep())
+
+pretrain.MedBindTrainer = KilledTrainer
+pretrain.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted_one(
     demo_data, demo_tokenizer, tmp_path
 ):
-    common = ["--tokenizer_name", str(demo_tokenizer), "--max_steps", "16", "--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "no",
-              "--load_best_model_at_end", "false"]  # fmt: skip
+    save_steps, kill_at, max_steps = 4, 6, 12
+    common = ["--tokenizer_name", str(demo_tokenizer), "--max_steps", str(max_steps), "--save_strategy", "steps",
+              "--save_steps", str(save_steps), "--eval_strategy", "no", "--load_best_model_at_end", "false"]  # fmt: skip
     reference = run_script(*demo_arguments(demo_data, tmp_path / "reference"), *common)
 
     interrupted = tmp_path / "interrupted"
-    victim = run_script(*demo_arguments(demo_data, interrupted), *common)
-    deadline = time.monotonic() + 240
-    while not (interrupted / "checkpoint-4").exists():
-        assert victim.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate()
-    killed_at = max(int(path.name.split("-")[1]) for path in interrupted.glob("checkpoint-*"))
-    assert 4 <= killed_at < 16, "the kill must land mid-run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "KILL_AT_STEP": str(kill_at)}
+    victim = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_A_STEP, *demo_arguments(demo_data, interrupted), *common],
+        env=env, capture_output=True, text=True, timeout=600, start_new_session=True,
+    )  # fmt: skip
+    assert victim.returncode == -signal.SIGKILL, victim.stderr[-4000:]
+    # Killed two steps after checkpoint-4: the resume loses less than one save interval.
+    assert sorted(path.name for path in interrupted.glob("checkpoint-*")) == ["checkpoint-4"]
 
-    resumed = finish(run_script(*demo_arguments(demo_data, interrupted), *common, "--resume_from_checkpoint", "auto"))
-    assert f"checkpoint-{killed_at}" in resumed
-    finish(reference)
+    resumed = run_script(*demo_arguments(demo_data, interrupted), *common, "--resume_from_checkpoint", "auto")
+    assert "checkpoint-4" in finish(resumed, timeout=600)
+    finish(reference, timeout=600)
 
     expected, got = training_logs(tmp_path / "reference"), training_logs(interrupted)
-    assert [entry["step"] for entry in got] == list(range(1, 17))
+    assert [entry["step"] for entry in got] == list(range(1, max_steps + 1))
     for before, after in zip(expected, got):
         assert after["loss"] == pytest.approx(before["loss"], rel=1e-5), f"step {before['step']}: a different batch"
     final_expected = load_file(tmp_path / "reference/model.safetensors")
@@ -254,6 +285,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrup
         torch.testing.assert_close(final_got[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_streamed_training_data_trains_and_exports(demo_data, tmp_path):
     output = tmp_path / "streamed"
     metrics = main(demo_arguments(demo_data, output, "--streaming", "true", "--max_steps", "2", "--eval_strategy", "no",

@@ -16,7 +16,7 @@ from medbind_training.pretraining import describe_contrastive_batch
 from medbind_training.pretraining import parse_pretraining_arguments as parse_arguments
 from medbind_training.pretraining_arguments import PretrainingArguments, default_dataloader_workers
 from medbind_training.trainer import MedBindTrainer
-from test_training_data import cxr_dataset, ecg_dataset, processor  # noqa: F401 (processor: a fixture)
+from samples import cxr_dataset, ecg_dataset
 
 from modeling_medbind import MedBindConfig, MedBindModel
 
@@ -27,6 +27,7 @@ SWIN = {
 }
 
 
+@pytest.mark.slow
 def test_loader_workers_finish_with_tokenizers_parallelism_true(tmp_path):
     # The fast tokenizer's thread pool deadlocks in forked workers when the variable is "true" (issue 13).
     data = tmp_path / "data"
@@ -76,7 +77,9 @@ def test_chunk_size_is_a_pretrain_argument():
     assert training_args.contrastive_chunk_size == 32 and training_args.logging_nan_inf_filter is False
 
 
-def train_one_step(processor, output: Path, **arguments) -> tuple[dict, dict[str, torch.Tensor]]:
+def train_one_step(
+    medbind_processor, output: Path, contrastive_chunk_size: int | None = None
+) -> tuple[dict, dict[str, torch.Tensor]]:
     """One optimizer step over two accumulated micro-batches of 5 slots; returns its log entry and the weights."""
     torch.manual_seed(0)
     config = MedBindConfig.from_preset(
@@ -84,23 +87,25 @@ def train_one_step(processor, output: Path, **arguments) -> tuple[dict, dict[str
         ecg_config={"hidden_dropout_prob": 0.0, "attention_dropout": 0.0, "patch_size": 50},
         text_config={"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
     )  # fmt: skip
-    config.text_config.vocab_size = len(processor.tokenizer)
+    config.text_config.vocab_size = len(medbind_processor.tokenizer)
     args = PretrainingArguments(
         output_dir=str(output), max_steps=1, per_device_train_batch_size=5, gradient_accumulation_steps=2,
         optim="sgd", learning_rate=0.1, use_cpu=True, report_to="none", save_strategy="no", eval_strategy="no",
-        load_best_model_at_end=False, logging_steps=1, dataloader_num_workers=0, **arguments,
+        load_best_model_at_end=False, logging_steps=1, dataloader_num_workers=0,
     )  # fmt: skip
     pairs = [(0, 3), (2, 1), (4, 4), (6, 0), (7, 7)]
     trainer = MedBindTrainer(
         model=MedBindModel(config), args=args, train_dataset=PretrainingDataset(cxr_dataset(8), ecg_dataset(9), pairs),
-        data_collator=MedBindPretrainingCollator(processor),
+        data_collator=MedBindPretrainingCollator(medbind_processor), contrastive_chunk_size=contrastive_chunk_size,
     )  # fmt: skip
     trainer.train()
     (log,) = [entry for entry in trainer.state.log_history if "loss" in entry]
     return log, {name: value.detach().clone() for name, value in trainer.model.state_dict().items()}
 
 
-def test_trainer_steps_in_chunks_equal_whole_batch_steps_with_gradient_accumulation(processor, tmp_path, monkeypatch):
+def test_trainer_steps_in_chunks_equal_whole_batch_steps_with_gradient_accumulation(
+    medbind_processor, tmp_path, monkeypatch
+):
     import medbind_training.trainer as trainer_module
 
     chunked_steps = []
@@ -109,9 +114,9 @@ def test_trainer_steps_in_chunks_equal_whole_batch_steps_with_gradient_accumulat
         chunked_steps.append(kwargs["loss_scale"])
         return gradient_cached_step(*args, **kwargs)
 
-    whole_log, whole_weights = train_one_step(processor, tmp_path / "whole")
+    whole_log, whole_weights = train_one_step(medbind_processor, tmp_path / "whole")
     monkeypatch.setattr(trainer_module, "gradient_cached_step", spy)
-    chunked_log, chunked_weights = train_one_step(processor, tmp_path / "chunked", contrastive_chunk_size=2)
+    chunked_log, chunked_weights = train_one_step(medbind_processor, tmp_path / "chunked", contrastive_chunk_size=2)
     assert chunked_steps == [0.5, 0.5]  # both micro-batches went through gradient caching, each scaled by 1/2
     for name in ("loss", "tmcl_loss", "emcl_loss"):
         assert chunked_log[name] == pytest.approx(whole_log[name], rel=1e-4), name

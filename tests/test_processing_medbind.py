@@ -121,6 +121,7 @@ def test_auto_processor_loads_the_saved_folder_in_process(processor, tmp_path):
     assert isinstance(loaded, MedBindProcessor)
 
 
+@pytest.mark.slow
 def test_auto_processor_loads_remote_code_where_the_package_is_not_importable(processor, tmp_path):
     saved = tmp_path / "saved"
     processor.save_pretrained(saved)

@@ -130,6 +130,7 @@ def test_missing_inputs_are_explained_before_any_work(tmp_path, arguments, error
         main(["--task", "mortality", "--output_dir", str(tmp_path), *arguments])
 
 
+@pytest.mark.slow
 def test_each_mode_writes_every_metric_with_its_chance_level(runs):
     for mode, results in runs.items():
         prefix = f"prompt_tuning/mortality/{mode}"
@@ -140,6 +141,7 @@ def test_each_mode_writes_every_metric_with_its_chance_level(runs):
         assert results[f"{prefix}/balanced_accuracy/chance"] == 50.0
 
 
+@pytest.mark.slow
 def test_each_mode_records_where_its_embedding_tokens_come_from(runs, world):
     expected = {
         "medbind": {"cxr": str(world / "medbind-bd"), "ecg": str(world / "medbind-bd")},
@@ -153,6 +155,7 @@ def test_each_mode_records_where_its_embedding_tokens_come_from(runs, world):
         assert json.loads((world / f"out-{mode}" / "results.json").read_text()) == runs[mode]
 
 
+@pytest.mark.slow
 def test_the_zoo_takes_each_modality_from_its_own_model(runs, world):
     cache = world / "out-encoder-zoo" / "_embedding_cache"
     assert len(list(cache.glob("*.safetensors"))) == 2  # CXR of medbind-bd, ECG of ecg-clip
@@ -165,6 +168,7 @@ def test_the_zoo_takes_each_modality_from_its_own_model(runs, world):
     assert not torch.equal(load_file(zoo_ecg)["embeds"], load_file(medbind_ecg)["embeds"])
 
 
+@pytest.mark.slow
 def test_the_saved_model_loads_back_and_the_card_reports_the_test_metrics(runs, world):
     output = world / "out-medbind"
     model = AutoModel.from_pretrained(output, trust_remote_code=True)
@@ -195,6 +199,7 @@ def test_mimic_trained_cards_state_physionet_terms_and_link_a_hub_base_model():
     assert "30-day readmission" in card and "SYNTHETIC" not in card
 
 
+@pytest.mark.slow
 def test_push_to_hub_uploads_the_adapter_the_card_and_results_but_no_embeddings(world, runs, tmp_path):
     """A second medbind run, pushed to a fake Hub; it reads the first run's embedding cache instead of embedding."""
     hub = FakeHub()

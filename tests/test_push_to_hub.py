@@ -76,6 +76,7 @@ def pushed_run(tmp_path_factory) -> PushedRun:
     return PushedRun(output_dir=tmp / "out", hub=hub, metrics=metrics)
 
 
+@pytest.mark.slow
 def test_push_creates_the_repo_then_sends_one_commit(pushed_run):
     hub = pushed_run.hub
     assert hub.unexpected == []
@@ -86,6 +87,7 @@ def test_push_creates_the_repo_then_sends_one_commit(pushed_run):
     assert hub.commits[0][0] == {"key": "header", "value": {"summary": "MedBind pretraining", "description": ""}}
 
 
+@pytest.mark.slow
 def test_hub_calls_carry_the_token_and_lfs_storage_gets_none(pushed_run):
     requests = [request for request in pushed_run.hub.requests if request.url != AGENT_REGISTRY]
     hub_calls = [request for request in requests if request.url.startswith(HUB)]
@@ -95,6 +97,7 @@ def test_hub_calls_carry_the_token_and_lfs_storage_gets_none(pushed_run):
     assert storage_calls and {request.authorization for request in storage_calls} == {None}
 
 
+@pytest.mark.slow
 def test_weights_are_sent_as_one_lfs_safetensors_file_with_their_bytes(pushed_run):
     weights = (pushed_run.output_dir / "model.safetensors").read_bytes()
     assert pushed_run.hub.files()["model.safetensors"] == {
@@ -104,6 +107,7 @@ def test_weights_are_sent_as_one_lfs_safetensors_file_with_their_bytes(pushed_ru
     assert pushed_run.hub.content("model.safetensors") == weights
 
 
+@pytest.mark.slow
 def test_config_with_auto_map_and_the_remote_code_files_are_sent_as_git_files(pushed_run):
     files = pushed_run.hub.files()
     config = json.loads(pushed_run.hub.content("config.json"))
@@ -120,6 +124,7 @@ def test_config_with_auto_map_and_the_remote_code_files_are_sent_as_git_files(pu
     assert b"class MedBindModel" in pushed_run.hub.content("modeling_medbind.py")
 
 
+@pytest.mark.slow
 def test_processor_and_the_tokenizer_matching_the_model_are_sent(pushed_run):
     processor = json.loads(pushed_run.hub.content("processor_config.json"))
     assert processor["auto_map"] == {"AutoProcessor": "processing_medbind.MedBindProcessor"}
@@ -130,6 +135,7 @@ def test_processor_and_the_tokenizer_matching_the_model_are_sent(pushed_run):
     assert len(vocab) == config["text_config"]["vocab_size"]
 
 
+@pytest.mark.slow
 def test_model_card_indexes_the_numbers_of_results_json_and_warns_of_synthetic_data(pushed_run):
     card = ModelCard(pushed_run.hub.content("README.md").decode())
     results = json.loads(pushed_run.hub.content("results.json"))
@@ -142,6 +148,7 @@ def test_model_card_indexes_the_numbers_of_results_json_and_warns_of_synthetic_d
     assert f'AutoModel.from_pretrained("{REPO_ID}", trust_remote_code=True)' in card.text
 
 
+@pytest.mark.slow
 def test_no_report_text_or_row_value_of_the_training_data_is_in_the_card(pushed_run):
     card = pushed_run.hub.content("README.md").decode()
     values = set()
@@ -156,6 +163,7 @@ def test_no_report_text_or_row_value_of_the_training_data_is_in_the_card(pushed_
     assert sorted(value for value in values if value in card) == []
 
 
+@pytest.mark.slow
 def test_the_files_of_the_output_folder_and_nothing_else_are_sent_byte_for_byte(pushed_run):
     files = pushed_run.hub.files()
     # The run leaves its checkpoint (with optimizer state) in the folder: it must stay local.
@@ -167,6 +175,7 @@ def test_the_files_of_the_output_folder_and_nothing_else_are_sent_byte_for_byte(
         assert pushed_run.hub.content(path) == (pushed_run.output_dir / path).read_bytes(), path
 
 
+@pytest.mark.slow
 def test_no_pushed_file_holds_the_hub_token(pushed_run):
     # The Hub refuses a commit holding a valid token, and a public repo would publish it.
     leaking = [path for path in pushed_run.hub.files() if TOKEN.encode() in pushed_run.hub.content(path)]

@@ -24,6 +24,7 @@ def test_ci_runs_exactly_the_readme_test_command():
         assert line.strip() in ci_lines, f"README's test command line is not in .ci/run: {line}"
 
 
+@pytest.mark.slow
 def test_every_python_snippet_of_the_readme_runs(tmp_path):
     # In order, as a reader runs them (a later one loads the folder an earlier one saves), in a fresh folder, offline,
     # with the code of saved folders cached in tmp_path rather than in the user's Hugging Face cache.

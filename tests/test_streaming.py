@@ -9,7 +9,7 @@ import pytest
 from medbind_training.data import MedBindPretrainingCollator, PretrainingDataset, pair_rows
 from medbind_training.streaming import StreamingPretrainingDataset, interleave, visit_pair_map
 from medbind_training.trainer import MedBindTrainer
-from test_training_data import cxr_dataset, ecg_dataset, processor  # noqa: F401 (processor: a fixture)
+from samples import cxr_dataset, ecg_dataset
 from torch.utils.data import DataLoader
 from transformers import TrainingArguments
 
@@ -177,9 +177,9 @@ def test_visit_pair_map_keeps_each_study_in_one_pair():
         visit_pair_map([{"cxr": 1, "ecg_study_id": 2}])
 
 
-def test_collator_turns_streamed_slots_into_a_model_batch(processor):
+def test_collator_turns_streamed_slots_into_a_model_batch(medbind_processor):
     dataset = StreamingPretrainingDataset(*streams(4, 6), pairs=same_visit(2), buffer_size=8)
-    loader = DataLoader(dataset, batch_size=6, collate_fn=MedBindPretrainingCollator(processor))
+    loader = DataLoader(dataset, batch_size=6, collate_fn=MedBindPretrainingCollator(medbind_processor))
     slots = list(dataset)
     (batch,) = list(loader)
     assert batch["pixel_values"].shape == (6, 3, 224, 224)  # 4 CXRs and 2 refills
@@ -188,9 +188,9 @@ def test_collator_turns_streamed_slots_into_a_model_batch(processor):
     assert pairs == set(same_visit(2).items())
 
 
-def test_trainer_takes_two_steps_on_a_stream_across_epochs(processor, tmp_path):
+def test_trainer_takes_two_steps_on_a_stream_across_epochs(medbind_processor, tmp_path):
     config = MedBindConfig.from_preset("tiny")
-    config.text_config.vocab_size = len(processor.tokenizer)
+    config.text_config.vocab_size = len(medbind_processor.tokenizer)
     dataset = StreamingPretrainingDataset(*streams(4, 4), pairs=same_visit(2), buffer_size=4)
     args = TrainingArguments(
         output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, use_cpu=True, report_to="none",
@@ -199,7 +199,7 @@ def test_trainer_takes_two_steps_on_a_stream_across_epochs(processor, tmp_path):
     )  # fmt: skip
     trainer = MedBindTrainer(
         model=MedBindModel(config), args=args, train_dataset=dataset,
-        data_collator=MedBindPretrainingCollator(processor),
+        data_collator=MedBindPretrainingCollator(medbind_processor),
     )  # fmt: skip
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

@@ -68,6 +68,7 @@ def test_trained_tokenizer_round_trips_through_a_local_directory(tmp_path):
     assert loaded.model_max_length == 64
 
 
+@pytest.mark.slow
 def test_another_process_trains_the_same_vocabulary_with_the_same_ids():
     # The tokenizers trainer broke frequency ties in hash-map order, which changes with every process.
     script = (

@@ -7,57 +7,10 @@ import numpy as np
 import pytest
 import torch
 import wfdb
-from PIL import Image
 
-from modeling_medbind import (
-    CANONICAL_LEAD_NAMES,
-    MedBindECGFeatureExtractor,
-    MedBindImageProcessor,
-    MedBindProcessor,
-    train_wordpiece_tokenizer,
-)
+from modeling_medbind import CANONICAL_LEAD_NAMES
 from medbind_training.data import MedBindPretrainingCollator, PretrainingDataset, SlotSampler, pair_rows
-
-
-
-def cxr_dataset(num_rows: int, first_study: int = 100) -> datasets.Dataset:
-    rng = np.random.default_rng(0)
-    return datasets.Dataset.from_dict(
-        {
-            "image": [Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)) for _ in range(num_rows)],
-            "text": [f"Chest radiograph {i}: heart size {'normal' if i % 2 else 'enlarged'}." for i in range(num_rows)],
-            "study_id": list(range(first_study, first_study + num_rows)),
-        },
-        features=datasets.Features(
-            {"image": datasets.Image(), "text": datasets.Value("string"), "study_id": datasets.Value("int64")}
-        ),
-    )
-
-
-def ecg_dataset(num_rows: int, first_study: int = 500) -> datasets.Dataset:
-    rng = np.random.default_rng(1)
-    return datasets.Dataset.from_dict(
-        {
-            "ecg": [rng.standard_normal((12, 1000)).astype(np.float32) for _ in range(num_rows)],
-            "sampling_rate": [100] * num_rows,
-            "text": ["ECG presents sinus rhythm." if i % 3 else f"ECG presents sinus tachycardia {i}." for i in range(num_rows)],
-            "study_id": list(range(first_study, first_study + num_rows)),
-        },
-        features=datasets.Features(
-            {
-                "ecg": datasets.Array2D((12, 1000), "float32"),
-                "sampling_rate": datasets.Value("int64"),
-                "text": datasets.Value("string"),
-                "study_id": datasets.Value("int64"),
-            }
-        ),
-    )
-
-
-@pytest.fixture(scope="module")
-def processor() -> MedBindProcessor:
-    reports = ["Chest radiograph heart size normal enlarged", "ECG presents sinus rhythm tachycardia"] * 5
-    return MedBindProcessor(MedBindImageProcessor(), MedBindECGFeatureExtractor(), train_wordpiece_tokenizer(reports, 200))
+from samples import cxr_dataset, ecg_dataset
 
 
 def test_pair_rows_maps_studies_to_rows_and_keeps_each_sample_in_one_pair():
@@ -113,27 +66,27 @@ def test_ecg_only_and_unpaired_runs_deal_no_pairs():
         PretrainingDataset(cxr_dataset(2), ecg_dataset(2), pair_fraction=1.5)
 
 
-def test_collator_builds_model_inputs_with_pair_positions(processor):
+def test_collator_builds_model_inputs_with_pair_positions(medbind_processor):
     cxr, ecg = cxr_dataset(4), ecg_dataset(4)
     dataset = PretrainingDataset(cxr, ecg, [(1, 2), (3, 0)])
     keys = dataset.slots(0, 0)
-    batch = MedBindPretrainingCollator(processor)([dataset[key] for key in keys])
+    batch = MedBindPretrainingCollator(medbind_processor)([dataset[key] for key in keys])
     assert batch["pixel_values"].shape == (4, 3, 224, 224)
     assert batch["ecg_values"].shape == (4, 12, 1000)
     assert batch["input_ids"].shape[0] == batch["attention_mask"].shape[0] == 8  # the CXRs' reports, then the ECGs'
     assert batch["text_group_ids"].dtype == torch.int64 and batch["text_group_ids"].shape == (8,)
-    cxr_reports = processor(text=[cxr[key[0]]["text"] for key in keys], return_tensors="pt")["input_ids"]
+    cxr_reports = medbind_processor(text=[cxr[key[0]]["text"] for key in keys], return_tensors="pt")["input_ids"]
     torch.testing.assert_close(batch["input_ids"][:4, : cxr_reports.shape[1]], cxr_reports)
     pairs = {(keys[c][0], keys[e][1]) for c, e in batch["pair_index"].tolist()}
     assert pairs == {(1, 2), (3, 0)}
-    expected_ecg = processor(ecgs=[np.asarray(ecg[keys[0][1]]["ecg"])], sampling_rate=100, return_tensors="pt")
+    expected_ecg = medbind_processor(ecgs=[np.asarray(ecg[keys[0][1]]["ecg"])], sampling_rate=100, return_tensors="pt")
     torch.testing.assert_close(batch["ecg_values"][0], expected_ecg["ecg_values"][0])
 
 
-def test_identical_reports_share_a_group_id_in_the_batch(processor):
+def test_identical_reports_share_a_group_id_in_the_batch(medbind_processor):
     dataset = PretrainingDataset(None, ecg_dataset(6))
     slots = [dataset[(-1, e, 0)] for e in range(6)]
-    batch = MedBindPretrainingCollator(processor)(slots)
+    batch = MedBindPretrainingCollator(medbind_processor)(slots)
     groups = batch["text_group_ids"].tolist()
     # rows 1, 2, 4, 5 read "ECG presents sinus rhythm."; rows 0 and 3 differ from every other row
     assert groups[1] == groups[2] == groups[4] == groups[5]
@@ -141,24 +94,24 @@ def test_identical_reports_share_a_group_id_in_the_batch(processor):
     assert "pixel_values" not in batch and batch["pair_index"].shape == (0, 2)
 
 
-def test_collator_reads_wfdb_records_by_path_at_their_own_rate(processor, tmp_path):
+def test_collator_reads_wfdb_records_by_path_at_their_own_rate(medbind_processor, tmp_path):
     rng = np.random.default_rng(2)
     signal = rng.standard_normal((5000, 12))
     wfdb.wrsamp("rec1", fs=500, units=["mV"] * 12, sig_name=list(CANONICAL_LEAD_NAMES), p_signal=signal, fmt=["16"] * 12,
                 write_dir=str(tmp_path))  # fmt: skip
     row = {"ecg_path": str(tmp_path / "rec1"), "sampling_rate": 500, "text": "ECG presents sinus rhythm."}
-    batch = MedBindPretrainingCollator(processor)([{"cxr": None, "ecg": row, "paired": False}])
-    expected = processor(ecgs=[str(tmp_path / "rec1")], return_tensors="pt")["ecg_values"]
+    batch = MedBindPretrainingCollator(medbind_processor)([{"cxr": None, "ecg": row, "paired": False}])
+    expected = medbind_processor(ecgs=[str(tmp_path / "rec1")], return_tensors="pt")["ecg_values"]
     torch.testing.assert_close(batch["ecg_values"], expected)
 
 
-def test_augmentations_apply_only_when_given_and_depend_on_the_batch_not_the_global_rng(processor):
+def test_augmentations_apply_only_when_given_and_depend_on_the_batch_not_the_global_rng(medbind_processor):
     from medbind_training.augmentation import CXRAugmentation, ECGNoiseAugmentation
 
     dataset = PretrainingDataset(cxr_dataset(2), ecg_dataset(2))
     slots = [dataset[key] for key in dataset.slots(0, 0)]
-    plain = MedBindPretrainingCollator(processor)(slots)
-    augment = MedBindPretrainingCollator(processor, CXRAugmentation(), ECGNoiseAugmentation(0.1), seed=3)
+    plain = MedBindPretrainingCollator(medbind_processor)(slots)
+    augment = MedBindPretrainingCollator(medbind_processor, CXRAugmentation(), ECGNoiseAugmentation(0.1), seed=3)
     torch.manual_seed(0)
     augmented = augment(slots)
     assert not torch.allclose(plain["pixel_values"], augmented["pixel_values"])
@@ -168,5 +121,5 @@ def test_augmentations_apply_only_when_given_and_depend_on_the_batch_not_the_glo
     # A resumed run re-collates a batch after restoring the global RNG elsewhere: the result must not change.
     torch.manual_seed(1234)
     torch.testing.assert_close(augment(slots)["pixel_values"], augmented["pixel_values"])
-    other_seed = MedBindPretrainingCollator(processor, CXRAugmentation(), ECGNoiseAugmentation(0.1), seed=4)
+    other_seed = MedBindPretrainingCollator(medbind_processor, CXRAugmentation(), ECGNoiseAugmentation(0.1), seed=4)
     assert not torch.allclose(other_seed(slots)["ecg_values"], augmented["ecg_values"])

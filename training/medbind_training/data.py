@@ -19,11 +19,11 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from modeling_medbind import MedBindProcessor
+from modeling_medbind.configuration_medbind import MODALITIES
 
 from .augmentation import CXRAugmentation, ECGNoiseAugmentation
 from .text_groups import text_group_ids
 
-MODALITIES = ("cxr", "ecg")
 NO_ROW = -1
 
 
@@ -157,14 +157,6 @@ class SlotSampler(Sampler):
         return len(self.dataset)
 
 
-def single_modality_slots(dataset: datasets.Dataset, modality: str) -> list[dict[str, Any]]:
-    """Every row of a one-modality dataset as a slot, for embedding a whole split (evaluation)."""
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
-    other = "ecg" if modality == "cxr" else "cxr"
-    return [{modality: row, other: None, "paired": False} for row in dataset]
-
-
 @dataclass
 class MedBindPretrainingCollator:
     """
@@ -248,5 +240,4 @@ __all__ = [
     "first_links",
     "pair_rows",
     "processed_ecgs",
-    "single_modality_slots",
 ]

@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor
 
 from modeling_medbind import MedBindModel, MedBindProcessor
-from modeling_medbind.configuration_medbind import MODALITIES
 from modeling_medbind.hub_loading import load_pretrained
 
 from .data import processed_ecgs

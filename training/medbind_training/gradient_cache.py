@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from modeling_medbind import MedBindModel, MedBindOutput
+from modeling_medbind.configuration_medbind import MODALITIES
 from modeling_medbind.losses import process_counts
 
 # The model inputs each tower reads; the loss inputs (`text_group_ids`, `pair_index`) stay whole.
@@ -43,7 +44,7 @@ TOWER_INPUTS = {
     "ecg": ("ecg_values",),
     "text": ("input_ids", "attention_mask", "token_type_ids"),
 }
-MODALITY_INPUT = {modality: TOWER_INPUTS[modality][0] for modality in ("cxr", "ecg")}  # one row per sample
+MODALITY_INPUT = {modality: TOWER_INPUTS[modality][0] for modality in MODALITIES}  # a row per sample
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def pretrain(
         data_collator=train_collator,
         eval_dataset=validation,
         processing_class=processor,
+        contrastive_chunk_size=training_args.contrastive_chunk_size,
     )
     checkpoint = resolve_checkpoint(training_args)
     if checkpoint:
@@ -129,7 +130,7 @@ def describe_contrastive_batch(training_args: TrainingArguments) -> str:
             f"; the optimizer steps every {training_args.gradient_accumulation_steps} such batches, whose "
             "negatives stay within each batch"
         )
-    chunk_size = getattr(training_args, "contrastive_chunk_size", None)
+    chunk_size = training_args.contrastive_chunk_size
     if chunk_size and chunk_size < per_device:
         line += f"; embedded {chunk_size} samples per modality at a time (gradient caching, exact)"
     return line

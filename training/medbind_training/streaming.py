@@ -57,7 +57,9 @@ import torch
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import IterableDataset
 
-from .data import MODALITIES, NO_ROW, first_links
+from modeling_medbind.configuration_medbind import MODALITIES
+
+from .data import NO_ROW, first_links
 
 PAIR_COLUMNS = ("cxr_study_id", "ecg_study_id")
 # Positions in one stream of one epoch, process and worker stay below this, so keys never repeat between streams.

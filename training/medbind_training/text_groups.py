@@ -1,6 +1,6 @@
 """Which reports of a batch are identical: the text-group ids TMCL takes as positives (training only).
 
-TMCL (method.md, Losses) treats every sample whose report is identical to sample i's as a positive of i. The collator
+TMCL (the paper's text-modality contrastive loss) treats every sample whose report is identical to sample i's as a positive of i. The collator
 turns each report into an integer id with `text_group_ids`; `modeling_medbind.tmcl_loss` compares ids, not strings.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from modeling_medbind.tokenization_medbind import truncate_words
 
 
-def normalize_report(text: str, max_words: int = 100, name: str = "report") -> str:
+def normalize_report(text: str, max_words: int, name: str = "report") -> str:
     """The form of a report that decides whether two reports are "identical" for TMCL's positives.
 
     Normalisation = the model's own truncation to `max_words` words + whitespace collapsed to single spaces +
@@ -21,7 +21,7 @@ def normalize_report(text: str, max_words: int = 100, name: str = "report") -> s
 
     Args:
         text: one report.
-        max_words: the word limit the processor applies before tokenising.
+        max_words: the word limit the processor applies before tokenising (`MedBindProcessor.max_words`).
         name: how the report is named in error messages.
 
     Returns:
@@ -33,7 +33,7 @@ def normalize_report(text: str, max_words: int = 100, name: str = "report") -> s
     return truncate_words(text, max_words=max_words, name=name).lower()
 
 
-def text_group_ids(texts: Sequence[str], max_words: int = 100) -> list[int]:
+def text_group_ids(texts: Sequence[str], max_words: int) -> list[int]:
     """Deterministic signed 64-bit ids such that identical normalised reports share one id.
 
     TMCL treats every sample whose text is identical to sample i's as a positive of i; the model compares these

@@ -1,4 +1,9 @@
-"""MedBindTrainer: the transformers Trainer with MEDBind's loss, retrieval evaluation and atomic checkpoints."""
+"""MedBindTrainer: the transformers Trainer with MEDBind's loss, retrieval evaluation and atomic checkpoints.
+
+Everything goes through the Trainer's public surface (constructor arguments, `training_step`, `compute_loss`,
+`evaluate`, `log`, `save_model`, callbacks) except two hooks transformers offers only as private methods; both sit in
+the last section of `MedBindTrainer`, and tests/test_trainer.py fails when transformers changes either.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ from functools import partial
 from typing import Any
 
 import torch
-from accelerate.utils import DistributedType
-from transformers import Trainer
-from transformers.trainer import TRAINING_ARGS_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from accelerate import PartialState
+from accelerate.utils import DistributedType, send_to_device
+from transformers import Trainer, TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints, sort_checkpoints
 
 from modeling_medbind import MedBindOutput
 
@@ -23,19 +29,70 @@ from .evaluation_tasks import validation_retrieval
 from .gradient_cache import MODALITY_INPUT, batch_rows, gradient_cached_step
 from .splits import RetrievalSplit
 
-STAGING_PREFIX = "tmp-"
+# Where the Trainer writes checkpoint-N before `AtomicCheckpoints` renames it into the run folder. The name does not
+# match `checkpoint-<step>`, so neither resume_from_checkpoint nor the checkpoint rotation ever takes it.
+STAGING_DIR = "tmp-checkpoints"
 
 
 class TokenFreeTrainer(Trainer):
     """A `Trainer` whose saved (and pushed) `training_args.bin` never holds the Hub token."""
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        super()._save(output_dir, state_dict)
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        # The library pickles the arguments whole, token included, into every folder it saves (checkpoints too) and
+        # pushes that file: write it again without the token before anything is pushed.
+        super().save_model(output_dir, _internal_call=True)
         if self.args.should_save and self.args.hub_token is not None:
-            # The library pickles the arguments whole, token included, and pushes that file: write it without.
             args = copy.copy(self.args)
             args.hub_token = None
             torch.save(args, os.path.join(output_dir or self.args.output_dir, TRAINING_ARGS_NAME))
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+
+class AtomicCheckpoints(TrainerCallback):
+    """
+    Publishes each checkpoint the Trainer wrote into `output_dir/STAGING_DIR` by renaming it to `output_dir`
+    (rename is atomic on one filesystem), once every process has written its part, then applies
+    `save_total_limit`: a run killed while saving never leaves a half-written `checkpoint-N` for
+    `resume_from_checkpoint` to pick up. At the start of training it clears what an interrupted save left staged.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.should_save:
+            shutil.rmtree(os.path.join(args.output_dir, STAGING_DIR), ignore_errors=True)
+        PartialState().wait_for_everyone()
+
+    def on_save(self, args, state, control, **kwargs):
+        PartialState().wait_for_everyone()
+        name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        staged = os.path.join(args.output_dir, STAGING_DIR, name)
+        if state.best_global_step:
+            # Inside the staging folder the library could not see the earlier best checkpoint: point at it.
+            best = f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}"
+            state.best_model_checkpoint = os.path.join(args.output_dir, best)
+        if args.should_save:
+            if state.best_global_step:
+                state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+            final = os.path.join(args.output_dir, name)
+            if os.path.exists(final):  # a checkpoint of the same step from an earlier, interrupted attempt
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            shutil.rmtree(os.path.join(args.output_dir, STAGING_DIR))
+            rotate_checkpoints(
+                output_dir=args.output_dir,
+                save_total_limit=args.save_total_limit,
+                best_model_checkpoint=state.best_model_checkpoint,
+                use_mtime=False,
+            )
+        PartialState().wait_for_everyone()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        # What the library does at the end of training in the folder it saved into (here the staging folder): with
+        # save_total_limit=1, only the best checkpoint stays.
+        if args.should_save and state.best_model_checkpoint is not None and args.save_total_limit == 1:
+            for checkpoint in sort_checkpoints(args.output_dir, best_model_checkpoint=state.best_model_checkpoint):
+                if not os.path.samefile(checkpoint, state.best_model_checkpoint):
+                    shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 class MedBindTrainer(TokenFreeTrainer):
@@ -48,17 +105,25 @@ class MedBindTrainer(TokenFreeTrainer):
     - evaluates by retrieval recall@K on `eval_dataset`, a `RetrievalSplit`, with `processing_class` (the
       `MedBindProcessor`), through `medbind_training.evaluation_tasks.validation_retrieval`, the test evaluation's code
       (`eval_recall_sum`, the sum of every recall, makes a good `metric_for_best_model`);
-    - writes each checkpoint into a staging folder and renames it into place, so a killed run never leaves a
-      half-written `checkpoint-N` for `resume_from_checkpoint` to pick up.
+    - writes each checkpoint into a staging folder that `AtomicCheckpoints` renames into place, so a killed run never
+      leaves a half-written `checkpoint-N` for `resume_from_checkpoint` to pick up.
 
     With gradient accumulation the contrastive negatives are those of each micro-batch, not of the accumulated batch;
     for a contrastive batch larger than memory allows, keep it as one micro-batch and set `contrastive_chunk_size`
     (gradient caching, exact: see `training_step`).
+
+    Args:
+        contrastive_chunk_size: embed each micro-batch this many samples per modality at a time (None: whole).
+        *args, **kwargs: those of `transformers.Trainer`.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, contrastive_chunk_size: int | None = None, **kwargs: Any):
+        if contrastive_chunk_size is not None and contrastive_chunk_size < 1:
+            raise ValueError(f"contrastive_chunk_size must be at least 1, got {contrastive_chunk_size}")
         super().__init__(*args, **kwargs)
+        self.contrastive_chunk_size = contrastive_chunk_size
         self._loss_parts: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self.add_callback(AtomicCheckpoints())
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs, return_loss=True)
@@ -74,9 +139,9 @@ class MedBindTrainer(TokenFreeTrainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
         """
-        The library's step, or, with `args.contrastive_chunk_size` (a `PretrainingArguments` field) smaller than the
-        batch, the same step by gradient caching (`medbind_training.gradient_cache`): the loss and gradients of the
-        whole micro-batch, embedded `contrastive_chunk_size` samples per modality at a time.
+        The library's step, or, with `contrastive_chunk_size` smaller than the batch, the same step by gradient
+        caching (`medbind_training.gradient_cache`): the loss and gradients of the whole micro-batch, embedded
+        `contrastive_chunk_size` samples per modality at a time.
 
         Returns:
             the detached loss divided by the gradient accumulation steps, as the library's step returns it.
@@ -85,18 +150,18 @@ class MedBindTrainer(TokenFreeTrainer):
             ValueError: gradient caching under DeepSpeed (its engine steps on every backward call), or under FSDP with
                 a learned temperature (read outside the sharded forward).
         """
-        chunk_size = getattr(self.args, "contrastive_chunk_size", None)
+        chunk_size = self.contrastive_chunk_size
         if not chunk_size or max(batch_rows(inputs, modality) for modality in MODALITY_INPUT) <= chunk_size:
             return super().training_step(model, inputs, num_items_in_batch)
         if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
-            raise ValueError("--contrastive_chunk_size does not work with DeepSpeed, whose engine steps on every backward")
+            raise ValueError("contrastive_chunk_size does not work with DeepSpeed, whose engine steps on every backward")
         unwrapped = self.accelerator.unwrap_model(model)
         if self.is_fsdp_enabled and unwrapped.logit_scale is not None:
-            raise ValueError("--contrastive_chunk_size with FSDP needs a fixed temperature (learnable_temperature=False)")
+            raise ValueError("contrastive_chunk_size with FSDP needs a fixed temperature (learnable_temperature=False)")
         model.train()
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
             self.optimizer.train()
-        inputs = self._prepare_inputs(inputs)
+        inputs = send_to_device(inputs, self.args.device)
         scale = 1.0 / self.current_gradient_accumulation_steps  # MedBindModel takes no loss kwargs: scale here
         # Inside the library's no_sync (a micro-batch before the last) every chunk accumulates anyway; otherwise all
         # chunks but the last do, so gradients are reduced once per optimizer step.
@@ -122,13 +187,6 @@ class MedBindTrainer(TokenFreeTrainer):
             self._loss_parts.clear()
         super().log(logs, start_time)
 
-    def _get_train_sampler(self, train_dataset=None):
-        train_dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if isinstance(train_dataset, PretrainingDataset):
-            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            return SlotSampler(train_dataset, seed)
-        return super()._get_train_sampler(train_dataset)
-
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         split = eval_dataset if eval_dataset is not None else self.eval_dataset
         if not isinstance(split, RetrievalSplit):
@@ -150,37 +208,23 @@ class MedBindTrainer(TokenFreeTrainer):
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """Keep the MedBind card (README.md) `medbind_model_cards.medbind_pretrained` renders, not the library's."""
 
-    def _save_checkpoint(self, model, trial) -> None:
-        # The library writes checkpoint-N in place; here it writes it inside a staging folder beside it, which is
-        # renamed into place once every process has written its part (rename is atomic on one filesystem).
-        run_dir = self._get_output_dir(trial=trial)
-        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        staging = os.path.join(run_dir, f"{STAGING_PREFIX}{name}")
-        output_dir = self.args.output_dir
-        self.args.output_dir = staging
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.output_dir = output_dir
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            if self.state.best_global_step:
-                # Inside the staging folder the library could not see the earlier best checkpoint: point at it.
-                best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
-                self.state.best_model_checkpoint = best
-                self.state.save_to_json(os.path.join(staging, name, "trainer_state.json"))
-            final = os.path.join(run_dir, name)
-            if os.path.exists(final):  # a checkpoint of the same step from an earlier, interrupted attempt
-                shutil.rmtree(final)
-            os.replace(os.path.join(staging, name), final)
-            shutil.rmtree(staging)
-            rotate_checkpoints(
-                output_dir=run_dir,
-                save_total_limit=self.args.save_total_limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=False,
-            )
-        self.accelerator.wait_for_everyone()
+    # Private hooks of transformers 5.25, the only places it offers for these two choices (a public override of
+    # `get_train_dataloader` would copy the library's loader construction; `_save_checkpoint` writes into
+    # `_get_output_dir` with no public argument naming the folder). tests/test_trainer.py checks both still exist
+    # with these signatures and are still used so.
+
+    def _get_train_sampler(self, train_dataset=None):
+        train_dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if isinstance(train_dataset, PretrainingDataset):
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return SlotSampler(train_dataset, seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def _get_output_dir(self, trial) -> str:
+        # The folder the library writes checkpoint-N into: the staging folder, published by `AtomicCheckpoints`.
+        if trial is not None:
+            raise ValueError("MedBindTrainer's atomic checkpoints do not support hyperparameter-search trials")
+        return os.path.join(self.args.output_dir, STAGING_DIR)
 
 
-__all__ = ["MedBindTrainer"]
+__all__ = ["AtomicCheckpoints", "MedBindTrainer", "TokenFreeTrainer"]

@@ -1,0 +1,64 @@
+"""Small synthetic samples several test modules build: CXR and ECG datasets, a radiograph-like image."""
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+from modeling_medbind import MedBindImageProcessor
+
+
+def cxr_dataset(num_rows: int, first_study: int = 100) -> datasets.Dataset:
+    """`num_rows` random 64x64 radiographs (`image`, `text`, `study_id`), two alternating reports."""
+    rng = np.random.default_rng(0)
+    return datasets.Dataset.from_dict(
+        {
+            "image": [Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)) for _ in range(num_rows)],
+            "text": [f"Chest radiograph {i}: heart size {'normal' if i % 2 else 'enlarged'}." for i in range(num_rows)],
+            "study_id": list(range(first_study, first_study + num_rows)),
+        },
+        features=datasets.Features(
+            {"image": datasets.Image(), "text": datasets.Value("string"), "study_id": datasets.Value("int64")}
+        ),
+    )
+
+
+def ecg_dataset(num_rows: int, first_study: int = 500) -> datasets.Dataset:
+    """`num_rows` random 12-lead 10 s ECGs at 100 Hz (`ecg`, `sampling_rate`, `text`, `study_id`)."""
+    rng = np.random.default_rng(1)
+    return datasets.Dataset.from_dict(
+        {
+            "ecg": [rng.standard_normal((12, 1000)).astype(np.float32) for _ in range(num_rows)],
+            "sampling_rate": [100] * num_rows,
+            "text": ["ECG presents sinus rhythm." if i % 3 else f"ECG presents sinus tachycardia {i}." for i in range(num_rows)],
+            "study_id": list(range(first_study, first_study + num_rows)),
+        },
+        features=datasets.Features(
+            {
+                "ecg": datasets.Array2D((12, 1000), "float32"),
+                "sampling_rate": datasets.Value("int64"),
+                "text": datasets.Value("string"),
+                "study_id": datasets.Value("int64"),
+            }
+        ),
+    )
+
+
+def gradient(height: int = 60, width: int = 80) -> np.ndarray:
+    """A float image in [0.1, 0.9] varying along both axes (so resizing, cropping and flipping are visible).
+
+    The margin keeps bicubic overshoot inside [0, 1], where 8-bit results would clip it and float ones not.
+    """
+    rows, columns = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+    return (0.1 + 0.56 * rows + 0.24 * columns).astype(np.float32)
+
+
+def intensities(pixel_values: torch.Tensor, processor: MedBindImageProcessor) -> torch.Tensor:
+    """Undo the normalisation: back to [0, 1] intensities."""
+    mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
+    return pixel_values * std + mean
+
+
+def process(processor: MedBindImageProcessor, images) -> torch.Tensor:
+    return processor(images, return_tensors="pt")["pixel_values"]
