@@ -7,14 +7,20 @@ from typing import Any, ClassVar, Literal
 
 from transformers import BertConfig, PreTrainedConfig
 
-from .pipeline_medbind import PIPELINE_TASKS
-
 # The paper's CXR tower (MedCLIP's and CXR-CLIP's choice too); the image processor's defaults are its timm config.
 PAPER_CXR_MODEL_NAME = "swin_tiny_patch4_window7_224"
 # The order of the ECG tower's input rows: the standard 12-lead order MIMIC-IV-ECG, PTB-XL and CPSC2018 store.
 CANONICAL_LEAD_NAMES = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 # Auto classes a saved folder answers besides AutoConfig and AutoModel (see `MedBindConfig.__post_init__`).
 REMOTE_AUTO_CLASSES = {"AutoModelForZeroShotImageClassification": "modeling_medbind.MedBindModel"}
+# MedBind's pipeline tasks -> their class in the saved folder's pipeline module. The config names them (as strings:
+# the config does not depend on the pipelines) for `config.custom_pipelines`; `pipeline_medbind` registers them.
+PIPELINE_CLASS_NAMES = {
+    "zero-shot-ecg-classification": "MedBindZeroShotClassificationPipeline",
+    "zero-shot-cxr-classification": "MedBindZeroShotClassificationPipeline",
+    "medbind-feature-extraction": "MedBindFeatureExtractionPipeline",
+}
+PIPELINE_MODULE = "pipeline_medbind"
 VARIANTS = ("bd", "nm", "ecg-clip")
 LOSS_REDUCTIONS = ("sum", "mean")
 POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal")
@@ -169,12 +175,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 def _remote_pipeline_tasks() -> dict[str, dict[str, Any]]:
     """`config.custom_pipelines`: each MedBind pipeline task -> its class in the saved folder, loaded with AutoModel."""
     return {
-        task: {
-            "impl": f"{pipeline_class.__module__.rsplit('.', 1)[-1]}.{pipeline_class.__name__}",
-            "pt": ["AutoModel"],
-            "type": "multimodal",
-        }
-        for task, pipeline_class in PIPELINE_TASKS.items()
+        task: {"impl": f"{PIPELINE_MODULE}.{class_name}", "pt": ["AutoModel"], "type": "multimodal"}
+        for task, class_name in PIPELINE_CLASS_NAMES.items()
     }
 
 

@@ -38,9 +38,9 @@ from modeling_medbind import (  # noqa: E402
     MedBindModel,
     MedBindProcessor,
     load_text_tokenizer,
-    train_wordpiece_tokenizer,
 )
 from medbind.training import optional_argument  # noqa: E402
+from medbind_training.tokenizer import train_wordpiece_tokenizer  # noqa: E402
 from medbind.training.augmentation import CXRAugmentation, ECGNoiseAugmentation  # noqa: E402
 from medbind.training.data import MedBindPretrainingCollator, PretrainingDataset  # noqa: E402
 from medbind.training.evaluate import EvaluationArguments, run_evaluation  # noqa: E402

@@ -60,6 +60,7 @@ from medbind.training.evaluate import load_model  # noqa: E402
 from medbind.training.evaluation import Embedder  # noqa: E402
 from medbind.training.pretrain import demo_output_dir  # noqa: E402
 from medbind.training.trainer import TokenFreeTrainer  # noqa: E402
+from medbind_training.tokenizer import train_wordpiece_tokenizer  # noqa: E402
 from medbind.training.metrics import (  # noqa: E402
     CHANCE_AUROC,
     accuracy,
@@ -75,7 +76,6 @@ from modeling_medbind import (  # noqa: E402
     MedBindConfig,
     MedBindForClinicalPrediction,
     load_text_tokenizer,
-    train_wordpiece_tokenizer,
 )
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from modeling_medbind import MedBindOutput
+from medbind_training.losses import MedBindLossOutput, batch_loss
 
 from .data import PretrainingDataset, SlotSampler
 from .evaluation import RetrievalSplit, validation_retrieval
@@ -60,12 +60,12 @@ class MedBindTrainer(TokenFreeTrainer):
         self._loss_parts: dict[str, list[torch.Tensor]] = defaultdict(list)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs, return_loss=True)
+        outputs = batch_loss(model, inputs, loss_model=self.accelerator.unwrap_model(model))
         if model.training:
             self._record_loss_parts(outputs)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-    def _record_loss_parts(self, outputs: MedBindOutput) -> None:
+    def _record_loss_parts(self, outputs: MedBindLossOutput) -> None:
         # Kept on the device until `log`: reading them here would be a host sync per step.
         for name in ("tmcl_loss", "emcl_loss"):
             if (value := getattr(outputs, name)) is not None:
