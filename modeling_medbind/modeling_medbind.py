@@ -26,6 +26,9 @@ from .configuration_medbind import PAPER_CXR_MODEL_NAME, MedBindConfig, MedBindC
 from .hub_loading import hub_offline, load_pretrained
 from .tokenization_medbind import BIOBERT_IDENTIFIER
 
+# What a training batch holds for the TMCL / EMCL loss only (training code); forward refuses them rather than
+# passing them on to the towers with the other keyword arguments.
+TRAINING_INPUTS = frozenset({"text_group_ids", "pair_index"})
 _INSTEAD = (
     "Download it once with network access so it sits in the Hugging Face cache, pass a local directory, or pass "
     "None to start that tower from random weights."
@@ -478,8 +481,14 @@ class MedBindModel(MedBindPreTrainedModel):
             The BERT tower's [`BaseModelOutputWithPooling`] with `pooler_output` the `[B, projection_dim]`
             L2-normalised embeddings of the [CLS] token (`.pooler_output` is the plain tensor).
         """
-        output = self.text_model(
+        bert_output = self.text_model(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True, **kwargs
+        )
+        # BERT's output class also has cross-attention fields, which an encoder-only tower never fills.
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=bert_output.last_hidden_state,
+            hidden_states=bert_output.hidden_states,
+            attentions=bert_output.attentions,
         )
         return self._embedding(output, self.text_projection, output.last_hidden_state[:, 0])
 
@@ -538,6 +547,12 @@ class MedBindModel(MedBindPreTrainedModel):
             ValueError: for a loss request without CXR or ECG inputs, or whose texts are not one report per sample,
                 or a CXR input to ECG-CLIP.
         """
+        training_inputs = sorted(TRAINING_INPUTS & kwargs.keys())
+        if training_inputs:
+            raise TypeError(
+                f"MedBindModel.forward does not take {training_inputs}: they are MEDBind's training-loss inputs "
+                "(medbind_training.losses.batch_loss takes a training batch with them)"
+            )
         flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
         outputs = {
             "cxr": self.get_cxr_features(pixel_values, return_dict=True) if pixel_values is not None else None,

@@ -15,7 +15,9 @@ from transformers import AutoModel, AutoProcessor, BertConfig, BertModel
 
 from datasets import load_from_disk
 
-from modeling_medbind import load_text_tokenizer, train_wordpiece_tokenizer
+from medbind_training.tokenizer import train_wordpiece_tokenizer
+
+from modeling_medbind import load_text_tokenizer
 from medbind.processing.demo import save_demo
 from medbind.training.pretrain import main, parse_arguments
 from medbind.training.trainer import MedBindTrainer

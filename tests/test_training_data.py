@@ -9,12 +9,13 @@ import torch
 import wfdb
 from PIL import Image
 
+from medbind_training.tokenizer import train_wordpiece_tokenizer
+
 from modeling_medbind import (
     CANONICAL_LEAD_NAMES,
     MedBindECGFeatureExtractor,
     MedBindImageProcessor,
     MedBindProcessor,
-    train_wordpiece_tokenizer,
 )
 from medbind.training.data import MedBindPretrainingCollator, PretrainingDataset, SlotSampler, pair_rows
 
