@@ -110,7 +110,7 @@ def test_demo_preset_trains_evaluates_and_writes_a_hub_folder(demo_data, tmp_pat
     processor = AutoProcessor.from_pretrained(output)
     inputs = processor(text=["Sinus rhythm."], ecgs=[torch.zeros(12, 1000).numpy()], sampling_rate=100, return_tensors="pt")
     with torch.no_grad():
-        assert model.get_ecg_features(inputs["ecg_values"]).shape == (1, 256)
+        assert model.get_ecg_features(inputs["ecg_values"]).pooler_output.shape == (1, 256)
 
 
 def test_the_trained_tokenizer_is_kept_for_every_process_and_for_a_resume(demo_data, tmp_path):
