@@ -221,9 +221,10 @@ class MedBindECGEncoder(nn.Module):
         self,
         ecg_values: torch.Tensor,
         output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        output_hidden_states: bool | list[int] = False,
         **kwargs: Any,
     ) -> BaseModelOutputWithPooling:
+        output_attentions, output_hidden_states = bool(output_attentions), bool(output_hidden_states)
         expected = (self.config.num_leads, self.config.num_samples)
         if ecg_values.dim() != 3 or tuple(ecg_values.shape[1:]) != expected:
             raise ValueError(
@@ -492,10 +493,13 @@ class MedBindModel(MedBindPreTrainedModel):
         )
         return self._embedding(output, self.text_projection, output.last_hidden_state[:, 0])
 
-    def _flag(self, name: str, value: bool | None, tower_config: Any) -> bool:
-        """An output flag: the argument, else the tower's config, else the model's config (as CLIP's towers read)."""
+    def _flag(self, name: str, value: bool | list[int] | None, tower_config: Any) -> bool | list[int]:
+        """
+        An output flag: the argument (BERT also takes a list of layer indices for `output_hidden_states`), else the
+        tower's config, else the model's config.
+        """
         if value is not None:
-            return bool(value)
+            return value
         return bool(getattr(tower_config, name, False) or getattr(self.config, name, False))
 
     def similarity_logits(self, embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
