@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from transformers import BertConfig, PreTrainedConfig
@@ -235,6 +238,18 @@ class MedBindConfig(PreTrainedConfig):
         # and pipeline(task) finds custom tasks in `custom_pipelines`. Entries read from a config.json win.
         self.auto_map = {**REMOTE_AUTO_CLASSES, **(getattr(self, "auto_map", None) or {})}
         self.custom_pipelines = {**_remote_pipeline_tasks(), **(getattr(self, "custom_pipelines", None) or {})}
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> None:
+        """
+        `PreTrainedConfig.save_pretrained`, plus the pipeline module's file when the config is saved as remote code:
+        `custom_pipelines` names its classes, and the config does not import it, so transformers' copy of the
+        config's code would not bring it. Copied first, so that `push_to_hub=True` uploads it too.
+        """
+        source = Path(__file__).with_name(f"{PIPELINE_MODULE}.py")
+        if self._auto_class is not None and source.is_file():
+            os.makedirs(save_directory, exist_ok=True)
+            shutil.copy(source, Path(save_directory) / source.name)
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
     @property
     def has_cxr(self) -> bool:
