@@ -363,7 +363,7 @@ class MedBindModel(MedBindPreTrainedModel):
     >>> import torch
     >>> from modeling_medbind import MedBindConfig, MedBindModel
     >>> model = MedBindModel(MedBindConfig.from_preset("tiny")).eval()
-    >>> ecg = model.get_ecg_features(torch.randn(2, 12, 1000))  # [2, 256], unit norm
+    >>> ecg = model.get_ecg_features(torch.randn(2, 12, 1000)).pooler_output  # [2, 256], unit norm
     ```
     """
 

@@ -41,7 +41,7 @@ class MedBindTrainer(TokenFreeTrainer):
     """
     A `Trainer` for MedBind pretraining. On top of the library's loop it:
 
-    - computes TMCL + EMCL through the model and logs `tmcl_loss` and `emcl_loss` beside `loss`;
+    - computes TMCL + EMCL on the model's embeddings (`medbind_training.losses.batch_loss`) and logs `tmcl_loss` and `emcl_loss` beside `loss`;
     - deals batches with `SlotSampler` (n CXR and n ECG per batch, m of them visit pairs), identical on every
       process and after a resume, since the order is a function of (seed, epoch);
     - evaluates by retrieval recall@K on `eval_dataset`, a `RetrievalSplit`, with `processing_class` (the
