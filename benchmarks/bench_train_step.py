@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 from medbind_training.gradient_cache import gradient_cached_step
+from medbind_training.losses import batch_loss
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser
@@ -182,8 +183,7 @@ def random_batch(config: MedBindConfig, batch_size: int, text_length: int, devic
         device: where the tensors live.
 
     Returns:
-        `MedBindModel.forward` keyword arguments (the CXRs' reports then the ECGs', `pair_index`), without
-        `return_loss`.
+        A training batch for `medbind_training.losses.batch_loss` (the CXRs' reports then the ECGs', `pair_index`).
 
     Raises:
         ValueError: when `text_length` exceeds the text tower's `max_position_embeddings`.
@@ -210,8 +210,8 @@ def random_batch(config: MedBindConfig, batch_size: int, text_length: int, devic
 def build_model(config: MedBindConfig, args: BenchmarkArguments, device: torch.device) -> MedBindModel:
     """The model of `config` in training mode on `device`, with the benchmark's attention and memory layout."""
     model = MedBindModel(config).to(device).train()
-    # The text tower is a transformers BertModel: its attention is chosen there (MedBind's own towers use SDPA).
-    model.text_model.set_attn_implementation(args.attn_implementation)
+    # Reaches the BERT text tower and the ECG transformer (both dispatch through transformers' attention interface).
+    model.set_attn_implementation(args.attn_implementation)
     if args.channels_last and model.cxr_model is not None:
         model.cxr_model.to(memory_format=torch.channels_last)
     return model
@@ -249,11 +249,11 @@ def workload_step(
 
     else:
         if workload == "train_step":
-            forward = lambda: model(**batch, return_loss=True).loss  # noqa: E731
+            forward = lambda: batch_loss(model, batch).loss  # noqa: E731
         else:
             method, keys = TOWER_INPUTS[workload]
             embed = getattr(model, method)
-            forward = lambda: embed(*(batch[key] for key in keys)).sum()  # noqa: E731
+            forward = lambda: embed(*(batch[key] for key in keys)).pooler_output.sum()  # noqa: E731
         if args.compile:
             forward = torch.compile(forward, backend=args.compile_backend)
 

@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--results", type=Path, required=True, help="the results.json of `training/run_evaluation.py` (its `split` is shown)"
     )
     card.add_argument("--output", "-o", type=Path, help="where to write the card (default: README.md in --model)")
+
+    export = _command(commands, "export", run_export, "write each tower of the model as its own ONNX file")
+    export.add_argument("--format", choices=["onnx"], default="onnx", help="the file format (default: onnx)")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder to write the files to")
     return parser
 
 
@@ -136,7 +140,7 @@ def _command(commands, name: str, run: Callable[[argparse.Namespace], None], hel
         metavar="DIR",
         help="a saved MedBind model folder, with its processor" + (" (or a Hub id)" if name != "card" else ""),
     )
-    if name != "card":
+    if name not in ("card", "export"):
         command.add_argument("--batch-size", type=_positive, default=16, help="inputs per forward pass (default: 16)")
         command.add_argument("--device", help="torch device to run on (default: cuda if available, else cpu)")
     return command
@@ -384,6 +388,18 @@ def run_card(args: argparse.Namespace) -> None:
     output = args.output or Path(args.model) / CARD_FILE
     card.save(output)
     print(f"wrote the model card to {output}")
+
+
+def run_export(args: argparse.Namespace) -> None:
+    """`medbind export`: one ONNX file per tower of `--model` in `--out` (see `medbind.export`)."""
+    from medbind.export import export_onnx
+
+    try:
+        written = export_onnx(args.model, args.out)
+    except (OSError, ImportError) as error:
+        raise BadInput([str(error)]) from error
+    for modality, path in written.items():
+        print(f"wrote the {modality.upper() if modality != 'text' else 'text'} encoder to {path}")
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

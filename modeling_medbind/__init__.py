@@ -27,12 +27,11 @@ from .configuration_medbind import (
 )
 from .feature_extraction_medbind import MedBindECGFeatureExtractor
 from .image_processing_medbind import MedBindImageProcessor
-from .losses import emcl_loss, tmcl_loss
 from .modeling_clinical_prediction import MedBindForClinicalPrediction
 from .modeling_medbind import MedBindModel, MedBindOutput, MedBindPreTrainedModel
 from .pipeline_medbind import PIPELINE_TASKS, MedBindFeatureExtractionPipeline, MedBindZeroShotClassificationPipeline
 from .processing_medbind import MedBindProcessor
-from .tokenization_medbind import BIOBERT_IDENTIFIER, load_text_tokenizer, train_wordpiece_tokenizer, truncate_words
+from .tokenization_medbind import BIOBERT_IDENTIFIER, load_text_tokenizer, truncate_words
 
 # The embedding model, its processor and their remote code.
 AutoConfig.register(MedBindConfig.model_type, MedBindConfig)
@@ -78,9 +77,6 @@ __all__ = [
     "MedBindPreTrainedModel",
     "MedBindProcessor",
     "MedBindZeroShotClassificationPipeline",
-    "emcl_loss",
     "load_text_tokenizer",
-    "tmcl_loss",
-    "train_wordpiece_tokenizer",
     "truncate_words",
 ]

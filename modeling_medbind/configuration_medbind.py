@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from transformers import BertConfig, PreTrainedConfig
-
-from .pipeline_medbind import PIPELINE_TASKS
 
 # The paper's CXR tower (MedCLIP's and CXR-CLIP's choice too); the image processor's defaults are its timm config.
 PAPER_CXR_MODEL_NAME = "swin_tiny_patch4_window7_224"
@@ -15,6 +16,14 @@ PAPER_CXR_MODEL_NAME = "swin_tiny_patch4_window7_224"
 CANONICAL_LEAD_NAMES = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 # Auto classes a saved folder answers besides AutoConfig and AutoModel (see `MedBindConfig.__post_init__`).
 REMOTE_AUTO_CLASSES = {"AutoModelForZeroShotImageClassification": "modeling_medbind.MedBindModel"}
+# MedBind's pipeline tasks -> their class in the saved folder's pipeline module. The config names them (as strings:
+# the config does not depend on the pipelines) for `config.custom_pipelines`; `pipeline_medbind` registers them.
+PIPELINE_CLASS_NAMES = {
+    "zero-shot-ecg-classification": "MedBindZeroShotClassificationPipeline",
+    "zero-shot-cxr-classification": "MedBindZeroShotClassificationPipeline",
+    "medbind-feature-extraction": "MedBindFeatureExtractionPipeline",
+}
+PIPELINE_MODULE = "pipeline_medbind"
 VARIANTS = ("bd", "nm", "ecg-clip", "cxr-clip")
 MODALITIES = ("cxr", "ecg")  # the two signal towers, in the order every output and dataset layout uses
 MAX_WORDS = 100  # reports are cut to their first 100 words before tokenising, as the paper does
@@ -172,12 +181,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 def _remote_pipeline_tasks() -> dict[str, dict[str, Any]]:
     """`config.custom_pipelines`: each MedBind pipeline task -> its class in the saved folder, loaded with AutoModel."""
     return {
-        task: {
-            "impl": f"{pipeline_class.__module__.rsplit('.', 1)[-1]}.{pipeline_class.__name__}",
-            "pt": ["AutoModel"],
-            "type": "multimodal",
-        }
-        for task, pipeline_class in PIPELINE_TASKS.items()
+        task: {"impl": f"{PIPELINE_MODULE}.{class_name}", "pt": ["AutoModel"], "type": "multimodal"}
+        for task, class_name in PIPELINE_CLASS_NAMES.items()
     }
 
 
@@ -237,6 +242,18 @@ class MedBindConfig(PreTrainedConfig):
         # and pipeline(task) finds custom tasks in `custom_pipelines`. Entries read from a config.json win.
         self.auto_map = {**REMOTE_AUTO_CLASSES, **(getattr(self, "auto_map", None) or {})}
         self.custom_pipelines = {**_remote_pipeline_tasks(), **(getattr(self, "custom_pipelines", None) or {})}
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> None:
+        """
+        `PreTrainedConfig.save_pretrained`, plus the pipeline module's file when the config is saved as remote code:
+        `custom_pipelines` names its classes, and the config does not import it, so transformers' copy of the
+        config's code would not bring it. Copied first, so that `push_to_hub=True` uploads it too.
+        """
+        source = Path(__file__).with_name(f"{PIPELINE_MODULE}.py")
+        if self._auto_class is not None and source.is_file():
+            os.makedirs(save_directory, exist_ok=True)
+            shutil.copy(source, Path(save_directory) / source.name)
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
     @property
     def has_cxr(self) -> bool:

@@ -17,13 +17,18 @@ from torch.utils.checkpoint import checkpoint
 from transformers import BertModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_medbind import PAPER_CXR_MODEL_NAME, MedBindConfig, MedBindCXRConfig, MedBindECGConfig
 from .hub_loading import hub_offline, load_pretrained
-from .losses import emcl_loss, tmcl_loss
 from .tokenization_medbind import BIOBERT_IDENTIFIER
 
+# What a training batch holds for the TMCL / EMCL loss only (training code); forward refuses them rather than
+# passing them on to the towers with the other keyword arguments.
+TRAINING_INPUTS = frozenset({"text_group_ids", "pair_index"})
 _INSTEAD = (
     "Download it once with network access so it sits in the Hugging Face cache, pass a local directory, or pass "
     "None to start that tower from random weights."
@@ -36,29 +41,49 @@ class MedBindOutput(ModelOutput):
     Output of [`MedBindModel.forward`]. Embeddings are L2-normalised `[rows, projection_dim]`; absent inputs give None.
 
     Args:
-        loss: TMCL + EMCL (per the variant), when `return_loss=True`.
-        tmcl_loss: TMCL summed over the modalities present.
-        emcl_loss: EMCL over the CXR-ECG pairs (0 with no pairs); None for the variants without EMCL.
+        loss: with `return_loss=True`, CLIP's symmetric contrastive loss of each modality given against its reports,
+            summed (one process, no identical-report positives: MEDBind's own TMCL / EMCL objective is training
+            code, `medbind_training.losses`).
         logits_per_cxr: `[n_cxr, n_text]` cosine similarities divided by the temperature (CLIP's `logits_per_image`).
         logits_per_ecg: `[n_ecg, n_text]` likewise for the ECGs.
-        logits_per_text: `[n_text, n_cxr + n_ecg]`: each text against the CXRs, then the ECGs (those given).
+        logits_per_text: `[n_text, n_cxr]`, CLIP's `logits_per_text` with the CXR as the image (the transpose of
+            `logits_per_cxr`); the texts against the ECGs are `logits_per_ecg.T`.
         cxr_embeds, ecg_embeds, text_embeds: the embeddings.
+        cxr_model_output, ecg_model_output, text_model_output: each tower's [`BaseModelOutputWithPooling`]
+            (`pooler_output`: the embedding; `hidden_states` / `attentions` when asked for, from the ECG and text
+            towers; the timm CXR tower gives its final feature map as `last_hidden_state`).
     """
 
     loss: torch.FloatTensor | None = None
-    tmcl_loss: torch.FloatTensor | None = None
-    emcl_loss: torch.FloatTensor | None = None
     logits_per_cxr: torch.FloatTensor | None = None
     logits_per_ecg: torch.FloatTensor | None = None
     logits_per_text: torch.FloatTensor | None = None
     cxr_embeds: torch.FloatTensor | None = None
     ecg_embeds: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
+    cxr_model_output: BaseModelOutputWithPooling | None = None
+    ecg_model_output: BaseModelOutputWithPooling | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
 
     @property
     def logits_per_image(self) -> torch.FloatTensor | None:
         """`logits_per_cxr` under CLIP's name, which `pipeline("zero-shot-image-classification")` reads."""
         return self.logits_per_cxr
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
+
+
+def clip_loss(logits: torch.Tensor) -> torch.Tensor:
+    r"""
+    CLIP's symmetric contrastive loss for `[n, n]` logits whose diagonal holds the matching pairs:
+
+        L = ( CE(logits, diag) + CE(logits^T, diag) ) / 2
+
+    with CE the mean cross-entropy over rows and diag the targets 0..n-1.
+    """
+    targets = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
 def _rows(embeds: torch.Tensor | None) -> int:
@@ -101,28 +126,65 @@ class MedBindECGEmbeddings(nn.Module):
         return self.dropout(tokens + self.position_embedding.to(tokens.dtype))
 
 
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax(q k^T * scaling + mask) v in plain matmuls, returning the weights too (as CLIP's eager attention)."""
+    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
 class MedBindECGAttention(nn.Module):
-    """Multi-head self-attention through `scaled_dot_product_attention` (flash / memory-efficient kernels)."""
+    """
+    Multi-head self-attention, dispatched through transformers' attention interface by
+    `config._attn_implementation` ("eager", "sdpa", "flash_attention_2", ...), as the text tower is.
+    """
 
     def __init__(self, config: MedBindECGConfig):
         super().__init__()
+        self.config = config
         self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = config.attention_dropout
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch_size, length, hidden_size = hidden_states.shape
-        qkv = self.qkv(hidden_states).view(batch_size, length, 3, self.num_heads, hidden_size // self.num_heads)
+        qkv = self.qkv(hidden_states).view(batch_size, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(
-            query, key, value, dropout_p=self.dropout if self.training else 0.0
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
         )
-        return self.out_proj(attended.transpose(1, 2).reshape(batch_size, length, hidden_size))
+        attended, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            None,
+            scaling=self.scaling,
+            dropout=self.dropout if self.training else 0.0,
+            **kwargs,
+        )
+        return self.out_proj(attended.reshape(batch_size, length, hidden_size)), attn_weights
 
 
 class MedBindECGLayer(GradientCheckpointingLayer):
-    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""
+    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x)). Returns the new states and the weights."""
 
     def __init__(self, config: MedBindECGConfig):
         super().__init__()
@@ -136,13 +198,17 @@ class MedBindECGLayer(GradientCheckpointingLayer):
         )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = hidden_states + self.dropout(self.attention(self.attention_norm(hidden_states)))
-        return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
+    def forward(self, hidden_states: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, attn_weights = self.attention(self.attention_norm(hidden_states), **kwargs)
+        hidden_states = hidden_states + self.dropout(attended)
+        return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states))), attn_weights
 
 
 class MedBindECGEncoder(nn.Module):
-    """The ECG tower: embeddings, transformer blocks, final norm; returns the class-token state `[B, hidden]`."""
+    """
+    The ECG tower: embeddings, transformer blocks, then the final norm of the class token (as CLIP's vision tower:
+    `last_hidden_state` is the blocks' output, `pooler_output` the normalised class token `[B, hidden]`).
+    """
 
     def __init__(self, config: MedBindECGConfig):
         super().__init__()
@@ -151,7 +217,14 @@ class MedBindECGEncoder(nn.Module):
         self.layers = nn.ModuleList(MedBindECGLayer(config) for _ in range(config.num_hidden_layers))
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, ecg_values: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        ecg_values: torch.Tensor,
+        output_attentions: bool = False,
+        output_hidden_states: bool | list[int] = False,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPooling:
+        output_attentions, output_hidden_states = bool(output_attentions), bool(output_hidden_states)
         expected = (self.config.num_leads, self.config.num_samples)
         if ecg_values.dim() != 3 or tuple(ecg_values.shape[1:]) != expected:
             raise ValueError(
@@ -159,9 +232,20 @@ class MedBindECGEncoder(nn.Module):
                 f"got {tuple(ecg_values.shape)}; run the ECG feature extractor first"
             )
         hidden_states = self.embeddings(ecg_values)
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states)
-        return self.final_norm(hidden_states[:, 0])
+            hidden_states, attn_weights = layer(hidden_states, output_attentions=output_attentions, **kwargs)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (attn_weights,)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=hidden_states,
+            pooler_output=self.final_norm(hidden_states[:, 0]),
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+        )
 
 
 class MedBindCXREncoder(nn.Module):
@@ -209,8 +293,11 @@ class MedBindCXREncoder(nn.Module):
     def num_features(self) -> int:
         return self.model.num_features
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values)
+    def forward(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
+        """The timm model's final feature map as `last_hidden_state` and its pooled features as `pooler_output`."""
+        # The two halves of timm's own `forward`: the same arithmetic, with the feature map kept.
+        features = self.model.forward_features(pixel_values)
+        return BaseModelOutputWithPooling(last_hidden_state=features, pooler_output=self.model.forward_head(features))
 
 
 class MedBindPreTrainedModel(PreTrainedModel):
@@ -219,10 +306,15 @@ class MedBindPreTrainedModel(PreTrainedModel):
     config: MedBindConfig
     config_class = MedBindConfig
     base_model_prefix = "medbind"
+    # `forward` takes ECGs first, as this attribute says: the ECG tower is MEDBind's own (all but CXR-CLIP have it).
     main_input_name = "ecg_values"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
+    # What `attn_implementation=` may ask for: BERT and the ECG transformer both dispatch through transformers'
+    # attention interface (the timm CXR tower has its own attention, or none).
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
     _no_split_modules = ["MedBindECGLayer", "BertLayer", "SwinTransformerBlock", "BasicBlock", "Bottleneck"]
 
     @torch.no_grad()
@@ -271,7 +363,7 @@ class MedBindModel(MedBindPreTrainedModel):
     >>> import torch
     >>> from modeling_medbind import MedBindConfig, MedBindModel
     >>> model = MedBindModel(MedBindConfig.from_preset("tiny")).eval()
-    >>> ecg = model.get_ecg_features(torch.randn(2, 12, 1000))  # [2, 256], unit norm
+    >>> ecg = model.get_ecg_features(torch.randn(2, 12, 1000)).pooler_output  # [2, 256], unit norm
     ```
     """
 
@@ -279,6 +371,11 @@ class MedBindModel(MedBindPreTrainedModel):
         self, config: MedBindConfig, cxr_model: MedBindCXREncoder | None = None, text_model: BertModel | None = None
     ):
         super().__init__(config)
+        config = self.config
+        if config.ecg_config._attn_implementation is None:
+            # The ECG tower is no PreTrainedModel of its own, so nothing resolved its sub-config's implementation:
+            # it takes the model's (`set_attn_implementation` later sets the sub-config itself).
+            config.ecg_config._attn_implementation_internal = config._attn_implementation
         if cxr_model is None and config.has_cxr:
             cxr_model = MedBindCXREncoder(config.cxr_config)
         self.cxr_model = cxr_model
@@ -303,29 +400,61 @@ class MedBindModel(MedBindPreTrainedModel):
             return self.config.temperature
         return 1.0 / self.logit_scale.clamp(max=math.log(100.0)).exp()
 
-    def get_cxr_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def get_input_embeddings(self) -> nn.Module:
+        """The text tower's word embeddings (what peft's `enable_input_require_grads` hooks)."""
+        return self.text_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.text_model.set_input_embeddings(value)
+
+    def _embedding(
+        self, tower_output: BaseModelOutputWithPooling, projection: nn.Module, pooled: torch.Tensor
+    ) -> BaseModelOutputWithPooling:
+        # As CLIP's get_*_features: the tower's output, its pooler_output replaced by the (here normalised) projection.
+        tower_output.pooler_output = F.normalize(projection(pooled), dim=-1)
+        return tower_output
+
+    @can_return_tuple
+    def get_cxr_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
         """
         Args:
             pixel_values: `[B, 3, image_size, image_size]` from the image processor.
 
         Returns:
-            `[B, projection_dim]` L2-normalised CXR embeddings.
+            The CXR tower's [`BaseModelOutputWithPooling`] with `pooler_output` the `[B, projection_dim]`
+            L2-normalised CXR embeddings: `model.get_cxr_features(pixel_values).pooler_output` is the plain tensor.
 
         Raises:
             ValueError: for the ECG-CLIP variant, which has no CXR tower.
         """
         if self.cxr_model is None:
             raise ValueError(f"this MedBind model (variant={self.config.variant!r}) has no CXR tower")
-        return F.normalize(self.cxr_projection(self.cxr_model(pixel_values)), dim=-1)
+        output = self.cxr_model(pixel_values)
+        return self._embedding(output, self.cxr_projection, output.pooler_output)
 
-    def get_ecg_features(self, ecg_values: torch.Tensor) -> torch.Tensor:
+    @can_return_tuple
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
+        """`get_cxr_features` under CLIP's name: a MedBind image is a chest X-ray."""
+        return self.get_cxr_features(pixel_values, return_dict=True, **kwargs)
+
+    @can_return_tuple
+    def get_ecg_features(
+        self,
+        ecg_values: torch.Tensor,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPooling:
         """
         Args:
             ecg_values: `[B, num_leads, num_samples]` from the ECG feature extractor (`[B, 12, 1000]`: 10 s at 100 Hz
                 in the paper's models).
+            output_attentions, output_hidden_states: return the ECG transformer's attention weights (eager
+                attention only) / per-layer states; default: the config's.
 
         Returns:
-            `[B, projection_dim]` L2-normalised ECG embeddings.
+            The ECG tower's [`BaseModelOutputWithPooling`] with `pooler_output` the `[B, projection_dim]`
+            L2-normalised ECG embeddings (`.pooler_output` is the plain tensor).
 
         Raises:
             ValueError: when `ecg_values` is not `[B, num_leads, num_samples]`, or for the CXR-CLIP variant, which
@@ -333,25 +462,50 @@ class MedBindModel(MedBindPreTrainedModel):
         """
         if self.ecg_model is None:
             raise ValueError(f"this MedBind model (variant={self.config.variant!r}) has no ECG tower")
-        return F.normalize(self.ecg_projection(self.ecg_model(ecg_values)), dim=-1)
+        output = self.ecg_model(
+            ecg_values,
+            output_attentions=self._flag("output_attentions", output_attentions, self.config.ecg_config),
+            output_hidden_states=self._flag("output_hidden_states", output_hidden_states, self.config.ecg_config),
+            **kwargs,
+        )
+        return self._embedding(output, self.ecg_projection, output.pooler_output)
 
+    @can_return_tuple
     def get_text_features(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPooling:
         """
         Args:
             input_ids, attention_mask, token_type_ids: `[B, L]` from the tokenizer.
+            **kwargs: passed to the BERT tower (`output_attentions`, `output_hidden_states`, ...).
 
         Returns:
-            `[B, projection_dim]` L2-normalised embeddings of the [CLS] token.
+            The BERT tower's [`BaseModelOutputWithPooling`] with `pooler_output` the `[B, projection_dim]`
+            L2-normalised embeddings of the [CLS] token (`.pooler_output` is the plain tensor).
         """
-        hidden = self.text_model(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state
-        return F.normalize(self.text_projection(hidden[:, 0]), dim=-1)
+        bert_output = self.text_model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True, **kwargs
+        )
+        # BERT's output class also has cross-attention fields, which an encoder-only tower never fills.
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=bert_output.last_hidden_state,
+            hidden_states=bert_output.hidden_states,
+            attentions=bert_output.attentions,
+        )
+        return self._embedding(output, self.text_projection, output.last_hidden_state[:, 0])
+
+    def _flag(self, name: str, value: bool | list[int] | None, tower_config: Any) -> bool | list[int]:
+        """
+        An output flag: the argument (BERT also takes a list of layer indices for `output_hidden_states`), else the
+        tower's config, else the model's config.
+        """
+        if value is not None:
+            return value
+        return bool(getattr(tower_config, name, False) or getattr(self.config, name, False))
 
     def similarity_logits(self, embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         """
@@ -366,135 +520,107 @@ class MedBindModel(MedBindPreTrainedModel):
         """
         return embeds @ text_embeds.T / self.temperature
 
+    @can_return_tuple
     def forward(
         self,
-        pixel_values: torch.Tensor | None = None,
         ecg_values: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
-        text_group_ids: torch.Tensor | None = None,
-        pair_index: torch.Tensor | None = None,
         return_loss: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Any,
     ) -> MedBindOutput:
         """
-        Embed whichever of the processor's outputs are given, compare every CXR and ECG with every text (CLIP's
-        logits) and, with `return_loss=True`, compute the MEDBind loss of a training batch.
+        Embed whichever of the processor's outputs are given and compare every CXR and ECG with every text (CLIP's
+        logits).
 
         Args:
-            pixel_values: `[n_cxr, 3, H, W]` radiographs from the processor.
             ecg_values: `[n_ecg, leads, samples]` ECGs from the processor.
+            pixel_values: `[n_cxr, 3, H, W]` radiographs from the processor.
             input_ids, attention_mask, token_type_ids: `[n_text, L]` tokenised texts (reports or prompts).
-            text_group_ids: `[n_text]` equal exactly where two texts are identical (TMCL's positives); default: all
-                distinct. Training only.
-            pair_index: `[m, 2]` (CXR row, ECG row) of the samples from the same visit; EMCL uses them (variant bd).
-                Training only.
-            return_loss: compute the loss of a training batch, in which text row i is the report of CXR i for
-                i < n_cxr and the report of ECG i - n_cxr after them (so n_text = n_cxr + n_ecg).
+            return_loss: also return CLIP's loss (see [`MedBindOutput`]). The texts are then the reports of the
+                samples: one per visit (`n_text = n_cxr = n_ecg`, or the one modality given), or the CXRs' reports
+                followed by the ECGs' (`n_text = n_cxr + n_ecg`).
+            output_attentions, output_hidden_states: the towers' attention weights / per-layer states in
+                `*_model_output`; default: the config's.
+            return_dict: `False` for a plain tuple (nested tower outputs as tuples); default: the config's.
+            **kwargs: passed to the BERT and ECG towers (attention-interface options).
 
         Returns:
             [`MedBindOutput`].
 
         Raises:
-            ValueError: for a loss request whose texts are not one report per CXR and ECG, pairs without both
-                modalities, or a CXR input to ECG-CLIP.
+            ValueError: for a loss request without CXR or ECG inputs, or whose texts are not one report per sample,
+                or a CXR input to ECG-CLIP.
         """
-        cxr_embeds = self.get_cxr_features(pixel_values) if pixel_values is not None else None
-        ecg_embeds = self.get_ecg_features(ecg_values) if ecg_values is not None else None
-        text_embeds = (
-            self.get_text_features(input_ids, attention_mask, token_type_ids) if input_ids is not None else None
-        )
+        training_inputs = sorted(TRAINING_INPUTS & kwargs.keys())
+        if training_inputs:
+            raise TypeError(
+                f"MedBindModel.forward does not take {training_inputs}: they are MEDBind's training-loss inputs "
+                "(medbind_training.losses.batch_loss takes a training batch with them)"
+            )
+        flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
+        outputs = {
+            "cxr": self.get_cxr_features(pixel_values, return_dict=True) if pixel_values is not None else None,
+            "ecg": self.get_ecg_features(ecg_values, return_dict=True, **flags, **kwargs)
+            if ecg_values is not None
+            else None,
+            "text": self.get_text_features(
+                input_ids, attention_mask, token_type_ids, return_dict=True, **self._text_flags(flags), **kwargs
+            )
+            if input_ids is not None
+            else None,
+        }
+        embeds = {modality: output.pooler_output if output is not None else None for modality, output in outputs.items()}
         logits = {}
-        if text_embeds is not None:
-            for modality, embeds in (("cxr", cxr_embeds), ("ecg", ecg_embeds)):
-                logits[modality] = self.similarity_logits(embeds, text_embeds) if embeds is not None else None
-            # The text's logits are the images' transposed (as CLIP's logits_per_image): no second matmul.
-            present = [logits[modality] for modality in ("cxr", "ecg") if logits[modality] is not None]
-            logits["text"] = torch.cat(present).T if present else None
-        loss = tmcl = emcl = None
-        if return_loss:
-            loss, tmcl, emcl = self.contrastive_loss(cxr_embeds, ecg_embeds, text_embeds, text_group_ids, pair_index)
+        if embeds["text"] is not None:
+            for modality in ("cxr", "ecg"):
+                present = embeds[modality] is not None
+                logits[modality] = self.similarity_logits(embeds[modality], embeds["text"]) if present else None
+            # The text's logits are the images' transposed (as CLIP's logits_per_text): no second matmul.
+            logits["text"] = logits["cxr"].T if logits["cxr"] is not None else None
+        loss = self._clip_loss(embeds) if return_loss else None
         return MedBindOutput(
             loss=loss,
-            tmcl_loss=tmcl,
-            emcl_loss=emcl,
             logits_per_cxr=logits.get("cxr"),
             logits_per_ecg=logits.get("ecg"),
             logits_per_text=logits.get("text"),
-            cxr_embeds=cxr_embeds,
-            ecg_embeds=ecg_embeds,
-            text_embeds=text_embeds,
+            cxr_embeds=embeds["cxr"],
+            ecg_embeds=embeds["ecg"],
+            text_embeds=embeds["text"],
+            cxr_model_output=outputs["cxr"],
+            ecg_model_output=outputs["ecg"],
+            text_model_output=outputs["text"],
         )
 
-    def contrastive_loss(
-        self,
-        cxr_embeds: torch.Tensor | None,
-        ecg_embeds: torch.Tensor | None,
-        text_embeds: torch.Tensor | None,
-        text_group_ids: torch.Tensor | None = None,
-        pair_index: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """
-        The MEDBind loss of a training batch from its embeddings: TMCL for each modality present, plus EMCL over the
-        visit pairs for variant bd. Kept apart from `forward` so that a trainer can embed a batch in chunks
-        (gradient caching) and take the loss of the whole batch at once.
+    def _text_flags(self, flags: dict[str, bool | None]) -> dict[str, bool]:
+        # BERT falls back to its own config; the model's config must win over it, as it does for the ECG tower.
+        return {name: self._flag(name, value, self.config.text_config) for name, value in flags.items()}
 
-        Args:
-            cxr_embeds: `[n_cxr, d]` or None; ecg_embeds: `[n_ecg, d]` or None.
-            text_embeds: `[n_cxr + n_ecg, d]`: the reports of the CXRs, then those of the ECGs.
-            text_group_ids: `[n_cxr + n_ecg]` equal where reports are identical (default: all distinct).
-            pair_index: `[m, 2]` (CXR row, ECG row) visit pairs.
-
-        Returns:
-            `(loss, tmcl, emcl)`; `emcl` is None for the variants without EMCL (and for a one-modality batch).
-
-        Raises:
-            ValueError: no modality, texts that are not one per sample, or pairs without both modalities.
-        """
-        counts = {"cxr": _rows(cxr_embeds), "ecg": _rows(ecg_embeds)}
-        if cxr_embeds is None and ecg_embeds is None:
+    def _clip_loss(self, embeds: dict[str, torch.Tensor | None]) -> torch.Tensor:
+        """CLIP's loss of each modality given against its own reports, summed (see `forward`'s `return_loss`)."""
+        counts = {modality: _rows(embeds[modality]) for modality in ("cxr", "ecg")}
+        if not any(counts.values()):
             raise ValueError("return_loss=True needs CXR or ECG inputs with their reports")
-        num_texts = counts["cxr"] + counts["ecg"]
-        if text_embeds is None or text_embeds.shape[0] != num_texts:
-            got = "no texts" if text_embeds is None else f"{text_embeds.shape[0]} texts"
+        num_texts = _rows(embeds["text"])
+        one_per_visit = all(count in (0, num_texts) for count in counts.values())
+        if not one_per_visit and num_texts != counts["cxr"] + counts["ecg"]:
             raise ValueError(
-                f"return_loss=True needs one report per sample, the CXRs' then the ECGs' ({counts['cxr']} + "
-                f"{counts['ecg']} = {num_texts} rows of input_ids); got {got}"
+                f"return_loss=True needs one report per sample: one per visit ({max(counts.values())} rows of "
+                f"input_ids) or the CXRs' then the ECGs' ({counts['cxr']} + {counts['ecg']} rows); got {num_texts}"
             )
-        if text_group_ids is None:
-            text_group_ids = torch.arange(num_texts, device=text_embeds.device)
-        tmcl = None
-        start = 0
-        for embeds in (cxr_embeds, ecg_embeds):
-            if embeds is None:
+        loss, start = None, 0
+        for modality in ("cxr", "ecg"):
+            if not counts[modality]:
                 continue
-            rows = slice(start, start + embeds.shape[0])
+            rows = slice(0, num_texts) if one_per_visit else slice(start, start + counts[modality])
             start = rows.stop
-            loss = tmcl_loss(
-                text_embeds[rows], embeds, text_group_ids[rows], self.temperature, self.config.loss_reduction
-            )
-            tmcl = loss if tmcl is None else tmcl + loss
-        emcl = self._emcl(cxr_embeds, ecg_embeds, pair_index) if self.config.variant == "bd" else None
-        return (tmcl + emcl if emcl is not None else tmcl), tmcl, emcl
-
-    def _emcl(
-        self, cxr_embeds: torch.Tensor | None, ecg_embeds: torch.Tensor | None, pair_index: torch.Tensor | None
-    ) -> torch.Tensor | None:
-        if pair_index is not None and pair_index.numel() > 0 and (cxr_embeds is None or ecg_embeds is None):
-            raise ValueError("pair_index was given but the batch lacks CXRs or ECGs to pair")
-        if cxr_embeds is None or ecg_embeds is None:
-            return None
-        if pair_index is None:
-            pair_index = torch.zeros(0, 2, dtype=torch.long, device=cxr_embeds.device)
-        # n: the paper's batch holds n of each modality; with unequal counts the pairs come from the larger.
-        batch_size = max(cxr_embeds.shape[0], ecg_embeds.shape[0])
-        return emcl_loss(
-            cxr_embeds[pair_index[:, 0]],
-            ecg_embeds[pair_index[:, 1]],
-            batch_size,
-            self.temperature,
-            self.config.loss_reduction,
-        )
+            part = clip_loss(self.similarity_logits(embeds[modality], embeds["text"][rows]))
+            loss = part if loss is None else loss + part
+        return loss
 
     @classmethod
     def from_backbones(

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from transformers import BatchFeature, Pipeline
 
+from .configuration_medbind import PIPELINE_CLASS_NAMES
+
 # The processor argument each modality goes in by.
 MODALITY_INPUTS = {"cxr": "images", "ecg": "ecgs", "text": "text"}
 TASK_MODALITIES = {"zero-shot-ecg-classification": "ecg", "zero-shot-cxr-classification": "cxr"}
@@ -232,7 +234,7 @@ class MedBindZeroShotClassificationPipeline(MedBindPipeline):
         # Every input of a call is compared with the same prompts: embed them once, not once per input.
         if self._cached_prompts is None or self._cached_prompts[0] != prompts:
             text = self.processor(text=list(prompts), return_tensors="pt").to(self.device)
-            self._cached_prompts = (prompts, self.model.get_text_features(**text))
+            self._cached_prompts = (prompts, self.model.get_text_features(**text).pooler_output)
         return self._cached_prompts[1]
 
 
@@ -290,11 +292,7 @@ class MedBindFeatureExtractionPipeline(MedBindPipeline):
         return embeds if return_tensors else embeds.tolist()
 
 
-PIPELINE_TASKS = {
-    "zero-shot-ecg-classification": MedBindZeroShotClassificationPipeline,
-    "zero-shot-cxr-classification": MedBindZeroShotClassificationPipeline,
-    "medbind-feature-extraction": MedBindFeatureExtractionPipeline,
-}
+PIPELINE_TASKS = {task: globals()[class_name] for task, class_name in PIPELINE_CLASS_NAMES.items()}
 
 __all__ = [
     "DEFAULT_HYPOTHESIS_TEMPLATES",

@@ -18,7 +18,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def medbind_processor():
     """A `MedBindProcessor` with a 200-token vocabulary of the reports of `samples.cxr_dataset` / `ecg_dataset`."""
     from modeling_medbind import MedBindECGFeatureExtractor, MedBindImageProcessor, MedBindProcessor
-    from modeling_medbind import train_wordpiece_tokenizer
+    from medbind_training.tokenizer import train_wordpiece_tokenizer
 
     reports = ["Chest radiograph heart size normal enlarged", "ECG presents sinus rhythm tachycardia"] * 5
     return MedBindProcessor(MedBindImageProcessor(), MedBindECGFeatureExtractor(), train_wordpiece_tokenizer(reports, 200))

@@ -34,7 +34,7 @@ from medbind_training.baselines import (
     pooled_embedding,
     radiograph_rgb,
 )
-from modeling_medbind import train_wordpiece_tokenizer
+from medbind_training.tokenizer import train_wordpiece_tokenizer
 
 REPORTS = [
     "No evidence of pneumonia.",

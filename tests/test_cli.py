@@ -138,7 +138,7 @@ def test_a_folder_that_is_not_a_model_and_a_bad_command_line_exit_with_status_2(
 
 def test_every_command_and_flag_has_help():
     commands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
-    assert set(commands.choices) == {"embed", "zero-shot", "search", "card"}
+    assert set(commands.choices) == {"embed", "zero-shot", "search", "card", "export"}
     for name, command in commands.choices.items():
         undocumented = [action.dest for action in command._actions if not action.help]
         assert undocumented == [], f"medbind {name}: flags without help: {undocumented}"

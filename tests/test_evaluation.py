@@ -15,13 +15,14 @@ import torch.nn.functional as F
 import wfdb
 from transformers import AutoModel, AutoProcessor
 
+from medbind_training.tokenizer import train_wordpiece_tokenizer
+
 from modeling_medbind import (
     MedBindConfig,
     MedBindECGFeatureExtractor,
     MedBindImageProcessor,
     MedBindModel,
     MedBindProcessor,
-    train_wordpiece_tokenizer,
 )
 from medbind_processing.labels import CHEXPERT_LABELS, ECG_SUPERCLASSES
 from medbind_processing.cpsc2018 import CPSC2018_CLASSES

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from medbind_training.gradient_cache import chunk_batch, gradient_cached_step
+from medbind_training.losses import batch_loss, medbind_loss
 from safetensors.torch import load_file
 
 from modeling_medbind import MedBindConfig, MedBindModel
@@ -50,7 +51,7 @@ def training_batch(num_cxr: int = 5, num_ecg: int = 5) -> dict[str, torch.Tensor
 
 def whole_batch_step(model: MedBindModel, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model.zero_grad(set_to_none=True)
-    output = model(**batch, return_loss=True)
+    output = batch_loss(model, batch)
     output.loss.backward()
     return output, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
@@ -121,9 +122,10 @@ def test_dropout_masks_are_replayed_so_the_gradient_is_that_of_the_embeddings_us
     texts = [output.text_embeds for output in outputs]
     cxr_texts = torch.cat([t[: c.cxr.stop - c.cxr.start] for t, c in zip(texts, chunks)])
     ecg_texts = torch.cat([t[c.cxr.stop - c.cxr.start :] for t, c in zip(texts, chunks)])
-    loss, tmcl, emcl = model.contrastive_loss(
+    loss, tmcl, emcl = medbind_loss(
         torch.cat([o.cxr_embeds for o in outputs]), torch.cat([o.ecg_embeds for o in outputs]),
-        torch.cat([cxr_texts, ecg_texts]), batch["text_group_ids"], batch["pair_index"],
+        torch.cat([cxr_texts, ecg_texts]), model.temperature, model.config.variant, model.config.loss_reduction,
+        batch["text_group_ids"], batch["pair_index"],
     )  # fmt: skip
     loss.backward()
     expected = {"loss": loss, "tmcl_loss": tmcl, "emcl_loss": emcl}
@@ -153,7 +155,7 @@ def test_two_processes_in_chunks_take_the_single_process_step(accelerate_launch,
 
     accelerate_launch(DISTRIBUTED / "gradient_cache_equivalence.py", tmp_path)
     model = batches.tiny_model()
-    output = model(**batches.model_batch(slice(0, batches.GLOBAL_ROWS)), return_loss=True)
+    output = batch_loss(model, batches.model_batch(slice(0, batches.GLOBAL_ROWS)))
     output.loss.backward()
     got = load_file(tmp_path / "chunked_grads.safetensors")
     for name in ("loss", "tmcl_loss", "emcl_loss"):

@@ -15,7 +15,8 @@ from transformers import AutoProcessor
 from transformers.dynamic_module_utils import get_imports
 
 from medbind_processing.rsna import build_rsna
-from modeling_medbind import MedBindConfig, MedBindProcessor, image_processing_medbind, train_wordpiece_tokenizer
+from medbind_training.tokenizer import train_wordpiece_tokenizer
+from modeling_medbind import MedBindConfig, MedBindProcessor, image_processing_medbind
 from modeling_medbind.configuration_medbind import MedBindCXRConfig
 from modeling_medbind.image_processing_medbind import MedBindImageProcessor, decode_dicom, is_dicom
 from samples import gradient, intensities, process

@@ -1,4 +1,5 @@
-"""TMCL and EMCL against literal implementations of the paper's equations, and across processes."""
+"""TMCL and EMCL (training/medbind_training/losses.py) against literal implementations of the paper's equations,
+the MEDBind loss of a model's training batch, and the losses across processes."""
 
 import math
 from pathlib import Path
@@ -8,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from modeling_medbind.losses import emcl_loss, tmcl_loss
+from medbind_training.losses import batch_loss, emcl_loss, medbind_loss, tmcl_loss
+
+from modeling_medbind import MedBindConfig, MedBindModel
 
 TAU = 0.07
 
@@ -134,6 +137,57 @@ def test_learnable_temperature_gets_a_gradient():
 
 
 # --- two processes ----------------------------------------------------------------------------------------------
+
+def tiny_model(**overrides) -> MedBindModel:
+    torch.manual_seed(0)
+    return MedBindModel(MedBindConfig.from_preset("tiny", **overrides)).eval()
+
+
+def training_batch(rows: int = 3) -> dict:
+    """`rows` CXRs and ECGs, their reports (the CXRs', then the ECGs'), report groups and visit pairs."""
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "pixel_values": torch.randn(rows, 3, 224, 224, generator=generator),
+        "ecg_values": torch.randn(rows, 12, 1000, generator=generator),
+        "input_ids": torch.randint(5, 500, (2 * rows, 10), generator=generator),
+        "text_group_ids": torch.tensor([4, 4, 9, 10, 11, 12]),  # the first two CXR reports are identical
+        "pair_index": torch.tensor([[0, 2], [1, 0]]),
+    }
+
+
+def test_batch_loss_is_tmcl_per_modality_plus_emcl_on_the_models_embeddings():
+    model, batch = tiny_model(), training_batch()
+    groups = batch["text_group_ids"]
+    with torch.no_grad():
+        out = batch_loss(model, batch)
+        cxr_text, ecg_text = out.text_embeds[:3], out.text_embeds[3:]
+        expected_tmcl = tmcl_loss(cxr_text, out.cxr_embeds, groups[:3]) + tmcl_loss(ecg_text, out.ecg_embeds, groups[3:])
+        expected_emcl = emcl_loss(out.cxr_embeds[[0, 1]], out.ecg_embeds[[2, 0]], 3)
+    torch.testing.assert_close(out.tmcl_loss, expected_tmcl)
+    torch.testing.assert_close(out.emcl_loss, expected_emcl)
+    torch.testing.assert_close(out.loss, expected_tmcl + expected_emcl)
+
+
+def test_bd_without_pairs_has_zero_emcl_and_nm_has_none():
+    batch = training_batch()
+    with torch.no_grad():
+        bound = batch_loss(tiny_model(), {**batch, "pair_index": torch.zeros(0, 2, dtype=torch.long)})
+        normal = batch_loss(tiny_model(variant="nm"), batch)
+    assert bound.emcl_loss.item() == 0.0
+    torch.testing.assert_close(bound.loss, bound.tmcl_loss)
+    assert normal.emcl_loss is None
+    torch.testing.assert_close(normal.loss, normal.tmcl_loss)
+
+
+def test_medbind_loss_explains_bad_batches():
+    text, cxr = random_embeds(6), random_embeds(3, seed=1)
+    with pytest.raises(ValueError, match="CXR or ECG"):
+        medbind_loss(None, None, text, TAU, "bd")
+    with pytest.raises(ValueError, match=r"one report per sample.*3 \+ 0 = 3.*got 6 texts"):
+        medbind_loss(cxr, None, text, TAU, "bd")
+    with pytest.raises(ValueError, match="pair_index"):
+        medbind_loss(None, cxr, text[:3], TAU, "bd", pair_index=torch.tensor([[0, 0]]))
+
 
 DISTRIBUTED_SCRIPT = Path(__file__).parent / "distributed" / "loss_equivalence.py"
 

@@ -11,14 +11,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, BertConfig, BertModel
 
-from modeling_medbind import (
-    MedBindConfig,
-    MedBindModel,
-    MedBindProcessor,
-    emcl_loss,
-    tmcl_loss,
-    train_wordpiece_tokenizer,
-)
+from medbind_training.tokenizer import train_wordpiece_tokenizer
+from peft import LoraConfig, get_peft_model
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from modeling_medbind import MedBindConfig, MedBindModel, MedBindProcessor
 
 BATCH = 3
 # The tiny preset's CXR tower is a narrow ResNet; the paper's is a Swin, whose window attention and non-persistent
@@ -58,9 +55,22 @@ def test_features_are_unit_norm_projections():
             model.get_ecg_features(inputs["ecg_values"]),
             model.get_text_features(inputs["input_ids"][:BATCH], inputs["attention_mask"][:BATCH]),
         ]
-    for embeds in features:
+    for output in features:
+        # transformers 5's convention (CLIP's get_*_features): the tower's output, the embedding as pooler_output.
+        assert isinstance(output, BaseModelOutputWithPooling) and output.last_hidden_state.shape[0] == BATCH
+        embeds = output.pooler_output
         assert embeds.shape == (BATCH, 256)
         torch.testing.assert_close(embeds.norm(dim=-1), torch.ones(BATCH))
+
+
+def test_get_image_features_is_the_cxr_alias_and_return_dict_false_gives_tuples():
+    model, inputs = tiny_model(), batch()
+    with torch.no_grad():
+        image = model.get_image_features(inputs["pixel_values"]).pooler_output
+        torch.testing.assert_close(image, model.get_cxr_features(inputs["pixel_values"]).pooler_output)
+        as_tuple = model.get_ecg_features(inputs["ecg_values"], return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[1], model.get_ecg_features(inputs["ecg_values"]).pooler_output)
 
 
 def test_text_embedding_ignores_padding():
@@ -68,8 +78,8 @@ def test_text_embedding_ignores_padding():
     ids = torch.tensor([[2, 17, 33, 3]])
     padded = torch.tensor([[2, 17, 33, 3, 0, 0]])
     with torch.no_grad():
-        plain = model.get_text_features(ids, torch.ones_like(ids))
-        with_padding = model.get_text_features(padded, torch.tensor([[1, 1, 1, 1, 0, 0]]))
+        plain = model.get_text_features(ids, torch.ones_like(ids)).pooler_output
+        with_padding = model.get_text_features(padded, torch.tensor([[1, 1, 1, 1, 0, 0]])).pooler_output
     torch.testing.assert_close(plain, with_padding, rtol=1e-4, atol=1e-5)
 
 
@@ -78,14 +88,15 @@ def test_forward_returns_clip_style_logits_scaled_by_the_temperature():
     texts = {"input_ids": inputs["input_ids"][:2], "attention_mask": inputs["attention_mask"][:2]}
     with torch.no_grad():
         out = model(pixel_values=inputs["pixel_values"], ecg_values=inputs["ecg_values"][:1], **texts)
-        cxr, ecg = model.get_cxr_features(inputs["pixel_values"]), model.get_ecg_features(inputs["ecg_values"][:1])
-        text = model.get_text_features(**texts)
+        cxr = model.get_cxr_features(inputs["pixel_values"]).pooler_output
+        ecg = model.get_ecg_features(inputs["ecg_values"][:1]).pooler_output
+        text = model.get_text_features(**texts).pooler_output
     assert out.loss is None
     assert out.logits_per_cxr.shape == (BATCH, 2) and out.logits_per_ecg.shape == (1, 2)
-    assert out.logits_per_text.shape == (2, BATCH + 1)
+    assert out.logits_per_text.shape == (2, BATCH)  # CLIP's: the texts against the images (the CXRs)
     torch.testing.assert_close(out.logits_per_cxr, cxr @ text.T / 0.07)
     torch.testing.assert_close(out.logits_per_ecg, ecg @ text.T / 0.07)
-    torch.testing.assert_close(out.logits_per_text, text @ torch.cat([cxr, ecg]).T / 0.07)
+    torch.testing.assert_close(out.logits_per_text, text @ cxr.T / 0.07)
     assert out.logits_per_image is out.logits_per_cxr  # CLIP's name, read by the zero-shot image pipeline
 
 
@@ -98,10 +109,10 @@ def test_model_takes_the_processor_output_of_one_cxr_one_ecg_and_two_texts():
                        text=texts, return_tensors="pt")  # fmt: skip
     with torch.no_grad():
         out = model(**inputs)
-        cxr = model.get_cxr_features(inputs["pixel_values"])
-        ecg = model.get_ecg_features(inputs["ecg_values"])
-        text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
-    assert (out.logits_per_cxr.shape, out.logits_per_ecg.shape, out.logits_per_text.shape) == ((1, 2), (1, 2), (2, 2))
+        cxr = model.get_cxr_features(inputs["pixel_values"]).pooler_output
+        ecg = model.get_ecg_features(inputs["ecg_values"]).pooler_output
+        text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
+    assert (out.logits_per_cxr.shape, out.logits_per_ecg.shape, out.logits_per_text.shape) == ((1, 2), (1, 2), (2, 1))
     torch.testing.assert_close(out.cxr_embeds, cxr)
     torch.testing.assert_close(out.ecg_embeds, ecg)
     torch.testing.assert_close(out.text_embeds, text)
@@ -116,31 +127,89 @@ def test_forward_without_text_has_embeddings_and_no_logits():
     assert out.logits_per_ecg is None and out.logits_per_text is None and out.text_embeds is None
 
 
-def test_forward_loss_is_tmcl_per_modality_plus_emcl():
+def clip_loss(logits: torch.Tensor) -> torch.Tensor:
+    targets = torch.arange(logits.shape[0])
+    return (torch.nn.functional.cross_entropy(logits, targets) + torch.nn.functional.cross_entropy(logits.T, targets)) / 2
+
+
+def test_return_loss_is_clips_loss_per_modality_against_its_reports():
     model, inputs = tiny_model(), batch()
-    groups = torch.tensor([4, 4, 9, 10, 11, 12])  # the first two CXR reports are identical
-    pairs = torch.tensor([[0, 2], [1, 0]])
     with torch.no_grad():
-        out = model(**inputs, text_group_ids=groups, pair_index=pairs, return_loss=True)
-        cxr_text, ecg_text = out.text_embeds[:BATCH], out.text_embeds[BATCH:]
-        expected_tmcl = tmcl_loss(cxr_text, out.cxr_embeds, groups[:BATCH]) + tmcl_loss(
-            ecg_text, out.ecg_embeds, groups[BATCH:]
-        )
-        expected_emcl = emcl_loss(out.cxr_embeds[[0, 1]], out.ecg_embeds[[2, 0]], BATCH)
-    torch.testing.assert_close(out.tmcl_loss, expected_tmcl)
-    torch.testing.assert_close(out.emcl_loss, expected_emcl)
-    torch.testing.assert_close(out.loss, expected_tmcl + expected_emcl)
+        out = model(**inputs, return_loss=True)  # the training layout: the CXRs' reports, then the ECGs'
+        text = out.text_embeds
+        expected = clip_loss(out.cxr_embeds @ text[:BATCH].T / 0.07) + clip_loss(out.ecg_embeds @ text[BATCH:].T / 0.07)
+        torch.testing.assert_close(out.loss, expected)
+        visits = {**inputs, "input_ids": inputs["input_ids"][:BATCH], "attention_mask": inputs["attention_mask"][:BATCH]}
+        out = model(**visits, return_loss=True)  # one report per visit, shared by its CXR and ECG
+        text = out.text_embeds
+        expected = clip_loss(out.cxr_embeds @ text.T / 0.07) + clip_loss(out.ecg_embeds @ text.T / 0.07)
+    torch.testing.assert_close(out.loss, expected)
 
 
-def test_bd_without_pairs_has_zero_emcl_and_nm_has_none():
-    inputs = batch()
+def test_forward_refuses_the_training_loss_inputs():
+    with pytest.raises(TypeError, match=r"\['pair_index', 'text_group_ids'\].*batch_loss"):
+        tiny_model()(**batch(), text_group_ids=torch.arange(6), pair_index=torch.tensor([[0, 0]]))
+
+
+def test_output_flags_from_arguments_or_config_and_tuples():
+    model, inputs = tiny_model(), batch()
+    model.set_attn_implementation("eager")
     with torch.no_grad():
-        bound = tiny_model()(**inputs, return_loss=True)
-        normal = tiny_model(variant="nm")(**inputs, pair_index=torch.tensor([[0, 0]]), return_loss=True)
-    assert bound.emcl_loss.item() == 0.0
-    torch.testing.assert_close(bound.loss, bound.tmcl_loss)
-    assert normal.emcl_loss is None
-    torch.testing.assert_close(normal.loss, normal.tmcl_loss)
+        out = model(**inputs, output_hidden_states=True, output_attentions=True)
+        plain = model(**inputs)
+        model.config.output_hidden_states = True
+        from_config = model(**inputs)
+        as_tuple = model(**inputs, return_dict=False)
+    layers = {"ecg": 2, "text": 2}
+    for tower, count in layers.items():
+        tower_output = out[f"{tower}_model_output"]
+        assert len(tower_output.hidden_states) == count + 1 and len(tower_output.attentions) == count
+        assert plain[f"{tower}_model_output"].hidden_states is None
+        assert len(from_config[f"{tower}_model_output"].hidden_states) == count + 1
+    assert out.cxr_model_output.last_hidden_state.shape[0] == BATCH
+    assert isinstance(as_tuple, tuple) and isinstance(as_tuple[-1], tuple)  # the towers' outputs as tuples too
+    torch.testing.assert_close(as_tuple[0], plain.logits_per_cxr)
+
+
+def test_main_input_is_forwards_first_argument():
+    import inspect
+
+    model = tiny_model()
+    assert next(iter(inspect.signature(model.forward).parameters)) == model.main_input_name == "ecg_values"
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch()["ecg_values"]).ecg_embeds, model(ecg_values=batch()["ecg_values"]).ecg_embeds)
+
+
+def test_input_embeddings_are_the_text_towers_so_peft_input_gradients_work():
+    model = tiny_model().train()
+    assert model.get_input_embeddings() is model.text_model.embeddings.word_embeddings
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    model.enable_input_require_grads()
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["query", "value"]))
+    peft_model(**batch(), return_loss=True).loss.backward()
+    # Reentrant checkpointing of a frozen tower passes gradients on only where its input requires them.
+    lora_b = [p for name, p in peft_model.named_parameters() if "lora_B" in name]
+    assert lora_b and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b)
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_attn_implementation_reaches_the_ecg_and_text_towers(tmp_path, implementation):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    loaded = MedBindModel.from_pretrained(tmp_path, attn_implementation=implementation)
+    assert loaded.config.ecg_config._attn_implementation == implementation
+    assert loaded.text_model.config._attn_implementation == implementation
+    assert all(layer.attention.config._attn_implementation == implementation for layer in loaded.ecg_model.layers)
+
+
+def test_eager_and_sdpa_attention_agree():
+    model, inputs = tiny_model(), batch()
+    with torch.no_grad():
+        sdpa = model(**inputs)
+        model.set_attn_implementation("eager")
+        eager = model(**inputs)
+    for name in ("cxr_embeds", "ecg_embeds", "text_embeds"):
+        torch.testing.assert_close(eager[name], sdpa[name], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("modality", ["cxr", "ecg"])
@@ -151,7 +220,7 @@ def test_single_modality_batches_train(modality):
     reports = {"input_ids": inputs["input_ids"][:BATCH], "attention_mask": inputs["attention_mask"][:BATCH]}
     out = model(**{values: inputs[values]}, **reports, return_loss=True)
     out.loss.backward()
-    assert torch.isfinite(out.loss) and out.emcl_loss is None
+    assert torch.isfinite(out.loss)
     tower = model.cxr_model if modality == "cxr" else model.ecg_model
     assert all(p.grad is not None for p in tower.parameters())
 
@@ -182,12 +251,8 @@ def test_bad_inputs_are_explained():
         model.get_ecg_features(torch.randn(2, 8, 1000))
     with pytest.raises(ValueError, match="one report per sample"):
         model(ecg_values=torch.randn(2, 12, 1000), return_loss=True)
-    with pytest.raises(ValueError, match=r"one report per sample.*3 \+ 3 = 6.*got 4 texts"):
+    with pytest.raises(ValueError, match=r"one report per sample.*3 \+ 3 rows.*got 4"):
         model(**{**batch(), "input_ids": batch()["input_ids"][:4], "attention_mask": batch()["attention_mask"][:4]},
-              return_loss=True)
-    with pytest.raises(ValueError, match="pair_index"):
-        inputs = batch()
-        model(ecg_values=inputs["ecg_values"], input_ids=inputs["input_ids"][:BATCH], pair_index=torch.tensor([[0, 0]]),
               return_loss=True)
 
 
@@ -202,13 +267,14 @@ def test_ecg_tower_tokenisation_options(patch_size, position_embedding_type):
         torch.testing.assert_close(embeddings.position_embedding[0, 0, :2], torch.tensor([0.0, 1.0]))
         assert not any("position_embedding" in name for name, _ in model.ecg_model.named_parameters())
     with torch.no_grad():
-        assert model.get_ecg_features(torch.randn(2, 12, 1000)).shape == (2, 256)
+        assert model.get_ecg_features(torch.randn(2, 12, 1000)).pooler_output.shape == (2, 256)
 
 
 def test_ecg_embedding_depends_on_time_order():
     model, ecg = tiny_model(), torch.randn(1, 12, 1000)
     with torch.no_grad():
-        assert not torch.allclose(model.get_ecg_features(ecg), model.get_ecg_features(ecg.flip(-1)), atol=1e-4)
+        forward, backward = model(ecg).ecg_embeds, model(ecg.flip(-1)).ecg_embeds
+        assert not torch.allclose(forward, backward, atol=1e-4)
 
 
 @pytest.mark.parametrize("cxr_config", [None, TINY_SWIN], ids=["resnet", "swin"])
@@ -251,8 +317,9 @@ def test_save_writes_safetensors_and_auto_model_reloads_identically(tmp_path, cx
     reloaded = AutoModel.from_pretrained(tmp_path).eval()
     assert isinstance(reloaded, MedBindModel)
     with torch.no_grad():
-        for key, value in model(**inputs).items():
-            torch.testing.assert_close(reloaded(**inputs)[key], value)
+        expected, got = model(**inputs), reloaded(**inputs)
+        for key in ("logits_per_cxr", "logits_per_ecg", "logits_per_text", "cxr_embeds", "ecg_embeds", "text_embeds"):
+            torch.testing.assert_close(got[key], expected[key])
 
 
 @pytest.mark.slow
@@ -262,7 +329,9 @@ def test_hub_folder_loads_with_remote_code_where_the_package_is_absent(tmp_path,
     model.save_pretrained(model_dir)
     config = (model_dir / "config.json").read_text()
     assert '"AutoModel": "modeling_medbind.MedBindModel"' in config
-    assert {"modeling_medbind.py", "configuration_medbind.py", "losses.py"} <= {p.name for p in model_dir.iterdir()}
+    files = {p.name for p in model_dir.iterdir()}
+    assert {"modeling_medbind.py", "configuration_medbind.py"} <= files
+    assert "losses.py" not in files and "tokenizer.py" not in files  # training code stays out of the remote code
     inputs = batch(seed=3)
     torch.save(inputs, tmp_path / "inputs.pt")
     with torch.no_grad():

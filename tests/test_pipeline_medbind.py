@@ -108,7 +108,7 @@ def test_feature_extraction_gives_the_get_features_embedding_of_each_modality(lo
     inputs = processor(**{{"cxr": "images", "ecg": "ecgs", "text": "text"}[modality]: [item]}, **extra,
                        return_tensors="pt")  # fmt: skip
     with torch.no_grad():
-        expected = getattr(model, f"get_{modality}_features")(*inputs.values())[0]
+        expected = getattr(model, f"get_{modality}_features")(*inputs.values()).pooler_output[0]
     assert vector.shape == (model.config.projection_dim,) and isinstance(as_list, list)
     torch.testing.assert_close(vector, expected)
     assert as_list == pytest.approx(expected.tolist(), abs=1e-6)
@@ -182,9 +182,9 @@ json.dump(results, open(out, "w"))
         ecg_ = model(**processor(ecgs=str(record), text=[f"This ECG shows {label}." for label in LABELS],
                                  return_tensors="pt")).logits_per_ecg.softmax(-1)[0]  # fmt: skip
         embeddings = [
-            model.get_cxr_features(processor(images=str(png), return_tensors="pt")["pixel_values"])[0],
-            model.get_ecg_features(processor(ecgs=str(record), return_tensors="pt")["ecg_values"])[0],
-            model.get_text_features(**processor(text=["Sinus rhythm."], return_tensors="pt"))[0],
+            model.get_cxr_features(processor(images=str(png), return_tensors="pt")["pixel_values"]).pooler_output[0],
+            model.get_ecg_features(processor(ecgs=str(record), return_tensors="pt")["ecg_values"]).pooler_output[0],
+            model.get_text_features(**processor(text=["Sinus rhythm."], return_tensors="pt")).pooler_output[0],
         ]
     for name in ("image", "cxr"):  # the stock pipeline reads an 8-bit PNG as the processor does
         assert {entry["label"]: entry["score"] for entry in remote[name]} == pytest.approx(

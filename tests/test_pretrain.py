@@ -14,11 +14,12 @@ from transformers import AutoModel, AutoProcessor, BertConfig, BertModel
 
 from datasets import load_from_disk
 
-from modeling_medbind import load_text_tokenizer, train_wordpiece_tokenizer
 from medbind_processing.demo import save_demo
 from medbind_training.pretraining import main
 from medbind_training.pretraining import parse_pretraining_arguments as parse_arguments
+from medbind_training.tokenizer import train_wordpiece_tokenizer
 from medbind_training.trainer import STAGING_DIR, MedBindTrainer
+from modeling_medbind import load_text_tokenizer
 
 PRETRAIN = Path(__file__).resolve().parents[1] / "training" / "pretrain.py"
 RETRIEVALS = (("cxr", "cxr_to_text"), ("ecg", "ecg_to_text"), ("pairs", "cxr_to_ecg"), ("pairs", "ecg_to_cxr"))
@@ -110,7 +111,7 @@ def test_demo_preset_trains_evaluates_and_writes_a_hub_folder(demo_data, tmp_pat
     processor = AutoProcessor.from_pretrained(output)
     inputs = processor(text=["Sinus rhythm."], ecgs=[torch.zeros(12, 1000).numpy()], sampling_rate=100, return_tensors="pt")
     with torch.no_grad():
-        assert model.get_ecg_features(inputs["ecg_values"]).shape == (1, 256)
+        assert model.get_ecg_features(inputs["ecg_values"]).pooler_output.shape == (1, 256)
 
 
 @pytest.mark.slow

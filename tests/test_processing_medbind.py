@@ -12,11 +12,12 @@ import torch
 from timm.models import get_pretrained_cfg
 from transformers import AutoProcessor
 
+from medbind_training.tokenizer import train_wordpiece_tokenizer
+
 from modeling_medbind import CANONICAL_LEAD_NAMES, MedBindConfig, MedBindModel
 from modeling_medbind.feature_extraction_medbind import MedBindECGFeatureExtractor
 from modeling_medbind.image_processing_medbind import MedBindImageProcessor
 from modeling_medbind.processing_medbind import MedBindProcessor
-from modeling_medbind.tokenization_medbind import train_wordpiece_tokenizer
 
 REPORTS = [
     "Heart size is normal. The lungs are clear.",

@@ -18,10 +18,11 @@ from fake_hub import AGENT_REGISTRY, REPO_ID, TOKEN, FakeHub, serving
 from tiny_medbind import save_tiny_medbind
 from transformers import AutoModel
 
+from medbind_training.tokenizer import train_wordpiece_tokenizer
+
 from modeling_medbind import (
     MedBindClinicalPredictionConfig,
     MedBindForClinicalPrediction,
-    train_wordpiece_tokenizer,
 )
 
 METRICS = ("accuracy", "balanced_accuracy")  # AUROC too where the test split holds both classes

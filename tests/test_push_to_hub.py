@@ -25,7 +25,6 @@ from medbind_training.pretraining import main
 CODE_FILES = {
     "configuration_medbind.py",
     "modeling_medbind.py",
-    "losses.py",
     "processing_medbind.py",
     "image_processing_medbind.py",
     "feature_extraction_medbind.py",

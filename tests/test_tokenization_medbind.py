@@ -1,4 +1,5 @@
-"""Tests of modeling_medbind/tokenization_medbind.py: word truncation and the offline tokenizer."""
+"""Tests of modeling_medbind/tokenization_medbind.py (word truncation, loading) and the offline tokenizer trainer
+(training/medbind_training/tokenizer.py)."""
 
 import json
 import subprocess
@@ -6,13 +7,9 @@ import sys
 
 import pytest
 
-from modeling_medbind.tokenization_medbind import (
-    BERT_SPECIAL_TOKENS,
-    load_text_tokenizer,
-    train_wordpiece_tokenizer,
-    truncate_words,
-    wordpiece_vocabulary,
-)
+from medbind_training.tokenizer import BERT_SPECIAL_TOKENS, train_wordpiece_tokenizer, wordpiece_vocabulary
+
+from modeling_medbind.tokenization_medbind import load_text_tokenizer, truncate_words
 
 REPORTS = [
     "Heart size is normal. The lungs are clear.",
@@ -72,7 +69,7 @@ def test_trained_tokenizer_round_trips_through_a_local_directory(tmp_path):
 def test_another_process_trains_the_same_vocabulary_with_the_same_ids():
     # The tokenizers trainer broke frequency ties in hash-map order, which changes with every process.
     script = (
-        "import json, sys; from modeling_medbind.tokenization_medbind import train_wordpiece_tokenizer; "
+        "import json, sys; from medbind_training.tokenizer import train_wordpiece_tokenizer; "
         "print(json.dumps(train_wordpiece_tokenizer(json.loads(sys.argv[1]), vocab_size=300).get_vocab()))"
     )
     corpus = REPORTS * 3 + ["Heart rate 72 bpm. QRS duration 148 ms.", "Heart rate 88 bpm. PR interval 250 ms."]

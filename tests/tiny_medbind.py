@@ -6,7 +6,9 @@ from pathlib import Path
 
 import torch
 
-from modeling_medbind import MedBindConfig, MedBindModel, MedBindProcessor, train_wordpiece_tokenizer
+from medbind_training.tokenizer import train_wordpiece_tokenizer
+
+from modeling_medbind import MedBindConfig, MedBindModel, MedBindProcessor
 
 # The vocabulary's corpus: the labels, templates and reports the tests use, so that they tokenise to words.
 CORPUS = [

@@ -20,6 +20,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from accelerate import Accelerator
 from medbind_training.gradient_cache import gradient_cached_step
+from medbind_training.losses import batch_loss
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
@@ -86,7 +87,7 @@ def main(out_dir: Path) -> None:
     batch = local_batch(rank)
     found = {"all_parameters_sharded": all(type(p).__name__ == "DTensor" for p in model.parameters())}
 
-    whole = model(**batch, return_loss=True).loss
+    whole = batch_loss(model, batch).loss
     whole.backward()
     whole_grads = gradient_shards(model)
     model.zero_grad(set_to_none=True)
@@ -103,7 +104,7 @@ def main(out_dir: Path) -> None:
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=str(out_dir / "checkpoint"))
     model.eval()
     with torch.no_grad():
-        saved_loss = model(**batch, return_loss=True).loss.item()
+        saved_loss = batch_loss(model, batch).loss.item()
 
     resumed = sharded_model(mesh, seed=1)
     resumed_optimizer = torch.optim.AdamW(resumed.parameters(), lr=1e-3)
@@ -113,7 +114,7 @@ def main(out_dir: Path) -> None:
     set_state_dict(resumed, resumed_optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
     resumed.eval()
     with torch.no_grad():
-        found["resumed_loss_matches"] = resumed(**batch, return_loss=True).loss.item() == saved_loss
+        found["resumed_loss_matches"] = batch_loss(resumed, batch).loss.item() == saved_loss
     model.train(), resumed.train()  # the root group holds unsharded weights after an eval forward; reshard first
     model.reshard(), resumed.reshard()
     found["resumed_weights_match"] = all(

@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from modeling_medbind import MedBindConfig, MedBindModel, emcl_loss, tmcl_loss
+from medbind_training.losses import batch_loss, emcl_loss, tmcl_loss
+
+from modeling_medbind import MedBindConfig, MedBindModel
 
 GLOBAL_ROWS = 8
 # Uneven on purpose (5 + 3 rows, 3 + 1 pairs): the gather must cope with processes holding different counts.
@@ -70,7 +72,7 @@ def single_process_reference() -> dict:
             name, slice(0, GLOBAL_ROWS), slice(0, 4), GLOBAL_ROWS
         )
     model = tiny_model()
-    loss = model(**model_batch(slice(0, GLOBAL_ROWS)), return_loss=True).loss
+    loss = batch_loss(model, model_batch(slice(0, GLOBAL_ROWS))).loss
     loss.backward()
     reference["model_loss"] = loss.detach()
     reference["model_grads"] = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
@@ -90,7 +92,7 @@ def main(out_dir: Path) -> None:
 
     # Model level: DDP (through accelerate) on 4 + 4 rows must take the single-process step on 8.
     model = accelerator.prepare(tiny_model())
-    loss = model(**model_batch(slice(4 * rank, 4 * rank + 4)), return_loss=True).loss
+    loss = batch_loss(model, model_batch(slice(4 * rank, 4 * rank + 4)), accelerator.unwrap_model(model)).loss
     accelerator.backward(loss)
     if accelerator.is_main_process:
         grads = {name: p.grad.contiguous() for name, p in accelerator.unwrap_model(model).named_parameters()

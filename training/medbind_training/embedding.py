@@ -141,7 +141,8 @@ class Embedder:
             )
             features = getattr(self.model, f"get_{modality}_features")
             return self._run(
-                lambda batch: features(**self._to_device(modality_inputs(self.processor, batch, modality))), batches
+                lambda batch: features(**self._to_device(modality_inputs(self.processor, batch, modality))).pooler_output,
+                batches,
             )
 
         return self._cached(key, compute)
@@ -169,7 +170,7 @@ class Embedder:
             return self._run(
                 lambda chunk: self.model.get_text_features(
                     **self._to_device(self.processor(text=chunk, return_tensors="pt"))
-                ),
+                ).pooler_output,
                 batches,
             )
 

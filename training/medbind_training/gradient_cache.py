@@ -18,7 +18,7 @@ output, and its running statistics are updated twice per chunk (both passes); pu
 a LayerNorm tower, when chunking. Each chunk's second forward restores the random state of its first, so dropout and
 drop-path draw the same masks in both passes and g is the gradient of the embeddings that are back-propagated.
 
-Under `torch.distributed` the loss gathers every process's embeddings (`modeling_medbind.losses`), so g is the
+Under `torch.distributed` the loss gathers every process's embeddings (`medbind_training.losses`), so g is the
 gradient of the global batch's loss; every process must run the same number of chunks, since each forward of a
 DDP / FSDP model is a collective (checked once per step, one host sync).
 """
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from medbind_training.losses import MedBindLossOutput, embeddings_loss, process_counts
 from modeling_medbind import MedBindModel, MedBindOutput
 from modeling_medbind.configuration_medbind import MODALITIES
-from modeling_medbind.losses import process_counts
 
 # The model inputs each tower reads; the loss inputs (`text_group_ids`, `pair_index`) stay whole.
 TOWER_INPUTS = {
@@ -184,7 +184,7 @@ def gradient_cached_step(
     no_sync: Callable[[], AbstractContextManager] = contextlib.nullcontext,
     loss_scale: float = 1.0,
     context: Callable[[], AbstractContextManager] = contextlib.nullcontext,
-) -> MedBindOutput:
+) -> MedBindLossOutput:
     """
     Forward and backward of one MEDBind training batch in chunks of `chunk_size` samples per modality, with the
     loss and parameter gradients of the whole batch (see the module docstring for the equation and its limits).
@@ -197,7 +197,7 @@ def gradient_cached_step(
             takes `MedBindModel.forward`'s inputs.
         inputs: one training batch (the collator's output on the model's device).
         chunk_size: samples of each modality embedded at once.
-        loss_model: the bare `MedBindModel` whose `contrastive_loss` takes the embeddings (default: `model`).
+        loss_model: the bare `MedBindModel` whose temperature and config the loss reads (default: `model`).
         backward: back-propagates a scalar (`accelerator.backward`, which applies an fp16 loss scaler).
         no_sync: a context in which a backward only accumulates gradients (`accelerator.no_sync(model)`); every
             chunk but the last runs in it, so a data-parallel model reduces its gradients once per step.
@@ -205,7 +205,7 @@ def gradient_cached_step(
         context: a context for the forward passes and the loss (the Trainer's autocast).
 
     Returns:
-        [`MedBindOutput`] with the batch's unscaled `loss`, `tmcl_loss`, `emcl_loss` and its embeddings, detached.
+        [`MedBindLossOutput`] with the batch's unscaled `loss`, `tmcl_loss`, `emcl_loss` and its embeddings, detached.
 
     Raises:
         ValueError: for a batch without CXRs or ECGs, `chunk_size` < 1, or processes holding different numbers of
@@ -231,9 +231,15 @@ def gradient_cached_step(
 
     # (2) The loss of the whole batch and its gradient w.r.t. the embeddings (and a learned temperature).
     with context():
-        loss, tmcl, emcl = loss_model.contrastive_loss(
-            embeds.get("cxr"), embeds.get("ecg"), embeds["text"], inputs.get("text_group_ids"), inputs.get("pair_index")
+        losses = embeddings_loss(
+            loss_model,
+            embeds.get("cxr"),
+            embeds.get("ecg"),
+            embeds["text"],
+            inputs.get("text_group_ids"),
+            inputs.get("pair_index"),
         )
+    loss = losses.loss
     temperature = [loss_model.logit_scale] if loss_model.logit_scale is not None else []
     gradients = torch.autograd.grad(loss * loss_scale, [*embeds.values(), *temperature])
     embed_grads = dict(zip(embeds, gradients))
@@ -253,10 +259,10 @@ def gradient_cached_step(
                 surrogate = surrogate + (temperature[0] * temperature_grad[0]).sum()
         backward(surrogate)
 
-    return MedBindOutput(
+    return MedBindLossOutput(
         loss=loss.detach(),
-        tmcl_loss=tmcl.detach(),
-        emcl_loss=emcl.detach() if emcl is not None else None,
+        tmcl_loss=losses.tmcl_loss.detach(),
+        emcl_loss=losses.emcl_loss.detach() if losses.emcl_loss is not None else None,
         **{f"{name}_embeds": value.detach() for name, value in embeds.items()},
     )
 

@@ -10,15 +10,10 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
-from modeling_medbind import (
-    MedBindConfig,
-    MedBindModel,
-    MedBindProcessor,
-    load_text_tokenizer,
-    train_wordpiece_tokenizer,
-)
+from modeling_medbind import MedBindConfig, MedBindModel, MedBindProcessor, load_text_tokenizer
 from modeling_medbind.configuration_medbind import TRAINED_VOCAB_SIZE
 
+from .tokenizer import train_wordpiece_tokenizer
 from .arguments import optional_argument
 from .pretraining_arguments import DataArguments, ModelArguments
 

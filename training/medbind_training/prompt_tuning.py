@@ -47,10 +47,10 @@ from modeling_medbind import (
     MedBindConfig,
     MedBindForClinicalPrediction,
     load_text_tokenizer,
-    train_wordpiece_tokenizer,
 )
 from modeling_medbind.configuration_medbind import TRAINED_VOCAB_SIZE
 
+from .tokenizer import train_wordpiece_tokenizer
 from . import metrics
 from .arguments import optional_argument, parse_arguments
 from .prompt_tuning_arguments import DataArguments, ModelArguments, PromptTuningArguments

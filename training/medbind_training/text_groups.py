@@ -1,7 +1,7 @@
 """Which reports of a batch are identical: the text-group ids TMCL takes as positives (training only).
 
 TMCL (the paper's text-modality contrastive loss) treats every sample whose report is identical to sample i's as a positive of i. The collator
-turns each report into an integer id with `text_group_ids`; `modeling_medbind.tmcl_loss` compares ids, not strings.
+turns each report into an integer id with `text_group_ids`; `medbind_training.losses.tmcl_loss` compares ids, not strings.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints, sort_checkpoints
 
-from modeling_medbind import MedBindOutput
+from medbind_training.losses import MedBindLossOutput, batch_loss
 
 from .data import PretrainingDataset, SlotSampler
 from .evaluation_tasks import validation_retrieval
@@ -99,7 +99,7 @@ class MedBindTrainer(TokenFreeTrainer):
     """
     A `Trainer` for MedBind pretraining. On top of the library's loop it:
 
-    - computes TMCL + EMCL through the model and logs `tmcl_loss` and `emcl_loss` beside `loss`;
+    - computes TMCL + EMCL on the model's embeddings (`medbind_training.losses.batch_loss`) and logs `tmcl_loss` and `emcl_loss` beside `loss`;
     - deals batches with `SlotSampler` (n CXR and n ECG per batch, m of them visit pairs), identical on every
       process and after a resume, since the order is a function of (seed, epoch);
     - evaluates by retrieval recall@K on `eval_dataset`, a `RetrievalSplit`, with `processing_class` (the
@@ -126,12 +126,12 @@ class MedBindTrainer(TokenFreeTrainer):
         self.add_callback(AtomicCheckpoints())
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs, return_loss=True)
+        outputs = batch_loss(model, inputs, loss_model=self.accelerator.unwrap_model(model))
         if model.training:
             self._record_loss_parts(outputs)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-    def _record_loss_parts(self, outputs: MedBindOutput) -> None:
+    def _record_loss_parts(self, outputs: MedBindLossOutput) -> None:
         # Kept on the device until `log`: reading them here would be a host sync per step.
         for name in ("tmcl_loss", "emcl_loss"):
             if (value := getattr(outputs, name)) is not None:

@@ -1,4 +1,7 @@
-"""MEDBind's contrastive losses, TMCL and EMCL, as pure functions over embedding tensors.
+"""MEDBind's training objective: TMCL and EMCL (method.md, Loss) as pure functions over embedding tensors.
+
+Training code, not part of the model: the model (`modeling_medbind`, the Hub remote code) only embeds and keeps a
+one-process CLIP loss; `medbind_loss` takes its embeddings, the batch's report groups and visit pairs.
 
 Under `torch.distributed` with more than one process, each loss first gathers its inputs from every process (with
 gradient, following open_clip's `gather_features`), so the batch it sees is the global one: n, m and the negatives are
@@ -17,14 +20,19 @@ masking the padded rows out of the softmax).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
+from transformers.utils import ModelOutput
 
 REDUCTIONS = ("sum", "mean")
+# The collator's inputs that only the loss reads (TMCL's identical-report groups, EMCL's visit pairs).
+LOSS_INPUTS = ("text_group_ids", "pair_index")
 
 
 def _world_size() -> int:
@@ -230,4 +238,164 @@ def emcl_loss(
     return _reduce(cxr_to_ecg, reduction) + _reduce(ecg_to_cxr, reduction)
 
 
-__all__ = ["emcl_loss", "gather_across_processes", "process_counts", "tmcl_loss"]
+def medbind_loss(
+    cxr_embeds: torch.Tensor | None,
+    ecg_embeds: torch.Tensor | None,
+    text_embeds: torch.Tensor | None,
+    temperature: float | torch.Tensor,
+    variant: str,
+    reduction: str = "sum",
+    text_group_ids: torch.Tensor | None = None,
+    pair_index: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    r"""
+    The MEDBind loss of a training batch from its embeddings:
+
+        L = sum_{j in {CXR, ECG} present} TMCL_j  (+ EMCL for MEDBind_BD)
+
+    TMCL for each modality present against its reports, plus EMCL over the visit pairs for variant `"bd"`. It takes
+    embeddings, not inputs, so that a trainer can embed a batch in chunks (gradient caching) and take the loss of the
+    whole batch at once.
+
+    Args:
+        cxr_embeds: `[n_cxr, d]` or None; ecg_embeds: `[n_ecg, d]` or None (L2-normalised).
+        text_embeds: `[n_cxr + n_ecg, d]`: the reports of the CXRs, then those of the ECGs.
+        temperature: tau (`MedBindModel.temperature`: the config's constant or the learned one).
+        variant: `MedBindConfig.variant`; EMCL is added for `"bd"`.
+        reduction: `"sum"` over anchors as in the paper, or `"mean"` (`MedBindConfig.loss_reduction`).
+        text_group_ids: `[n_cxr + n_ecg]` equal where reports are identical (default: all distinct).
+        pair_index: `[m, 2]` (CXR row, ECG row) visit pairs.
+
+    Returns:
+        `(loss, tmcl, emcl)`; `emcl` is None for the variants without EMCL (and for a one-modality batch).
+
+    Raises:
+        ValueError: no modality, texts that are not one per sample, or pairs without both modalities.
+    """
+    counts = {"cxr": _rows(cxr_embeds), "ecg": _rows(ecg_embeds)}
+    if cxr_embeds is None and ecg_embeds is None:
+        raise ValueError("the MEDBind loss needs CXR or ECG embeddings with their reports")
+    num_texts = counts["cxr"] + counts["ecg"]
+    if text_embeds is None or text_embeds.shape[0] != num_texts:
+        got = "no texts" if text_embeds is None else f"{text_embeds.shape[0]} texts"
+        raise ValueError(
+            f"the MEDBind loss needs one report per sample, the CXRs' then the ECGs' ({counts['cxr']} + "
+            f"{counts['ecg']} = {num_texts} rows of input_ids); got {got}"
+        )
+    if text_group_ids is None:
+        text_group_ids = torch.arange(num_texts, device=text_embeds.device)
+    tmcl = None
+    start = 0
+    for embeds in (cxr_embeds, ecg_embeds):
+        if embeds is None:
+            continue
+        rows = slice(start, start + embeds.shape[0])
+        start = rows.stop
+        loss = tmcl_loss(text_embeds[rows], embeds, text_group_ids[rows], temperature, reduction)
+        tmcl = loss if tmcl is None else tmcl + loss
+    emcl = _paired_emcl(cxr_embeds, ecg_embeds, pair_index, temperature, reduction) if variant == "bd" else None
+    return (tmcl + emcl if emcl is not None else tmcl), tmcl, emcl
+
+
+@dataclass
+class MedBindLossOutput(ModelOutput):
+    """
+    The MEDBind loss of a training batch and its parts.
+
+    Args:
+        loss: TMCL + EMCL (per the variant).
+        tmcl_loss: TMCL summed over the modalities present.
+        emcl_loss: EMCL over the CXR-ECG pairs (0 with no pairs); None for the variants without EMCL.
+        cxr_embeds, ecg_embeds, text_embeds: the embeddings the loss was taken on.
+    """
+
+    loss: torch.FloatTensor | None = None
+    tmcl_loss: torch.FloatTensor | None = None
+    emcl_loss: torch.FloatTensor | None = None
+    cxr_embeds: torch.FloatTensor | None = None
+    ecg_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+
+
+def embeddings_loss(
+    model: nn.Module,
+    cxr_embeds: torch.Tensor | None,
+    ecg_embeds: torch.Tensor | None,
+    text_embeds: torch.Tensor | None,
+    text_group_ids: torch.Tensor | None = None,
+    pair_index: torch.Tensor | None = None,
+) -> MedBindLossOutput:
+    """`medbind_loss` with the temperature, variant and reduction of `model` (the bare `MedBindModel`)."""
+    loss, tmcl, emcl = medbind_loss(
+        cxr_embeds,
+        ecg_embeds,
+        text_embeds,
+        model.temperature,
+        model.config.variant,
+        model.config.loss_reduction,
+        text_group_ids,
+        pair_index,
+    )
+    return MedBindLossOutput(
+        loss=loss, tmcl_loss=tmcl, emcl_loss=emcl, cxr_embeds=cxr_embeds, ecg_embeds=ecg_embeds, text_embeds=text_embeds
+    )
+
+
+def batch_loss(
+    model: nn.Module, batch: Mapping[str, torch.Tensor], loss_model: nn.Module | None = None
+) -> MedBindLossOutput:
+    """
+    Embed a training batch (the collator's output) and take its MEDBind loss.
+
+    Args:
+        model: the `MedBindModel`, or the training wrapper around it (DDP, FSDP); it gets the towers' inputs.
+        batch: `MedBindPretrainingCollator`'s output; `LOSS_INPUTS` go to the loss, the rest to `model`.
+        loss_model: the bare `MedBindModel` whose temperature and config the loss reads (default: `model`).
+    """
+    outputs = model(**{name: value for name, value in batch.items() if name not in LOSS_INPUTS})
+    return embeddings_loss(
+        model if loss_model is None else loss_model,
+        outputs.cxr_embeds,
+        outputs.ecg_embeds,
+        outputs.text_embeds,
+        batch.get("text_group_ids"),
+        batch.get("pair_index"),
+    )
+
+
+def _rows(embeds: torch.Tensor | None) -> int:
+    return 0 if embeds is None else embeds.shape[0]
+
+
+def _paired_emcl(
+    cxr_embeds: torch.Tensor | None,
+    ecg_embeds: torch.Tensor | None,
+    pair_index: torch.Tensor | None,
+    temperature: float | torch.Tensor,
+    reduction: str,
+) -> torch.Tensor | None:
+    """EMCL over the rows `pair_index` pairs; None without both modalities."""
+    if pair_index is not None and pair_index.numel() > 0 and (cxr_embeds is None or ecg_embeds is None):
+        raise ValueError("pair_index was given but the batch lacks CXRs or ECGs to pair")
+    if cxr_embeds is None or ecg_embeds is None:
+        return None
+    if pair_index is None:
+        pair_index = torch.zeros(0, 2, dtype=torch.long, device=cxr_embeds.device)
+    # n: the paper's batch holds n of each modality; with unequal counts the pairs come from the larger.
+    batch_size = max(cxr_embeds.shape[0], ecg_embeds.shape[0])
+    return emcl_loss(
+        cxr_embeds[pair_index[:, 0]], ecg_embeds[pair_index[:, 1]], batch_size, temperature, reduction
+    )
+
+
+__all__ = [
+    "LOSS_INPUTS",
+    "MedBindLossOutput",
+    "batch_loss",
+    "embeddings_loss",
+    "emcl_loss",
+    "gather_across_processes",
+    "medbind_loss",
+    "process_counts",
+    "tmcl_loss",
+]
