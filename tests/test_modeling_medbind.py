@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, BertConfig, BertModel
 
+from medbind_training.losses import embeddings_loss
 from medbind_training.tokenizer import train_wordpiece_tokenizer
 from peft import LoraConfig, get_peft_model
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -242,7 +243,10 @@ def test_cxr_clip_has_no_ecg_tower_and_learns_cxr_against_reports():
     inputs = batch()
     reports = {"input_ids": inputs["input_ids"][:BATCH], "attention_mask": inputs["attention_mask"][:BATCH]}
     out = model(pixel_values=inputs["pixel_values"], **reports, return_loss=True)
-    assert torch.isfinite(out.loss) and out.emcl_loss is None and out.loss == out.tmcl_loss
+    assert torch.isfinite(out.loss) and out.ecg_embeds is None and out.logits_per_ecg is None
+    # Its training loss is TMCL of the CXRs against their reports alone: no EMCL term.
+    training = embeddings_loss(model, out.cxr_embeds, None, out.text_embeds, torch.arange(BATCH))
+    assert training.emcl_loss is None and torch.equal(training.loss, training.tmcl_loss)
 
 
 def test_bad_inputs_are_explained():

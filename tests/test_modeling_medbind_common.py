@@ -11,6 +11,8 @@ import torch
 
 import transformers_common
 
+pytestmark = pytest.mark.slow  # about 80 s on two cores: kept out of the fast loop, run in CI
+
 try:
     transformers_tests = transformers_common.load()
 except RuntimeError as error:
