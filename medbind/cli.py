@@ -41,7 +41,8 @@ MODALITIES = ("cxr", "ecg", "text")
 METAVARS = {"cxr": "FILE", "ecg": "RECORD", "text": "TEXT"}
 INPUT_HELP = {
     "cxr": "chest X-ray image files: PNG, JPEG, DICOM (needs pydicom) or anything else Pillow opens",
-    "ecg": "WFDB records: the record's path, with or without .hea (its header gives the rate and lead names)",
+    "ecg": "ECGs: WFDB records (the record's path, with or without .hea), DICOM ECG waveforms (.dcm) or GE MUSE XML "
+    "(.xml); each file gives its rate, lead names and units",
     "text": "texts, e.g. reports (quote each one)",
 }
 
