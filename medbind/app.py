@@ -194,12 +194,19 @@ class MedBindDemo:
                 with gr.Column():
                     status = gr.Markdown(elem_id="status")
                     probabilities = gr.Label(label="Zero-shot probabilities", elem_id="probabilities")
-            radiograph = gr.Image(label="Radiograph", elem_id="radiograph", type="numpy")
-            ecg = gr.Plot(label="ECG (25 mm/s, 10 mm/mV)", elem_id="ecg-plot")
+            radiograph = gr.Image(label="Radiograph", elem_id="radiograph", type="numpy", visible=False)
+            ecg = gr.Plot(label="ECG (25 mm/s, 10 mm/mV)", elem_id="ecg-plot", visible=False)
             neighbours = gr.Dataframe(headers=NEIGHBOUR_COLUMNS, label="Nearest items of the index",
                                       elem_id="neighbours", visible=self.index is not None)  # fmt: skip
-            button.click(self.analyse, [files, labels, prompt_set], [status, probabilities, radiograph, ecg, neighbours])
+            button.click(self._page_outputs, [files, labels, prompt_set],
+                         [status, probabilities, radiograph, ecg, neighbours])  # fmt: skip
         return page
+
+    def _page_outputs(self, files: Sequence[str] | None, labels: str, prompt_set: str | None) -> tuple[Any, ...]:
+        """`analyse`, showing only the radiograph or the ECG plot of the upload."""
+        status, probabilities, radiograph, figure, neighbours = self.analyse(files, labels, prompt_set)
+        return (status, probabilities, gr.Image(value=radiograph, visible=radiograph is not None),
+                gr.Plot(value=figure, visible=figure is not None), neighbours)  # fmt: skip
 
 
 def ensure_model(model_dir: Path, pretrain_script: Path | None) -> None:
