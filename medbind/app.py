@@ -165,7 +165,8 @@ class MedBindDemo:
             # The same reader as evaluation and `medbind zero-shot --prompts`; imported here as only this needs it.
             from medbind.training.evaluation import read_prompt_file
 
-            return {label: list(prompts) for label, prompts in read_prompt_file(self.prompt_sets[prompt_set])[1].classes.items()}  # fmt: skip
+            classes = read_prompt_file(self.prompt_sets[prompt_set])[1].classes
+            return {label: list(prompts) for label, prompts in classes.items()}
         raise ValueError("type at least two labels (comma-separated) or pick a prompt set")
 
     def _neighbours(self, upload: Upload) -> list[list[Any]]:

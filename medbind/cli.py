@@ -326,7 +326,8 @@ def run_index(args: argparse.Namespace) -> None:
             args.out,
             inputs,
             lambda modality, items: embed_inputs(model, processor, modality, items, args.batch_size).numpy(),
-            model=str(args.model),
+            # A folder by its absolute path, so that a re-run from elsewhere is recognised as the same model.
+            model=str(Path(args.model).resolve()) if Path(args.model).is_dir() else str(args.model),
             batch_size=args.batch_size,
             kind=args.kind,
         )
