@@ -3,7 +3,8 @@ its model card again.
 
     medbind embed     --model DIR [--cxr FILE...] [--ecg RECORD...] [--text TEXT...] --output embeddings.safetensors
     medbind zero-shot --model DIR (--ecg RECORD... | --cxr FILE...) (--labels LABEL... | --prompts FILE)
-    medbind search    --model DIR --index embeddings.safetensors... [--cxr FILE...] [--ecg RECORD...] [--text TEXT...]
+    medbind index     --model DIR [--cxr FILE...] [--ecg RECORD...] [--text TEXT...] --out INDEX
+    medbind search    --model DIR --index INDEX [--cxr FILE...] [--ecg RECORD...] [--text TEXT...] [--modality M]
     medbind card      --model DIR --results results.json
 
 Exit status: 0 on success, 2 on bad input. Every unreadable input is reported on stderr with its name and the
@@ -21,11 +22,11 @@ from typing import Any
 
 import torch
 import transformers
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import pipeline
 
+from medbind.index import INDEX_KINDS, EmbeddingIndex, build_index
 from modeling_medbind import MedBindModel, MedBindProcessor
 from modeling_medbind.pipeline_medbind import (
     DEFAULT_HYPOTHESIS_TEMPLATES,
@@ -41,7 +42,8 @@ MODALITIES = ("cxr", "ecg", "text")
 METAVARS = {"cxr": "FILE", "ecg": "RECORD", "text": "TEXT"}
 INPUT_HELP = {
     "cxr": "chest X-ray image files: PNG, JPEG, DICOM (needs pydicom) or anything else Pillow opens",
-    "ecg": "WFDB records: the record's path, with or without .hea (its header gives the rate and lead names)",
+    "ecg": "ECGs: WFDB records (the record's path, with or without .hea), DICOM ECG waveforms (.dcm) or GE MUSE XML "
+    "(.xml); each file gives its rate, lead names and units",
     "text": "texts, e.g. reports (quote each one)",
 }
 
@@ -111,11 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
         f'--ecg, "{templates["cxr"]}" for --cxr)',
     )
 
-    search = _command(commands, "search", run_search, "rank the entries of embedding files by similarity to queries")
-    search.add_argument(
-        "--index", type=Path, nargs="+", required=True, metavar="FILE", help="files written by `medbind embed`"
+    index = _command(commands, "index", run_index, "embed files and texts into a searchable index (resumable)")
+    _add_inputs(index, "the inputs to index (any of the three, at least one)")
+    index.add_argument("--out", type=Path, required=True, metavar="INDEX",
+                       help="the index folder; a re-run adds what it does not hold yet and skips the rest")  # fmt: skip
+    index.add_argument(
+        "--kind",
+        choices=INDEX_KINDS,
+        default="auto",
+        help="flat: exact search; hnsw: approximate, faster on millions of items (recall in benchmarks/README.md); "
+        "auto (default): flat below a million items",
     )
+
+    search = _command(commands, "search", run_search, "find the indexed items most similar to queries")
+    search.add_argument("--index", type=Path, required=True, metavar="INDEX", help="a folder of `medbind index`")
     _add_inputs(search, "the queries (any of the three, at least one); each is compared with every index entry")
+    search.add_argument("--modality", choices=MODALITIES, help="only return items of this modality (default: all)")
     search.add_argument("--top-k", type=_positive, default=5, help="entries to print per query (default: 5)")
 
     card = _command(commands, "card", run_card, "render the model card (README.md) again from a results.json")
@@ -327,54 +340,41 @@ def run_zero_shot(args: argparse.Namespace) -> None:
     print_table([modality.upper(), *labels, "most probable"], rows)
 
 
-def run_search(args: argparse.Namespace) -> None:
-    """`medbind search`: for each query, the `--top-k` most similar entries of the index files."""
-    queries = _inputs(args)
-    index, sources, modalities = read_index(args.index)
+def run_index(args: argparse.Namespace) -> None:
+    """`medbind index`: embed the inputs batch by batch into `--out`, skipping those it already holds."""
+    inputs = _inputs(args)
     model, processor = load_model(args)
-    if index.shape[1] != model.config.projection_dim:
-        raise BadInput([f"--index: {index.shape[1]}-d embeddings, but --model {args.model} embeds in "
-                        f"{model.config.projection_dim} dimensions: embed the index with this model"])  # fmt: skip
-    top_k = min(args.top_k, len(sources))
+    try:
+        index = build_index(
+            args.out,
+            inputs,
+            lambda modality, items: embed_inputs(model, processor, modality, items, args.batch_size).numpy(),
+            # A folder by its absolute path, so that a re-run from elsewhere is recognised as the same model.
+            model=str(Path(args.model).resolve()) if Path(args.model).is_dir() else str(args.model),
+            batch_size=args.batch_size,
+            kind=args.kind,
+        )
+    except ValueError as error:
+        raise BadInput([f"--out {args.out}: {error}"]) from error
+    print(f"index {args.out} holds {len(index)} items")
+
+
+def run_search(args: argparse.Namespace) -> None:
+    """`medbind search`: for each query, the `--top-k` most similar items of the index."""
+    queries = _inputs(args)
+    try:
+        index = EmbeddingIndex.load(args.index)
+    except ValueError as error:
+        raise BadInput([f"--index: {error}"]) from error
+    model, processor = load_model(args)
+    if index.index.d != model.config.projection_dim:
+        raise BadInput([f"--index: {index.index.d}-d embeddings, but --model {args.model} embeds in "
+                        f"{model.config.projection_dim} dimensions: index with this model"])  # fmt: skip
     for modality, embeds in embed_modalities(model, processor, queries, args.batch_size).items():
-        for item, row in zip(queries[modality], embeds @ index.T):
+        for item, hits in zip(queries[modality], index.search(embeds.numpy(), args.top_k, args.modality)):
             print(f"\nquery ({modality}): {item}")
-            best = row.topk(top_k)
-            print_table(
-                ["rank", "cosine", "modality", "source"],
-                [[rank, f"{score:.3f}", modalities[i], sources[i]]
-                 for rank, (score, i) in enumerate(zip(best.values.tolist(), best.indices.tolist()), start=1)],
-            )  # fmt: skip
-
-
-def read_index(paths: Sequence[Path]) -> tuple[torch.Tensor, list[str], list[str]]:
-    """
-    The embeddings of `medbind embed` files, concatenated.
-
-    Returns:
-        `(embeddings [N, d], sources, modalities)`.
-
-    Raises:
-        BadInput: naming each file that is missing, not such a file, or of another dimension than the first.
-    """
-    problems, parts, sources, modalities = [], [], [], []
-    for path in paths:
-        try:
-            with safe_open(path, framework="pt") as file:
-                embeds, metadata = file.get_tensor(EMBEDDINGS), file.metadata() or {}
-            names, kinds = json.loads(metadata["sources"]), json.loads(metadata["modalities"])
-        except (OSError, SafetensorError, KeyError, ValueError) as error:
-            problems.append(f"--index {path}: not a `medbind embed` file ({type(error).__name__}: {error})")
-            continue
-        if parts and embeds.shape[1] != parts[0].shape[1]:
-            problems.append(f"--index {path}: {embeds.shape[1]}-d embeddings, {parts[0].shape[1]}-d in {paths[0]}")
-            continue
-        parts.append(embeds)
-        sources += names
-        modalities += kinds
-    if problems:
-        raise BadInput(problems)
-    return torch.cat(parts), sources, modalities
+            print_table(["rank", "cosine", "modality", "source"],
+                        [[hit.rank, f"{hit.score:.3f}", hit.modality, hit.source] for hit in hits])  # fmt: skip
 
 
 def run_card(args: argparse.Namespace) -> None:

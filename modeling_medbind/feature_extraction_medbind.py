@@ -1,4 +1,4 @@
-"""ECG feature extractor for MedBind: WFDB records or arrays in, `ecg_values [B, 12, 1000]` (10 s at 100 Hz) out."""
+"""ECG feature extractor for MedBind: WFDB records, DICOM waveforms, MUSE XML or arrays in, `ecg_values [B, 12, 1000]` (10 s at 100 Hz) out."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from transformers import BatchFeature, FeatureExtractionMixin
 from transformers.utils import TensorType
 
 from .configuration_medbind import CANONICAL_LEAD_NAMES, MedBindECGConfig
+from .ecg_files_medbind import ecg_file_format, read_ecg_file
 
 NORMALIZATIONS = ("per_lead_zscore", "none")
 # Suffixes a user may leave on a record path; wfdb wants the record name without them.
@@ -97,8 +98,9 @@ class MedBindECGFeatureExtractor(FeatureExtractionMixin):
         """Extract `ecg_values` from one ECG or a batch.
 
         Args:
-            ecgs: one item or a list of items, each a WFDB record path (`str`/`Path`, with or without `.hea`),
-                a `wfdb.Record`, or an array/tensor `[leads, samples]`; a 3-D array `[B, leads, samples]` is a batch.
+            ecgs: one item or a list of items, each a WFDB record path (`str`/`Path`, with or without `.hea`), a
+                DICOM ECG waveform (`.dcm`) or GE MUSE XML (`.xml`) path (see `ecg_files_medbind`), a `wfdb.Record`,
+                or an array/tensor `[leads, samples]`; a 3-D array `[B, leads, samples]` is a batch.
             sampling_rate: rate in Hz of the array items (records carry their own and ignore it).
             lead_names: lead names of the rows of the array items (records carry their own).
             return_tensors: `"pt"`, `"np"` or `None` (numpy).
@@ -107,7 +109,7 @@ class MedBindECGFeatureExtractor(FeatureExtractionMixin):
             `BatchFeature` with `ecg_values` `[B, len(lead_names), num_samples]` float32.
 
         Raises:
-            FileNotFoundError: a record's header or signal file is missing.
+            FileNotFoundError: a record's header or signal file, or an ECG file, is missing.
             ValueError: unreadable/corrupt header, unknown or non-positive sampling rate, wrong shape, a missing or
                 duplicated standard lead, all-NaN or mostly-NaN lead, or under `min_duration_s` of signal. Every
                 message names the file, record or batch position.
@@ -188,6 +190,9 @@ def _load(item, position: str, sampling_rate, lead_names, output_lead_names: Seq
     An array without `lead_names` is taken to hold `output_lead_names`, in order.
     """
     if isinstance(item, (str, os.PathLike)):
+        if ecg_file_format(item):  # a hospital export (DICOM waveform, MUSE XML) carries rate, leads and units too
+            recording = read_ecg_file(item)
+            return recording.signal, recording.sampling_rate, recording.lead_names, f"{recording.source} ({position})"
         item = read_wfdb_record(item)
     if isinstance(item, wfdb.Record):
         source = f"WFDB record {item.record_name!r} ({position})"
