@@ -27,7 +27,6 @@ from medbind.index import EmbeddingIndex
 from modeling_medbind import CANONICAL_LEAD_NAMES, MedBindECGFeatureExtractor
 from modeling_medbind.ecg_files_medbind import ECG_SOP_CLASSES
 from modeling_medbind.image_processing_medbind import decode_dicom, is_dicom
-from modeling_medbind.pipeline_medbind import DEFAULT_HYPOTHESIS_TEMPLATES
 
 DEMO_MODEL_DIR = "outputs/medbind-demo-bd"  # where `training/pretrain.py --preset demo` saves the demo model
 WFDB_FILE_SUFFIXES = (".hea", ".dat", ".xyz")

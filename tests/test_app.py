@@ -14,7 +14,7 @@ from medbind.index import build_index
 from modeling_medbind import CANONICAL_LEAD_NAMES
 
 gradio = pytest.importorskip("gradio", reason="the demo needs the `app` extra: pip install -e '.[app]'")
-from medbind.app import MedBindDemo, ensure_model, gather_upload, parse_labels  # noqa: E402
+from medbind.app import MedBindDemo, ensure_model, parse_labels  # noqa: E402
 
 LABELS = "myocardial infarction, normal sinus rhythm"
 PROMPTS = Path(__file__).resolve().parents[1] / "training" / "prompts"
