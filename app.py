@@ -12,4 +12,4 @@ from medbind.app import main
 REPOSITORY = Path(__file__).resolve().parent
 
 if __name__ == "__main__":
-    sys.exit(main(prompts_dir=REPOSITORY / "training" / "prompts", pretrain_script=REPOSITORY / "training" / "pretrain.py"))
+    sys.exit(main(prompts_dir=REPOSITORY / "training" / "medbind_training" / "prompts", pretrain_script=REPOSITORY / "training" / "pretrain.py"))

@@ -107,7 +107,7 @@ class MedBindDemo:
 
     Args:
         model_dir: a saved MedBind folder.
-        prompts_dir: a folder of prompt files (`training/prompts`), offered as prompt sets.
+        prompts_dir: a folder of prompt files (`training/medbind_training/prompts`), offered as prompt sets.
         index_dir: a folder of `medbind index` whose nearest items are listed.
         device: torch device of the model.
     """
@@ -232,7 +232,7 @@ def main(argv: Sequence[str] | None = None, prompts_dir: Path | None = None, pre
 
     Args:
         argv: the command line (default: `sys.argv[1:]`).
-        prompts_dir: the prompt sets offered (the repository's `training/prompts`).
+        prompts_dir: the prompt sets offered (the repository's `training/medbind_training/prompts`).
         pretrain_script: `training/pretrain.py`, run to make the demo model when it is missing.
 
     Returns:

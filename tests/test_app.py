@@ -17,7 +17,7 @@ gradio = pytest.importorskip("gradio", reason="the demo needs the `app` extra: p
 from medbind.app import MedBindDemo, ensure_model, parse_labels  # noqa: E402
 
 LABELS = "myocardial infarction, normal sinus rhythm"
-PROMPTS = Path(__file__).resolve().parents[1] / "training" / "prompts"
+PROMPTS = Path(__file__).resolve().parents[1] / "training" / "medbind_training" / "prompts"
 
 
 @pytest.fixture(scope="module")

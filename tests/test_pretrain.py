@@ -235,7 +235,7 @@ def test_two_processes_take_the_single_process_steps(demo_data, demo_tokenizer, 
 KILLED_AT_A_STEP = """
 import os, signal, sys
 from transformers import TrainerCallback
-import medbind_training.pretrain as pretrain
+import medbind_training.pretraining as pretrain
 
 class KillAtStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
