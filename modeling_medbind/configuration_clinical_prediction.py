@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from transformers import BertConfig, PreTrainedConfig
 
-MODALITIES = ("cxr", "ecg")
+from .configuration_medbind import MODALITIES
 
 
 class MedBindClinicalPredictionConfig(PreTrainedConfig):

@@ -6,7 +6,7 @@ import copy
 import os
 import shutil
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from transformers import BertConfig, PreTrainedConfig
 
@@ -225,8 +225,8 @@ class MedBindConfig(PreTrainedConfig):
     projection_dim: int = 256
     temperature: float = 0.07
     learnable_temperature: bool = False
-    variant: Literal["bd", "nm", "ecg-clip", "cxr-clip"] = "bd"
-    loss_reduction: Literal["sum", "mean"] = "sum"
+    variant: str = "bd"  # one of VARIANTS (checked in __post_init__)
+    loss_reduction: str = "sum"  # one of LOSS_REDUCTIONS
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):

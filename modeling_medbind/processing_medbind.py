@@ -8,7 +8,7 @@ from transformers import BatchFeature, ProcessorMixin
 from transformers.image_utils import ImageInput
 from transformers.utils import TensorType
 
-from .configuration_medbind import MedBindConfig
+from .configuration_medbind import MAX_WORDS, MedBindConfig
 from .feature_extraction_medbind import ECGInput, MedBindECGFeatureExtractor
 from .image_processing_medbind import MedBindImageProcessor
 from .tokenization_medbind import truncate_words
@@ -36,7 +36,7 @@ class MedBindProcessor(ProcessorMixin):
         image_processor: MedBindImageProcessor,
         feature_extractor: MedBindECGFeatureExtractor,
         tokenizer,
-        max_words: int = 100,
+        max_words: int = MAX_WORDS,
         max_length: int = 256,
         **kwargs,
     ):

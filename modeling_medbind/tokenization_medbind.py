@@ -11,12 +11,13 @@ import os
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from .configuration_medbind import MAX_WORDS
 from .hub_loading import hub_offline, load_pretrained
 
 BIOBERT_IDENTIFIER = "dmis-lab/biobert-v1.1"
 
 
-def truncate_words(text: str, max_words: int = 100, name: str = "report") -> str:
+def truncate_words(text: str, max_words: int = MAX_WORDS, name: str = "report") -> str:
     """Keep the first `max_words` whitespace-separated words of a report, joined by single spaces.
 
     The paper truncates every report to its first 100 words before tokenising (method.md, Model).

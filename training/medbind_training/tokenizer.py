@@ -15,13 +15,15 @@ from itertools import pairwise
 from tokenizers import BertWordPieceTokenizer
 from transformers import BertTokenizerFast
 
+from modeling_medbind.configuration_medbind import TRAINED_VOCAB_SIZE
+
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 WORDPIECE_PREFIX = "##"  # marks a piece that continues a word, as in BERT's vocabularies
 
 
 def train_wordpiece_tokenizer(
     corpus: Iterable[str],
-    vocab_size: int = 2048,
+    vocab_size: int = TRAINED_VOCAB_SIZE,
     min_frequency: int = 1,
     lowercase: bool = False,
     model_max_length: int = 256,
