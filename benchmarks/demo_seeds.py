@@ -285,10 +285,10 @@ def build_data(dataset_dir: Path, num_patients: int, seed: int) -> float:
 
 
 def run_demo(
-    output_dir: Path, dataset_dir: Path, variant: str, seed: int, extra: Sequence[str], threads: int
+    output_dir: Path, dataset: tuple[Path, int], variant: str, seed: int, extra: Sequence[str], threads: int
 ) -> dict[str, float | int | str]:
-    """One demo run in its own process and folder; `{"variant", "seed", "wall_s", "returncode"}` (wall_s of a run found
-    already finished: its recorded one)."""
+    """One demo run in its own process and folder, on `dataset` (its folder and patient count);
+    `{"variant", "seed", "wall_s", "returncode"}` (wall_s of a run found already finished: its recorded one)."""
     folder = run_dir(output_dir, variant, seed)
     timing = folder / "demo_seeds_run.json"
     if (folder / RESULTS).is_file() and timing.is_file():
@@ -296,7 +296,7 @@ def run_demo(
     folder.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, str(PRETRAIN), "--preset", "demo", "--variant", variant, "--seed", str(seed),
-        "--dataset_dir", str(dataset_dir), "--output_dir", str(folder), *extra,
+        "--dataset_dir", str(dataset[0]), "--demo_num_patients", str(dataset[1]), "--output_dir", str(folder), *extra,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
@@ -320,11 +320,12 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.aggregate_only:
         dataset_dir = Path(args.dataset_dir) if args.dataset_dir else output_dir / "data"
         data_build_s = round(build_data(dataset_dir, args.demo_num_patients, args.data_seed), 1)
+        dataset = (dataset_dir, args.demo_num_patients)
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
         jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
             runs_done = list(
-                pool.map(lambda job: run_demo(output_dir, dataset_dir, job[0], job[1], extra, threads), jobs)
+                pool.map(lambda job: run_demo(output_dir, dataset, job[0], job[1], extra, threads), jobs)
             )
     runs, chance = read_runs(output_dir, args.variants, args.seeds)
     if not runs:
