@@ -63,7 +63,8 @@ class DemoSeedsArguments:
     demo_num_patients: int = field(default=2000, metadata={"help": "patients in the data build (the demo's 2000)"})
     parallel: int = field(default=1, metadata={"help": "runs at a time"})
     threads: int | None = field(
-        default=None, metadata={"help": "OMP_NUM_THREADS of each run (default: the cores shared among the parallel runs)"}
+        default=None,
+        metadata={"help": "OMP_NUM_THREADS of each run (default: the cores shared among the parallel runs)"},
     )
     aggregate_only: bool = field(default=False, metadata={"help": "tabulate the results.json already there, run none"})
 
@@ -94,11 +95,7 @@ def headline_numbers(results: Mapping[str, float]) -> dict[str, float]:
 
 def chance_numbers(results: Mapping[str, float]) -> dict[str, float]:
     """Chance level of each headline number, as `results.json`'s `.../chance` siblings give it."""
-    chance = {}
-    for name, key in _chance_keys(results).items():
-        if key in results:
-            chance[name] = float(results[key])
-    return chance
+    return {name: float(results[key]) for name, key in _chance_keys(results).items() if key in results}
 
 
 def _chance_keys(results: Mapping[str, float]) -> dict[str, str]:
@@ -193,14 +190,14 @@ def check_claims(
         held = [
             seed for seed in seeds if claim.check({variant: runs[variant][seed] for variant in claim.variants}, chance)
         ]
-        checked.append(
-            {"claim": claim.description, "held_in": held, "seeds": seeds, "held_in_every_seed": bool(seeds) and held == seeds}
-        )
+        every = bool(seeds) and held == seeds
+        checked.append({"claim": claim.description, "held_in": held, "seeds": seeds, "held_in_every_seed": every})
     return checked
 
 
 def aggregate(runs: Mapping[str, Mapping[int, Mapping[str, float]]], chance: Mapping[str, float]) -> dict:
-    """`{"seeds", "summary": {variant: {number: summarize(...)}}, "chance", "claims"}` over `runs` (as `check_claims`)."""
+    """`{"seeds", "summary": {variant: {number: summarize(...)}}, "chance", "claims"}` over `runs` (as in
+    `check_claims`)."""
     summary = {}
     for variant, by_seed in runs.items():
         names = list(dict.fromkeys(name for numbers in by_seed.values() for name in numbers))
@@ -229,11 +226,11 @@ def markdown_table(aggregated: Mapping) -> str:
         row = [name]
         for variant in variants:
             stats = aggregated["summary"][variant].get(name)
-            row += (
-                [f"{stats['mean']:.1f} ± {stats['sd']:.1f} ({stats['min']:.1f}-{stats['max']:.1f})", f"{stats['range']:.1f}"]
-                if stats
-                else ["-", "-"]
-            )
+            if stats:
+                row += [f"{stats['mean']:.1f} ± {stats['sd']:.1f} ({stats['min']:.1f}-{stats['max']:.1f})"]
+                row.append(f"{stats['range']:.1f}")
+            else:
+                row += ["-", "-"]
         chance = aggregated["chance"].get(name)
         row.append(f"{chance:.1f}" if chance is not None and not math.isnan(chance) else "-")
         lines.append("| " + " | ".join(row) + " |")
@@ -241,7 +238,9 @@ def markdown_table(aggregated: Mapping) -> str:
     lines += ["", f"Seeds: {seeds}.", ""]
     for claim in aggregated["claims"]:
         held, seeds_checked = claim["held_in"], claim["seeds"]
-        mark = "held in every seed" if claim["held_in_every_seed"] else f"held in {len(held)} of {len(seeds_checked)} seeds"
+        mark = f"held in {len(held)} of {len(seeds_checked)} seeds"
+        if claim["held_in_every_seed"]:
+            mark = "held in every seed"
         lines.append(f"- {claim['claim']}: {mark}")
     return "\n".join(lines) + "\n"
 
@@ -302,7 +301,8 @@ def run_demo(
     start = time.perf_counter()
     with open(folder / "train.log", "w") as log:
         returncode = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-    record = {"variant": variant, "seed": seed, "wall_s": round(time.perf_counter() - start, 1), "returncode": returncode}
+    wall_s = round(time.perf_counter() - start, 1)
+    record = {"variant": variant, "seed": seed, "wall_s": wall_s, "returncode": returncode}
     if returncode == 0:
         timing.write_text(json.dumps(record))
     else:

@@ -11,7 +11,9 @@ demo_seeds = load_benchmark("demo_seeds")
 def fake_results(binding: float, report: float = 30.0, cross_modality: float = 80.0) -> dict[str, float]:
     """A results.json as the demo writes it (percent, flat keys), with CXR<->ECG recall@K of `binding` x K / 5."""
     results = {"model": "somewhere", "split": "test"}
-    directions = {"cxr/cxr_to_text": report, "ecg/ecg_to_text": report, "pairs/cxr_to_ecg": binding, "pairs/ecg_to_cxr": binding}
+    directions = {
+        "cxr/cxr_to_text": report, "ecg/ecg_to_text": report, "pairs/cxr_to_ecg": binding, "pairs/ecg_to_cxr": binding,
+    }  # fmt: skip
     for direction, recall_at_5 in directions.items():
         for k in (1, 5, 10):
             results[f"retrieval/{direction}/recall@{k}"] = recall_at_5 * k / 5
