@@ -21,6 +21,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from medbind_processing.licenses import PHYSIONET_CREDENTIALED_LICENSE
 from medbind_training.results_keys import CLASSIFICATION_KEY, FEW_SHOT_KEY, RETRIEVAL_KEY, RSUM_KEY, retrieval_prefix
+from medbind_training.retrieval import RetrievalProtocol
 from modeling_medbind import MedBindConfig
 from modeling_medbind.configuration_medbind import MAX_WORDS, VARIANTS
 
@@ -226,6 +227,7 @@ def render_model_card(
             for key, value in sorted(results.items())
             if (match := RSUM_KEY.match(key))
         },
+        retrieval_protocol=RetrievalProtocol.from_results(results).sentence(),
         max_words=max_words,
         image_size=config.cxr_config.image_size,
         ecg_window=f"{ecg.num_samples / ecg.sampling_rate:g} s at {ecg.sampling_rate} Hz",
