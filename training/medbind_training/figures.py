@@ -37,7 +37,7 @@ def _model_colors(models: Sequence[str]) -> dict[str, object]:
 
 def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "Retrieval recall@K") -> Path:
     """
-    Recall@1/5/10 (one panel per K) per dataset and retrieval direction, a bar per model (the evaluated model, each
+    Recall@1/5/10 (one panel per K, stacked) per dataset and retrieval direction, a bar per model (the evaluated model, each
     `baselines/{NAME}/`, the `zoo/`: `split_models`) with a legend, and each group's chance level as a black tick.
 
     Args:
@@ -65,11 +65,12 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
         raise ValueError("plot_recalls found no 'retrieval/{dataset}/{direction}/recall@{k}' metric to plot")
     groups = list(dict.fromkeys(group for rows in tables.values() for group in rows))
     colors, width = _model_colors(list(tables)), 0.8 / len(tables)
+    # One row per K, so that many models and datasets still fit a page's width.
     figure, panels = plt.subplots(
-        1, len(RECALL_KS), figsize=(len(RECALL_KS) * (1.5 + len(groups) * (0.5 + 0.25 * len(tables))), 4.2),
-        sharey=True, squeeze=False,
+        len(RECALL_KS), 1, figsize=(2.5 + len(groups) * (0.4 + 0.25 * len(tables)), 2.6 * len(RECALL_KS)),
+        sharex=True, squeeze=False,
     )  # fmt: skip
-    for axes, k in zip(panels[0], RECALL_KS):
+    for axes, k in zip(panels[:, 0], RECALL_KS):
         for offset, (model, rows) in enumerate(tables.items()):
             positions = [i + (offset - (len(tables) - 1) / 2) * width for i in range(len(groups))]
             values = [rows.get(group, {}).get("recall", {}).get(k, float("nan")) for group in groups]
@@ -87,9 +88,8 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
                         linewidth=2, zorder=3, label="chance")  # fmt: skip
         axes.set_xticks(range(len(groups)), groups, fontsize=8)
         axes.set_ylim(0, 108)
-        axes.set_title(f"R@{k}", fontsize=10)
-    panels[0][0].set_ylabel("recall (%)")
-    panels[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        axes.set_ylabel(f"R@{k} (%)")
+    panels[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 
