@@ -141,3 +141,4 @@ def test_card_states_the_retrieval_protocol_of_its_results_and_leaves_baselines_
     assert "only the query's own report counts as a hit" in text and "galleries of 100 rows, averaged over 5 draws" in text
     assert "--retrieval_positives instance --retrieval_gallery 100" in text
     assert "27.5" not in text  # a baseline's numbers are another model's
+    assert "the project's choice: the paper gives none" in text  # the ECG tower's sizes are not the paper's

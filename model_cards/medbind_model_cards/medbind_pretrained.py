@@ -212,7 +212,8 @@ def render_model_card(
         cxr_tower=f"timm `{config.cxr_config.model_name}`" if config.has_cxr else "none (ECG-CLIP)",
         ecg_tower=(
             f"transformer, {ecg.num_hidden_layers} layers, d={ecg.hidden_size}, {ecg.num_attention_heads} heads, "
-            f"{ecg.patch_size} time step(s) per token, {ecg.position_embedding_type} positions"
+            f"{ecg.patch_size} time step(s) per token, {ecg.position_embedding_type} positions (sizes, pre-LN and "
+            "positions are the project's choice: the paper gives none)"
             if config.has_ecg
             else "none (CXR-CLIP)"
         ),
