@@ -59,6 +59,11 @@ class MedBindECGConfig(PreTrainedConfig):
     r"""
     Configuration of the ECG tower: a vanilla pre-norm transformer encoder over time steps.
 
+    What the paper specifies: a vanilla transformer encoder over 12 leads x 1000 samples (10 s at 100 Hz), one token
+    per time point, a learned class token, positional information. What it does not, and is the project's choice:
+    pre-LN (rather than post-LN), the sizes of the `paper` preset (4 layers, d 256, 8 heads, feed-forward 1024),
+    dropout and the position embedding type.
+
     The paper embeds each time point (the 12 lead values) as one token; `patch_size` > 1 embeds that many consecutive
     time points per token, which divides the attention cost by `patch_size**2` (one token per step over 10 s at
     100 Hz is 1,001 tokens, the dominant cost on a CPU). The input fields (`lead_names`, `num_samples`,
@@ -134,12 +139,15 @@ class MedBindECGConfig(PreTrainedConfig):
         return self.num_samples // self.patch_size
 
 
-# Named starting points. "paper" follows method.md; "tiny" (well under a million parameters) exists for tests and
-# the CPU demo, with ECG patches of 10 samples so attention runs over 101 tokens instead of 1,001.
+# Named starting points. "paper" takes from the paper what it gives (Swin-T CXR tower, BERT-base text tower as
+# BioBERT, one ECG token per time step, projection 256, tau 0.07) and fills in what it does not with the project's
+# choice: the ECG transformer's 4 layers, d 256, 8 heads, feed-forward 1024 and pre-LN. "tiny" (well under a million
+# parameters) exists for tests and the CPU demo, with ECG patches of 10 samples so attention runs over 101 tokens
+# instead of 1,001.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "cxr_config": {"model_name": PAPER_CXR_MODEL_NAME, "image_size": 224},
-        "ecg_config": {
+        "ecg_config": {  # the project's choice: the paper gives no ECG transformer sizes
             "hidden_size": 256,
             "num_hidden_layers": 4,
             "num_attention_heads": 8,
@@ -292,7 +300,8 @@ class MedBindConfig(PreTrainedConfig):
         Build a config from a named preset.
 
         Args:
-            name: `"paper"` (Swin-T, BERT-base, a 4-layer d=256 ECG transformer with one token per time step) or
+            name: `"paper"` (the paper's Swin-T, BERT-base and one ECG token per time step; the ECG transformer's
+                4 layers, d=256, 8 heads and pre-LN are the project's choice, the paper gives none) or
                 `"tiny"` (for tests and the CPU demo).
             **overrides: top-level fields (`variant="nm"`, `projection_dim=...`) or whole sub-config dicts, which
                 update the preset's sub-config field by field.

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -24,6 +25,7 @@ from transformers import (
 )
 
 from medbind_training.baselines import (
+    BaselineEmbedder,
     MedBindEncoder,
     OpenCLIPEncoder,
     TransformersDualEncoder,
@@ -33,7 +35,9 @@ from medbind_training.baselines import (
     parse_baselines,
     pooled_embedding,
     radiograph_rgb,
+    task_embedder,
 )
+from medbind_training.embedding import Embedder
 from medbind_training.tokenizer import train_wordpiece_tokenizer
 
 REPORTS = [
@@ -240,3 +244,20 @@ def test_baseline_arguments_are_name_equals_folder(tmp_path):
         parse_baselines([f"nm={folder}", f"nm={folder}"])
     with pytest.raises(FileNotFoundError, match="--baseline x"):
         parse_baselines([f"x={tmp_path / 'absent'}"])
+
+
+def test_task_embedder_embeds_dataset_rows_as_the_adapter_embeds_the_items(tmp_path):
+    clip = load_baseline("clip", save_tiny_clip(tmp_path / "clip"))
+    embedder = task_embedder(clip)
+    assert isinstance(embedder, BaselineEmbedder) and embedder.modalities == ("cxr",)
+    images = [Image.fromarray(np.full((40, 40), 40 * row, dtype=np.uint8)) for row in range(3)]
+    dataset = datasets.Dataset.from_dict({"image": images}, features=datasets.Features({"image": datasets.Image()}))
+    expected = clip.embed_images(images)
+    assert torch.allclose(embedder.embed(dataset, "cxr"), expected, atol=1e-6)
+    assert torch.allclose(embedder.embed_rows(dataset, [2, 0], "cxr"), expected[[2, 0]], atol=1e-6)
+    assert torch.allclose(embedder.embed_texts(REPORTS), clip.embed_texts(REPORTS))
+    with pytest.raises(ValueError, match="not ecg"):
+        embedder.embed(datasets.Dataset.from_dict({"ecg_path": ["a"]}), "ecg")
+    # a MedBind folder embeds through the evaluated model's own Embedder (its on-disk cache included)
+    medbind = task_embedder(load_baseline("bd", save_tiny_medbind(tmp_path / "bd", variant="bd")), tmp_path / "cache")
+    assert isinstance(medbind, Embedder) and medbind.cache_dir == tmp_path / "cache"

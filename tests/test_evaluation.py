@@ -363,3 +363,33 @@ def test_retrieval_protocol_arguments_default_to_identical_reports_over_the_whol
     with pytest.raises(ValueError, match="number of candidates"):
         EvaluationArguments(model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path),
                             retrieval_gallery="half")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_baselines_and_the_zoo_run_every_task_of_their_modalities_under_their_prefix(tiny_model, demo_data, tmp_path):
+    from test_baselines import save_tiny_clip
+
+    clip = save_tiny_clip(tmp_path / "clip")
+    output = tmp_path / "out"
+    results = evaluate_main([
+        "--model_name_or_path", str(tiny_model), "--dataset_dir", str(demo_data), "--output_dir", str(output),
+        "--few_shot_sets", "4", "--few_shot_shots", "1", "2", "--tasks", "retrieval", "zero_shot", "few_shot",
+        "cross_modality", "--baseline", f"same={tiny_model}", "--baseline", f"clip={clip}",
+        "--zoo_cxr_model", str(tiny_model), "--zoo_ecg_model", str(tiny_model),
+    ])  # fmt: skip
+    main = {key: value for key, value in results.items() if key.split("/")[0] not in ("model", "split", "protocol")}
+    main = {key: value for key, value in main.items() if not key.startswith(("baselines/", "zoo/"))}
+    assert any(key.startswith("cross_modality/") for key in main) and any(key.startswith("few_shot/") for key in main)
+    # The evaluated model as a baseline, and as both halves of the zoo, is the evaluated model: every key, same value.
+    for prefix in ("baselines/same/", "zoo/"):
+        assert {key.removeprefix(prefix): value for key, value in results.items() if key.startswith(prefix)} == main
+    # A CXR-text model: the CXR tasks only (chance keys included), with the same chance as the evaluated model.
+    clip_keys = {key.removeprefix("baselines/clip/") for key in results if key.startswith("baselines/clip/")}
+    expected = {key for key in main if key.split("/")[1] == "cxr"} | {"retrieval/rsum_cxr"}
+    assert clip_keys == expected, sorted(clip_keys ^ expected)
+    assert results["baselines/clip/zero_shot/cxr/balanced_accuracy/chance"] == main["zero_shot/cxr/balanced_accuracy/chance"]
+    assert results["baselines/clip/few_shot/cxr/k2/chance"] == main["few_shot/cxr/k2/chance"]
+    with pytest.raises(ValueError, match="no ECG tower"):
+        evaluate_main(["--model_name_or_path", str(tiny_model), "--dataset_dir", str(demo_data), "--output_dir",
+                       str(tmp_path / "bad"), "--tasks", "retrieval", "--zoo_cxr_model", str(tiny_model),
+                       "--zoo_ecg_model", str(clip)])  # fmt: skip

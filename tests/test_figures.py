@@ -46,3 +46,34 @@ def test_tsne_figure_shows_modalities_and_classes(tmp_path):
         agreement={"modality": (80.0, 48.7), "class": (60.0, 30.0)},
     )
     assert is_png(plot_tsne(tsne, tmp_path / "tsne.png"))
+
+
+def test_retrieval_and_few_shot_figures_draw_every_model(tmp_path):
+    metrics = {
+        **recall_keys("retrieval/cxr/cxr_to_text", {1: 40.0, 5: 70.0, 10: 90.0}),
+        **recall_keys("retrieval/cxr/cxr_to_text", {1: 1.0, 5: 5.0, 10: 10.0}, name="chance"),
+        "few_shot/cxr/k1/balanced_accuracy": 40.0, "few_shot/cxr/k1/ci95": 2.0, "few_shot/cxr/k1/chance": 33.3,
+        "few_shot/cxr/k2/balanced_accuracy": 50.0, "few_shot/cxr/k2/ci95": 2.0, "few_shot/cxr/k2/chance": 33.3,
+        "zero_shot/cxr/balanced_accuracy": 45.0,
+    }  # fmt: skip
+    others = {
+        f"{prefix}{key}": value * 0.5
+        for prefix in ("baselines/clip/", "zoo/")
+        for key, value in metrics.items()
+        if "chance" not in key
+    }
+    for plot, name in ((plot_recalls, "retrieval"), (plot_few_shot, "few_shot")):
+        alone = np.asarray(Image.open(plot(metrics, tmp_path / f"{name}-alone.png")))
+        every = np.asarray(Image.open(plot(metrics | others, tmp_path / f"{name}-every.png")))
+        assert alone.shape != every.shape or (alone != every).any()  # the other models are drawn
+
+
+def test_results_split_by_model_prefix():
+    from medbind_training.results_keys import split_models
+
+    models = split_models({"zero_shot/x/auroc": 1.0, "baselines/clip/zero_shot/x/auroc": 2.0, "zoo/zero_shot/x/auroc": 3.0})
+    assert models == {
+        "MedBind": {"zero_shot/x/auroc": 1.0},
+        "clip": {"zero_shot/x/auroc": 2.0},
+        "encoder zoo": {"zero_shot/x/auroc": 3.0},
+    }

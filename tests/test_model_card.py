@@ -124,3 +124,21 @@ def test_a_card_not_written_by_medbind_is_not_rendered_again(tmp_path):
     (tmp_path / "README.md").write_text("---\nlicense: mit\n---\n# someone else's card\n")
     with pytest.raises(ValueError, match="no `medbind:` metadata"):
         rerender_model_card(tmp_path, RESULTS)
+
+
+def test_card_states_the_retrieval_protocol_of_its_results_and_leaves_baselines_out():
+    default = str(card_of())  # results.json without protocol keys: the default protocol
+    assert "every report identical to the query's own" in default and "every row of the evaluated split" in default
+    instance = {
+        **RESULTS,
+        "protocol/retrieval_positives": "instance",
+        "protocol/retrieval_gallery": "100",
+        "protocol/retrieval_gallery_draws": "5",
+        "protocol/retrieval_seed": "0",
+        "baselines/clip/zero_shot/ptbxl/balanced_accuracy": 27.5,
+    }
+    text = str(card_of(instance))
+    assert "only the query's own report counts as a hit" in text and "galleries of 100 rows, averaged over 5 draws" in text
+    assert "--retrieval_positives instance --retrieval_gallery 100" in text
+    assert "27.5" not in text  # a baseline's numbers are another model's
+    assert "the project's choice: the paper gives none" in text  # the ECG tower's sizes are not the paper's

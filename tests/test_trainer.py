@@ -67,3 +67,22 @@ def test_chunk_size_is_a_constructor_argument(medbind_processor, tmp_path):
     assert tiny_trainer(medbind_processor, tmp_path, max_steps=1).contrastive_chunk_size is None
     with pytest.raises(ValueError, match="contrastive_chunk_size must be at least 1, got 0"):
         MedBindTrainer(model=MedBindModel(MedBindConfig.from_preset("tiny")), contrastive_chunk_size=0)
+
+
+def test_paper_preset_decays_every_parameter_without_clipping_and_the_demo_keeps_the_trainer_defaults():
+    from types import SimpleNamespace
+
+    from medbind_training.pretraining import parse_pretraining_arguments
+
+    model = MedBindModel(MedBindConfig.from_preset("tiny"))
+    names = [name for name, _ in model.named_parameters()]
+    trainer = object.__new__(MedBindTrainer)  # only the decay rule is under test, no training state needed
+    trainer.args = SimpleNamespace(weight_decay_exemptions=True)
+    exempted = set(names) - set(trainer.get_decay_parameter_names(model))
+    assert exempted and all("bias" in name or "norm" in name.lower() for name in exempted)  # the Trainer's default
+    trainer.args = SimpleNamespace(weight_decay_exemptions=False)
+    assert trainer.get_decay_parameter_names(model) == names
+    paper = parse_pretraining_arguments(["--output_dir", "unused"])[2]  # the default preset
+    demo = parse_pretraining_arguments(["--preset", "demo", "--output_dir", "unused"])[2]
+    assert (paper.max_grad_norm, paper.weight_decay_exemptions) == (0.0, False)
+    assert (demo.max_grad_norm, demo.weight_decay_exemptions) == (1.0, True)

@@ -21,6 +21,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from medbind_processing.licenses import PHYSIONET_CREDENTIALED_LICENSE
 from medbind_training.results_keys import CLASSIFICATION_KEY, FEW_SHOT_KEY, RETRIEVAL_KEY, RSUM_KEY, retrieval_prefix
+from medbind_training.retrieval import RetrievalProtocol
 from modeling_medbind import MedBindConfig
 from modeling_medbind.configuration_medbind import MAX_WORDS, VARIANTS
 
@@ -211,7 +212,8 @@ def render_model_card(
         cxr_tower=f"timm `{config.cxr_config.model_name}`" if config.has_cxr else "none (ECG-CLIP)",
         ecg_tower=(
             f"transformer, {ecg.num_hidden_layers} layers, d={ecg.hidden_size}, {ecg.num_attention_heads} heads, "
-            f"{ecg.patch_size} time step(s) per token, {ecg.position_embedding_type} positions"
+            f"{ecg.patch_size} time step(s) per token, {ecg.position_embedding_type} positions (sizes, pre-LN and "
+            "positions are the project's choice: the paper gives none)"
             if config.has_ecg
             else "none (CXR-CLIP)"
         ),
@@ -226,6 +228,7 @@ def render_model_card(
             for key, value in sorted(results.items())
             if (match := RSUM_KEY.match(key))
         },
+        retrieval_protocol=RetrievalProtocol.from_results(results).sentence(),
         max_words=max_words,
         image_size=config.cxr_config.image_size,
         ecg_window=f"{ecg.num_samples / ecg.sampling_rate:g} s at {ecg.sampling_rate} Hz",

@@ -12,6 +12,9 @@ Every adapter embeds with its model's own processor and conventions and returns 
 tensors on the CPU; `modalities` says which of `"cxr"`, `"ecg"`, `"text"` it embeds. Radiographs reach the
 general-domain models as 8-bit RGB read by MedBind's image processor (grayscale replicated, 16-bit scaled by its
 full range, DICOM decoded), which is what their processors expect.
+
+The evaluation tasks embed through `task_embedder(adapter)`, a `medbind_training.embedding.TaskEmbedder`: a MedBind
+folder becomes an `Embedder` (cached on disk as the evaluated model is), any other format a `BaselineEmbedder`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,6 +37,8 @@ from transformers.utils import ModelOutput
 
 from modeling_medbind import MedBindImageProcessor
 from modeling_medbind.hub_loading import load_pretrained
+
+from .embedding import Embedder, TaskEmbedder
 
 BASELINE_MODALITIES = ("cxr", "ecg", "text")
 TRANSFORMERS_MODEL_TYPES = ("clip", "siglip", "medbind")  # config.json `model_type`s an adapter exists for
@@ -312,7 +318,75 @@ def load_baselines(
     return {name: load_baseline(name, path, batch_size, device) for name, path in parse_baselines(specs).items()}
 
 
+def _dataset_items(dataset: datasets.Dataset, modality: str) -> tuple[list[Any], list[float | None]]:
+    """A dataset's samples as an adapter takes them: images, or ECG record paths / arrays, with each one's rate."""
+    if modality == "cxr":
+        return list(dataset["image"]), [None] * len(dataset)
+    if "ecg_path" in dataset.column_names:
+        return list(dataset["ecg_path"]), [None] * len(dataset)
+    rates = dataset["sampling_rate"] if "sampling_rate" in dataset.column_names else [None] * len(dataset)
+    return [np.asarray(ecg, dtype=np.float32) for ecg in dataset["ecg"]], list(rates)
+
+
+class BaselineEmbedder:
+    """
+    A `BaselineEncoder` as the evaluation tasks take a model (`TaskEmbedder`): datasets and texts embedded once per
+    `BaselineEmbedder` (in memory: these are public checkpoints, quick to embed again).
+
+    `max_words` is effectively unbounded: these tokenizers cut reports by tokens, not words, so two reports are one
+    report for retrieval only when they are identical (after MedBind's whitespace and case normalisation).
+    """
+
+    max_words = 1_000_000
+
+    def __init__(self, encoder: BaselineEncoder):
+        self.encoder = encoder
+        self.device = encoder.device
+        self.modalities = tuple(modality for modality in encoder.modalities if modality != "text")
+        self._memory: dict[tuple[str, ...], torch.Tensor] = {}
+
+    def embed(self, dataset: datasets.Dataset, modality: str, name: str = "") -> torch.Tensor:
+        """`[len(dataset), d]` embeddings of a CXR or ECG dataset's samples (ECG arrays grouped by their rate).
+
+        Raises:
+            ValueError: the baseline has no tower for `modality`.
+        """
+        key = ("dataset", modality, dataset._fingerprint)
+        if key not in self._memory:
+            items, rates = _dataset_items(dataset, modality)
+            embeds: list[torch.Tensor | None] = [None] * len(items)
+            for rate in dict.fromkeys(rates):
+                rows = [row for row, row_rate in enumerate(rates) if row_rate == rate]
+                kwargs = {"sampling_rate": rate} if modality == "ecg" else {}
+                for row, embed in zip(rows, self.encoder.embed(modality, [items[row] for row in rows], **kwargs)):
+                    embeds[row] = embed
+            self._memory[key] = torch.stack(embeds) if embeds else self.encoder.embed(modality, [])
+        return self._memory[key]
+
+    def embed_rows(self, dataset: datasets.Dataset, rows: Sequence[int], modality: str, name: str = "") -> torch.Tensor:
+        """`[len(rows), d]` embeddings of some rows of a dataset."""
+        return self.embed(dataset.select([int(row) for row in rows]), modality, name)
+
+    def embed_texts(self, texts: Sequence[str], name: str = "") -> torch.Tensor:
+        """`[len(texts), d]` embeddings of reports or prompts, with the baseline's own tokenisation."""
+        key = ("texts", *texts)
+        if key not in self._memory:
+            self._memory[key] = self.encoder.embed_texts(texts)
+        return self._memory[key]
+
+
+def task_embedder(encoder: BaselineEncoder, cache_dir: str | os.PathLike | None = None) -> TaskEmbedder:
+    """
+    What the evaluation tasks embed with: a MedBind folder's `Embedder` (its model and processor, cached in
+    `cache_dir` like the evaluated model), or a `BaselineEmbedder` for the other formats.
+    """
+    if isinstance(encoder, MedBindEncoder):
+        return Embedder(encoder.model, encoder.processor, encoder.batch_size, encoder.device, cache_dir)
+    return BaselineEmbedder(encoder)
+
+
 __all__ = [
+    "BaselineEmbedder",
     "ADAPTERS",
     "BASELINE_MODALITIES",
     "BaselineEncoder",
@@ -325,4 +399,5 @@ __all__ = [
     "parse_baselines",
     "pooled_embedding",
     "radiograph_rgb",
+    "task_embedder",
 ]

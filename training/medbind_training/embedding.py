@@ -1,6 +1,8 @@
 """Embedding datasets and texts with a saved MedBind model, with an on-disk cache (`Embedder`), and loading that model.
 
-Evaluation, pretraining's validation and prompt tuning embed through this one class.
+Evaluation, pretraining's validation and prompt tuning embed through this one class. The evaluation tasks ask only
+for `TaskEmbedder`, which `Embedder` is and which `medbind_training.baselines.BaselineEmbedder` provides for
+checkpoints of other formats (CLIP, SigLIP, open_clip).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import datasets
 import torch
@@ -89,6 +91,31 @@ def _batches(dataset: datasets.Dataset, columns: Sequence[str], batch_size: int,
     yield from tqdm(subset.iter(batch_size=batch_size), total=math.ceil(len(subset) / batch_size), desc=desc)
 
 
+class TaskEmbedder(Protocol):
+    """
+    What an evaluation task needs of a model: L2-normalised `[N, d]` float32 CPU embeddings of a dataset's samples
+    (all rows, or some), and of texts, in one space.
+
+    Attributes:
+        modalities: the sample modalities it embeds (`"cxr"`, `"ecg"`); every one embeds text.
+        device: where its model runs (retrieval ranks there).
+        max_words: reports whose first `max_words` words agree reach its text encoder as the same text, so they are
+            one report for retrieval's identical-report rule.
+    """
+
+    modalities: Sequence[str]
+    device: torch.device
+    max_words: int
+
+    def embed(self, dataset: datasets.Dataset, modality: str, name: str = "") -> torch.Tensor: ...
+
+    def embed_rows(
+        self, dataset: datasets.Dataset, rows: Sequence[int], modality: str, name: str = ""
+    ) -> torch.Tensor: ...
+
+    def embed_texts(self, texts: Sequence[str], name: str = "") -> torch.Tensor: ...
+
+
 class Embedder:
     """
     Embeds datasets of one modality, and texts, with a model and its processor: L2-normalised `[N, d]` float32 on
@@ -124,6 +151,11 @@ class Embedder:
         self._memory: dict[str, torch.Tensor] = {}
         self._rows: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
         self._model_hash: str | None = None
+
+    @property
+    def max_words(self) -> int:
+        """The processor's word limit on reports."""
+        return self.processor.max_words
 
     def embed(self, dataset: datasets.Dataset, modality: str, name: str = "") -> torch.Tensor:
         """`[len(dataset), d]` embeddings of a CXR or ECG dataset's samples.

@@ -2,12 +2,19 @@
 
     python training/run_evaluation.py --model_name_or_path DIR --dataset_dir DATA --split test --output_dir OUT \\
         [--tasks retrieval zero_shot few_shot cross_modality tsne] [--eval_dataset ptbxl=PATH covid=PATH ...] \\
-        [--few_shot_sets 300] [--zoo_cxr_model DIR --zoo_ecg_model DIR]
+        [--few_shot_sets 300] [--zoo_cxr_model DIR --zoo_ecg_model DIR] [--baseline NAME=PATH ...]
 
 `DATA` holds the `cxr/`, `ecg/`, `pairs/` DatasetDicts that `medbind_processing.demo` or the MIMIC builders write;
 `--eval_dataset NAME=PATH` adds the external sets the other `medbind_processing` builders write (ptbxl, cpsc2018,
 covid, rsna, chexpert5x200, openi). Writes `OUT/results.json` (flat keys, percent: `retrieval/...`, `zero_shot/...`,
-`few_shot/...`, `cross_modality/...`) and the figures `retrieval.png`, `few_shot.png`, `tsne.png`. Embeddings are
+`few_shot/...`, `cross_modality/...`) and the figures `retrieval.png`, `few_shot.png`, `tsne.png`.
+
+Other models run every task that applies to them on the same splits, support sets and prompt files, their keys the
+evaluated model's behind a prefix (`results_keys.model_key`): each `--baseline NAME=PATH` (a CLIP, SigLIP, open_clip or
+MedBind folder: `medbind_training.baselines`) under `baselines/NAME/`, the tasks of the modalities it embeds
+(CXR-text models: CXR retrieval and zero-/few-shot; cross-modality only with CXR and ECG towers); the encoder zoo
+(`--zoo_cxr_model`, `--zoo_ecg_model`, each any of those formats) under `zoo/`, CXR datasets with the CXR model,
+ECG datasets with the ECG model, CXR <-> ECG tasks with both. The t-SNE map is the evaluated model's only. Embeddings are
 cached in `OUT/embedding_cache` (`--embedding_cache_dir`), so a second run with other tasks does not embed again.
 What each task computes, and the multi-label rule, are documented in `medbind_training.evaluation_tasks`.
 """
@@ -29,7 +36,8 @@ import torch
 from modeling_medbind.configuration_medbind import MODALITIES
 
 from .arguments import optional_argument, parse_arguments
-from .embedding import Embedder, load_model, modality_of
+from .baselines import load_baseline, parse_baselines, task_embedder
+from .embedding import Embedder, TaskEmbedder, load_model, modality_of
 from .evaluation_tasks import (
     FEW_SHOT_SHOTS,
     TASKS,
@@ -45,18 +53,13 @@ from .evaluation_tasks import (
 )
 from .figures import plot_few_shot, plot_recalls, plot_tsne
 from .prompt_files import prompt_sets
-from .results_keys import rsum
+from .results_keys import BASELINE_PREFIX, ZOO_PREFIX, model_key, rsum
 from .retrieval import POSITIVE_RULES, RetrievalProtocol
 from .splits import PAIRS, RetrievalSplit, dataset_paths, first_rows, load_dataset_dicts, pick_split, retrieval_split
 
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
-ZOO_PREFIX = "zoo/"
-
-
-RESULTS_FILE = "results.json"
-ZOO_PREFIX = "zoo/"
 
 
 @dataclass
@@ -94,9 +97,18 @@ class EvaluationArguments:
     )
     retrieval_gallery_draws: int = field(default=10, metadata={"help": "permutations drawn for galleries of N"})
     zoo_cxr_model: str | None = field(
-        default=None, metadata={"help": "encoder zoo: a separately trained CXR-text model"}
+        default=None,
+        metadata={"help": "encoder zoo: a separately trained CXR-text model (MedBind, CLIP, SigLIP or open_clip folder)"},
     )
     zoo_ecg_model: str | None = field(default=None, metadata={"help": "encoder zoo: an ECG-CLIP model"})
+    baseline: list[str] = field(
+        default_factory=list,
+        metadata={
+            "action": "extend",  # argparse's default keeps only the last of repeated `--baseline`s
+            "help": f"NAME=PATH, repeatable: a CLIP, SigLIP, open_clip or MedBind folder evaluated on every task that "
+            f"applies to its modalities, its keys under {BASELINE_PREFIX}NAME/"
+        },
+    )
     prompt_dir: str | None = field(
         default=None,
         metadata={"help": "a folder of prompt files; each replaces the packaged prompts of the datasets it names"},
@@ -121,6 +133,8 @@ class EvaluationArguments:
             raise ValueError(f"--eval_dataset takes NAME=PATH, got {malformed}")
         if not self.dataset_dir and not self.eval_dataset:
             raise ValueError("nothing to evaluate: give --dataset_dir and/or --eval_dataset NAME=PATH")
+        if self.baseline:
+            parse_baselines(self.baseline)  # a malformed or missing baseline fails before any embedding
         _ = self.retrieval_protocol  # a bad --retrieval_positives / --retrieval_gallery fails before any embedding
 
     @property
@@ -165,21 +179,27 @@ def load_evaluation_data(args: EvaluationArguments) -> dict[str, datasets.Datase
 
 
 def evaluate_datasets(
-    embedder: Embedder,
+    embedders: dict[str, TaskEmbedder],
     data: dict[str, datasets.DatasetDict],
     evaluated: RetrievalSplit,
     support: RetrievalSplit,
     args: EvaluationArguments,
+    with_tsne: bool = True,
 ) -> tuple[dict[str, float], TsneMap | None]:
     """
-    Every task of `args.tasks` on every dataset the model can embed; `evaluated` and `support` are the DATA folder's
+    Every task of `args.tasks` on every dataset a model can embed; `evaluated` and `support` are the DATA folder's
     `args.split` (with its visit pairs) and `args.support_split` (`retrieval_split`).
 
+    Args:
+        embedders: `{modality: TaskEmbedder}`: a dataset of modality m (and its reports and prompts) is embedded by
+            `embedders[m]`, and skipped without one; one model for every modality it has, or the encoder zoo's two.
+        with_tsne: False: no t-SNE map even when `args.tasks` asks for one (the other models').
+
     Returns:
-        `(results, tsne)`: the flat results (percent) and the t-SNE map (None unless asked and both modalities exist).
+        `(results, tsne)`: the flat results (percent) and the t-SNE map (None unless asked, both modalities exist and
+        one model embeds both).
     """
     tasks, prompts = set(args.tasks), prompt_sets(args.prompt_dir)
-    embedders = {modality: embedder for modality in embedder.modalities}
     results: dict[str, float] = {}
     embeds = {}
     for name, dataset_dict in data.items():
@@ -187,9 +207,10 @@ def evaluate_datasets(
             continue
         dataset = pick_split(dataset_dict, args.split, args.max_samples)
         modality = modality_of(next(iter(dataset_dict.values())))
-        if dataset is None or modality not in embedder.modalities:
+        if dataset is None or modality not in embedders:
             logger.warning("%s: no %r split or no %s tower; skipped", name, args.split, modality)
             continue
+        embedder = embedders[modality]
         embeds[name] = embedder.embed(dataset, modality, name)
         prompt_set = prompts.get(name)
         if "retrieval" in tasks:
@@ -210,12 +231,13 @@ def evaluate_datasets(
         embedders, evaluated, support, args.tasks, args.cross_modality_support_size, args.seed, args.retrieval_protocol
     )
     tsne = None
-    if "tsne" in tasks and evaluated.cxr is not None and evaluated.ecg is not None and len(embedder.modalities) == 2:
-        tsne = dataset_tsne(embedder, evaluated, prompts, args)
+    one_model = set(embedders) == set(MODALITIES) and embedders["cxr"] is embedders["ecg"]
+    if with_tsne and "tsne" in tasks and evaluated.cxr is not None and evaluated.ecg is not None and one_model:
+        tsne = dataset_tsne(embedders["cxr"], evaluated, prompts, args)
     return results | rsum(results), tsne
 
 
-def dataset_tsne(embedder: Embedder, evaluated: RetrievalSplit, prompts: dict, args: EvaluationArguments) -> TsneMap:
+def dataset_tsne(embedder: TaskEmbedder, evaluated: RetrievalSplit, prompts: dict, args: EvaluationArguments) -> TsneMap:
     """t-SNE of up to `tsne_max_points` CXR and ECG samples of the evaluated split, classes from their prompt files."""
     rng = np.random.default_rng(args.seed)
     embeds, classes = {}, {}
@@ -250,21 +272,31 @@ def run_evaluation(
         model_, processor_ = loaded or load_model(name_or_path)
         return Embedder(model_.to(device), processor_, args.batch_size, device, args.cache_dir)
 
+    def other_model(name: str, path: str, modality: str | None = None) -> TaskEmbedder:
+        other = task_embedder(load_baseline(name, path, args.batch_size, device), args.cache_dir)
+        if modality is not None and modality not in other.modalities:
+            raise ValueError(f"--{name}_model {path} has no {modality.upper()} tower (it embeds {other.modalities})")
+        return other
+
     data = load_evaluation_data(args)
     # Split and pairs once, for every model: the support split serves prototypes (its datasets), not its pairs.
     evaluated = retrieval_split(data, args.split, args.max_samples)
     support = retrieval_split(data, args.support_split, args.max_samples, with_pairs=False)
+    main_embedder = embedder(args.model_name_or_path, (model, processor) if model is not None else None)
     results, tsne = evaluate_datasets(
-        embedder(args.model_name_or_path, (model, processor) if model is not None else None),
-        data, evaluated, support, args,
-    )  # fmt: skip
+        {modality: main_embedder for modality in main_embedder.modalities}, data, evaluated, support, args
+    )
+    others: dict[str, dict[str, TaskEmbedder]] = {}
+    for name, path in parse_baselines(args.baseline).items():
+        baseline = other_model(name, str(path))
+        others[f"{BASELINE_PREFIX}{name}/"] = {modality: baseline for modality in baseline.modalities}
     if args.zoo_cxr_model:
-        # The paper's encoder-zoo baseline: separately trained CXR and ECG encoders, wherever both are needed.
-        zoo = {"cxr": embedder(args.zoo_cxr_model), "ecg": embedder(args.zoo_ecg_model)}
-        zoo_results = cross_modal_results(
-            zoo, evaluated, support, args.tasks, args.cross_modality_support_size, args.seed, args.retrieval_protocol
-        )
-        results |= {f"{ZOO_PREFIX}{key}": value for key, value in zoo_results.items()}
+        # The paper's encoder-zoo baseline: separately trained CXR and ECG encoders, each on its own modality.
+        others[ZOO_PREFIX] = {modality: other_model(f"zoo_{modality}", getattr(args, f"zoo_{modality}_model"), modality)
+                              for modality in MODALITIES}  # fmt: skip
+    for prefix, embedders in others.items():
+        other_results, _ = evaluate_datasets(embedders, data, evaluated, support, args, with_tsne=False)
+        results |= {model_key(prefix, key): value for key, value in other_results.items()}
     output = {"model": args.model_name_or_path, "split": args.split, **args.retrieval_protocol.describe(), **results}
     save_results(output, tsne, args.output_dir)
     return output

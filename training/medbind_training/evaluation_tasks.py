@@ -3,7 +3,8 @@
 `medbind_training.evaluation` runs all of it on a saved model's test split; `MedBindTrainer.evaluate` runs the retrieval part
 on the validation split during pretraining (`validation_retrieval`, which picks the best checkpoint).
 
-Tasks, each a function of embeddings (`Embedder` turns datasets and texts into L2-normalised embeddings):
+Tasks, each a function of embeddings (a `TaskEmbedder` turns datasets and texts into L2-normalised embeddings:
+MedBind's `Embedder`, or a baseline's `BaselineEmbedder`):
 
 - **Retrieval** (`modality_text_retrieval`, `pair_retrieval`): recall@1/5/10 of modality -> report (identical reports
   are all hits) and CXR <-> ECG over a split's visit pairs; the paper's RSUM per modality (`rsum`).
@@ -39,7 +40,7 @@ from threadpoolctl import threadpool_limits
 from modeling_medbind import MedBindModel, MedBindProcessor
 from modeling_medbind.configuration_medbind import MODALITIES
 
-from .embedding import Embedder, modality_of
+from .embedding import Embedder, TaskEmbedder, modality_of
 from .metrics import balanced_accuracy, chance_balanced_accuracy
 from .prompt_files import PromptSet
 from .results_keys import classification_keys, recall_sum, retrieval_prefix, rsum
@@ -311,7 +312,7 @@ def _retrieval_keys(prefix: str, queries, candidates, groups, device, protocol: 
 
 
 def modality_text_retrieval(
-    embedder: Embedder,
+    embedder: TaskEmbedder,
     name: str,
     dataset: datasets.Dataset,
     modality: str,
@@ -324,7 +325,7 @@ def modality_text_retrieval(
     without a `text` column.
 
     Args:
-        embedder: embeds the texts.
+        embedder: embeds the texts (its `max_words` decides which reports are identical).
         name: the dataset's name in the keys.
         dataset: the evaluated split; `embeds` `[len(dataset), d]` its samples' embeddings.
         protocol: what counts as a hit and the gallery size.
@@ -332,7 +333,7 @@ def modality_text_retrieval(
     if "text" not in dataset.column_names:
         return {}
     texts = dataset["text"]
-    groups = torch.tensor(text_group_ids(texts, max_words=embedder.processor.max_words))
+    groups = torch.tensor(text_group_ids(texts, max_words=embedder.max_words))
     candidates = embedder.embed_texts(texts, name)
     prefix = retrieval_prefix(name, f"{modality}_to_text")
     return _retrieval_keys(prefix, embeds, candidates, groups, embedder.device, protocol)
@@ -360,7 +361,7 @@ def pair_retrieval(
 
 
 
-def split_retrieval(embedders: Mapping[str, Embedder], split: RetrievalSplit) -> dict[str, float]:
+def split_retrieval(embedders: Mapping[str, TaskEmbedder], split: RetrievalSplit) -> dict[str, float]:
     """
     Retrieval on one split of a DATA folder: `cxr` and `ecg` to their reports, and CXR <-> ECG over its visit pairs,
     with RSUM. `embedders` maps each modality to the embedder of its model (the same one for MedBind; two for the
@@ -394,7 +395,7 @@ def validation_retrieval(
 
 
 def zero_shot_results(
-    embedder: Embedder, name: str, dataset: datasets.Dataset, embeds: torch.Tensor, prompt_set: PromptSet, seed: int = 0
+    embedder: TaskEmbedder, name: str, dataset: datasets.Dataset, embeds: torch.Tensor, prompt_set: PromptSet, seed: int = 0
 ) -> dict[str, float]:
     """
     `zero_shot/{name}/{balanced_accuracy,auroc}` (+ `/chance`): `zero_shot_scores` of the single-class rows of the
@@ -420,7 +421,7 @@ def zero_shot_results(
 
 
 def few_shot_results(
-    embedder: Embedder,
+    embedder: TaskEmbedder,
     name: str,
     support: datasets.Dataset,
     evaluated: datasets.Dataset,
@@ -486,7 +487,7 @@ def _per_class_sample(targets: np.ndarray, size: int | None, seed: int) -> np.nd
 
 
 def cross_modal_results(
-    embedders: Mapping[str, Embedder],
+    embedders: Mapping[str, TaskEmbedder],
     evaluated: RetrievalSplit,
     support: RetrievalSplit,
     tasks: Sequence[str] = ("retrieval", "cross_modality"),
@@ -506,7 +507,7 @@ def cross_modal_results(
       test label is used.
 
     Args:
-        embedders: `{modality: Embedder}` (one model, or the encoder zoo's two).
+        embedders: `{modality: TaskEmbedder}` (one model, or the encoder zoo's two).
         evaluated: the evaluated split with its visit pairs.
         support: the split the prototypes' samples come from (train).
         protocol: the retrieval protocol (gallery size) of the CXR <-> ECG retrieval.

@@ -1,11 +1,13 @@
 """Figures written next to the `results.json` they show (paper Figures 2-3 and the retrieval of Table 2).
 
-Every figure draws the chance level beside the measured value, so a reader can tell a real score from noise.
+Every figure draws the chance level beside the measured value, so a reader can tell a real score from noise, and the
+retrieval and few-shot figures draw every model of the results (the evaluated one, each baseline, the encoder zoo) with
+a legend, as the paper's Figure 3 does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +16,7 @@ matplotlib.use("Agg")  # headless: training runs on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .evaluation_tasks import TSNE_NEIGHBOURS, TsneMap  # noqa: E402
-from .results_keys import FEW_SHOT_KEY, RETRIEVAL_KEY  # noqa: E402
+from .results_keys import FEW_SHOT_KEY, RETRIEVAL_KEY, split_models  # noqa: E402
 from .retrieval import RECALL_KS  # noqa: E402
 
 CHANCE_STYLE = {"color": "black", "linestyle": ":", "linewidth": 1.2}
@@ -28,13 +30,19 @@ def _save(figure: plt.Figure, path: str | Path) -> Path:
     return path
 
 
+def _model_colors(models: Sequence[str]) -> dict[str, object]:
+    palette = plt.get_cmap("tab10")
+    return {model: palette(index % palette.N) for index, model in enumerate(models)}
+
+
 def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "Retrieval recall@K") -> Path:
     """
-    Grouped bars of recall@1/5/10 per dataset and retrieval direction, with each bar's chance level as a black tick.
+    Recall@1/5/10 (one panel per K, stacked) per dataset and retrieval direction, a bar per model (the evaluated model, each
+    `baselines/{NAME}/`, the `zoo/`: `split_models`) with a legend, and each group's chance level as a black tick.
 
     Args:
-        metrics: flat `retrieval/{dataset}/{direction}/{recall,chance}@{k}` keys (an `eval_` prefix is accepted),
-            values in percent.
+        metrics: flat `retrieval/{dataset}/{direction}/{recall,chance}@{k}` keys (an `eval_` prefix is accepted; other
+            models' behind their prefixes), values in percent.
         path: where to write the PNG.
         title: the figure's title.
 
@@ -44,43 +52,57 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
     Raises:
         ValueError: when `metrics` holds no recall.
     """
-    table: dict[str, dict[str, dict[int, float]]] = {}
-    for key, value in metrics.items():
-        if match := RETRIEVAL_KEY.match(key.removeprefix("eval_")):
-            row = table.setdefault(f"{match['dataset']}\n{match['direction'].replace('_to_', ' -> ')}", {})
-            row.setdefault(match["name"], {})[int(match["k"])] = value
-    table = {name: row for name, row in table.items() if "recall" in row}
-    if not table:
+    tables: dict[str, dict[str, dict[str, dict[int, float]]]] = {}
+    for model, found in split_models({key.removeprefix("eval_"): value for key, value in metrics.items()}).items():
+        for key, value in found.items():
+            if match := RETRIEVAL_KEY.match(key):
+                row = tables.setdefault(model, {}).setdefault(
+                    f"{match['dataset']}\n{match['direction'].replace('_to_', ' -> ')}", {}
+                )
+                row.setdefault(match["name"], {})[int(match["k"])] = value
+    tables = {model: rows for model, rows in tables.items() if any("recall" in row for row in rows.values())}
+    if not tables:
         raise ValueError("plot_recalls found no 'retrieval/{dataset}/{direction}/recall@{k}' metric to plot")
-    width = 0.8 / len(RECALL_KS)
-    figure, axes = plt.subplots(figsize=(2.0 + 1.5 * len(table), 4.0))
-    for offset, k in enumerate(RECALL_KS):
-        positions = [i + (offset - (len(RECALL_KS) - 1) / 2) * width for i in range(len(table))]
-        bars = axes.bar(positions, [row["recall"].get(k, 0.0) for row in table.values()], width, label=f"R@{k}")
-        axes.bar_label(bars, fmt="%.0f", fontsize=7)
+    groups = list(dict.fromkeys(group for rows in tables.values() for group in rows))
+    colors, width = _model_colors(list(tables)), 0.8 / len(tables)
+    # One row per K, so that many models and datasets still fit a page's width.
+    figure, panels = plt.subplots(
+        len(RECALL_KS), 1, figsize=(2.5 + len(groups) * (0.4 + 0.25 * len(tables)), 2.6 * len(RECALL_KS)),
+        sharex=True, squeeze=False,
+    )  # fmt: skip
+    for axes, k in zip(panels[:, 0], RECALL_KS):
+        for offset, (model, rows) in enumerate(tables.items()):
+            positions = [i + (offset - (len(tables) - 1) / 2) * width for i in range(len(groups))]
+            values = [rows.get(group, {}).get("recall", {}).get(k, float("nan")) for group in groups]
+            bars = axes.bar(positions, values, width, color=colors[model], label=model)
+            axes.bar_label(bars, fmt="%.0f", fontsize=6)
         chance = [
-            (x, row.get("chance", {})[k]) for x, row in zip(positions, table.values()) if k in row.get("chance", {})
+            (i, chances[k])
+            for i, group in enumerate(groups)
+            if k in (chances := next((rows[group]["chance"] for rows in tables.values()
+                                      if "chance" in rows.get(group, {})), {}))  # fmt: skip
         ]
-        if chance:
-            axes.scatter(
-                *zip(*chance), marker="_", s=220, color="black", zorder=3, label="chance" if offset == 0 else None
-            )
-    axes.set_xticks(range(len(table)), list(table), fontsize=8)
-    axes.set_ylabel("recall (%)")
-    axes.set_ylim(0, 108)
-    axes.set_title(title, fontsize=10)
-    axes.legend(loc="upper left", fontsize=8, ncols=len(RECALL_KS) + 1)
+        if chance:  # a tick across the group's bars
+            positions, values = zip(*chance)
+            axes.hlines(values, [i - 0.42 for i in positions], [i + 0.42 for i in positions], color="black",
+                        linewidth=2, zorder=3, label="chance")  # fmt: skip
+        axes.set_xticks(range(len(groups)), groups, fontsize=8)
+        axes.set_ylim(0, 108)
+        axes.set_ylabel(f"R@{k} (%)")
+    panels[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 
 
 def plot_few_shot(metrics: Mapping[str, float], path: str | Path, title: str = "Few-shot linear probe") -> Path:
     """
-    Balanced accuracy vs K shots per class, one panel per dataset (paper Figure 3): the mean over support sets with
-    its 95% confidence interval, the zero-shot balanced accuracy as a dashed line, and chance as a dotted line.
+    Balanced accuracy vs K shots per class, one panel per dataset (paper Figure 3): per model (the evaluated model,
+    each `baselines/{NAME}/`, the `zoo/`: `split_models`), in its own colour, the mean over support sets with its 95%
+    confidence interval and its zero-shot balanced accuracy as a dashed line; chance as a dotted line; a legend.
 
     Args:
         metrics: flat `few_shot/{dataset}/k{K}/{balanced_accuracy,ci95,chance}` and
-            `zero_shot/{dataset}/balanced_accuracy` keys, in percent.
+            `zero_shot/{dataset}/balanced_accuracy` keys (other models' behind their prefixes), in percent.
         path: where to write the PNG.
         title: the figure's title.
 
@@ -90,31 +112,42 @@ def plot_few_shot(metrics: Mapping[str, float], path: str | Path, title: str = "
     Raises:
         ValueError: when `metrics` holds no few-shot result.
     """
-    curves: dict[str, dict[int, dict[str, float]]] = {}
-    for key, value in metrics.items():
-        if match := FEW_SHOT_KEY.match(key):
-            curves.setdefault(match["dataset"], {}).setdefault(int(match["k"]), {})[match["name"]] = value
+    models = split_models(metrics)
+    curves: dict[str, dict[str, dict[int, dict[str, float]]]] = {}  # dataset -> model -> K -> name -> value
+    for model, found in models.items():
+        for key, value in found.items():
+            if match := FEW_SHOT_KEY.match(key):
+                points = curves.setdefault(match["dataset"], {}).setdefault(model, {})
+                points.setdefault(int(match["k"]), {})[match["name"]] = value
     if not curves:
         raise ValueError("plot_few_shot found no 'few_shot/{dataset}/k{K}/balanced_accuracy' metric to plot")
+    colors = _model_colors(list(models))
     columns = min(4, len(curves))
     rows = -(-len(curves) // columns)
-    figure, grid = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.0 * rows), squeeze=False)
-    for axes, (dataset, points) in zip(grid.flat, sorted(curves.items())):
-        ks = sorted(points)
-        axes.errorbar(ks, [points[k]["balanced_accuracy"] for k in ks], yerr=[points[k].get("ci95", 0.0) for k in ks],
-                      marker="o", capsize=3, label="few-shot probe")  # fmt: skip
-        if (zero_shot := metrics.get(f"zero_shot/{dataset}/balanced_accuracy")) is not None:
-            axes.axhline(zero_shot, color="tab:orange", linestyle="--", label="zero-shot")
-        axes.axhline(points[ks[0]]["chance"], **CHANCE_STYLE, label="chance")
+    figure, grid = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows), squeeze=False)
+    for axes, (dataset, per_model) in zip(grid.flat, sorted(curves.items())):
+        for model, points in per_model.items():
+            ks = sorted(points)
+            axes.errorbar(ks, [points[k]["balanced_accuracy"] for k in ks], yerr=[points[k].get("ci95", 0.0) for k in ks],
+                          marker="o", markersize=3, capsize=3, color=colors[model], label=f"{model} few-shot")  # fmt: skip
+            if (zero_shot := models[model].get(f"zero_shot/{dataset}/balanced_accuracy")) is not None:
+                axes.axhline(zero_shot, color=colors[model], linestyle="--", label=f"{model} zero-shot")
+        first = next(iter(per_model.values()))
+        all_ks = sorted({k for points in per_model.values() for k in points})
+        axes.axhline(first[min(first)]["chance"], **CHANCE_STYLE, label="chance")
         axes.set_xscale("log", base=2)
-        axes.set_xticks(ks, [str(k) for k in ks])
+        axes.set_xticks(all_ks, [str(k) for k in all_ks])
         axes.set_ylim(0, 100)
         axes.set_title(dataset, fontsize=10)
         axes.set_xlabel("K shots per class")
         axes.set_ylabel("balanced accuracy (%)")
-        axes.legend(fontsize=7, loc="lower right")
     for axes in list(grid.flat)[len(curves) :]:
         axes.axis("off")
+    # One legend for every panel, beside the last: the models are the same in each.
+    legend = {label: handle for axes in grid.flat for handle, label in zip(*axes.get_legend_handles_labels())}
+    list(grid.flat)[len(curves) - 1].legend(
+        legend.values(), legend.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0)
+    )
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 

@@ -101,6 +101,13 @@ class PretrainingArguments(TrainingArguments):
     learning_rate: float = field(default=4e-4, metadata={"help": "paper: 4e-4"})
     weight_decay: float = field(default=0.1, metadata={"help": "paper: AdamW weight decay 0.1"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "paper: cosine annealing"})
+    weight_decay_exemptions: bool = field(
+        default=True,
+        metadata={
+            "help": "exempt biases and LayerNorm weights from weight decay (the Trainer's default; the paper does not "
+            "say, and its `paper` preset sets false: AdamW decays every parameter)"
+        },
+    )
     eval_strategy: str = field(default="epoch", metadata={"help": "retrieval evaluation on the validation split"})
     save_strategy: str = field(default="epoch", metadata={"help": "checkpoint interval"})
     save_total_limit: int | None = field(default=3, metadata={"help": "checkpoints kept (the best is always kept)"})

@@ -73,14 +73,21 @@ def export(
         "steps": trainer.state.global_step,
         "batch per device (n per modality)": training_args.per_device_train_batch_size,
         "processes": training_args.world_size,
-        "optimizer": f"AdamW, lr {training_args.learning_rate}, weight decay {training_args.weight_decay}",
+        "optimizer": f"AdamW, lr {training_args.learning_rate}, weight decay {training_args.weight_decay} "
+        + ("(biases and LayerNorm weights exempt: the Trainer's default)" if getattr(training_args,
+           "weight_decay_exemptions", True) else "(every parameter)"),  # fmt: skip
+        "gradient clipping": (
+            f"norm {training_args.max_grad_norm} (the Trainer's default; not in the paper)"
+            if training_args.max_grad_norm and training_args.max_grad_norm > 0
+            else "none"
+        ),
         "schedule": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
         "seed": training_args.seed,
         "train samples/s": round(train_metrics.get("train_samples_per_second", float("nan")), 2),
     }
     card = render_model_card(
         trainer.accelerator.unwrap_model(trainer.model).config,
-        {key: value for key, value in results.items() if isinstance(value, float | int)},
+        {key: value for key, value in results.items() if isinstance(value, float | int) or key.startswith("protocol/")},
         settings,
         repo_id=training_args.hub_model_id or str(output_dir),
         training_description=description,

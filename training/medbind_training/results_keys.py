@@ -2,7 +2,8 @@
 
 Every number is flat and in percent: `retrieval/{dataset}/{direction}/{recall,chance}@K`, `retrieval/rsum_{modality}`,
 `zero_shot/{dataset}/{metric}`, `few_shot/{dataset}/k{K}/{metric}`, `cross_modality/{task}/{metric}` (paper Tables 2-3,
-Figure 3), each classification metric with a `/chance` sibling.
+Figure 3), each classification metric with a `/chance` sibling. Other models' keys are the same behind a prefix
+(`model_key`): `baselines/{NAME}/...` for each `--baseline NAME=PATH`, `zoo/...` for the encoder zoo.
 """
 
 from __future__ import annotations
@@ -27,6 +28,31 @@ CLASSIFICATION_KEY = re.compile(
     r"^(?P<family>zero_shot|cross_modality)/(?P<dataset>[^/]+)/(?P<name>balanced_accuracy|auroc)$"
 )
 RSUM_KEY = re.compile(r"^retrieval/rsum_(?P<modality>\w+)$")
+BASELINE_PREFIX = "baselines/"
+ZOO_PREFIX = "zoo/"
+MAIN_MODEL = "MedBind"  # how `split_models` names the evaluated model's keys (no prefix)
+
+
+def model_key(prefix: str, key: str) -> str:
+    """Another model's key: `prefix` (`baselines/{NAME}/` or `zoo/`) + the evaluated model's key."""
+    return f"{prefix}{key}"
+
+
+def split_models(metrics: Mapping[str, float], main: str = MAIN_MODEL) -> dict[str, dict[str, float]]:
+    """
+    `{model: its metrics without the prefix}`: the unprefixed keys under `main`, `baselines/{NAME}/...` under NAME,
+    `zoo/...` under `"encoder zoo"`; the evaluated model first, then in the order met.
+    """
+    models: dict[str, dict[str, float]] = {main: {}}
+    for key, value in metrics.items():
+        if key.startswith(BASELINE_PREFIX):
+            name, _, key = key.removeprefix(BASELINE_PREFIX).partition("/")
+        elif key.startswith(ZOO_PREFIX):
+            name, key = "encoder zoo", key.removeprefix(ZOO_PREFIX)
+        else:
+            name = main
+        models.setdefault(name, {})[key] = value
+    return {name: found for name, found in models.items() if found}
 
 
 def retrieval_prefix(dataset: str, direction: str) -> str:

@@ -12,8 +12,9 @@ most (what counts as a hit, and how large the gallery is) and `protocol_recall_a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -194,6 +195,36 @@ class RetrievalProtocol:
         except ValueError:
             raise ValueError(f"retrieval gallery must be {WHOLE_SPLIT!r} or a number of candidates, got {gallery!r}")
         return cls(positives, size, draws, seed)
+
+    @classmethod
+    def from_results(cls, results: Mapping[str, Any]) -> RetrievalProtocol:
+        """The protocol a results.json was measured under (its `protocol/...` keys; none: the default's)."""
+        return cls.from_arguments(
+            results.get("protocol/retrieval_positives", cls.positives),
+            results.get("protocol/retrieval_gallery", WHOLE_SPLIT),
+            int(results.get("protocol/retrieval_gallery_draws", cls.draws)),
+            int(results.get("protocol/retrieval_seed", cls.seed)),
+        )
+
+    def sentence(self) -> str:
+        """The protocol in words, for the model card."""
+        hit = (
+            "every report identical to the query's own (after the processor's word limit and whitespace / case "
+            "normalisation) counts as a hit"
+            if self.positives == "identical_text"
+            else "only the query's own report counts as a hit (identical copies tie with it)"
+        )
+        gallery = (
+            "the candidates are every row of the evaluated split"
+            if self.gallery is None
+            else f"queries are ranked within seeded galleries of {self.gallery} rows, averaged over {self.draws} draws "
+            f"(seed {self.seed})"
+        )
+        return (
+            f"Retrieval protocol (the paper does not state one): {hit}; {gallery} "
+            f"(`--retrieval_positives {self.positives} --retrieval_gallery "
+            f"{WHOLE_SPLIT if self.gallery is None else self.gallery}`)."
+        )
 
     def describe(self) -> dict[str, str]:
         """The `protocol/...` keys of `results.json` (strings, so that no reader takes them for a metric)."""

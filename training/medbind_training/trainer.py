@@ -125,6 +125,16 @@ class MedBindTrainer(TokenFreeTrainer):
         self._loss_parts: dict[str, list[torch.Tensor]] = defaultdict(list)
         self.add_callback(AtomicCheckpoints())
 
+    def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
+        """
+        The parameters AdamW decays: the Trainer's choice (all but biases and LayerNorm weights) unless the arguments'
+        `weight_decay_exemptions` is False, then every parameter (the paper names AdamW's weight decay and no
+        exemption).
+        """
+        if getattr(self.args, "weight_decay_exemptions", True):
+            return super().get_decay_parameter_names(model)
+        return [name for name, _ in model.named_parameters()]
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = batch_loss(model, inputs, loss_model=self.accelerator.unwrap_model(model))
         if model.training:
