@@ -274,7 +274,7 @@ def run_dir(output_dir: Path, variant: str, seed: int) -> Path:
 
 def build_data(dataset_dir: Path, num_patients: int, seed: int) -> float:
     """Build the demo data once for every run (seconds it took; 0 if it was there)."""
-    from medbind.processing.demo import DEMO_DATASETS, save_demo
+    from medbind_processing.demo import DEMO_DATASETS, save_demo
 
     if all((dataset_dir / name).is_dir() for name in DEMO_DATASETS):
         return 0.0
