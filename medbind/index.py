@@ -28,12 +28,14 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
+from modeling_medbind.configuration_medbind import MODALITIES
+
 INDEX_CONFIG_FILE = "index_config.json"
 FAISS_FILE = "index.faiss"
 ITEMS_FILE = "items.json"
 BATCHES_DIR = "batches"
 EMBEDDINGS = "embeddings"
-FILE_MODALITIES = ("cxr", "ecg")  # items that are files, named by their absolute path; texts are their own name
+FILE_MODALITIES = MODALITIES  # items that are files, named by their absolute path; texts are their own name
 INDEX_KINDS = ("auto", "flat", "hnsw")
 # Below a million items an exact search answers in milliseconds per query on a CPU (benchmarks/README.md), so an
 # approximate index would only cost recall.

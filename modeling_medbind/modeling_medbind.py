@@ -22,7 +22,13 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from .configuration_medbind import PAPER_CXR_MODEL_NAME, MedBindConfig, MedBindCXRConfig, MedBindECGConfig
+from .configuration_medbind import (
+    MODALITIES,
+    PAPER_CXR_MODEL_NAME,
+    MedBindConfig,
+    MedBindCXRConfig,
+    MedBindECGConfig,
+)
 from .hub_loading import hub_offline, load_pretrained
 from .tokenization_medbind import BIOBERT_IDENTIFIER
 
@@ -577,7 +583,7 @@ class MedBindModel(MedBindPreTrainedModel):
         embeds = {modality: output.pooler_output if output is not None else None for modality, output in outputs.items()}
         logits = {}
         if embeds["text"] is not None:
-            for modality in ("cxr", "ecg"):
+            for modality in MODALITIES:
                 present = embeds[modality] is not None
                 logits[modality] = self.similarity_logits(embeds[modality], embeds["text"]) if present else None
             # The text's logits are the images' transposed (as CLIP's logits_per_text): no second matmul.
@@ -602,7 +608,7 @@ class MedBindModel(MedBindPreTrainedModel):
 
     def _clip_loss(self, embeds: dict[str, torch.Tensor | None]) -> torch.Tensor:
         """CLIP's loss of each modality given against its own reports, summed (see `forward`'s `return_loss`)."""
-        counts = {modality: _rows(embeds[modality]) for modality in ("cxr", "ecg")}
+        counts = {modality: _rows(embeds[modality]) for modality in MODALITIES}
         if not any(counts.values()):
             raise ValueError("return_loss=True needs CXR or ECG inputs with their reports")
         num_texts = _rows(embeds["text"])
@@ -613,7 +619,7 @@ class MedBindModel(MedBindPreTrainedModel):
                 f"input_ids) or the CXRs' then the ECGs' ({counts['cxr']} + {counts['ecg']} rows); got {num_texts}"
             )
         loss, start = None, 0
-        for modality in ("cxr", "ecg"):
+        for modality in MODALITIES:
             if not counts[modality]:
                 continue
             rows = slice(0, num_texts) if one_per_visit else slice(start, start + counts[modality])
