@@ -55,7 +55,7 @@ def test_a_wfdb_upload_gives_probabilities_the_ecg_paper_plot_and_nearest_items(
     assert status == "ECG **s0010_re**" and radiograph is None and figure is not None
     assert set(probabilities) == {"myocardial infarction", "normal sinus rhythm"}
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
-    assert neighbours[0][1:] == ["1.000", "ecg", str(record)]  # the same record is in the index
+    assert neighbours[0][1:] == ["1.000", "ecg", str(record.resolve())]  # the same record is in the index, by its real path
     assert {row[2] for row in neighbours} == {"cxr", "ecg", "text"}
 
 
