@@ -283,11 +283,11 @@ def gallery_recall_at_k(
     per_block = max(1, block_elements // (size * size))
     hits = torch.zeros(len(ks), dtype=torch.float64, device=device)
     chances = torch.zeros(len(ks), dtype=torch.float64, device=device)
+    all_queries, all_candidates = query_embeds.to(device, torch.float32), candidate_embeds.to(device, torch.float32)
+    groups = groups.to(device)
     for start in range(0, galleries.shape[0], per_block):
         rows = galleries[start : start + per_block].to(device)
-        queries = query_embeds.to(device, torch.float32)[rows]
-        candidates = candidate_embeds.to(device, torch.float32)[rows]
-        gallery_groups = groups.to(device)[rows]
+        queries, candidates, gallery_groups = all_queries[rows], all_candidates[rows], groups[rows]
         relevant = (gallery_groups[:, :, None] == gallery_groups[:, None, :]).flatten(0, 1)
         scores = (queries @ candidates.transpose(1, 2)).flatten(0, 1)
         hits += hit_probability(scores, relevant, ks).sum(dim=0)
