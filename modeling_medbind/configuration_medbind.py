@@ -163,7 +163,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # one only for batch-independent towers (the paper's Swin), or with SyncBatchNorm on GPUs.
         "cxr_config": {
             "model_name": "resnet18",
-            "image_size": 224,
+            # 96 px: the demo's findings (heart size, consolidation, wires) survive it, and the CXR tower, most of a
+            # step's CPU time at 224 px, costs a quarter as much (0.18 s vs 1.2 s per batch of 16, one thread)
+            "image_size": 96,
             "drop_path_rate": 0.0,
             "model_kwargs": {"layers": [1, 1, 1, 1], "channels": [16, 32, 64, 128]},
         },

@@ -15,6 +15,8 @@ from modeling_medbind import MedBindConfig, MedBindModel
 
 TAU = 0.07
 
+TINY_IMAGE_SIZE = MedBindConfig.from_preset("tiny").cxr_config.image_size
+
 
 def random_embeds(rows: int, dim: int = 16, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
@@ -147,7 +149,7 @@ def training_batch(rows: int = 3) -> dict:
     """`rows` CXRs and ECGs, their reports (the CXRs', then the ECGs'), report groups and visit pairs."""
     generator = torch.Generator().manual_seed(0)
     return {
-        "pixel_values": torch.randn(rows, 3, 224, 224, generator=generator),
+        "pixel_values": torch.randn(rows, 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE, generator=generator),
         "ecg_values": torch.randn(rows, 12, 1000, generator=generator),
         "input_ids": torch.randint(5, 500, (2 * rows, 10), generator=generator),
         "text_group_ids": torch.tensor([4, 4, 9, 10, 11, 12]),  # the first two CXR reports are identical

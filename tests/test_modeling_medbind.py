@@ -27,6 +27,8 @@ TINY_SWIN = {
     "model_kwargs": {"embed_dim": 16, "depths": [2, 2], "num_heads": [1, 2]},
 }
 
+TINY_IMAGE_SIZE = MedBindConfig.from_preset("tiny").cxr_config.image_size
+
 
 def tiny_model(**overrides) -> MedBindModel:
     torch.manual_seed(0)
@@ -37,7 +39,7 @@ def batch(seed: int = 0, rows: int = BATCH) -> dict:
     """A training batch: `rows` CXRs and `rows` ECGs, and their reports (the CXRs', then the ECGs')."""
     generator = torch.Generator().manual_seed(seed)
     return {
-        "pixel_values": torch.randn(rows, 3, 224, 224, generator=generator),
+        "pixel_values": torch.randn(rows, 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE, generator=generator),
         "ecg_values": torch.randn(rows, 12, 1000, generator=generator),
         "input_ids": torch.randint(5, 500, (2 * rows, 10), generator=generator),
         "attention_mask": torch.ones(2 * rows, 10, dtype=torch.long),

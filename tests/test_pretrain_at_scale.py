@@ -23,6 +23,7 @@ from modeling_medbind import MedBindConfig, MedBindModel
 PRETRAIN = Path(__file__).resolve().parents[1] / "training" / "pretrain.py"
 SWIN = {
     "model_name": "swin_tiny_patch4_window7_224",
+    "image_size": 224,  # the size `medbind_processor` (conftest) resizes to
     "model_kwargs": {"embed_dim": 16, "depths": [1, 1], "num_heads": [1, 2]},
 }
 
