@@ -2,8 +2,10 @@
 
 Every number is flat and in percent: `retrieval/{dataset}/{direction}/{recall,chance}@K`, `retrieval/rsum_{modality}`,
 `zero_shot/{dataset}/{metric}`, `few_shot/{dataset}/k{K}/{metric}`, `cross_modality/{task}/{metric}` (paper Tables 2-3,
-Figure 3), each classification metric with a `/chance` sibling. Other models' keys are the same behind a prefix
-(`model_key`): `baselines/{NAME}/...` for each `--baseline NAME=PATH`, `zoo/...` for the encoder zoo.
+Figure 3), `prompt_tuning/{task}/{mode}/{metric}` (Table 4), each classification metric with a `/chance` sibling.
+Other models' keys are the same behind a prefix (`model_key`): `baselines/{NAME}/...` for each `--baseline NAME=PATH`,
+`zoo/...` for the encoder zoo. A baseline's prompt-tuning keys have no mode (`baselines/{NAME}/prompt_tuning/{task}/
+{metric}`): its name says whose embeddings its tokens carry.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ CLASSIFICATION_KEY = re.compile(
     r"^(?P<family>zero_shot|cross_modality)/(?P<dataset>[^/]+)/(?P<name>balanced_accuracy|auroc)$"
 )
 RSUM_KEY = re.compile(r"^retrieval/rsum_(?P<modality>\w+)$")
+PROMPT_TUNING_KEY = re.compile(
+    r"^prompt_tuning/(?P<task>[^/]+)/(?:(?P<mode>[^/]+)/)?"
+    r"(?P<name>accuracy|balanced_accuracy|auroc)(?P<chance>/chance)?$"
+)
 BASELINE_PREFIX = "baselines/"
 ZOO_PREFIX = "zoo/"
 MAIN_MODEL = "MedBind"  # how `split_models` names the evaluated model's keys (no prefix)
@@ -58,6 +64,24 @@ def split_models(metrics: Mapping[str, float], main: str = MAIN_MODEL) -> dict[s
 def retrieval_prefix(dataset: str, direction: str) -> str:
     """`retrieval/{dataset}/{direction}`: the prefix of `.../recall@K` and `.../chance@K`."""
     return f"retrieval/{dataset}/{direction}"
+
+
+def prompt_tuning_prefix(task: str, mode: str | None = None) -> str:
+    """`prompt_tuning/{task}/{mode}`, or `prompt_tuning/{task}` for a baseline (put behind its `model_key` prefix)."""
+    return f"prompt_tuning/{task}" if mode is None else f"prompt_tuning/{task}/{mode}"
+
+
+def prompt_tuning_rows(results: Mapping[str, float], mode: str) -> dict[str, dict[str, float]]:
+    """
+    The rows of the paper's Table 4 that a prompt-tuning `results.json` holds: `{model: {metric: value,
+    metric/chance: value}}`, the run's own mode first (named `mode`), then each baseline by its name.
+    """
+    rows: dict[str, dict[str, float]] = {}
+    for model, metrics in split_models(results, main=mode).items():
+        for key, value in metrics.items():
+            if match := PROMPT_TUNING_KEY.match(key):
+                rows.setdefault(model, {})[match["name"] + (match["chance"] or "")] = value
+    return rows
 
 
 def classification_keys(prefix: str, scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
