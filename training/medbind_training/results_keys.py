@@ -37,6 +37,7 @@ PROMPT_TUNING_KEY = re.compile(
 BASELINE_PREFIX = "baselines/"
 ZOO_PREFIX = "zoo/"
 MAIN_MODEL = "MedBind"  # how `split_models` names the evaluated model's keys (no prefix)
+ZOO_MODEL = "encoder zoo"  # how `split_models` names the `zoo/` keys
 
 
 def model_key(prefix: str, key: str) -> str:
@@ -44,19 +45,26 @@ def model_key(prefix: str, key: str) -> str:
     return f"{prefix}{key}"
 
 
+def model_name(prefix: str, main: str = MAIN_MODEL) -> str:
+    """How tables and figures name the model of a key prefix: NAME for `baselines/NAME/`, `ZOO_MODEL` for `zoo/`,
+    `main` for none (the evaluated model)."""
+    if prefix.startswith(BASELINE_PREFIX):
+        return prefix.removeprefix(BASELINE_PREFIX).partition("/")[0]
+    return ZOO_MODEL if prefix.startswith(ZOO_PREFIX) else main
+
+
 def split_models(metrics: Mapping[str, float], main: str = MAIN_MODEL) -> dict[str, dict[str, float]]:
     """
     `{model: its metrics without the prefix}`: the unprefixed keys under `main`, `baselines/{NAME}/...` under NAME,
-    `zoo/...` under `"encoder zoo"`; the evaluated model first, then in the order met.
+    `zoo/...` under `ZOO_MODEL` (`model_name`); the evaluated model first, then in the order met.
     """
     models: dict[str, dict[str, float]] = {main: {}}
     for key, value in metrics.items():
+        name = model_name(key, main)
         if key.startswith(BASELINE_PREFIX):
-            name, _, key = key.removeprefix(BASELINE_PREFIX).partition("/")
+            key = key.removeprefix(f"{BASELINE_PREFIX}{name}/")
         elif key.startswith(ZOO_PREFIX):
-            name, key = "encoder zoo", key.removeprefix(ZOO_PREFIX)
-        else:
-            name = main
+            key = key.removeprefix(ZOO_PREFIX)
         models.setdefault(name, {})[key] = value
     return {name: found for name, found in models.items() if found}
 
