@@ -23,7 +23,7 @@ from transformers.image_utils import (
     make_flat_list_of_images,
 )
 
-from .configuration_medbind import PAPER_CXR_MODEL_NAME
+from .configuration_medbind import PAPER_CXR_MODEL_NAME, MedBindCXRConfig
 
 # Pillow modes read as they are; any other mode (palette, bilevel, CMYK, YCbCr...) is converted to RGB(A) first.
 PIL_MODES_READ_DIRECTLY = {"L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -32,6 +32,11 @@ UINT16_MAX = 65535.0
 # A DICOM Part 10 file holds "DICM" after its 128-byte preamble, whatever its name; older ones only have the suffix.
 DICOM_MAGIC = (128, b"DICM")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+# MedCLIP's preprocessing (the paper's citation for its CXR pipeline): one mean / std for the gray intensities,
+# computed by MedCLIP on its training radiographs, and a 256 x 256 resize from which a 224 crop is taken.
+MEDCLIP_MEAN = 0.5862785803043838
+MEDCLIP_STD = 0.27950088968644304
+MEDCLIP_RESIZE, MEDCLIP_CROP = 256, 224
 
 
 def timm_preprocessing_defaults(
@@ -72,6 +77,27 @@ def timm_preprocessing_defaults(
     }
 
 
+def medclip_preprocessing_defaults(image_size: int = MEDCLIP_CROP) -> dict[str, Any]:
+    """Image-processor settings of MedCLIP's preprocessing: resize to a square of `MEDCLIP_RESIZE` (bilinear, as
+    torchvision's `Resize((256, 256))`), centre-crop `image_size`, one mean / std on every channel (grayscale
+    radiographs are replicated, so each channel holds the gray value MedCLIP normalises).
+
+    Args:
+        image_size: the side of the square crop (224 in MedCLIP); the resize keeps MedCLIP's 256 / 224 ratio.
+
+    Returns:
+        `{"size", "crop_size", "resample", "image_mean", "image_std"}`.
+    """
+    resize = round(image_size * MEDCLIP_RESIZE / MEDCLIP_CROP)
+    return {
+        "size": {"height": resize, "width": resize},
+        "crop_size": {"height": image_size, "width": image_size},
+        "resample": PILImageResampling.BILINEAR,
+        "image_mean": [MEDCLIP_MEAN] * 3,
+        "image_std": [MEDCLIP_STD] * 3,
+    }
+
+
 _DEFAULTS = timm_preprocessing_defaults(PAPER_CXR_MODEL_NAME)
 
 
@@ -80,8 +106,9 @@ class MedBindImageProcessor(TorchvisionBackend):
     Chest X-ray processor: any radiograph in, `pixel_values [B, 3, 224, 224]` normalised for the CXR tower out.
 
     Defaults are timm's evaluation preprocessing of `swin_tiny_patch4_window7_224` (resize shortest edge to 248
-    bicubic, centre-crop 224, ImageNet mean/std); [`MedBindImageProcessor.from_timm`] gives another model's, and
-    [`MedBindProcessor.from_config`] the one a model's `cxr_config` asks for.
+    bicubic, centre-crop 224, ImageNet mean/std); [`MedBindImageProcessor.from_timm`] gives another model's,
+    [`MedBindImageProcessor.from_medclip`] MedCLIP's (the `paper` preset's), and
+    [`MedBindImageProcessor.from_cxr_config`] the one a model's `cxr_config.preprocessing` asks for.
 
     Accepted inputs (one or a list): PIL images, numpy arrays and torch tensors (`[H, W]`, `[C, H, W]` or
     `[H, W, C]`), and image file paths: anything Pillow opens (PNG, JPEG...) and DICOM (see [`decode_dicom`];
@@ -127,6 +154,24 @@ class MedBindImageProcessor(TorchvisionBackend):
             ValueError: as `timm_preprocessing_defaults`.
         """
         return cls(**{**timm_preprocessing_defaults(model_name, image_size), **kwargs})
+
+    @classmethod
+    def from_medclip(cls, image_size: int = MEDCLIP_CROP, **kwargs) -> MedBindImageProcessor:
+        """An image processor with MedCLIP's preprocessing (see `medclip_preprocessing_defaults`); `**kwargs`
+        override any setting."""
+        return cls(**{**medclip_preprocessing_defaults(image_size), **kwargs})
+
+    @classmethod
+    def from_cxr_config(cls, cxr_config: MedBindCXRConfig, **kwargs) -> MedBindImageProcessor:
+        """The image processor a CXR tower takes: its `preprocessing` (`"timm"`: `from_timm` of its `model_name`;
+        `"medclip"`: `from_medclip`) at its `image_size`; `**kwargs` override any setting.
+
+        Raises:
+            ValueError: as `timm_preprocessing_defaults` for `"timm"`.
+        """
+        if cxr_config.preprocessing == "medclip":
+            return cls.from_medclip(cxr_config.image_size, **kwargs)
+        return cls.from_timm(cxr_config.model_name, cxr_config.image_size, **kwargs)
 
     def fetch_images(self, images: ImageInput | str | os.PathLike) -> ImageInput:
         """Open image file paths: DICOM with [`decode_dicom`], others with Pillow (so 16-bit PNGs keep their depth).
