@@ -50,10 +50,11 @@ class MedBindCXRConfig(PreTrainedConfig):
               (Swin-T: resize the shortest edge to 248 bicubic, centre-crop 224, ImageNet mean / std), in training
               too.
             - `"medclip"` (the `paper` preset: the paper cites MedCLIP's preprocessing): the grayscale radiograph
-              resized to 256 x 256 (bilinear, for a 224 input; `image_size * 256 / 224` otherwise), a random
-              `image_size` crop in training (`medbind_training.augmentation`) and a centre crop at inference,
-              normalised with MedCLIP's single mean 0.5862785803043838 / std 0.27950088968644304 on the 3 replicated
-              channels. MedCLIP also pads a non-square radiograph to a square first; this resize stretches it.
+              padded to a square on black (centred), resized to 256 x 256 (bilinear, for a 224 input;
+              `image_size * 256 / 224` otherwise), a random `image_size` crop in training
+              (`medbind_training.augmentation`) and a centre crop at inference, normalised with MedCLIP's single
+              mean 0.5862785803043838 / std 0.27950088968644304 on the 3 replicated channels. (An RGB input stays
+              RGB, where MedCLIP converts it to gray: radiographs are gray.)
     """
 
     model_type = "medbind_cxr"
@@ -68,7 +69,9 @@ class MedBindCXRConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         if self.preprocessing not in CXR_PREPROCESSINGS:
-            raise ValueError(f"cxr_config.preprocessing must be one of {CXR_PREPROCESSINGS}, got {self.preprocessing!r}")
+            raise ValueError(
+                f"cxr_config.preprocessing must be one of {CXR_PREPROCESSINGS}, got {self.preprocessing!r}"
+            )
         super().__post_init__(**kwargs)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from timm.data import resolve_data_config
 from timm.models import get_pretrained_cfg
@@ -78,7 +79,8 @@ def timm_preprocessing_defaults(
 
 
 def medclip_preprocessing_defaults(image_size: int = MEDCLIP_CROP) -> dict[str, Any]:
-    """Image-processor settings of MedCLIP's preprocessing: resize to a square of `MEDCLIP_RESIZE` (bilinear, as
+    """Image-processor settings of MedCLIP's preprocessing: pad to a square on black (centred, as MedCLIP's dataset
+    does, so the resize does not stretch the radiograph), resize to a square of `MEDCLIP_RESIZE` (bilinear, as
     torchvision's `Resize((256, 256))`), centre-crop `image_size`, one mean / std on every channel (grayscale
     radiographs are replicated, so each channel holds the gray value MedCLIP normalises).
 
@@ -86,10 +88,11 @@ def medclip_preprocessing_defaults(image_size: int = MEDCLIP_CROP) -> dict[str, 
         image_size: the side of the square crop (224 in MedCLIP); the resize keeps MedCLIP's 256 / 224 ratio.
 
     Returns:
-        `{"size", "crop_size", "resample", "image_mean", "image_std"}`.
+        `{"pad_to_square", "size", "crop_size", "resample", "image_mean", "image_std"}`.
     """
     resize = round(image_size * MEDCLIP_RESIZE / MEDCLIP_CROP)
     return {
+        "pad_to_square": True,
         "size": {"height": resize, "width": resize},
         "crop_size": {"height": image_size, "width": image_size},
         "resample": PILImageResampling.BILINEAR,
@@ -136,6 +139,7 @@ class MedBindImageProcessor(TorchvisionBackend):
     do_rescale = True
     rescale_factor = 1 / UINT8_MAX
     do_normalize = True
+    pad_to_square = False  # MedCLIP's preprocessing pads a radiograph to a square before resizing it
     model_input_names = ["pixel_values"]
 
     @classmethod
@@ -245,6 +249,8 @@ class MedBindImageProcessor(TorchvisionBackend):
             if ChannelDimension(input_data_format) == ChannelDimension.LAST:
                 pixels = pixels.permute(2, 0, 1)
         pixels = _to_rgb_on_8bit_scale(pixels, full_scale, description)
+        if self.pad_to_square:
+            pixels = _pad_to_square(pixels)
         return pixels if device is None else pixels.to(device)
 
     def resize(self, image: torch.Tensor, size: SizeDict, **kwargs) -> torch.Tensor:
@@ -263,6 +269,18 @@ class MedBindImageProcessor(TorchvisionBackend):
             plane = super().resize(image[..., :1, :, :], size, **kwargs)
             return plane.expand(*plane.shape[:-3], image.shape[-3], *plane.shape[-2:])
         return super().resize(image, size, **kwargs)
+
+
+def _pad_to_square(pixels: torch.Tensor) -> torch.Tensor:
+    """`[3, H, W]` centred on a black `[3, S, S]`, `S = max(H, W)` (black: a radiograph's empty background);
+    a grayscale view stays one padded plane viewed as 3 channels."""
+    height, width = pixels.shape[-2:]
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    padding = (left, side - width - left, top, side - height - top)
+    if pixels.stride(0) == 0:
+        return F.pad(pixels[:1], padding).expand(3, -1, -1)
+    return F.pad(pixels, padding)
 
 
 def _is_2d_array(image: Any) -> bool:

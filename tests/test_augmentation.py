@@ -102,4 +102,5 @@ def test_the_paper_presets_augmentation_crops_and_the_demos_does_not():
         processor = MedBindImageProcessor.from_cxr_config(cxr_config)
         augment = cxr_augmentation(cxr_config, processor)
         assert augment.crop_size == crop_size
-        torch.testing.assert_close(augment.image_mean.flatten(), torch.tensor(processor.image_mean, dtype=torch.float32))
+        expected_mean = torch.tensor(processor.image_mean, dtype=torch.float32)
+        torch.testing.assert_close(augment.image_mean.flatten(), expected_mean)

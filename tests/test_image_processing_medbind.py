@@ -337,3 +337,21 @@ def test_cxr_config_names_its_preprocessing_and_the_paper_preset_takes_medclips(
     assert processor.image_processor.to_dict() == medclip.to_dict()
     with pytest.raises(ValueError, match="preprocessing must be one of"):
         MedBindCXRConfig(preprocessing="imagenet")
+
+
+def test_medclip_preprocessing_pads_a_wide_radiograph_to_a_square_on_black_before_resizing():
+    processor = MedBindImageProcessor.from_medclip()
+    white = np.full((128, 256), 255, dtype=np.uint8)  # half as tall as wide
+    pixels = processor(images=white, return_tensors="pt")["pixel_values"][0]
+    # Padded to 256 x 256 with 64 black rows above and below (the resize keeps it), cropped to rows 16..239: rows
+    # 0-47 black, 48-175 white, 176-223 black. Black (0 - 0.58628) / 0.27950 = -2.09759, white (1 - ...) = 1.48022.
+    for row, expected in ((0, -2.0975911), (47, -2.0975911), (48, 1.4802150), (175, 1.4802150), (176, -2.0975911)):
+        torch.testing.assert_close(pixels[:, row, 112], torch.full((3,), expected), atol=1e-5, rtol=0)
+    assert not MedBindImageProcessor().pad_to_square  # timm's preprocessing does not pad
+
+
+def test_medclip_settings_survive_save_and_load(tmp_path):
+    MedBindImageProcessor.from_medclip().save_pretrained(tmp_path)
+    loaded = MedBindImageProcessor.from_pretrained(tmp_path)
+    assert loaded.pad_to_square and (loaded.size.height, loaded.size.width) == (256, 256)
+    assert list(loaded.image_mean) == [0.5862785803043838] * 3

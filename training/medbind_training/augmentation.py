@@ -122,7 +122,8 @@ def _random_crops(images: torch.Tensor, corners: torch.Tensor, size: int) -> tor
     [0, 1)^2, for (y, x)) scaled to the `H - size + 1` by `W - size + 1` places a crop can take."""
     places = torch.tensor(images.shape[-2:], device=corners.device) - size + 1
     tops, lefts = (corners * places).long().clamp(max=places - 1).T.tolist()
-    return torch.stack([image[:, top : top + size, left : left + size] for image, top, left in zip(images, tops, lefts)])
+    crops = [image[:, top : top + size, left : left + size] for image, top, left in zip(images, tops, lefts)]
+    return torch.stack(crops)
 
 
 def cxr_augmentation(cxr_config: MedBindCXRConfig, image_processor: MedBindImageProcessor) -> CXRAugmentation:
