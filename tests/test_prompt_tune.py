@@ -255,8 +255,8 @@ def test_prompt_tuning_rows_put_the_mode_first_then_each_baseline_by_name():
 @pytest.fixture(scope="module")
 def baseline_run(world, tmp_path_factory) -> tuple[dict, list[tuple[dict, torch.Tensor, torch.Tensor]], Path]:
     """
-    A text-only run with two baselines, a tiny random CLIP (CXR only) and ECG-CLIP (ECG only); `(results, what each
-    model's forward received as modality tokens, the CLIP folder)`.
+    A text-only run with three baselines, a tiny random CLIP (CXR only), ECG-CLIP (ECG only) and the medbind mode's
+    own model; `(results, what each model's forward received as modality tokens, the CLIP folder)`.
     """
     from test_baselines import save_tiny_clip
 
@@ -273,7 +273,7 @@ def baseline_run(world, tmp_path_factory) -> tuple[dict, list[tuple[dict, torch.
         patch.setattr(MedBindForClinicalPrediction, "build_inputs_embeds", record)
         results = run(
             world, "text-only", "out-baselines", "--baseline", f"clip={clip}",
-            "--baseline", f"ecg-clip={world / 'ecg-clip'}",
+            "--baseline", f"ecg-clip={world / 'ecg-clip'}", "--baseline", f"same={world / 'medbind-bd'}",
         )  # fmt: skip
     return results, received, clip
 
@@ -316,3 +316,13 @@ def test_the_baselines_own_embeddings_are_what_reaches_the_model(baseline_run, w
     distances = torch.cdist(present, reference).min(dim=1).values
     assert distances.max() < 1e-3, "a CXR token that is not the CLIP's embedding of one of the visits' radiographs"
     assert any(sources == {"ecg": str(world / "ecg-clip")} for sources, _, _ in received)
+
+
+@pytest.mark.slow
+def test_a_medbind_folder_as_a_baseline_gives_the_row_of_mode_medbind(baseline_run, runs):
+    results, _, _ = baseline_run
+    same = {key.removeprefix("baselines/same/prompt_tuning/mortality/"): value
+            for key, value in results.items() if key.startswith("baselines/same/")}  # fmt: skip
+    medbind = {key.removeprefix("prompt_tuning/mortality/medbind/"): value
+               for key, value in runs["medbind"].items() if key.startswith("prompt_tuning/")}  # fmt: skip
+    assert same and same == medbind  # the same embeddings, tokens, seed and recipe: the same model

@@ -245,6 +245,8 @@ def tune_and_test(
     Build a model whose tokens carry `embeddings` (from `sources`, in their order), train it on the training visits
     and test it: the same recipe for the mode's model and for each baseline's.
     """
+    # Every row's model starts from the seed, so that a baseline that is the mode's own model gives the mode's row.
+    set_seed(training_args.seed)
     embedding_dims = {table.embeds.shape[1] for table in embeddings.values()}
     if len(embedding_dims) > 1:
         raise ValueError(f"the encoder zoo's models embed into different sizes {embedding_dims}")
@@ -283,7 +285,7 @@ def tune_baseline(
 ) -> TunedModel:
     """
     A `--baseline`'s row: its CXR and / or ECG embeddings (those it has) as the tokens, in place of MedBind's, and
-    otherwise the run's recipe from the same seed; the model is saved to `OUTPUT_DIR/_baselines/NAME` (`_*` stays
+    otherwise the run's recipe from the same seed (a MedBind folder gives the row `--mode medbind` would); the model is saved to `OUTPUT_DIR/_baselines/NAME` (`_*` stays
     out of the Hub upload, which is the mode's model's).
     """
     cache = embedding_cache(data_args, training_args)
@@ -295,7 +297,6 @@ def tune_baseline(
     output_dir = os.path.join(training_args.output_dir, BASELINES_DIR, encoder.name)
     # Its own folder and no upload, with what the run's arguments say otherwise (a `replace` re-validates them).
     baseline_args = replace(training_args, output_dir=output_dir, push_to_hub=False, hub_model_id=None)
-    set_seed(training_args.seed)  # the head starts from the seed, as the mode's model's does
     # Its visits read as in mode medbind: the text, then the embedding tokens (no report texts).
     outcomes = data["outcomes"]
     tuned = tune_and_test(embeddings, sources, "medbind", tokenizer, outcomes, model_args, data_args, baseline_args)
@@ -326,8 +327,6 @@ def prompt_tune(
         name: load_baseline(name, path, data_args.embedding_batch_size, training_args.device)
         for name, path in baselines.items()
     }
-    set_seed(training_args.seed)
-
     embedded = set(sources).union(*(encoder.modalities for encoder in encoders.values()))
     data = load_data(data_args, [modality for modality in MODALITIES if modality in embedded])
     data["outcomes"] = outcomes = visits_with_text(data["outcomes"], data_args.task)
