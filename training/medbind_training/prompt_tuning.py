@@ -285,8 +285,8 @@ def tune_baseline(
 ) -> TunedModel:
     """
     A `--baseline`'s row: its CXR and / or ECG embeddings (those it has) as the tokens, in place of MedBind's, and
-    otherwise the run's recipe from the same seed (a MedBind folder gives the row `--mode medbind` would); the model is saved to `OUTPUT_DIR/_baselines/NAME` (`_*` stays
-    out of the Hub upload, which is the mode's model's).
+    otherwise the run's recipe from the same seed (a MedBind folder gives the row `--mode medbind` would). The model
+    is saved to `OUTPUT_DIR/_baselines/NAME` (`_*` stays out of the Hub upload, which is the mode's model's).
     """
     cache = embedding_cache(data_args, training_args)
     embedders = baseline_embedders(encoder, cache)
