@@ -40,6 +40,7 @@ from medbind_training.evaluation_tasks import (
     row_labels,
     single_class_rows,
     support_sets,
+    tsne_map,
     zero_shot_results,
     zero_shot_scores,
 )
@@ -226,6 +227,15 @@ def test_neighbour_agreement_and_its_chance():
     points = np.array([[0.0, 0.0], [0.0, 0.1], [0.1, 0.0], [10.0, 10.0], [10.0, 10.1], [10.1, 10.0]])
     share, chance = neighbour_agreement(points, ["a", "a", "a", "b", "b", "b"], neighbours=2)
     assert share == 100.0 and chance == pytest.approx(100 * 2 * 3 * 2 / (6 * 5))
+
+
+def test_tsne_map_takes_a_zoo_pair_whose_spaces_differ_in_size():
+    generator = torch.Generator().manual_seed(0)
+    embeds = {"cxr": torch.randn(12, 4, generator=generator), "ecg": torch.randn(10, 6, generator=generator) + 5}
+    classes = {"cxr": ["CXR a"] * 12, "ecg": ["ECG b"] * 10}
+    tsne = tsne_map(embeds, classes)
+    assert tsne.points.shape == (22, 2) and tsne.modalities == ["cxr"] * 12 + ["ecg"] * 10
+    assert tsne.agreement["modality"][0] == 100.0  # the ECGs sit apart, as their embeddings do
 
 
 # ---- embedding, cache, real data, end to end -------------------------------------------------------------------
