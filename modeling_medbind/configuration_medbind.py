@@ -29,6 +29,8 @@ MODALITIES = ("cxr", "ecg")  # the two signal towers, in the order every output 
 MAX_WORDS = 100  # reports are cut to their first 100 words before tokenising, as the paper does
 TRAINED_VOCAB_SIZE = 2048  # the WordPiece vocabulary trained for a randomly initialised text tower (`tiny` preset)
 LOSS_REDUCTIONS = ("sum", "mean")
+# How radiographs become the CXR tower's input (`MedBindCXRConfig.preprocessing`; `MedBindProcessor.from_config`).
+CXR_PREPROCESSINGS = ("timm", "medclip")
 POSITION_EMBEDDING_TYPES = ("learned", "sinusoidal")
 
 
@@ -43,6 +45,16 @@ class MedBindCXRConfig(PreTrainedConfig):
         drop_path_rate (`float`): stochastic depth of the timm model.
         model_kwargs (`dict`): architecture overrides passed to `timm.create_model` (for example
             `{"embed_dim": 16, "depths": [1, 1], "num_heads": [1, 2]}` for a tiny Swin in tests).
+        preprocessing (`str`): how radiographs become the tower's input, one of `CXR_PREPROCESSINGS`:
+            - `"timm"` (default; the `tiny` preset and the demo): timm's evaluation transform of `model_name`
+              (Swin-T: resize the shortest edge to 248 bicubic, centre-crop 224, ImageNet mean / std), in training
+              too.
+            - `"medclip"` (the `paper` preset: the paper cites MedCLIP's preprocessing): the grayscale radiograph
+              padded to a square on black (centred), resized to 256 x 256 (bilinear, for a 224 input;
+              `image_size * 256 / 224` otherwise), a random `image_size` crop in training
+              (`medbind_training.augmentation`) and a centre crop at inference, normalised with MedCLIP's single
+              mean 0.5862785803043838 / std 0.27950088968644304 on the 3 replicated channels. (An RGB input stays
+              RGB, where MedCLIP converts it to gray: radiographs are gray.)
     """
 
     model_type = "medbind_cxr"
@@ -53,6 +65,14 @@ class MedBindCXRConfig(PreTrainedConfig):
     num_channels: int = 3
     drop_path_rate: float = 0.1
     model_kwargs: dict | None = None
+    preprocessing: str = "timm"
+
+    def __post_init__(self, **kwargs):
+        if self.preprocessing not in CXR_PREPROCESSINGS:
+            raise ValueError(
+                f"cxr_config.preprocessing must be one of {CXR_PREPROCESSINGS}, got {self.preprocessing!r}"
+            )
+        super().__post_init__(**kwargs)
 
 
 class MedBindECGConfig(PreTrainedConfig):
@@ -139,14 +159,14 @@ class MedBindECGConfig(PreTrainedConfig):
         return self.num_samples // self.patch_size
 
 
-# Named starting points. "paper" takes from the paper what it gives (Swin-T CXR tower, BERT-base text tower as
-# BioBERT, one ECG token per time step, projection 256, tau 0.07) and fills in what it does not with the project's
-# choice: the ECG transformer's 4 layers, d 256, 8 heads, feed-forward 1024 and pre-LN. "tiny" (well under a million
-# parameters) exists for tests and the CPU demo, with ECG patches of 10 samples so attention runs over 101 tokens
-# instead of 1,001.
+# Named starting points. "paper" takes from the paper what it gives (Swin-T CXR tower with MedCLIP's preprocessing,
+# BERT-base text tower as BioBERT, one ECG token per time step, projection 256, tau 0.07) and fills in what it does not
+# with the project's choice: the ECG transformer's 4 layers, d 256, 8 heads, feed-forward 1024 and pre-LN. "tiny" (well
+# under a million parameters, timm's preprocessing) exists for tests and the CPU demo, with ECG patches of 10 samples
+# so attention runs over 101 tokens instead of 1,001.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
-        "cxr_config": {"model_name": PAPER_CXR_MODEL_NAME, "image_size": 224},
+        "cxr_config": {"model_name": PAPER_CXR_MODEL_NAME, "image_size": 224, "preprocessing": "medclip"},
         "ecg_config": {  # the project's choice: the paper gives no ECG transformer sizes
             "hidden_size": 256,
             "num_hidden_layers": 4,

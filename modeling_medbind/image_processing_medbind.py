@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from timm.data import resolve_data_config
 from timm.models import get_pretrained_cfg
@@ -23,7 +24,7 @@ from transformers.image_utils import (
     make_flat_list_of_images,
 )
 
-from .configuration_medbind import PAPER_CXR_MODEL_NAME
+from .configuration_medbind import PAPER_CXR_MODEL_NAME, MedBindCXRConfig
 
 # Pillow modes read as they are; any other mode (palette, bilevel, CMYK, YCbCr...) is converted to RGB(A) first.
 PIL_MODES_READ_DIRECTLY = {"L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -32,6 +33,11 @@ UINT16_MAX = 65535.0
 # A DICOM Part 10 file holds "DICM" after its 128-byte preamble, whatever its name; older ones only have the suffix.
 DICOM_MAGIC = (128, b"DICM")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+# MedCLIP's preprocessing (the paper's citation for its CXR pipeline): one mean / std for the gray intensities,
+# computed by MedCLIP on its training radiographs, and a 256 x 256 resize from which a 224 crop is taken.
+MEDCLIP_MEAN = 0.5862785803043838
+MEDCLIP_STD = 0.27950088968644304
+MEDCLIP_RESIZE, MEDCLIP_CROP = 256, 224
 
 
 def timm_preprocessing_defaults(
@@ -72,6 +78,29 @@ def timm_preprocessing_defaults(
     }
 
 
+def medclip_preprocessing_defaults(image_size: int = MEDCLIP_CROP) -> dict[str, Any]:
+    """Image-processor settings of MedCLIP's preprocessing: pad to a square on black (centred, as MedCLIP's dataset
+    does, so the resize does not stretch the radiograph), resize to a square of `MEDCLIP_RESIZE` (bilinear, as
+    torchvision's `Resize((256, 256))`), centre-crop `image_size`, one mean / std on every channel (grayscale
+    radiographs are replicated, so each channel holds the gray value MedCLIP normalises).
+
+    Args:
+        image_size: the side of the square crop (224 in MedCLIP); the resize keeps MedCLIP's 256 / 224 ratio.
+
+    Returns:
+        `{"pad_to_square", "size", "crop_size", "resample", "image_mean", "image_std"}`.
+    """
+    resize = round(image_size * MEDCLIP_RESIZE / MEDCLIP_CROP)
+    return {
+        "pad_to_square": True,
+        "size": {"height": resize, "width": resize},
+        "crop_size": {"height": image_size, "width": image_size},
+        "resample": PILImageResampling.BILINEAR,
+        "image_mean": [MEDCLIP_MEAN] * 3,
+        "image_std": [MEDCLIP_STD] * 3,
+    }
+
+
 _DEFAULTS = timm_preprocessing_defaults(PAPER_CXR_MODEL_NAME)
 
 
@@ -80,8 +109,9 @@ class MedBindImageProcessor(TorchvisionBackend):
     Chest X-ray processor: any radiograph in, `pixel_values [B, 3, 224, 224]` normalised for the CXR tower out.
 
     Defaults are timm's evaluation preprocessing of `swin_tiny_patch4_window7_224` (resize shortest edge to 248
-    bicubic, centre-crop 224, ImageNet mean/std); [`MedBindImageProcessor.from_timm`] gives another model's, and
-    [`MedBindProcessor.from_config`] the one a model's `cxr_config` asks for.
+    bicubic, centre-crop 224, ImageNet mean/std); [`MedBindImageProcessor.from_timm`] gives another model's,
+    [`MedBindImageProcessor.from_medclip`] MedCLIP's (the `paper` preset's), and
+    [`MedBindImageProcessor.from_cxr_config`] the one a model's `cxr_config.preprocessing` asks for.
 
     Accepted inputs (one or a list): PIL images, numpy arrays and torch tensors (`[H, W]`, `[C, H, W]` or
     `[H, W, C]`), and image file paths: anything Pillow opens (PNG, JPEG...) and DICOM (see [`decode_dicom`];
@@ -109,6 +139,7 @@ class MedBindImageProcessor(TorchvisionBackend):
     do_rescale = True
     rescale_factor = 1 / UINT8_MAX
     do_normalize = True
+    pad_to_square = False  # MedCLIP's preprocessing pads a radiograph to a square before resizing it
     model_input_names = ["pixel_values"]
 
     @classmethod
@@ -127,6 +158,24 @@ class MedBindImageProcessor(TorchvisionBackend):
             ValueError: as `timm_preprocessing_defaults`.
         """
         return cls(**{**timm_preprocessing_defaults(model_name, image_size), **kwargs})
+
+    @classmethod
+    def from_medclip(cls, image_size: int = MEDCLIP_CROP, **kwargs) -> MedBindImageProcessor:
+        """An image processor with MedCLIP's preprocessing (see `medclip_preprocessing_defaults`); `**kwargs`
+        override any setting."""
+        return cls(**{**medclip_preprocessing_defaults(image_size), **kwargs})
+
+    @classmethod
+    def from_cxr_config(cls, cxr_config: MedBindCXRConfig, **kwargs) -> MedBindImageProcessor:
+        """The image processor a CXR tower takes: its `preprocessing` (`"timm"`: `from_timm` of its `model_name`;
+        `"medclip"`: `from_medclip`) at its `image_size`; `**kwargs` override any setting.
+
+        Raises:
+            ValueError: as `timm_preprocessing_defaults` for `"timm"`.
+        """
+        if cxr_config.preprocessing == "medclip":
+            return cls.from_medclip(cxr_config.image_size, **kwargs)
+        return cls.from_timm(cxr_config.model_name, cxr_config.image_size, **kwargs)
 
     def fetch_images(self, images: ImageInput | str | os.PathLike) -> ImageInput:
         """Open image file paths: DICOM with [`decode_dicom`], others with Pillow (so 16-bit PNGs keep their depth).
@@ -200,6 +249,8 @@ class MedBindImageProcessor(TorchvisionBackend):
             if ChannelDimension(input_data_format) == ChannelDimension.LAST:
                 pixels = pixels.permute(2, 0, 1)
         pixels = _to_rgb_on_8bit_scale(pixels, full_scale, description)
+        if self.pad_to_square:
+            pixels = _pad_to_square(pixels)
         return pixels if device is None else pixels.to(device)
 
     def resize(self, image: torch.Tensor, size: SizeDict, **kwargs) -> torch.Tensor:
@@ -218,6 +269,18 @@ class MedBindImageProcessor(TorchvisionBackend):
             plane = super().resize(image[..., :1, :, :], size, **kwargs)
             return plane.expand(*plane.shape[:-3], image.shape[-3], *plane.shape[-2:])
         return super().resize(image, size, **kwargs)
+
+
+def _pad_to_square(pixels: torch.Tensor) -> torch.Tensor:
+    """`[3, H, W]` centred on a black `[3, S, S]`, `S = max(H, W)` (black: a radiograph's empty background);
+    a grayscale view stays one padded plane viewed as 3 channels."""
+    height, width = pixels.shape[-2:]
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    padding = (left, side - width - left, top, side - height - top)
+    if pixels.stride(0) == 0:
+        return F.pad(pixels[:1], padding).expand(3, -1, -1)
+    return F.pad(pixels, padding)
 
 
 def _is_2d_array(image: Any) -> bool:

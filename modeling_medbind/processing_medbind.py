@@ -58,8 +58,9 @@ class MedBindProcessor(ProcessorMixin):
         """
         The processor a model with `config` takes: every input setting comes from the config, none is typed twice.
 
-        - Radiographs: timm's evaluation preprocessing of `cxr_config.model_name` (its interpolation, its crop ratio
-          and its `pretrained_cfg` mean / std), centre-cropped to `cxr_config.image_size`.
+        - Radiographs: as `cxr_config.preprocessing` says (`MedBindImageProcessor.from_cxr_config`): timm's
+          evaluation preprocessing of `cxr_config.model_name` (its interpolation, its crop ratio and its
+          `pretrained_cfg` mean / std), or MedCLIP's; centre-cropped to `cxr_config.image_size`.
         - ECGs: `ecg_config.lead_names` in that order, `ecg_config.num_samples` at `ecg_config.sampling_rate` Hz.
 
         Args:
@@ -76,9 +77,7 @@ class MedBindProcessor(ProcessorMixin):
             ValueError: timm knows no pretrained config for `cxr_config.model_name`.
         """
         ecg = config.ecg_config
-        image_processor = MedBindImageProcessor.from_timm(
-            config.cxr_config.model_name, config.cxr_config.image_size, **(image_processor_kwargs or {})
-        )
+        image_processor = MedBindImageProcessor.from_cxr_config(config.cxr_config, **(image_processor_kwargs or {}))
         feature_extractor = MedBindECGFeatureExtractor(
             sampling_rate=ecg.sampling_rate,
             num_samples=ecg.num_samples,

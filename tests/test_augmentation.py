@@ -6,7 +6,8 @@ import torch
 
 from samples import gradient, intensities, process
 
-from medbind_training.augmentation import CXRAugmentation, ECGNoiseAugmentation
+from medbind_training.augmentation import CXRAugmentation, ECGNoiseAugmentation, cxr_augmentation
+from modeling_medbind import MedBindConfig, MedBindImageProcessor
 
 
 @pytest.fixture
@@ -72,3 +73,34 @@ def test_noise_augmentation_is_reproducible_and_has_the_configured_std():
 def test_noise_augmentation_rejects_a_non_batched_input():
     with pytest.raises(ValueError, match=r"\[batch, leads, samples\]"):
         ECGNoiseAugmentation()(torch.zeros(12, 1000))
+
+
+def test_medclip_crop_takes_224_out_of_256_at_a_random_place_in_each_image():
+    augment = CXRAugmentation(
+        degrees=0, translate=0, scale=(1, 1), flip_probability=0, brightness=0, contrast=0, crop_size=224
+    )
+    intensities = torch.rand(16, 3, 256, 256)  # in [0, 1], which the jitter's clamp leaves alone
+    images = (intensities - augment.image_mean) / augment.image_std
+    crops = augment(images, torch.Generator().manual_seed(0))
+    assert crops.shape == (16, 3, 224, 224)
+    corners = set()
+    for image, crop in zip(images, crops):
+        # The crop's top-left corner: where its first pixel sits in the image (all 33 x 33 places are possible).
+        place = (image[0, :33, :33] - crop[0, 0, 0]).abs().argmin()
+        top, left = int(place // 33), int(place % 33)
+        # (The identity warp's float arithmetic moves values by ~1e-4; a crop one pixel off differs by ~1.)
+        torch.testing.assert_close(crop, image[:, top : top + 224, left : left + 224], atol=1e-3, rtol=0)
+        corners.add((top, left))
+    assert len(corners) > 8  # each image draws its own place
+    with pytest.raises(ValueError, match="cannot crop 224"):
+        augment(torch.zeros(1, 3, 200, 256))
+
+
+def test_the_paper_presets_augmentation_crops_and_the_demos_does_not():
+    for preset, crop_size in (("paper", 224), ("tiny", None)):
+        cxr_config = MedBindConfig.from_preset(preset).cxr_config
+        processor = MedBindImageProcessor.from_cxr_config(cxr_config)
+        augment = cxr_augmentation(cxr_config, processor)
+        assert augment.crop_size == crop_size
+        expected_mean = torch.tensor(processor.image_mean, dtype=torch.float32)
+        torch.testing.assert_close(augment.image_mean.flatten(), expected_mean)

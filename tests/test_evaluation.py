@@ -40,6 +40,7 @@ from medbind_training.evaluation_tasks import (
     row_labels,
     single_class_rows,
     support_sets,
+    tsne_map,
     zero_shot_results,
     zero_shot_scores,
 )
@@ -228,6 +229,15 @@ def test_neighbour_agreement_and_its_chance():
     assert share == 100.0 and chance == pytest.approx(100 * 2 * 3 * 2 / (6 * 5))
 
 
+def test_tsne_map_takes_a_zoo_pair_whose_spaces_differ_in_size():
+    generator = torch.Generator().manual_seed(0)
+    embeds = {"cxr": torch.randn(12, 4, generator=generator), "ecg": torch.randn(10, 6, generator=generator) + 5}
+    classes = {"cxr": ["CXR a"] * 12, "ecg": ["ECG b"] * 10}
+    tsne = tsne_map(embeds, classes)
+    assert tsne.points.shape == (22, 2) and tsne.modalities == ["cxr"] * 12 + ["ecg"] * 10
+    assert tsne.agreement["modality"][0] == 100.0  # the ECGs sit apart, as their embeddings do
+
+
 # ---- embedding, cache, real data, end to end -------------------------------------------------------------------
 
 
@@ -393,3 +403,36 @@ def test_baselines_and_the_zoo_run_every_task_of_their_modalities_under_their_pr
         evaluate_main(["--model_name_or_path", str(tiny_model), "--dataset_dir", str(demo_data), "--output_dir",
                        str(tmp_path / "bad"), "--tasks", "retrieval", "--zoo_cxr_model", str(tiny_model),
                        "--zoo_ecg_model", str(clip)])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_every_model_with_cxr_and_ecg_towers_gets_a_tsne_map_in_one_figure(
+    tiny_model, demo_data, tmp_path, monkeypatch
+):
+    from test_baselines import save_tiny_clip
+
+    import medbind_training.evaluation
+
+    drawn = {}
+    plot = medbind_training.evaluation.plot_tsne
+
+    def record(maps, path, title):
+        drawn.update(maps)
+        return plot(maps, path, title)
+
+    monkeypatch.setattr(medbind_training.evaluation, "plot_tsne", record)
+    clip = save_tiny_clip(tmp_path / "clip")
+    output = tmp_path / "out"
+    results = evaluate_main([
+        "--model_name_or_path", str(tiny_model), "--dataset_dir", str(demo_data), "--output_dir", str(output),
+        "--tasks", "tsne", "--tsne_max_points", "40", "--baseline", f"same={tiny_model}", "--baseline", f"clip={clip}",
+        "--zoo_cxr_model", str(tiny_model), "--zoo_ecg_model", str(tiny_model),
+    ])  # fmt: skip
+    # The CLIP has no ECG tower: no map. The zoo pair has both towers, one model each.
+    assert list(drawn) == ["MedBind", "same", "encoder zoo"]
+    # The evaluated model again, as a baseline and as both halves of the zoo: the same map, seed and points.
+    for other in ("same", "encoder zoo"):
+        np.testing.assert_allclose(drawn[other].points, drawn["MedBind"].points, atol=1e-4)
+        assert drawn[other].classes == drawn["MedBind"].classes
+    assert (output / "tsne.png").is_file()
+    assert not [key for key in results if "tsne" in key]  # a map, not a number: no key for any model

@@ -45,7 +45,22 @@ def test_tsne_figure_shows_modalities_and_classes(tmp_path):
         classes=["CXR Cardiomegaly"] * 10 + ["other"] * 10 + ["ECG HYP"] * 20,
         agreement={"modality": (80.0, 48.7), "class": (60.0, 30.0)},
     )
-    assert is_png(plot_tsne(tsne, tmp_path / "tsne.png"))
+    assert is_png(plot_tsne({"MedBind": tsne}, tmp_path / "tsne.png"))
+    with pytest.raises(ValueError, match="no t-SNE map"):
+        plot_tsne({}, tmp_path / "none.png")
+
+
+def test_tsne_figure_draws_a_row_per_model(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def random_map() -> TsneMap:
+        return TsneMap(rng.normal(size=(10, 2)), ["cxr"] * 5 + ["ecg"] * 5, ["other"] * 10, {"modality": (90.0, 44.4)})
+
+    with Image.open(plot_tsne({"MedBind": random_map()}, tmp_path / "one.png")) as one:
+        one_height = one.height
+    three = {"MedBind": random_map(), "NM": random_map(), "encoder zoo": random_map()}
+    with Image.open(plot_tsne(three, tmp_path / "three.png")) as image:
+        assert image.height > 2.5 * one_height
 
 
 def test_retrieval_and_few_shot_figures_draw_every_model(tmp_path):

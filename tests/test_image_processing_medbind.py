@@ -309,3 +309,49 @@ def test_rsna_sample_decodes_through_auto_processor_to_the_pixels_the_rsna_build
     np.testing.assert_array_equal(np.asarray(auto.image_processor.fetch_images(str(dicom))), np.asarray(row["image"]))
     from_dicom, from_row = (auto(images=image, return_tensors="pt") for image in (str(dicom), row["image"]))
     torch.testing.assert_close(from_dicom["pixel_values"], from_row["pixel_values"], rtol=0, atol=0)
+
+
+def test_medclip_preprocessing_resizes_to_256_centre_crops_224_and_normalises_with_medclips_statistics():
+    processor = MedBindImageProcessor.from_medclip()
+    # Rows 0..255 of a 256 x 256 gradient: the resize keeps it, the centre crop keeps rows 16..239.
+    image = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 256, axis=1)
+    pixels = processor(images=image, return_tensors="pt")["pixel_values"]
+    assert pixels.shape == (1, 3, 224, 224)
+    # (v / 255 - 0.5862785803043838) / 0.27950088968644304, worked out by hand for v = 16, 100, 239, on each channel.
+    for row, expected in ((0, -1.8731013), (84, -0.6945299), (223, 1.2557252)):
+        torch.testing.assert_close(pixels[0, :, row, 100], torch.full((3,), expected), atol=1e-5, rtol=0)
+    uncropped = processor(images=image, do_center_crop=False, return_tensors="pt")["pixel_values"]
+    assert uncropped.shape == (1, 3, 256, 256)  # what training's random crop takes
+
+
+def test_cxr_config_names_its_preprocessing_and_the_paper_preset_takes_medclips():
+    paper, tiny = MedBindConfig.from_preset("paper").cxr_config, MedBindConfig.from_preset("tiny").cxr_config
+    assert (paper.preprocessing, tiny.preprocessing, MedBindCXRConfig().preprocessing) == ("medclip", "timm", "timm")
+    medclip = MedBindImageProcessor.from_cxr_config(paper)
+    assert list(medclip.image_mean) == [0.5862785803043838] * 3 and list(medclip.image_std) == [0.27950088968644304] * 3
+    assert (medclip.size.height, medclip.size.width, medclip.crop_size.height) == (256, 256, 224)
+    timm = MedBindImageProcessor.from_cxr_config(tiny)  # the demo's: timm's eval transform, as before
+    assert timm.to_dict() == MedBindImageProcessor.from_timm(tiny.model_name, tiny.image_size).to_dict()
+    tokenizer = train_wordpiece_tokenizer(["a radiograph"] * 4, vocab_size=40)
+    processor = MedBindProcessor.from_config(MedBindConfig.from_preset("paper"), tokenizer)
+    assert processor.image_processor.to_dict() == medclip.to_dict()
+    with pytest.raises(ValueError, match="preprocessing must be one of"):
+        MedBindCXRConfig(preprocessing="imagenet")
+
+
+def test_medclip_preprocessing_pads_a_wide_radiograph_to_a_square_on_black_before_resizing():
+    processor = MedBindImageProcessor.from_medclip()
+    white = np.full((128, 256), 255, dtype=np.uint8)  # half as tall as wide
+    pixels = processor(images=white, return_tensors="pt")["pixel_values"][0]
+    # Padded to 256 x 256 with 64 black rows above and below (the resize keeps it), cropped to rows 16..239: rows
+    # 0-47 black, 48-175 white, 176-223 black. Black (0 - 0.58628) / 0.27950 = -2.09759, white (1 - ...) = 1.48022.
+    for row, expected in ((0, -2.0975911), (47, -2.0975911), (48, 1.4802150), (175, 1.4802150), (176, -2.0975911)):
+        torch.testing.assert_close(pixels[:, row, 112], torch.full((3,), expected), atol=1e-5, rtol=0)
+    assert not MedBindImageProcessor().pad_to_square  # timm's preprocessing does not pad
+
+
+def test_medclip_settings_survive_save_and_load(tmp_path):
+    MedBindImageProcessor.from_medclip().save_pretrained(tmp_path)
+    loaded = MedBindImageProcessor.from_pretrained(tmp_path)
+    assert loaded.pad_to_square and (loaded.size.height, loaded.size.width) == (256, 256)
+    assert list(loaded.image_mean) == [0.5862785803043838] * 3

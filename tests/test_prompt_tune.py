@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets
 import medbind_training.embedding
 import pytest
 import torch
@@ -12,7 +13,9 @@ from medbind_processing.demo import save_demo
 from medbind_model_cards.medbind_clinical_prediction import render_model_card
 from medbind_training.prompt_tuning import main
 from medbind_training.prompt_tuning import parse_prompt_tuning_arguments as parse_arguments
+from medbind_training.baselines import load_baseline
 from medbind_training.prompt_tuning_data import StudyEmbeddings, VisitCollator, tokenize_visits
+from medbind_training.results_keys import prompt_tuning_rows
 from safetensors.torch import load_file
 from fake_hub import AGENT_REGISTRY, REPO_ID, TOKEN, FakeHub, serving
 from tiny_medbind import save_tiny_medbind
@@ -124,6 +127,8 @@ def test_output_dir_defaults_to_the_task_and_mode_and_the_demo_preset_fills_in_i
          r"run the demo pretraining first: .* --output_dir no/such/folder"),
         (["--mode", "text-only", "--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy",
           "epoch"], ValueError, "not supported"),
+        (["--mode", "text-only", "--baseline", "clip"], ValueError, "--baseline takes NAME=PATH"),
+        (["--mode", "text-only", "--baseline", "clip=no/such/folder"], FileNotFoundError, "is not a folder"),
     ],
 )  # fmt: skip
 def test_missing_inputs_are_explained_before_any_work(tmp_path, arguments, error, message):
@@ -232,3 +237,92 @@ def test_push_to_hub_uploads_the_adapter_the_card_and_results_but_no_embeddings(
     assert json.loads(hub.content("results.json")) == results
     card = hub.content("README.md").decode()
     assert f'AutoModel.from_pretrained("{REPO_ID}", trust_remote_code=True)' in card
+
+
+def test_prompt_tuning_rows_put_the_mode_first_then_each_baseline_by_name():
+    results = {
+        "prompt_tuning/mortality/medbind/accuracy": 74.8, "prompt_tuning/mortality/medbind/accuracy/chance": 70.1,
+        "baselines/clip/prompt_tuning/mortality/accuracy": 71.0,
+        "baselines/clip/prompt_tuning/mortality/accuracy/chance": 70.1,
+        "baselines/clip/prompt_tuning/mortality/auroc": 55.0, "split": "test", "model": "out",
+    }  # fmt: skip
+    assert prompt_tuning_rows(results, "medbind") == {
+        "medbind": {"accuracy": 74.8, "accuracy/chance": 70.1},
+        "clip": {"accuracy": 71.0, "accuracy/chance": 70.1, "auroc": 55.0},
+    }
+
+
+@pytest.fixture(scope="module")
+def baseline_run(world, tmp_path_factory) -> tuple[dict, list[tuple[dict, torch.Tensor, torch.Tensor]], Path]:
+    """
+    A text-only run with three baselines, a tiny random CLIP (CXR only), ECG-CLIP (ECG only) and the medbind mode's
+    own model; `(results, what each model's forward received as modality tokens, the CLIP folder)`.
+    """
+    from test_baselines import save_tiny_clip
+
+    clip = save_tiny_clip(tmp_path_factory.mktemp("baselines") / "clip")
+    received = []
+    build = MedBindForClinicalPrediction.build_inputs_embeds
+
+    def record(self, input_ids, attention_mask, token_type_ids, modality_embeds, modality_mask):
+        if modality_embeds is not None:
+            received.append((dict(self.config.embedding_models), modality_embeds.detach().clone(), modality_mask))
+        return build(self, input_ids, attention_mask, token_type_ids, modality_embeds, modality_mask)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MedBindForClinicalPrediction, "build_inputs_embeds", record)
+        results = run(
+            world, "text-only", "out-baselines", "--baseline", f"clip={clip}",
+            "--baseline", f"ecg-clip={world / 'ecg-clip'}", "--baseline", f"same={world / 'medbind-bd'}",
+        )  # fmt: skip
+    return results, received, clip
+
+
+@pytest.mark.slow
+def test_each_baseline_is_a_row_of_its_own_under_its_prefix(baseline_run, world):
+    results, _, clip = baseline_run
+    output = world / "out-baselines"
+    for name in ("clip", "ecg-clip"):
+        prefix = f"baselines/{name}/prompt_tuning/mortality"
+        for metric in METRICS:
+            assert 0 <= results[f"{prefix}/{metric}"] <= 100
+        # The same test visits: the same chance levels as the mode's row.
+        assert results[f"{prefix}/accuracy/chance"] == results["prompt_tuning/mortality/text-only/accuracy/chance"]
+    # Each baseline gives the tokens of the modalities it embeds, and its model is saved apart from the mode's.
+    clip_config = MedBindClinicalPredictionConfig.from_pretrained(output / "_baselines" / "clip")
+    assert clip_config.modalities == ["cxr"] and clip_config.embedding_models == {"cxr": str(clip)}
+    assert clip_config.embedding_dim == 8  # the tiny CLIP's projection size, not MedBind's
+    ecg_config = MedBindClinicalPredictionConfig.from_pretrained(output / "_baselines" / "ecg-clip")
+    assert ecg_config.modalities == ["ecg"] and ecg_config.embedding_models == {"ecg": str(world / "ecg-clip")}
+    assert MedBindClinicalPredictionConfig.from_pretrained(output).modalities == []
+    assert json.loads((output / "results.json").read_text()) == results
+    card = (output / "README.md").read_text()
+    assert "Every model of this run (paper Table 4)" in card
+    clip_accuracy = results["baselines/clip/prompt_tuning/mortality/accuracy"]
+    assert f"| clip | {clip_accuracy:.1f} (chance" in card and "| text-only |" in card and "| ecg-clip |" in card
+
+
+@pytest.mark.slow
+def test_the_baselines_own_embeddings_are_what_reaches_the_model(baseline_run, world):
+    _, received, clip = baseline_run
+    cxr = datasets.concatenate_datasets(list(datasets.load_from_disk(world / "data" / "cxr").values()))
+    # The CLIP's embeddings of the visits' radiographs, computed here apart from prompt tuning's code path.
+    reference = load_baseline("clip", clip).embed_images(list(cxr["image"]))
+    clip_batches = [(embeds, mask) for sources, embeds, mask in received if sources == {"cxr": str(clip)}]
+    assert clip_batches and {tuple(embeds.shape[1:]) for embeds, _ in clip_batches} == {(1, 8)}
+    present = torch.cat([embeds[:, 0][mask[:, 0].bool()] for embeds, mask in clip_batches])
+    assert len(present) > 0
+    # Unit vectors: another embedding lies ~1 away; batching alone moves float32 sums by ~1e-4.
+    distances = torch.cdist(present, reference).min(dim=1).values
+    assert distances.max() < 1e-3, "a CXR token that is not the CLIP's embedding of one of the visits' radiographs"
+    assert any(sources == {"ecg": str(world / "ecg-clip")} for sources, _, _ in received)
+
+
+@pytest.mark.slow
+def test_a_medbind_folder_as_a_baseline_gives_the_row_of_mode_medbind(baseline_run, runs):
+    results, _, _ = baseline_run
+    same = {key.removeprefix("baselines/same/prompt_tuning/mortality/"): value
+            for key, value in results.items() if key.startswith("baselines/same/")}  # fmt: skip
+    medbind = {key.removeprefix("prompt_tuning/mortality/medbind/"): value
+               for key, value in runs["medbind"].items() if key.startswith("prompt_tuning/")}  # fmt: skip
+    assert same and same == medbind  # the same embeddings, tokens, seed and recipe: the same model

@@ -123,3 +123,23 @@ def test_augmentations_apply_only_when_given_and_depend_on_the_batch_not_the_glo
     torch.testing.assert_close(augment(slots)["pixel_values"], augmented["pixel_values"])
     other_seed = MedBindPretrainingCollator(medbind_processor, CXRAugmentation(), ECGNoiseAugmentation(0.1), seed=4)
     assert not torch.allclose(other_seed(slots)["ecg_values"], augmented["ecg_values"])
+
+
+def test_a_random_crop_augmentation_takes_the_processors_uncropped_resize(medbind_processor):
+    from medbind_training.augmentation import CXRAugmentation
+    from modeling_medbind import MedBindImageProcessor, MedBindProcessor
+
+    processor = MedBindProcessor(
+        MedBindImageProcessor.from_medclip(), medbind_processor.feature_extractor, medbind_processor.tokenizer
+    )
+    dataset = PretrainingDataset(cxr_dataset(2), None)
+    slots = [dataset[key] for key in dataset.slots(0, 0)]
+    still = {"degrees": 0, "translate": 0, "scale": (1, 1), "flip_probability": 0, "brightness": 0, "contrast": 0}
+    cropped = MedBindPretrainingCollator(processor, CXRAugmentation(**still, crop_size=224))(slots)["pixel_values"]
+    assert cropped.shape[-2:] == (224, 224)
+    images = [slot["cxr"]["image"] for slot in slots]
+    resized = processor.image_processor(images, do_center_crop=False, return_tensors="pt")
+    assert resized["pixel_values"].shape[-2:] == (256, 256)
+    # Without a random crop the processor crops the centre, as at inference.
+    centred = MedBindPretrainingCollator(processor)(slots)["pixel_values"]
+    torch.testing.assert_close(centred, resized["pixel_values"][..., 16:240, 16:240])

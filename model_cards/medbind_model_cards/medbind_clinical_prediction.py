@@ -29,6 +29,7 @@ def render_model_card(
     repo_id: str,
     synthetic: bool,
     training_settings: Mapping[str, Any],
+    comparison: Mapping[str, Mapping[str, float]] | None = None,
 ) -> ModelCard:
     """
     The model card (README.md) of a prompt-tuned model, from `medbind_clinical_prediction.md`.
@@ -41,6 +42,8 @@ def render_model_card(
         synthetic: trained on the synthetic demo (a warning, a `synthetic` tag and the demo's licence) rather than on
             MIMIC-IV, whose derived weights may be shared only under PhysioNet's credentialed terms.
         training_settings: what the training table lists.
+        comparison: `{row: metrics}` of every model the run trained (`prompt_tuning_rows`: this model's mode, then
+            each `--baseline`), shown as the paper's Table 4 when there is more than one.
     """
     config = model.config
     base = config.base_model_name_or_path
@@ -76,4 +79,5 @@ def render_model_card(
         trainable_parameters=f"{trainable:,} of {model.num_parameters():,}",
         results=results,
         training_settings=dict(training_settings),
+        comparison={row: dict(metrics) for row, metrics in (comparison or {}).items()},
     )

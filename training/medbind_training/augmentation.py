@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from modeling_medbind import MedBindImageProcessor
+from modeling_medbind import MedBindCXRConfig, MedBindImageProcessor
 
 
 class CXRAugmentation:
@@ -21,7 +21,8 @@ class CXRAugmentation:
     MedCLIP's train-time chest X-ray augmentation, on a normalised batch: horizontal flip, brightness/contrast
     jitter and a random affine (rotation, translation, scale), with MedCLIP's ranges as defaults
     (`RandomHorizontalFlip(0.5)`, `ColorJitter(0.2, 0.2)`, `RandomAffine(degrees=10, translate=(0.0625, 0.0625),
-    scale=(0.8, 1.1))`).
+    scale=(0.8, 1.1))`), and with `crop_size` MedCLIP's `RandomCrop(224)` of its 256 x 256 resize, last (the
+    processor's `preprocessing="medclip"`; the collator then asks the processor for the uncropped resize).
 
     Used by the training data pipeline after [`MedBindImageProcessor`]; never applied at inference. Each image
     draws its own parameters. The jitter acts on intensities, so the batch is un-normalised with `image_mean` /
@@ -37,6 +38,8 @@ class CXRAugmentation:
         scale (`tuple[float, float]`): zoom factor range.
         flip_probability (`float`): chance of a horizontal flip.
         brightness, contrast (`float`): factors are uniform in [1 - value, 1 + value].
+        crop_size (`int`, *optional*): the side of a square crop at a uniformly drawn place in each image; None:
+            no crop (the processor has centre-cropped already).
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class CXRAugmentation:
         flip_probability: float = 0.5,
         brightness: float = 0.2,
         contrast: float = 0.2,
+        crop_size: int | None = None,
     ):
         if not (0 < scale[0] <= scale[1]):
             raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
@@ -56,6 +60,8 @@ class CXRAugmentation:
             raise ValueError(f"flip_probability must lie in [0, 1], got {flip_probability}")
         if not (0.0 <= brightness < 1.0 and 0.0 <= contrast < 1.0 and degrees >= 0 and translate >= 0):
             raise ValueError("brightness and contrast must lie in [0, 1); degrees and translate must be >= 0")
+        if crop_size is not None and crop_size < 1:
+            raise ValueError(f"crop_size must be a positive number of pixels, got {crop_size}")
         self.image_mean = torch.tensor(image_mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.image_std = torch.tensor(image_std, dtype=torch.float32).view(1, -1, 1, 1)
         self.degrees = degrees
@@ -64,6 +70,7 @@ class CXRAugmentation:
         self.flip_probability = flip_probability
         self.brightness = brightness
         self.contrast = contrast
+        self.crop_size = crop_size
 
     def __call__(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment a batch.
@@ -73,14 +80,16 @@ class CXRAugmentation:
             generator: source of randomness, for reproducible augmentation (its device is used to draw).
 
         Returns:
-            A new `[B, 3, H, W]` tensor, normalised like the input.
+            A new `[B, 3, H, W]` tensor (`[B, 3, crop_size, crop_size]` with a crop), normalised like the input.
 
         Raises:
-            ValueError: `pixel_values` is not a 4-D floating tensor.
+            ValueError: `pixel_values` is not a 4-D floating tensor, or smaller than `crop_size`.
         """
         if not (isinstance(pixel_values, torch.Tensor) and pixel_values.ndim == 4 and pixel_values.is_floating_point()):
             raise ValueError("pixel_values must be a floating tensor [batch, channels, height, width]")
         batch_size, _, height, width = pixel_values.shape
+        if self.crop_size is not None and self.crop_size > min(height, width):
+            raise ValueError(f"cannot crop {self.crop_size} x {self.crop_size} out of images of {height} x {width}")
         draw_device = generator.device if generator is not None else pixel_values.device
         uniform = torch.rand(batch_size, 7, generator=generator, device=draw_device).to(pixel_values)
         mean, std = self.image_mean.to(pixel_values), self.image_std.to(pixel_values)
@@ -101,7 +110,29 @@ class CXRAugmentation:
         )
         grid = F.affine_grid(theta, list(intensities.shape), align_corners=False)
         intensities = F.grid_sample(intensities, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if self.crop_size is not None:
+            # Drawn after the other parameters, so that a run without a crop draws exactly what it always drew.
+            corners = torch.rand(batch_size, 2, generator=generator, device=draw_device)
+            intensities = _random_crops(intensities, corners, self.crop_size)
         return (intensities - mean) / std
+
+
+def _random_crops(images: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
+    """`[B, C, size, size]` crops of `[B, C, H, W]`, the top-left corner of each at its `corners` row (uniform in
+    [0, 1)^2, for (y, x)) scaled to the `H - size + 1` by `W - size + 1` places a crop can take."""
+    places = torch.tensor(images.shape[-2:], device=corners.device) - size + 1
+    tops, lefts = (corners * places).long().clamp(max=places - 1).T.tolist()
+    crops = [image[:, top : top + size, left : left + size] for image, top, left in zip(images, tops, lefts)]
+    return torch.stack(crops)
+
+
+def cxr_augmentation(cxr_config: MedBindCXRConfig, image_processor: MedBindImageProcessor) -> CXRAugmentation:
+    """
+    The train-time augmentation of a CXR tower: `CXRAugmentation` in its processor's normalisation, with MedCLIP's
+    random crop of `image_size` where the tower takes MedCLIP's preprocessing (`cxr_config.preprocessing`).
+    """
+    crop_size = cxr_config.image_size if cxr_config.preprocessing == "medclip" else None
+    return CXRAugmentation(image_processor.image_mean, image_processor.image_std, crop_size=crop_size)
 
 
 def _affine_theta(
@@ -161,4 +192,4 @@ class ECGNoiseAugmentation:
         return ecg_values + self.noise_std * noise.to(ecg_values.device)
 
 
-__all__ = ["CXRAugmentation", "ECGNoiseAugmentation"]
+__all__ = ["CXRAugmentation", "ECGNoiseAugmentation", "cxr_augmentation"]

@@ -192,7 +192,9 @@ class MedBindPretrainingCollator:
                 continue
             reports += [row["text"] for row in rows]
             if modality == "cxr":
-                pixel_values = self.processor(images=[row["image"] for row in rows], return_tensors="pt")["pixel_values"]
+                images = [row["image"] for row in rows]
+                image_processor = self.processor.image_processor
+                pixel_values = image_processor(images, return_tensors="pt", **self._image_settings)["pixel_values"]
                 batch["pixel_values"] = (
                     self.cxr_augmentation(pixel_values, generator) if self.cxr_augmentation else pixel_values
                 )
@@ -209,6 +211,12 @@ class MedBindPretrainingCollator:
             [[cxr_position[i], ecg_position[i]] for i, slot in enumerate(slots) if slot["paired"]], dtype=torch.long
         ).reshape(-1, 2)
         return batch
+
+    @property
+    def _image_settings(self) -> dict[str, bool]:
+        # An augmentation that crops at random (MedCLIP's) takes the processor's resize uncropped.
+        crops = self.cxr_augmentation is not None and self.cxr_augmentation.crop_size is not None
+        return {"do_center_crop": False} if crops else {}
 
     def _augmentation_generator(self, slots: Sequence[Mapping[str, Any]]) -> torch.Generator:
         # Keys hold -1 for an absent modality; SeedSequence takes non-negative integers.

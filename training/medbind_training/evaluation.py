@@ -14,7 +14,8 @@ evaluated model's behind a prefix (`results_keys.model_key`): each `--baseline N
 MedBind folder: `medbind_training.baselines`) under `baselines/NAME/`, the tasks of the modalities it embeds
 (CXR-text models: CXR retrieval and zero-/few-shot; cross-modality only with CXR and ECG towers); the encoder zoo
 (`--zoo_cxr_model`, `--zoo_ecg_model`, each any of those formats) under `zoo/`, CXR datasets with the CXR model,
-ECG datasets with the ECG model, CXR <-> ECG tasks with both. The t-SNE map is the evaluated model's only. Embeddings are
+ECG datasets with the ECG model, CXR <-> ECG tasks with both. The t-SNE map is drawn for every model with CXR and ECG
+towers (a zoo pair has both), a row per model in `tsne.png`; it writes no keys. Embeddings are
 cached in `OUT/embedding_cache` (`--embedding_cache_dir`), so a second run with other tasks does not embed again.
 What each task computes, and the multi-label rule, are documented in `medbind_training.evaluation_tasks`.
 """
@@ -53,7 +54,7 @@ from .evaluation_tasks import (
 )
 from .figures import plot_few_shot, plot_recalls, plot_tsne
 from .prompt_files import prompt_sets
-from .results_keys import BASELINE_PREFIX, ZOO_PREFIX, model_key, rsum
+from .results_keys import BASELINE_PREFIX, MAIN_MODEL, ZOO_PREFIX, model_key, model_name, rsum
 from .retrieval import POSITIVE_RULES, RetrievalProtocol
 from .splits import PAIRS, RetrievalSplit, dataset_paths, first_rows, load_dataset_dicts, pick_split, retrieval_split
 
@@ -184,7 +185,6 @@ def evaluate_datasets(
     evaluated: RetrievalSplit,
     support: RetrievalSplit,
     args: EvaluationArguments,
-    with_tsne: bool = True,
 ) -> tuple[dict[str, float], TsneMap | None]:
     """
     Every task of `args.tasks` on every dataset a model can embed; `evaluated` and `support` are the DATA folder's
@@ -193,11 +193,10 @@ def evaluate_datasets(
     Args:
         embedders: `{modality: TaskEmbedder}`: a dataset of modality m (and its reports and prompts) is embedded by
             `embedders[m]`, and skipped without one; one model for every modality it has, or the encoder zoo's two.
-        with_tsne: False: no t-SNE map even when `args.tasks` asks for one (the other models').
 
     Returns:
-        `(results, tsne)`: the flat results (percent) and the t-SNE map (None unless asked, both modalities exist and
-        one model embeds both).
+        `(results, tsne)`: the flat results (percent) and the t-SNE map (None unless asked and both modalities exist
+        and are embedded: by one model, or by a zoo pair, each modality in its own model's space).
     """
     tasks, prompts = set(args.tasks), prompt_sets(args.prompt_dir)
     results: dict[str, float] = {}
@@ -231,20 +230,25 @@ def evaluate_datasets(
         embedders, evaluated, support, args.tasks, args.cross_modality_support_size, args.seed, args.retrieval_protocol
     )
     tsne = None
-    one_model = set(embedders) == set(MODALITIES) and embedders["cxr"] is embedders["ecg"]
-    if with_tsne and "tsne" in tasks and evaluated.cxr is not None and evaluated.ecg is not None and one_model:
-        tsne = dataset_tsne(embedders["cxr"], evaluated, prompts, args)
+    both = set(MODALITIES) <= set(embedders) and evaluated.cxr is not None and evaluated.ecg is not None
+    if "tsne" in tasks and both:
+        tsne = dataset_tsne(embedders, evaluated, prompts, args)
     return results | rsum(results), tsne
 
 
-def dataset_tsne(embedder: TaskEmbedder, evaluated: RetrievalSplit, prompts: dict, args: EvaluationArguments) -> TsneMap:
-    """t-SNE of up to `tsne_max_points` CXR and ECG samples of the evaluated split, classes from their prompt files."""
+def dataset_tsne(
+    embedders: dict[str, TaskEmbedder], evaluated: RetrievalSplit, prompts: dict, args: EvaluationArguments
+) -> TsneMap:
+    """
+    t-SNE of up to `tsne_max_points` CXR and ECG samples of the evaluated split, each embedded by `embedders[modality]`,
+    classes from their prompt files.
+    """
     rng = np.random.default_rng(args.seed)
     embeds, classes = {}, {}
     for modality in MODALITIES:
         dataset = getattr(evaluated, modality)
         rows = np.sort(rng.permutation(len(dataset))[: args.tsne_max_points])
-        embeds[modality] = embedder.embed(dataset, modality, modality)[rows]
+        embeds[modality] = embedders[modality].embed(dataset, modality, modality)[rows]
         labels = row_labels(dataset)
         names = list(prompts[modality].classes) if modality in prompts else sorted({n for row in labels for n in row})
         kept, targets = single_class_rows(labels, names)
@@ -286,6 +290,7 @@ def run_evaluation(
     results, tsne = evaluate_datasets(
         {modality: main_embedder for modality in main_embedder.modalities}, data, evaluated, support, args
     )
+    tsnes = {MAIN_MODEL: tsne} if tsne is not None else {}
     others: dict[str, dict[str, TaskEmbedder]] = {}
     for name, path in parse_baselines(args.baseline).items():
         baseline = other_model(name, str(path))
@@ -295,15 +300,17 @@ def run_evaluation(
         others[ZOO_PREFIX] = {modality: other_model(f"zoo_{modality}", getattr(args, f"zoo_{modality}_model"), modality)
                               for modality in MODALITIES}  # fmt: skip
     for prefix, embedders in others.items():
-        other_results, _ = evaluate_datasets(embedders, data, evaluated, support, args, with_tsne=False)
+        other_results, other_tsne = evaluate_datasets(embedders, data, evaluated, support, args)
         results |= {model_key(prefix, key): value for key, value in other_results.items()}
+        if other_tsne is not None:
+            tsnes[model_name(prefix)] = other_tsne
     output = {"model": args.model_name_or_path, "split": args.split, **args.retrieval_protocol.describe(), **results}
-    save_results(output, tsne, args.output_dir)
+    save_results(output, tsnes, args.output_dir)
     return output
 
 
-def save_results(results: dict[str, Any], tsne: TsneMap | None, output_dir: str | Path) -> None:
-    """`results.json` and the figures whose numbers `results` holds (and `tsne.png` when there is a map)."""
+def save_results(results: dict[str, Any], tsnes: dict[str, TsneMap], output_dir: str | Path) -> None:
+    """`results.json`, the figures whose numbers `results` holds, and `tsne.png` of the `{model: map}` `tsnes`."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -313,8 +320,8 @@ def save_results(results: dict[str, Any], tsne: TsneMap | None, output_dir: str 
         plot_recalls(numbers, output_dir / "retrieval.png", title=f"Retrieval: {title}")
     if any(key.startswith("few_shot/") for key in numbers):
         plot_few_shot(numbers, output_dir / "few_shot.png", title=f"Few-shot: {title}")
-    if tsne is not None:
-        plot_tsne(tsne, output_dir / "tsne.png", title=f"t-SNE: {title}")
+    if tsnes:
+        plot_tsne(tsnes, output_dir / "tsne.png", title=f"t-SNE: {title}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.manifold import TSNE
 from sklearn.neighbors import NearestNeighbors
@@ -286,12 +287,17 @@ def tsne_map(embeds: Mapping[str, torch.Tensor], classes: Mapping[str, Sequence[
     """
     t-SNE of the CXR and ECG embeddings together (scikit-learn, PCA initialisation, perplexity 30 or less).
 
+    An encoder-zoo pair embeds each modality into its own, unrelated space, possibly of another size: the smaller
+    embeddings are zero-padded to the larger size, which keeps every distance within a modality (and across, the
+    two spaces are unrelated whatever their sizes).
+
     Args:
-        embeds: `{modality: [n_m, d]}`.
+        embeds: `{modality: [n_m, d_m]}`.
         classes: `{modality: [n_m] class names}`.
         seed: t-SNE's random state.
     """
-    stacked = torch.cat([embeds[m] for m in embeds]).numpy()
+    size = max(embeds[m].shape[1] for m in embeds)
+    stacked = torch.cat([F.pad(embeds[m], (0, size - embeds[m].shape[1])) for m in embeds]).numpy()
     modalities = [m for m in embeds for _ in range(len(embeds[m]))]
     labels = [name for m in embeds for name in classes[m]]
     perplexity = min(30.0, (len(stacked) - 1) / 3)

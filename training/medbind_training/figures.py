@@ -2,7 +2,7 @@
 
 Every figure draws the chance level beside the measured value, so a reader can tell a real score from noise, and the
 retrieval and few-shot figures draw every model of the results (the evaluated one, each baseline, the encoder zoo) with
-a legend, as the paper's Figure 3 does.
+a legend, as the paper's Figure 3 does; the t-SNE figure a row per model with CXR and ECG embeddings.
 """
 
 from __future__ import annotations
@@ -152,20 +152,33 @@ def plot_few_shot(metrics: Mapping[str, float], path: str | Path, title: str = "
     return _save(figure, path)
 
 
-def plot_tsne(tsne: TsneMap, path: str | Path, title: str = "t-SNE of CXR and ECG embeddings") -> Path:
+def plot_tsne(maps: Mapping[str, TsneMap], path: str | Path, title: str = "t-SNE of CXR and ECG embeddings") -> Path:
     """
-    The t-SNE map twice (paper Figure 2, left): coloured by modality, and by class (marker by modality). Each panel's
-    title gives the share of nearest map neighbours of the same modality / class and its chance level.
+    Each model's t-SNE map twice (paper Figure 2, left), a row per model: coloured by modality, and by class (marker
+    by modality). Each panel's title gives the share of nearest map neighbours of the same modality / class and its
+    chance level, behind the model's name when there are several.
 
     Args:
-        tsne: the map (`medbind_training.evaluation_tasks.tsne_map`).
+        maps: `{model: its map}` (`medbind_training.evaluation_tasks.tsne_map`), drawn in this order.
         path: where to write the PNG.
         title: the figure's title.
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: no map.
     """
-    figure, (by_modality, by_class) = plt.subplots(1, 2, figsize=(12, 5.2))
+    if not maps:
+        raise ValueError("no t-SNE map to draw")
+    figure, rows = plt.subplots(len(maps), 2, figsize=(12, 5.2 * len(maps)), squeeze=False)
+    for (model, tsne), (by_modality, by_class) in zip(maps.items(), rows):
+        _draw_tsne(tsne, by_modality, by_class, model if len(maps) > 1 else "")
+    figure.suptitle(title, fontsize=10)
+    return _save(figure, path)
+
+
+def _draw_tsne(tsne: TsneMap, by_modality: plt.Axes, by_class: plt.Axes, model: str) -> None:
     markers = {"cxr": "o", "ecg": "^"}
     for modality in sorted(set(tsne.modalities)):
         chosen = [i for i, m in enumerate(tsne.modalities) if m == modality]
@@ -184,13 +197,13 @@ def plot_tsne(tsne: TsneMap, path: str | Path, title: str = "t-SNE of CXR and EC
     for axes, aspect in ((by_modality, "modality"), (by_class, "class")):
         share, chance = tsne.agreement.get(aspect, (float("nan"), float("nan")))
         axes.set_title(
-            f"by {aspect}: {TSNE_NEIGHBOURS}-NN same {aspect} {share:.0f}% (chance {chance:.0f}%)", fontsize=10
+            f"{model + ': ' if model else ''}by {aspect}: {TSNE_NEIGHBOURS}-NN same {aspect} {share:.0f}% "
+            f"(chance {chance:.0f}%)",
+            fontsize=10,
         )
         axes.set_xticks([])
         axes.set_yticks([])
         axes.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    figure.suptitle(title, fontsize=10)
-    return _save(figure, path)
 
 
 __all__ = ["plot_few_shot", "plot_recalls", "plot_tsne"]

@@ -21,7 +21,7 @@ from transformers import TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import parse_arguments
-from .augmentation import CXRAugmentation, ECGNoiseAugmentation
+from .augmentation import ECGNoiseAugmentation, cxr_augmentation
 from .data import MedBindPretrainingCollator
 from .pretraining_arguments import DataArguments, ModelArguments, PretrainingArguments
 from .pretraining_data import build_demo_data_if_absent, load_splits, training_set, validation_split
@@ -74,7 +74,7 @@ def pretrain(
     augment = data_args.augment
     train_collator = MedBindPretrainingCollator(
         processor,
-        CXRAugmentation(processor.image_processor.image_mean, processor.image_processor.image_std) if augment else None,
+        cxr_augmentation(model.config.cxr_config, processor.image_processor) if augment else None,
         ECGNoiseAugmentation(data_args.ecg_noise_std) if augment else None,
         seed=training_args.seed,
     )

@@ -13,6 +13,12 @@ Modes (the paper's three rows per task):
 - `encoder-zoo`: the CXR embedding of `--zoo_cxr_model` and the ECG embedding of `--zoo_ecg_model`, two separately
   trained models (a CXR-text model and ECG-CLIP in the paper).
 
+`--baseline NAME=PATH` (repeatable; a CLIP, SigLIP, open_clip or MedBind folder, `medbind_training.baselines`) adds a
+row per baseline: a model of its own, trained after the mode's with the same recipe and seed, whose tokens carry that
+model's CXR and / or ECG embeddings (those it has: a CXR-text CLIP gives a CXR token only), embedded as the evaluation
+embeds it. Its results go under `baselines/NAME/prompt_tuning/TASK/...`, its model to `OUTPUT_DIR/_baselines/NAME`;
+the card shows every row (`results_keys.prompt_tuning_rows`).
+
 `DATA` holds `outcomes/` (`medbind_processing.mimic_outcomes`, or the demo's), and `cxr/` and `ecg/`, whose
 `study_id`s the outcomes' `cxr_study_id` / `ecg_study_id` name (`--outcomes_dataset`, `--cxr_dataset`, `--ecg_dataset`
 give them one by one). The embeddings of the attached studies are computed once per model and cached on disk
@@ -31,6 +37,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,26 +55,33 @@ from modeling_medbind import (
     MedBindForClinicalPrediction,
     load_text_tokenizer,
 )
-from modeling_medbind.configuration_medbind import TRAINED_VOCAB_SIZE
+from modeling_medbind.configuration_medbind import MODALITIES, TRAINED_VOCAB_SIZE
 
-from .tokenizer import train_wordpiece_tokenizer
 from . import metrics
 from .arguments import optional_argument, parse_arguments
+from .baselines import BaselineEncoder, load_baseline, parse_baselines
 from .prompt_tuning_arguments import DataArguments, ModelArguments, PromptTuningArguments
 from .prompt_tuning_data import (
+    StudyEmbeddings,
     VisitCollator,
+    baseline_embedders,
     check_demo_inputs,
     compute_embeddings,
+    embedding_cache,
     embedding_sources,
     load_data,
+    mode_embedders,
     tokenize_splits,
     visits_with_text,
 )
+from .results_keys import BASELINE_PREFIX, model_key, prompt_tuning_prefix, prompt_tuning_rows
+from .tokenizer import train_wordpiece_tokenizer
 from .trainer import TokenFreeTrainer
 
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
+BASELINES_DIR = "_baselines"  # OUTPUT_DIR/_baselines/NAME: each --baseline's model (`_*`: never uploaded)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float | str]:
@@ -180,7 +194,10 @@ def export(
     results: Mapping[str, float | str],
     test_metrics: Mapping[str, float],
 ) -> None:
-    """results.json and the model card (README.md, written when the model is saved or pushed) in `output_dir`."""
+    """
+    results.json and the model card (README.md, written when the model is saved or pushed) in `output_dir`; the card
+    lists every row of `results` (the mode's, each baseline's) when there is more than one.
+    """
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -201,40 +218,45 @@ def export(
         training_args.hub_model_id or str(output_dir),
         synthetic=data_args.synthetic_demo,
         training_settings=settings,
+        comparison=prompt_tuning_rows(results, data_args.mode),
     )
 
 
 
-def prompt_tune(
-    model_args: ModelArguments, data_args: DataArguments, training_args: PromptTuningArguments
-) -> dict[str, float | str]:
-    """Run prompt tuning; returns the test results (percent, flat keys) also written to results.json."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
-    if training_args.load_best_model_at_end or training_args.resume_from_checkpoint:
-        # The Trainer restores a checkpoint's model.safetensors only, which holds no LoRA weights (they are in
-        # text_adapter/): it would silently go on with the wrong adapter.
-        raise ValueError("--load_best_model_at_end and --resume_from_checkpoint are not supported by prompt tuning")
-    sources = embedding_sources(data_args.mode, model_args)
-    if data_args.synthetic_demo:
-        check_demo_inputs(data_args, sources)
-    set_seed(training_args.seed)
+@dataclass
+class TunedModel:
+    """One row of the paper's Table 4: a prompt-tuned model, its Trainer (and so its data) and its test metrics."""
 
-    data = load_data(data_args, list(sources))
-    data["outcomes"] = outcomes = visits_with_text(data["outcomes"], data_args.task)
-    embeddings = compute_embeddings(sources, data, data_args, training_args)
+    trainer: ClinicalPredictionTrainer
+    test_metrics: dict[str, float]
+
+
+def tune_and_test(
+    embeddings: Mapping[str, StudyEmbeddings],
+    sources: Mapping[str, str],
+    mode: str,
+    tokenizer: PreTrainedTokenizerBase,
+    outcomes: datasets.DatasetDict,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: PromptTuningArguments,
+) -> TunedModel:
+    """
+    Build a model whose tokens carry `embeddings` (from `sources`, in their order), train it on the training visits
+    and test it: the same recipe for the mode's model and for each baseline's.
+    """
+    # Every row's model starts from the seed, so that a baseline that is the mode's own model gives the mode's row.
+    set_seed(training_args.seed)
     embedding_dims = {table.embeds.shape[1] for table in embeddings.values()}
     if len(embedding_dims) > 1:
         raise ValueError(f"the encoder zoo's models embed into different sizes {embedding_dims}")
-    tokenizer = load_tokenizer(model_args, outcomes, data_args.task)
     labels = outcomes["train"].features[data_args.task]
     embedding_dim = embedding_dims.pop() if embedding_dims else MedBindClinicalPredictionConfig.embedding_dim
     model = build_model(model_args, tokenizer, sources, embedding_dim, labels)
     positions = model.config.text_config.max_position_embeddings
     max_length = min(data_args.max_length or positions, positions) - len(sources)
     with training_args.main_process_first(desc="tokenizing the visits"):
-        visits = tokenize_splits(outcomes, tokenizer, data_args, list(sources), max_length)
+        visits = tokenize_splits(outcomes, tokenizer, data_args.task, mode, list(sources), max_length)
 
     trainer = ClinicalPredictionTrainer(
         model=model,
@@ -249,21 +271,93 @@ def prompt_tune(
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_state()
     prediction = trainer.predict(visits["test"], metric_key_prefix="test")
-    test_metrics = outcome_metrics(prediction.predictions, prediction.label_ids)
-    prefix = f"prompt_tuning/{data_args.task}/{data_args.mode}"
-    results = {f"{prefix}/{key}": value for key, value in test_metrics.items()}
+    return TunedModel(trainer, outcome_metrics(prediction.predictions, prediction.label_ids))
+
+
+def tune_baseline(
+    encoder: BaselineEncoder,
+    path: str,
+    data: Mapping[str, datasets.DatasetDict],
+    tokenizer: PreTrainedTokenizerBase,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: PromptTuningArguments,
+) -> TunedModel:
+    """
+    A `--baseline`'s row: its CXR and / or ECG embeddings (those it has) as the tokens, in place of MedBind's, and
+    otherwise the run's recipe from the same seed (a MedBind folder gives the row `--mode medbind` would). The model
+    is saved to `OUTPUT_DIR/_baselines/NAME` (`_*` stays out of the Hub upload, which is the mode's model's).
+    """
+    cache = embedding_cache(data_args, training_args)
+    embedders = baseline_embedders(encoder, cache)
+    if not embedders:
+        raise ValueError(f"--baseline {encoder.name}: {path} embeds neither CXR nor ECG, so it gives no token")
+    sources = dict.fromkeys(embedders, path)
+    embeddings = compute_embeddings(embedders, sources, data, training_args)
+    output_dir = os.path.join(training_args.output_dir, BASELINES_DIR, encoder.name)
+    # Its own folder and no upload, with what the run's arguments say otherwise (a `replace` re-validates them).
+    baseline_args = replace(training_args, output_dir=output_dir, push_to_hub=False, hub_model_id=None)
+    # Its visits read as in mode medbind: the text, then the embedding tokens (no report texts).
+    outcomes = data["outcomes"]
+    tuned = tune_and_test(embeddings, sources, "medbind", tokenizer, outcomes, model_args, data_args, baseline_args)
+    tuned.trainer.save_model()
+    return tuned
+
+
+def prompt_tune(
+    model_args: ModelArguments, data_args: DataArguments, training_args: PromptTuningArguments
+) -> dict[str, float | str]:
+    """
+    Run prompt tuning, in the mode's model and in one model per `--baseline`; returns the test results (percent,
+    flat keys: `prompt_tuning/{task}/{mode}/...`, `baselines/{NAME}/prompt_tuning/{task}/...`) also written to
+    results.json.
+    """
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
+    if training_args.load_best_model_at_end or training_args.resume_from_checkpoint:
+        # The Trainer restores a checkpoint's model.safetensors only, which holds no LoRA weights (they are in
+        # text_adapter/): it would silently go on with the wrong adapter.
+        raise ValueError("--load_best_model_at_end and --resume_from_checkpoint are not supported by prompt tuning")
+    sources = embedding_sources(data_args.mode, model_args)
+    if data_args.synthetic_demo:
+        check_demo_inputs(data_args, sources)
+    baselines = parse_baselines(model_args.baseline)
+    encoders = {
+        name: load_baseline(name, path, data_args.embedding_batch_size, training_args.device)
+        for name, path in baselines.items()
+    }
+    embedded = set(sources).union(*(encoder.modalities for encoder in encoders.values()))
+    data = load_data(data_args, [modality for modality in MODALITIES if modality in embedded])
+    data["outcomes"] = outcomes = visits_with_text(data["outcomes"], data_args.task)
+    cache = embedding_cache(data_args, training_args)
+    embedders = mode_embedders(sources, data_args.embedding_batch_size, training_args.device, cache)
+    embeddings = compute_embeddings(embedders, sources, data, training_args)
+    tokenizer = load_tokenizer(model_args, outcomes, data_args.task)
+    task, mode = data_args.task, data_args.mode
+    tuned = tune_and_test(embeddings, sources, mode, tokenizer, outcomes, model_args, data_args, training_args)
+    results = prefixed(prompt_tuning_prefix(task, mode), tuned.test_metrics)
+    for name, encoder in encoders.items():
+        row = tune_baseline(encoder, str(baselines[name]), data, tokenizer, model_args, data_args, training_args)
+        results |= prefixed(model_key(f"{BASELINE_PREFIX}{name}/", prompt_tuning_prefix(task)), row.test_metrics)
     results |= {"split": "test", "model": training_args.hub_model_id or training_args.output_dir}
+    trainer = tuned.trainer
     if trainer.is_world_process_zero():
-        export(trainer, data_args, training_args, results, test_metrics)
+        export(trainer, data_args, training_args, results, tuned.test_metrics)
         print(json.dumps(results, indent=2, sort_keys=True))
     # Model (adapter, projections, head, code), tokenizer and card; with --push_to_hub the Trainer saves them itself
-    # and uploads the folder (but its `_*` embedding cache and checkpoints) in one commit.
+    # and uploads the folder (but its `_*` embedding cache, baselines and checkpoints) in one commit.
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message=f"MedBind prompt tuning: {data_args.task}, {data_args.mode}")
     else:
         trainer.save_model()
         trainer.create_model_card()
     return results
+
+
+def prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
+    """`{prefix/metric: value}`."""
+    return {f"{prefix}/{key}": value for key, value in metrics.items()}
 
 
 

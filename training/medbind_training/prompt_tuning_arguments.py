@@ -11,6 +11,9 @@ from transformers import TrainingArguments
 
 from modeling_medbind import BIOBERT_IDENTIFIER, MedBindClinicalPredictionConfig
 
+from .baselines import parse_baselines
+from .results_keys import BASELINE_PREFIX
+
 TASKS = ("mortality", "readmission")
 MODES = ("medbind", "text-only", "encoder-zoo")
 LORA = MedBindClinicalPredictionConfig  # LoRA's defaults, read from the model's config class
@@ -26,6 +29,15 @@ class ModelArguments:
     )
     zoo_ecg_model: str | None = field(
         default=None, metadata={"help": "mode encoder-zoo: the model whose ECG embeddings are used (ECG-CLIP)"}
+    )
+    baseline: list[str] = field(
+        default_factory=list,
+        metadata={
+            "action": "extend",  # argparse's default keeps only the last of repeated `--baseline`s
+            "help": "NAME=PATH, repeatable: a CLIP, SigLIP, open_clip or MedBind folder whose CXR / ECG embeddings "
+            "(those it has) become the tokens of a model of its own, trained and tested beside the mode's; its "
+            f"results under {BASELINE_PREFIX}NAME/",
+        },
     )
     text_backbone: str | None = field(
         default=BIOBERT_IDENTIFIER,
@@ -43,6 +55,9 @@ class ModelArguments:
     lora_target_modules: list[str] = field(
         default_factory=lambda: list(LORA.lora_target_modules), metadata={"help": "BERT linear layers LoRA adapts"}
     )
+
+    def __post_init__(self) -> None:
+        parse_baselines(self.baseline)  # a malformed or missing baseline fails before any training
 
 
 @dataclass

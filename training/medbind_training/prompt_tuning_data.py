@@ -1,5 +1,5 @@
-"""Prompt tuning's data: the visits (`outcomes/`) tokenised, the frozen MedBind embeddings of their attached studies
-looked up by study id, and the collator that puts both into a batch.
+"""Prompt tuning's data: the visits (`outcomes/`) tokenised, the frozen embeddings of their attached studies (MedBind's,
+or a `--baseline`'s) looked up by study id, and the collator that puts both into a batch.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments
 from modeling_medbind.configuration_medbind import MODALITIES
 
 from .arguments import optional_argument
-from .embedding import Embedder, load_model
+from .baselines import BaselineEncoder, task_embedder
+from .embedding import Embedder, TaskEmbedder, load_model
 from .prompt_tuning_arguments import DataArguments, ModelArguments
 from .splits import dataset_paths
 
@@ -35,7 +36,7 @@ class StudyEmbeddings:
 
     Args:
         rows: `{study_id: row of embeds}`.
-        embeds: `[num_studies, embedding_dim]` L2-normalised MedBind embeddings.
+        embeds: `[num_studies, embedding_dim]` L2-normalised embeddings.
     """
 
     rows: dict[int, int]
@@ -180,13 +181,13 @@ def visits_with_text(outcomes: datasets.DatasetDict, task: str) -> datasets.Data
 
 
 def study_embeddings(
-    embedder: Embedder, studies: datasets.DatasetDict, modality: str, wanted: set[int], name: str
+    embedder: TaskEmbedder, studies: datasets.DatasetDict, modality: str, wanted: set[int], name: str
 ) -> StudyEmbeddings:
     """
     Embed the studies of `studies` (every split) whose `study_id` is in `wanted`.
 
     Args:
-        embedder: the frozen MedBind model's `Embedder` (progress bar, on-disk cache).
+        embedder: the frozen model's embedder (MedBind's `Embedder`: progress bar, on-disk cache; or a baseline's).
         studies: the modality's DatasetDict (`study_id` plus `image`, or `ecg` / `ecg_path`).
         modality: `"cxr"` or `"ecg"`.
         wanted: the study ids the visits name.
@@ -204,30 +205,52 @@ def study_embeddings(
     return StudyEmbeddings({study_ids[row]: position for position, row in enumerate(rows)}, embeds)
 
 
+def embedding_cache(data_args: DataArguments, training_args: TrainingArguments) -> str | None:
+    """The on-disk embedding cache: `--embedding_cache_dir`, by default `OUTPUT_DIR/_embedding_cache` (`_*` stays
+    out of a Hub upload); None for `none`."""
+    if data_args.embedding_cache_dir is None:
+        return os.path.join(training_args.output_dir, "_embedding_cache")
+    return optional_argument(data_args.embedding_cache_dir)
+
+
+def mode_embedders(
+    sources: Mapping[str, str], batch_size: int, device: torch.device, cache_dir: str | None
+) -> dict[str, TaskEmbedder]:
+    """`{modality: Embedder}` of the mode's MedBind models (`embedding_sources`), each model loaded once."""
+    loaded = {}
+    for source in dict.fromkeys(sources.values()):
+        model, processor = load_model(source)
+        loaded[source] = Embedder(model.to(device), processor, batch_size, cache_dir=cache_dir)
+    return {modality: loaded[source] for modality, source in sources.items()}
+
+
+def baseline_embedders(encoder: BaselineEncoder, cache_dir: str | None) -> dict[str, TaskEmbedder]:
+    """
+    `{modality: embedder}` of a `--baseline`: the evaluation's embedder of that model (`task_embedder`) for each of
+    CXR and ECG it embeds, in `MODALITIES` order (a CXR-text CLIP gives a CXR token only).
+    """
+    embedder = task_embedder(encoder, cache_dir)
+    return {modality: embedder for modality in MODALITIES if modality in embedder.modalities}
+
+
 def compute_embeddings(
+    embedders: Mapping[str, TaskEmbedder],
     sources: Mapping[str, str],
     data: Mapping[str, datasets.DatasetDict],
-    data_args: DataArguments,
     training_args: TrainingArguments,
 ) -> dict[str, StudyEmbeddings]:
     """
-    `{modality: StudyEmbeddings}` of every study the visits (all splits) name, each modality from its source model,
-    computed once per model and cached on disk. The main process computes first; the others read its cache.
+    `{modality: StudyEmbeddings}` of every study the visits (all splits) name, each modality from its embedder
+    (`mode_embedders`, `baseline_embedders`; `sources` names their models for the progress bars). The main process
+    computes first; the others read its cache.
     """
-    if data_args.embedding_cache_dir is None:
-        cache = os.path.join(training_args.output_dir, "_embedding_cache")
-    else:
-        cache = optional_argument(data_args.embedding_cache_dir)
     embeddings = {}
-    with training_args.main_process_first(desc="embedding the visits' studies with MedBind"):
-        for source in dict.fromkeys(sources.values()):
-            model, processor = load_model(source)
-            model = model.to(training_args.device)
-            embedder = Embedder(model, processor, data_args.embedding_batch_size, cache_dir=cache)
-            for modality in (m for m, name in sources.items() if name == source):
-                wanted = {study for split in data["outcomes"].values() for study in split[f"{modality}_study_id"]}
-                wanted.discard(None)
-                embeddings[modality] = study_embeddings(embedder, data[modality], modality, wanted, Path(source).name)
+    with training_args.main_process_first(desc="embedding the visits' studies"):
+        for modality, embedder in embedders.items():
+            wanted = {study for split in data["outcomes"].values() for study in split[f"{modality}_study_id"]}
+            wanted.discard(None)
+            name = Path(sources[modality]).name
+            embeddings[modality] = study_embeddings(embedder, data[modality], modality, wanted, name)
     return embeddings
 
 
@@ -263,7 +286,8 @@ def tokenize_visits(
 def tokenize_splits(
     outcomes: datasets.DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
-    data_args: DataArguments,
+    task: str,
+    mode: str,
     modalities: Sequence[str],
     max_length: int,
 ) -> datasets.DatasetDict:
@@ -272,7 +296,7 @@ def tokenize_splits(
     return outcomes.map(
         tokenize_visits,
         batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "task": data_args.task, "mode": data_args.mode, "max_length": max_length},
+        fn_kwargs={"tokenizer": tokenizer, "task": task, "mode": mode, "max_length": max_length},
         remove_columns=[column for column in outcomes["train"].column_names if column not in kept],
         desc="tokenizing the visits",
     )

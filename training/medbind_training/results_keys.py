@@ -2,8 +2,10 @@
 
 Every number is flat and in percent: `retrieval/{dataset}/{direction}/{recall,chance}@K`, `retrieval/rsum_{modality}`,
 `zero_shot/{dataset}/{metric}`, `few_shot/{dataset}/k{K}/{metric}`, `cross_modality/{task}/{metric}` (paper Tables 2-3,
-Figure 3), each classification metric with a `/chance` sibling. Other models' keys are the same behind a prefix
-(`model_key`): `baselines/{NAME}/...` for each `--baseline NAME=PATH`, `zoo/...` for the encoder zoo.
+Figure 3), `prompt_tuning/{task}/{mode}/{metric}` (Table 4), each classification metric with a `/chance` sibling.
+Other models' keys are the same behind a prefix (`model_key`): `baselines/{NAME}/...` for each `--baseline NAME=PATH`,
+`zoo/...` for the encoder zoo. A baseline's prompt-tuning keys have no mode (`baselines/{NAME}/prompt_tuning/{task}/
+{metric}`): its name says whose embeddings its tokens carry.
 """
 
 from __future__ import annotations
@@ -28,9 +30,14 @@ CLASSIFICATION_KEY = re.compile(
     r"^(?P<family>zero_shot|cross_modality)/(?P<dataset>[^/]+)/(?P<name>balanced_accuracy|auroc)$"
 )
 RSUM_KEY = re.compile(r"^retrieval/rsum_(?P<modality>\w+)$")
+PROMPT_TUNING_KEY = re.compile(
+    r"^prompt_tuning/(?P<task>[^/]+)/(?:(?P<mode>[^/]+)/)?"
+    r"(?P<name>accuracy|balanced_accuracy|auroc)(?P<chance>/chance)?$"
+)
 BASELINE_PREFIX = "baselines/"
 ZOO_PREFIX = "zoo/"
 MAIN_MODEL = "MedBind"  # how `split_models` names the evaluated model's keys (no prefix)
+ZOO_MODEL = "encoder zoo"  # how `split_models` names the `zoo/` keys
 
 
 def model_key(prefix: str, key: str) -> str:
@@ -38,19 +45,26 @@ def model_key(prefix: str, key: str) -> str:
     return f"{prefix}{key}"
 
 
+def model_name(prefix: str, main: str = MAIN_MODEL) -> str:
+    """How tables and figures name the model of a key prefix: NAME for `baselines/NAME/`, `ZOO_MODEL` for `zoo/`,
+    `main` for none (the evaluated model)."""
+    if prefix.startswith(BASELINE_PREFIX):
+        return prefix.removeprefix(BASELINE_PREFIX).partition("/")[0]
+    return ZOO_MODEL if prefix.startswith(ZOO_PREFIX) else main
+
+
 def split_models(metrics: Mapping[str, float], main: str = MAIN_MODEL) -> dict[str, dict[str, float]]:
     """
     `{model: its metrics without the prefix}`: the unprefixed keys under `main`, `baselines/{NAME}/...` under NAME,
-    `zoo/...` under `"encoder zoo"`; the evaluated model first, then in the order met.
+    `zoo/...` under `ZOO_MODEL` (`model_name`); the evaluated model first, then in the order met.
     """
     models: dict[str, dict[str, float]] = {main: {}}
     for key, value in metrics.items():
+        name = model_name(key, main)
         if key.startswith(BASELINE_PREFIX):
-            name, _, key = key.removeprefix(BASELINE_PREFIX).partition("/")
+            key = key.removeprefix(f"{BASELINE_PREFIX}{name}/")
         elif key.startswith(ZOO_PREFIX):
-            name, key = "encoder zoo", key.removeprefix(ZOO_PREFIX)
-        else:
-            name = main
+            key = key.removeprefix(ZOO_PREFIX)
         models.setdefault(name, {})[key] = value
     return {name: found for name, found in models.items() if found}
 
@@ -58,6 +72,24 @@ def split_models(metrics: Mapping[str, float], main: str = MAIN_MODEL) -> dict[s
 def retrieval_prefix(dataset: str, direction: str) -> str:
     """`retrieval/{dataset}/{direction}`: the prefix of `.../recall@K` and `.../chance@K`."""
     return f"retrieval/{dataset}/{direction}"
+
+
+def prompt_tuning_prefix(task: str, mode: str | None = None) -> str:
+    """`prompt_tuning/{task}/{mode}`, or `prompt_tuning/{task}` for a baseline (put behind its `model_key` prefix)."""
+    return f"prompt_tuning/{task}" if mode is None else f"prompt_tuning/{task}/{mode}"
+
+
+def prompt_tuning_rows(results: Mapping[str, float], mode: str) -> dict[str, dict[str, float]]:
+    """
+    The rows of the paper's Table 4 that a prompt-tuning `results.json` holds: `{model: {metric: value,
+    metric/chance: value}}`, the run's own mode first (named `mode`), then each baseline by its name.
+    """
+    rows: dict[str, dict[str, float]] = {}
+    for model, metrics in split_models(results, main=mode).items():
+        for key, value in metrics.items():
+            if match := PROMPT_TUNING_KEY.match(key):
+                rows.setdefault(model, {})[match["name"] + (match["chance"] or "")] = value
+    return rows
 
 
 def classification_keys(prefix: str, scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
