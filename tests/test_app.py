@@ -7,22 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.ecg_exports import write_dicom_ecg, write_muse_xml
-from tiny_medbind import save_tiny_medbind
 
+from medbind.app import MedBindDemo, ensure_model, parse_labels
 from medbind.ecg_plot import GAIN_MM_PER_MV, PAPER_SPEED_MM_PER_S, plot_12_lead
 from medbind.index import build_index
 from modeling_medbind import CANONICAL_LEAD_NAMES
 
-gradio = pytest.importorskip("gradio", reason="the demo needs the `app` extra: pip install -e '.[app]'")
-from medbind.app import MedBindDemo, ensure_model, parse_labels  # noqa: E402
-
 LABELS = "myocardial infarction, normal sinus rhythm"
 PROMPTS = Path(__file__).resolve().parents[1] / "training" / "medbind_training" / "prompts"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_medbind(tmp_path_factory.mktemp("medbind-tiny"))
 
 
 @pytest.fixture(scope="module")
