@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 import wfdb
 from samples import ecg_dataset
+from tiny_medbind import save_tiny_clip
 from transformers import AutoModel, AutoProcessor
 
 from medbind_training.tokenizer import train_wordpiece_tokenizer
@@ -368,8 +369,6 @@ def test_retrieval_protocol_arguments_default_to_identical_reports_over_the_whol
 
 @pytest.mark.slow
 def test_baselines_and_the_zoo_run_every_task_of_their_modalities_under_their_prefix(tiny_model, demo_data, tmp_path):
-    from test_baselines import save_tiny_clip
-
     clip = save_tiny_clip(tmp_path / "clip")
     output = tmp_path / "out"
     results = evaluate_main([
