@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file
+from tiny_medbind import tiny_model
 from transformers import AutoModel, BertConfig, BertModel
 
 from medbind_training.losses import embeddings_loss
@@ -26,11 +27,6 @@ TINY_SWIN = {
     "drop_path_rate": 0.0,
     "model_kwargs": {"embed_dim": 16, "depths": [2, 2], "num_heads": [1, 2]},
 }
-
-
-def tiny_model(**overrides) -> MedBindModel:
-    torch.manual_seed(0)
-    return MedBindModel(MedBindConfig.from_preset("tiny", **overrides)).eval()
 
 
 def batch(seed: int = 0, rows: int = BATCH) -> dict:

@@ -29,6 +29,12 @@ TOWER = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "nu
 VISION = {**TOWER, "image_size": 32, "patch_size": 8}
 
 
+def tiny_model(**overrides) -> MedBindModel:
+    """A tiny-preset MedBind with the random weights of seed 0, in eval mode (`MedBindConfig.from_preset` overrides)."""
+    torch.manual_seed(0)
+    return MedBindModel(MedBindConfig.from_preset("tiny", **overrides)).eval()
+
+
 def save_tiny_medbind(folder: Path, **overrides) -> Path:
     """
     Save a tiny-preset model and the processor `MedBindProcessor.from_config` builds for it into `folder`.
@@ -40,8 +46,7 @@ def save_tiny_medbind(folder: Path, **overrides) -> Path:
     Returns:
         `folder`.
     """
-    torch.manual_seed(0)
-    model = MedBindModel(MedBindConfig.from_preset("tiny", **overrides)).eval()
+    model = tiny_model(**overrides)
     processor = MedBindProcessor.from_config(model.config, train_wordpiece_tokenizer(CORPUS * 4, vocab_size=200))
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
