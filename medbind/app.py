@@ -15,9 +15,8 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gradio as gr
 import numpy as np
 from PIL import Image
 from transformers import AutoModel, AutoProcessor, pipeline
@@ -27,6 +26,9 @@ from medbind.index import EmbeddingIndex
 from modeling_medbind import CANONICAL_LEAD_NAMES, MedBindECGFeatureExtractor
 from modeling_medbind.ecg_files_medbind import ECG_SOP_CLASSES
 from modeling_medbind.image_processing_medbind import decode_dicom, is_dicom
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 DEMO_MODEL_DIR = "outputs/medbind-demo-bd"  # where `training/pretrain.py --preset demo` saves the demo model
 WFDB_FILE_SUFFIXES = (".hea", ".dat", ".xyz")
@@ -177,6 +179,8 @@ class MedBindDemo:
 
     def build(self) -> gr.Blocks:
         """The Gradio page."""
+        import gradio as gr  # only the page needs Gradio (seconds to import): analysing an upload does not
+
         with gr.Blocks(title="MedBind") as page:
             gr.Markdown(
                 "# MedBind\nChest X-rays, 12-lead ECGs and clinical text in one embedding space "
@@ -204,6 +208,8 @@ class MedBindDemo:
 
     def _page_outputs(self, files: Sequence[str] | None, labels: str, prompt_set: str | None) -> tuple[Any, ...]:
         """`analyse`, showing only the radiograph or the ECG plot of the upload."""
+        import gradio as gr
+
         status, probabilities, radiograph, figure, neighbours = self.analyse(files, labels, prompt_set)
         return (status, probabilities, gr.Image(value=radiograph, visible=radiograph is not None),
                 gr.Plot(value=figure, visible=figure is not None), neighbours)  # fmt: skip

@@ -25,6 +25,14 @@ def medbind_processor():
 
 
 @pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A saved tiny MedBind folder with its processor (`tiny_medbind.save_tiny_medbind`), shared read-only."""
+    from tiny_medbind import save_tiny_medbind
+
+    return save_tiny_medbind(tmp_path_factory.mktemp("medbind-tiny"))
+
+
+@pytest.fixture(scope="session")
 def image_processor():
     """The default `MedBindImageProcessor` (the timm Swin-T's input)."""
     from modeling_medbind import MedBindImageProcessor

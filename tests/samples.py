@@ -1,4 +1,4 @@
-"""Small synthetic samples several test modules build: CXR and ECG datasets, a radiograph-like image."""
+"""Small synthetic samples several test modules build: reports, CXR and ECG datasets, a radiograph-like image."""
 
 import datasets
 import numpy as np
@@ -6,6 +6,14 @@ import torch
 from PIL import Image
 
 from modeling_medbind import MedBindImageProcessor
+
+# Four radiograph and ECG reports, no two alike.
+REPORTS = [
+    "Heart size is normal. The lungs are clear.",
+    "No pleural effusion or pneumothorax. Heart size is normal.",
+    "Sinus rhythm. Left ventricular hypertrophy with repolarization abnormality.",
+    "Mild cardiomegaly. Small left pleural effusion.",
+]
 
 
 def cxr_dataset(num_rows: int, first_study: int = 100) -> datasets.Dataset:

@@ -7,22 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.ecg_exports import write_dicom_ecg, write_muse_xml
-from tiny_medbind import save_tiny_medbind
 
+from medbind.app import MedBindDemo, ensure_model, parse_labels
 from medbind.ecg_plot import GAIN_MM_PER_MV, PAPER_SPEED_MM_PER_S, plot_12_lead
 from medbind.index import build_index
 from modeling_medbind import CANONICAL_LEAD_NAMES
 
-gradio = pytest.importorskip("gradio", reason="the demo needs the `app` extra: pip install -e '.[app]'")
-from medbind.app import MedBindDemo, ensure_model, parse_labels  # noqa: E402
-
 LABELS = "myocardial infarction, normal sinus rhythm"
 PROMPTS = Path(__file__).resolve().parents[1] / "training" / "medbind_training" / "prompts"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_medbind(tmp_path_factory.mktemp("medbind-tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +40,17 @@ def uploads(tmp_path, *paths):
     return copies
 
 
-def test_a_wfdb_upload_gives_probabilities_the_ecg_paper_plot_and_nearest_items(demo, shared_data, tmp_path):
+@pytest.fixture(scope="module")
+def wfdb_analysis(demo, shared_data, tmp_path_factory):
+    """What the demo shows for the PTB record uploaded as WFDB files (the hospital formats are compared with it)."""
     record = shared_data / "ecg" / "s0010_re"
-    files = uploads(tmp_path, f"{record}.hea", f"{record}.dat", f"{record}.xyz")
-    status, probabilities, radiograph, figure, neighbours = demo.analyse(files, LABELS, None)
+    files = uploads(tmp_path_factory.mktemp("wfdb"), f"{record}.hea", f"{record}.dat", f"{record}.xyz")
+    return demo.analyse(files, LABELS, None)
+
+
+def test_a_wfdb_upload_gives_probabilities_the_ecg_paper_plot_and_nearest_items(wfdb_analysis, shared_data):
+    record = shared_data / "ecg" / "s0010_re"
+    status, probabilities, radiograph, figure, neighbours = wfdb_analysis
     assert status == "ECG **s0010_re**" and radiograph is None and figure is not None
     assert set(probabilities) == {"myocardial infarction", "normal sinus rhythm"}
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
@@ -60,12 +59,11 @@ def test_a_wfdb_upload_gives_probabilities_the_ecg_paper_plot_and_nearest_items(
 
 
 @pytest.mark.parametrize("write", [write_dicom_ecg, write_muse_xml], ids=["dicom", "muse"])
-def test_hospital_ecg_uploads_are_classified_as_the_wfdb_record(demo, shared_data, tmp_path, write):
-    record = shared_data / "ecg" / "s0010_re"
-    export = write(record, tmp_path / ("ecg.dcm" if write is write_dicom_ecg else "ecg.xml"))
-    wfdb_dir, export_dir = tmp_path / "wfdb", tmp_path / "export"
-    wfdb_dir.mkdir(), export_dir.mkdir()
-    expected = demo.analyse(uploads(wfdb_dir, f"{record}.hea", f"{record}.dat", f"{record}.xyz"), LABELS, None)[1]
+def test_hospital_ecg_uploads_are_classified_as_the_wfdb_record(demo, wfdb_analysis, shared_data, tmp_path, write):
+    export = write(shared_data / "ecg" / "s0010_re", tmp_path / ("ecg.dcm" if write is write_dicom_ecg else "ecg.xml"))
+    export_dir = tmp_path / "export"
+    export_dir.mkdir()
+    expected = wfdb_analysis[1]
     status, probabilities, _, figure, _ = demo.analyse(uploads(export_dir, export), LABELS, None)
     assert status == f"ECG **{export.name}**" and figure is not None
     assert probabilities == pytest.approx(expected, abs=1e-3)

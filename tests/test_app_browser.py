@@ -13,10 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from tiny_medbind import save_tiny_medbind
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test needs selenium (the dev extra)")
-pytest.importorskip("gradio", reason="the demo needs the `app` extra: pip install -e '.[app]'")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -26,6 +24,8 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 DRIVERS = ("chromedriver", "chromium-driver")
 STARTUP_TIMEOUT_S = 180  # the app imports torch, transformers and gradio on a busy 2-core machine
 ANSWER_TIMEOUT_S = 120
+
+pytestmark = pytest.mark.slow  # a served app and a real browser: tens of seconds, kept out of the fast loop
 
 
 def _which(names):
@@ -47,16 +47,17 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def app_url(shared_data, tmp_path_factory):
+def app_url(model_dir, shared_data, tmp_path_factory):
     """The app serving a tiny random model, on a free localhost port, until the module's tests end."""
-    model = save_tiny_medbind(tmp_path_factory.mktemp("medbind-tiny"))
+    # checked here, not on import: importing Gradio takes seconds even where this module's tests are deselected
+    pytest.importorskip("gradio", reason="the demo needs the `app` extra: pip install -e '.[app]'")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = tmp_path_factory.mktemp("app") / "app.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     with log.open("w") as output:
-        server = subprocess.Popen([sys.executable, str(REPOSITORY / "app.py"), "--model", str(model), "--host",
+        server = subprocess.Popen([sys.executable, str(REPOSITORY / "app.py"), "--model", str(model_dir), "--host",
                                    "127.0.0.1", "--port", str(port)], env=env, stdout=output, stderr=output)  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -11,13 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
-from tiny_medbind import CORPUS, save_tiny_medbind
+from tiny_medbind import CORPUS, TOWER, VISION, save_tiny_clip, save_tiny_medbind
 from transformers import (
-    CLIPConfig,
-    CLIPImageProcessor,
-    CLIPModel,
-    CLIPProcessor,
-    CLIPTokenizer,
     SiglipConfig,
     SiglipImageProcessor,
     SiglipModel,
@@ -45,8 +40,6 @@ REPORTS = [
     "Findings suggesting pneumonia.",
     "Heart size is normal and the lungs are clear.",
 ]
-TOWER = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
-VISION = {**TOWER, "image_size": 32, "patch_size": 8}
 
 
 def radiographs() -> list:
@@ -62,24 +55,6 @@ def radiographs() -> list:
 def assert_unit_rows(embeds: torch.Tensor, rows: int) -> None:
     assert embeds.dtype == torch.float32 and embeds.shape[0] == rows
     assert torch.allclose(embeds.norm(dim=-1), torch.ones(rows), atol=1e-5)
-
-
-def save_tiny_clip(folder: Path) -> Path:
-    """A random CLIPModel with a CLIPTokenizer of letters (a BPE vocabulary without merges) and its processor."""
-    folder.mkdir(parents=True)
-    letters = list("abcdefghijklmnopqrstuvwxyz.,")
-    vocab = {token: index for index, token in enumerate(letters + [f"{letter}</w>" for letter in letters])}
-    vocab |= {"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    special = {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"], "pad_token_id": 0}
-    text = {**TOWER, **special, "vocab_size": len(vocab), "max_position_embeddings": 64}
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=VISION, projection_dim=8)).save_pretrained(folder)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor, tokenizer).save_pretrained(folder)
-    return folder
 
 
 def save_tiny_siglip(folder: Path) -> Path:

@@ -8,7 +8,6 @@ from importlib.resources import files
 import pytest
 import torch
 from safetensors import safe_open
-from tiny_medbind import save_tiny_medbind
 from transformers import AutoModel, AutoProcessor, pipeline
 
 from medbind.cli import EXIT_BAD_INPUT, EXIT_OK, build_parser, main
@@ -16,11 +15,6 @@ from medbind_model_cards.medbind_pretrained import render_model_card
 from modeling_medbind import MedBindConfig
 
 LABELS = ["myocardial infarction", "normal sinus rhythm"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_medbind(tmp_path_factory.mktemp("medbind-tiny"))
 
 
 @pytest.fixture(scope="module")

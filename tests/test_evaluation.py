@@ -13,6 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import wfdb
+from samples import ecg_dataset
+from tiny_medbind import save_tiny_clip
 from transformers import AutoModel, AutoProcessor
 
 from medbind_training.tokenizer import train_wordpiece_tokenizer
@@ -349,9 +351,9 @@ def test_evaluate_script_writes_every_task_key_and_figure_then_reuses_embeddings
     assert not any(key.startswith(("retrieval/", "few_shot/")) for key in again)
 
 
-def test_report_retrieval_follows_the_protocol_it_is_given(tiny_model, demo_data):
-    model, processor = MedBindModel.from_pretrained(tiny_model), AutoProcessor.from_pretrained(tiny_model)
-    ecg = datasets.load_from_disk(str(demo_data / "ecg"))["test"].select(range(12))
+def test_report_retrieval_follows_the_protocol_it_is_given(model_dir):
+    model, processor = MedBindModel.from_pretrained(model_dir), AutoProcessor.from_pretrained(model_dir)
+    ecg = ecg_dataset(12)
     embedder = Embedder(model, processor, batch_size=12)
     embeds = embedder.embed(ecg, "ecg")
     default = modality_text_retrieval(embedder, "ecg", ecg, "ecg", embeds)
@@ -377,8 +379,6 @@ def test_retrieval_protocol_arguments_default_to_identical_reports_over_the_whol
 
 @pytest.mark.slow
 def test_baselines_and_the_zoo_run_every_task_of_their_modalities_under_their_prefix(tiny_model, demo_data, tmp_path):
-    from test_baselines import save_tiny_clip
-
     clip = save_tiny_clip(tmp_path / "clip")
     output = tmp_path / "out"
     results = evaluate_main([

@@ -8,9 +8,6 @@ from medbind.cli import main
 from medbind.export import TOWER_INPUTS, TowerEmbedding, example_inputs, onnx_file_name
 from modeling_medbind import MedBindConfig, MedBindModel
 
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime comes with the `export` extra")
-pytest.importorskip("onnxscript", reason="onnxscript comes with the `export` extra")
-
 # The tiny preset, smaller still (as transformers' common tests use it): a 32-pixel ResNet, 100-sample ECGs.
 SMALL = {
     "projection_dim": 16,
@@ -22,6 +19,9 @@ SMALL = {
 
 @pytest.mark.slow
 def test_cli_exports_each_tower_with_a_dynamic_batch_and_onnxruntime_matches_eager(tmp_path):
+    # imported here, not with the module: onnxscript alone takes seconds, and the other tests do not need them
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime comes with the `export` extra")
+    pytest.importorskip("onnxscript", reason="onnxscript comes with the `export` extra")
     torch.manual_seed(0)
     model = MedBindModel(MedBindConfig.from_preset("tiny", **SMALL)).eval()
     model.save_pretrained(tmp_path / "model")

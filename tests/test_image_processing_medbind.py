@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pydicom import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom import Dataset
 from timm.data import create_transform, resolve_data_config
 from timm.models import get_pretrained_cfg
 from transformers import AutoProcessor
@@ -19,6 +18,7 @@ from medbind_training.tokenizer import train_wordpiece_tokenizer
 from modeling_medbind import MedBindConfig, MedBindProcessor, image_processing_medbind
 from modeling_medbind.configuration_medbind import MedBindCXRConfig
 from modeling_medbind.image_processing_medbind import MedBindImageProcessor, decode_dicom, is_dicom
+from fixtures.public import write_dicom
 from samples import gradient, intensities, process
 
 SWIN = "swin_tiny_patch4_window7_224"
@@ -185,27 +185,6 @@ def test_real_radiographs_are_processed(processor, shared_data):
 
 
 # ---- DICOM --------------------------------------------------------------------------------------------------------
-
-
-def write_dicom(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int | None = None, **tags):
-    """An uncompressed single-frame grayscale DICOM of `pixels` (8/16-bit, signed or not) with extra `tags`."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = Dataset()
-    dataset.file_meta = meta
-    dataset.SOPClassUID, dataset.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    dataset.Modality, dataset.SamplesPerPixel, dataset.PhotometricInterpretation = "CR", 1, photometric
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.BitsAllocated = pixels.dtype.itemsize * 8
-    dataset.BitsStored = bits_stored or dataset.BitsAllocated
-    dataset.HighBit, dataset.PixelRepresentation = dataset.BitsStored - 1, int(pixels.dtype.kind == "i")
-    for name, value in tags.items():
-        setattr(dataset, name, value)
-    dataset.PixelData = pixels.tobytes()
-    dataset.save_as(path, enforce_file_format=True)
-    return path
 
 
 RAMP_12_BIT = np.arange(0, 4096, 16, dtype=np.uint16).reshape(16, 16)

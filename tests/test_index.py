@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_medbind import save_tiny_medbind
 
 from medbind.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from medbind.index import BATCHES_DIR, EmbeddingIndex, build_index, item_source
@@ -18,11 +17,6 @@ from modeling_medbind import CANONICAL_LEAD_NAMES as LEADS
 NUM_FILES = 1000  # half radiographs, half ECG records
 BATCH_SIZE = 50
 KILLED_AFTER_BATCHES = 7
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_medbind(tmp_path_factory.mktemp("medbind-tiny"))
 
 
 @pytest.fixture(scope="module")

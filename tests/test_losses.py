@@ -8,10 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from tiny_medbind import tiny_model
 
 from medbind_training.losses import batch_loss, emcl_loss, medbind_loss, tmcl_loss
-
-from modeling_medbind import MedBindConfig, MedBindModel
 
 TAU = 0.07
 
@@ -139,11 +138,6 @@ def test_learnable_temperature_gets_a_gradient():
 
 
 # --- two processes ----------------------------------------------------------------------------------------------
-
-def tiny_model(**overrides) -> MedBindModel:
-    torch.manual_seed(0)
-    return MedBindModel(MedBindConfig.from_preset("tiny", **overrides)).eval()
-
 
 def training_batch(rows: int = 3) -> dict:
     """`rows` CXRs and ECGs, their reports (the CXRs', then the ECGs'), report groups and visit pairs."""

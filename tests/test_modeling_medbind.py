@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file
+from tiny_medbind import tiny_model
 from transformers import AutoModel, BertConfig, BertModel
 
 from medbind_training.losses import embeddings_loss
@@ -28,11 +29,6 @@ TINY_SWIN = {
 }
 
 TINY_IMAGE_SIZE = MedBindConfig.from_preset("tiny").cxr_config.image_size
-
-
-def tiny_model(**overrides) -> MedBindModel:
-    torch.manual_seed(0)
-    return MedBindModel(MedBindConfig.from_preset("tiny", **overrides)).eval()
 
 
 def batch(seed: int = 0, rows: int = BATCH) -> dict:

@@ -8,7 +8,6 @@ import pytest
 import torch
 import wfdb
 from PIL import Image
-from tiny_medbind import save_tiny_medbind
 from transformers import AutoModel, AutoProcessor, pipeline
 
 from modeling_medbind import CANONICAL_LEAD_NAMES
@@ -32,11 +31,6 @@ def write_record(folder, name: str = "rec", seed: int = 0):
 
 def radiograph(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (64, 80), dtype=np.uint8)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_medbind(tmp_path_factory.mktemp("medbind-tiny"))
 
 
 @pytest.fixture(scope="module")

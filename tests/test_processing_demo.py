@@ -2,6 +2,8 @@
 
 import re
 from datetime import datetime
+from functools import partial
+from types import SimpleNamespace
 
 import datasets
 import numpy as np
@@ -56,6 +58,21 @@ def st_deviation(ecg: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def patients():
     return demo.sample_patients(160, seed=7)
+
+
+@pytest.fixture(scope="module")
+def drawn(patients):
+    """`drawn.cxr(patient)`, `drawn.ecg(patient)`: a patient of `patients` drawn once for all the module's tests
+    (drawing is most of their time). A changed patient is not one of them: draw it with `demo.render_*`."""
+    cache = {}
+
+    def draw(render, patient):
+        assert patient is patients[patient["index"]], "only the fixture's own, unchanged patients are cached"
+        if (render, patient["index"]) not in cache:
+            cache[render, patient["index"]] = render(patient)
+        return cache[render, patient["index"]]
+
+    return SimpleNamespace(cxr=partial(draw, demo.render_cxr), ecg=partial(draw, demo.render_ecg))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +138,7 @@ def test_pairs_link_by_hadm_id_or_else_by_time_within_24_hours(built):
         gap = datetime.fromisoformat(image_study["study_time"]) - datetime.fromisoformat(ecg_study["ecg_time"])
         assert pair["hours_apart"] == pytest.approx(abs(gap.total_seconds()) / 3600)
         assert pair["hours_apart"] <= 24
-    assert {pair["link"] for pair in demo.build_demo(120, seed=1)["pairs"]["train"]} == {"hadm_id", "time"}
+    assert {pair["link"] for pair in rows} == {"hadm_id", "time"}  # both rules are exercised above
 
 
 def test_the_same_seed_gives_the_same_data_and_another_seed_other_data(patients):
@@ -138,42 +155,42 @@ def test_the_same_seed_gives_the_same_data_and_another_seed_other_data(patients)
             assert built_once[name][split].to_dict() == built_twice[name][split].to_dict()
 
 
-def test_limb_leads_obey_einthoven_and_goldberger(patients):
-    ecg = demo.render_ecg(patients[0]).astype(np.float64)
+def test_limb_leads_obey_einthoven_and_goldberger(patients, drawn):
+    ecg = drawn.ecg(patients[0]).astype(np.float64)
     lead_i, lead_ii = ecg[LEAD["I"]], ecg[LEAD["II"]]
     np.testing.assert_allclose(ecg[LEAD["III"]], lead_ii - lead_i, atol=1e-5)
     np.testing.assert_allclose(ecg[LEAD["aVR"]], -(lead_i + lead_ii) / 2, atol=1e-5)
     np.testing.assert_allclose(ecg[LEAD["aVF"]], lead_ii - lead_i / 2, atol=1e-5)
 
 
-def test_heart_size_measured_on_the_cxr_tracks_the_qrs_voltage_of_the_same_patients_ecg(patients):
+def test_heart_size_measured_on_the_cxr_tracks_the_qrs_voltage_of_the_same_patients_ecg(patients, drawn):
     # Pneumonic consolidation beside the heart hides its border (the silhouette sign), so it is left out.
     chosen = [p for p in patients if p["condition"] != "pneumonia"][:60]
-    measured_ctr = [measure_ctr(demo.render_cxr(p)) for p in chosen]
+    measured_ctr = [measure_ctr(drawn.cxr(p)) for p in chosen]
     # QRS amplitude as the peak spatial magnitude over the 12 leads, which does not depend on the electrical axis.
-    qrs_amplitude = [np.percentile(np.sqrt((demo.render_ecg(p) ** 2).sum(axis=0)), 99) for p in chosen]
+    qrs_amplitude = [np.percentile(np.sqrt((drawn.ecg(p) ** 2).sum(axis=0)), 99) for p in chosen]
     assert spearmanr(measured_ctr, [p["ctr"] for p in chosen]).statistic > 0.9
     assert spearmanr(measured_ctr, qrs_amplitude).statistic > 0.6
 
 
-def test_ecg_heart_rate_measured_from_r_peaks_matches_the_rate_in_the_report(patients):
+def test_ecg_heart_rate_measured_from_r_peaks_matches_the_rate_in_the_report(patients, drawn):
     for patient in patients[:25]:
         text = demo.render_ecg_report(demo.ecg_statements(patient))
         stated = int(re.search(r"Heart rate (\d+) bpm", text).group(1))
-        measured = 60.0 * demo.ECG_SAMPLING_RATE / np.diff(r_peaks(demo.render_ecg(patient))).mean()
+        measured = 60.0 * demo.ECG_SAMPLING_RATE / np.diff(r_peaks(drawn.ecg(patient))).mean()
         assert measured == pytest.approx(stated, rel=0.06)
 
 
-def test_severity_shows_as_st_deviation_in_the_ecg_and_opacity_in_the_cxr(patients):
+def test_severity_shows_as_st_deviation_in_the_ecg_and_opacity_in_the_cxr(patients, drawn):
     for condition in ("infarction", "hypertrophy"):
         cardiac = [p for p in patients if p["condition"] == condition]
-        deviations = [st_deviation(demo.render_ecg(p)) for p in cardiac]
+        deviations = [st_deviation(drawn.ecg(p)) for p in cardiac]
         assert spearmanr(deviations, [p["severity"] for p in cardiac]).statistic > 0.7, condition
 
     pneumonia = [p for p in patients if p["condition"] == "pneumonia"]
     opacified = []
     for patient in pneumonia:
-        lower_zone = np.asarray(demo.render_cxr(patient), dtype=np.float64)[128:200] / 255
+        lower_zone = np.asarray(drawn.cxr(patient), dtype=np.float64)[128:200] / 255
         # The lateral lower zone of the affected lung (the patient's right is the image's left).
         lateral = lower_zone[:, 36:92] if patient["pneumonia_side"] == "right" else lower_zone[:, 185:225]
         opacified.append((lateral > 0.45).mean())
@@ -198,14 +215,14 @@ def test_cxr_reports_and_labels_name_the_graded_findings(patients):
         assert (findings == ["No Finding"]) == (not set(findings) - {"No Finding"})
 
 
-def test_a_report_depends_only_on_what_its_study_shows(patients):
+def test_a_report_depends_only_on_what_its_study_shows(patients, drawn):
     # The per-patient seed draws the noise of the image and of the ECG; a report that changed with it would hold
     # words no study could show (as several phrasings of one normal radiograph did).
     for patient in patients[:40]:
         reseeded = {**patient, "seed": [99, patient["index"]]}
         assert demo.cxr_report(reseeded) == demo.cxr_report(patient)
         assert demo.ecg_statements(reseeded) == demo.ecg_statements(patient)
-        assert not np.array_equal(np.asarray(demo.render_cxr(reseeded)), np.asarray(demo.render_cxr(patient)))
+        assert not np.array_equal(np.asarray(demo.render_cxr(reseeded)), np.asarray(drawn.cxr(patient)))
 
 
 def test_normal_studies_split_into_many_reports_by_what_the_radiograph_shows(patients):
@@ -222,12 +239,12 @@ def lowest_lung_row(image) -> int:
     return int(np.flatnonzero((pixels[:, lung_columns] < 0.3).mean(axis=1) > 0.5).max())
 
 
-def test_lung_volumes_in_the_report_are_the_height_of_the_diaphragm(patients):
+def test_lung_volumes_in_the_report_are_the_height_of_the_diaphragm(patients, drawn):
     levels = {volume: [] for volume in demo.LUNG_VOLUMES}
     for patient in patients[:60]:
         if set(demo.cxr_findings(patient)) & {"Pneumonia", "Edema"}:
             continue  # opacities at the lung bases hide where the lungs end
-        levels[patient["lung_volumes"]].append(lowest_lung_row(demo.render_cxr(patient)))
+        levels[patient["lung_volumes"]].append(lowest_lung_row(drawn.cxr(patient)))
         assert ("Lung volumes are low." in demo.cxr_report(patient)) == (patient["lung_volumes"] == "low")
         assert ("hyperinflated" in demo.cxr_report(patient)) == (patient["lung_volumes"] == "hyperinflated")
     assert max(levels["low"]) < min(levels["normal"]) and max(levels["normal"]) < min(levels["hyperinflated"])
@@ -257,11 +274,11 @@ def test_lung_volumes_show_in_the_ecg_as_the_axis_and_the_voltage(patients):
         ("rib_fracture", None, "rib fractures", (slice(80, 150), slice(10, 246))),
     ],
 )
-def test_incidental_findings_are_drawn_where_the_report_says(patients, factor, absent, phrase, region):
+def test_incidental_findings_are_drawn_where_the_report_says(patients, drawn, factor, absent, phrase, region):
     patient = next(p for p in patients if p[factor] not in (absent, None) and p["condition"] == "normal")
     without = {**patient, factor: absent}
     assert phrase in demo.cxr_report(patient) and phrase not in demo.cxr_report(without)
-    difference = np.abs(np.asarray(demo.render_cxr(patient), float) - np.asarray(demo.render_cxr(without), float))
+    difference = np.abs(np.asarray(drawn.cxr(patient), float) - np.asarray(demo.render_cxr(without), float))
     assert difference[region].max() > 40 and difference[region].sum() > 0.9 * difference.sum()
 
 

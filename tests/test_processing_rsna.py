@@ -7,7 +7,7 @@ import numpy as np
 import pydicom
 import pytest
 from fixtures import assert_radiographs_stored, rows_by_study
-from fixtures.public import RSNA_PATIENTS, rsna_pixels, write_dicom, write_rsna
+from fixtures.public import RSNA_PATIENTS, rsna_pixels, write_rsna, write_rsna_dicom
 from PIL import Image
 
 from medbind_processing.rsna import SPLIT_FRACTIONS, build_rsna, dicom_to_image, main
@@ -61,7 +61,7 @@ def test_png_copies_are_read_without_a_view(tmp_path):
 def test_twelve_bit_dicom_is_scaled_by_its_stored_bit_depth(tmp_path):
     # The image processor's decoder: 0..4095 maps to 0..255, so the builder stores what inference reads.
     pixels = np.array([[1000, 2000], [3000, 4000]], dtype=np.uint16)
-    write_dicom(tmp_path / "a.dcm", pixels, "a", "AP", bits_stored=12)
+    write_rsna_dicom(tmp_path / "a.dcm", pixels, "a", "AP", bits_stored=12)
     image, view = dicom_to_image(tmp_path / "a.dcm")
     np.testing.assert_array_equal(np.asarray(image), np.round(pixels / 4095 * 255))
     assert view == "AP"

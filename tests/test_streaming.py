@@ -90,13 +90,13 @@ def test_mimic_ordered_streams_give_the_map_style_pairs_per_batch():
     streamed = StreamingPretrainingDataset(
         cxr.to_iterable_dataset(num_shards=4), ecg.to_iterable_dataset(num_shards=4), pairs=table, buffer_size=4
     )
-    loader = DataLoader(streamed, batch_size=16, num_workers=2, collate_fn=lambda slots: slots)
-    slots = [slot for batch in loader for slot in batch]
+    batches = list(DataLoader(streamed, batch_size=16, num_workers=2, collate_fn=lambda slots: slots))
+    slots = [slot for batch in batches for slot in batch]
     assert len(slots) == len(map_style) and sum(slot["paired"] for slot in slots) == 40
     assert expected == pytest.approx(40 / len(map_style) * 16, rel=0.1)  # the map-style rate, ~4.6 per batch
     assert pairs_per_batch(slots, 16) == pytest.approx(expected, rel=0.1)
     # Every stretch of the epoch carries its share (each worker deals whole batches; its last may be short).
-    assert min(sum(slot["paired"] for slot in batch) for batch in loader if len(batch) == 16) >= 4
+    assert min(sum(slot["paired"] for slot in batch) for batch in batches if len(batch) == 16) >= 4
 
 
 def test_interleave_keeps_the_share_of_pairs_even_and_deals_every_slot():
@@ -115,11 +115,12 @@ def test_slots_are_a_function_of_seed_and_epoch():
         dataset.set_epoch(epoch)
         return [(slot["cxr"]["study_id"], slot["ecg"]["study_id"], slot["key"]) for slot in dataset]
 
-    assert order(3, 1) == order(3, 1)
-    assert [row[:2] for row in order(3, 1)] != [row[:2] for row in order(3, 2)]
-    assert [row[:2] for row in order(3, 1)] != [row[:2] for row in order(4, 1)]
+    first, second_epoch = order(3, 1), order(3, 2)
+    assert first == order(3, 1)
+    assert [row[:2] for row in first] != [row[:2] for row in second_epoch]
+    assert [row[:2] for row in first] != [row[:2] for row in order(4, 1)]
     # Keys seed the augmentation: no key of one epoch comes back in another.
-    keys = [{value for *_, key in order(3, epoch) for value in key[:2]} for epoch in (1, 2)]
+    keys = [{value for *_, key in slots for value in key[:2]} for slots in (first, second_epoch)]
     assert not keys[0] & keys[1]
 
 

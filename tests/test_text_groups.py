@@ -3,17 +3,11 @@
 import hashlib
 
 import pytest
+from samples import REPORTS
 
 from medbind_training.text_groups import text_group_ids
 
 WORDS = 100  # longer than every report here: no truncation
-
-REPORTS = [
-    "Heart size is normal. The lungs are clear.",
-    "No pleural effusion or pneumothorax. Heart size is normal.",
-    "Sinus rhythm. Left ventricular hypertrophy with repolarization abnormality.",
-    "Mild cardiomegaly. Small left pleural effusion.",
-]
 
 
 def test_group_id_is_blake2b_of_the_normalised_report_as_signed_int64():

@@ -6,17 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from samples import REPORTS
 
 from medbind_training.tokenizer import BERT_SPECIAL_TOKENS, train_wordpiece_tokenizer, wordpiece_vocabulary
 
 from modeling_medbind.tokenization_medbind import load_text_tokenizer, truncate_words
-
-REPORTS = [
-    "Heart size is normal. The lungs are clear.",
-    "No pleural effusion or pneumothorax. Heart size is normal.",
-    "Sinus rhythm. Left ventricular hypertrophy with repolarization abnormality.",
-    "Mild cardiomegaly. Small left pleural effusion.",
-]
 
 
 def test_truncate_words_keeps_the_first_words_joined_by_single_spaces():
