@@ -1,4 +1,9 @@
-"""Small synthetic samples several test modules build: reports, CXR and ECG datasets, a radiograph-like image."""
+"""Small synthetic samples several test modules build: reports, CXR and ECG datasets, a radiograph-like image; and
+the loader of the benchmark scripts they test."""
+
+import importlib.util
+import sys
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -70,3 +75,16 @@ def intensities(pixel_values: torch.Tensor, processor: MedBindImageProcessor) ->
 
 def process(processor: MedBindImageProcessor, images) -> torch.Tensor:
     return processor(images, return_tensors="pt")["pixel_values"]
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """Import `benchmarks/<name>.py` as a module (benchmarks/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the module body runs.
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

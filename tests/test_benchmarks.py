@@ -1,26 +1,13 @@
 """The scripts in benchmarks/: each runs end to end on the tiny preset and reports what it measured."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from samples import load_benchmark
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # Patch sizes 50 and 100 keep the ECG tower at 21 and 11 tokens, so a whole run takes a few seconds.
 TINY = ["--presets", "tiny", "--batch_size", "2", "--repeats", "1", "--warmup", "0", "--threads", "1"]
-
-
-def load_benchmark(name: str):
-    """Import `benchmarks/<name>.py` as a module (benchmarks/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the module body runs.
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_train_step_benchmark_counts_flops_and_reports_mfu_and_memory(tmp_path, capsys):

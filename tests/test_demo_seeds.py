@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from test_benchmarks import load_benchmark
+from samples import load_benchmark
 
 demo_seeds = load_benchmark("demo_seeds")
 

@@ -409,7 +409,7 @@ def test_baselines_and_the_zoo_run_every_task_of_their_modalities_under_their_pr
 def test_every_model_with_cxr_and_ecg_towers_gets_a_tsne_map_in_one_figure(
     tiny_model, demo_data, tmp_path, monkeypatch
 ):
-    from test_baselines import save_tiny_clip
+    from tiny_medbind import save_tiny_clip
 
     import medbind_training.evaluation
 

@@ -8,13 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from tiny_medbind import tiny_model
+from tiny_medbind import TINY_IMAGE_SIZE, tiny_model
 
 from medbind_training.losses import batch_loss, emcl_loss, medbind_loss, tmcl_loss
 
 TAU = 0.07
-
-TINY_IMAGE_SIZE = MedBindConfig.from_preset("tiny").cxr_config.image_size
 
 
 def random_embeds(rows: int, dim: int = 16, seed: int = 0) -> torch.Tensor:

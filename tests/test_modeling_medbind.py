@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file
-from tiny_medbind import tiny_model
+from tiny_medbind import TINY_IMAGE_SIZE, tiny_model
 from transformers import AutoModel, BertConfig, BertModel
 
 from medbind_training.losses import embeddings_loss
@@ -27,8 +27,6 @@ TINY_SWIN = {
     "drop_path_rate": 0.0,
     "model_kwargs": {"embed_dim": 16, "depths": [2, 2], "num_heads": [1, 2]},
 }
-
-TINY_IMAGE_SIZE = MedBindConfig.from_preset("tiny").cxr_config.image_size
 
 
 def batch(seed: int = 0, rows: int = BATCH) -> dict:

@@ -258,7 +258,7 @@ def baseline_run(world, tmp_path_factory) -> tuple[dict, list[tuple[dict, torch.
     A text-only run with three baselines, a tiny random CLIP (CXR only), ECG-CLIP (ECG only) and the medbind mode's
     own model; `(results, what each model's forward received as modality tokens, the CLIP folder)`.
     """
-    from test_baselines import save_tiny_clip
+    from tiny_medbind import save_tiny_clip
 
     clip = save_tiny_clip(tmp_path_factory.mktemp("baselines") / "clip")
     received = []

@@ -27,6 +27,7 @@ CORPUS = [
 # The towers of the CLIP-style baselines: one small layer each.
 TOWER = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
 VISION = {**TOWER, "image_size": 32, "patch_size": 8}
+TINY_IMAGE_SIZE = MedBindConfig.from_preset("tiny").cxr_config.image_size  # what a tiny model's processor resizes to
 
 
 def tiny_model(**overrides) -> MedBindModel:
