@@ -98,7 +98,7 @@ def test_demo_preset_trains_evaluates_and_writes_a_hub_folder(demo_data, tmp_pat
     assert all(0.0 <= value <= 100.0 for key, value in numbers.items() if "rsum" not in key)
     assert all((output / figure).stat().st_size > 1000 for figure in ("retrieval.png", "few_shot.png", "tsne.png"))
     card = (output / "README.md").read_text()
-    assert "SYNTHETIC" in card and "| CXR -> ECG |" in card
+    assert "SYNTHETIC" in card and "| CXR -> ECG |" in card and "| CXR preprocessing | timm |" in card
     assert {"model.safetensors", "config.json", "modeling_medbind.py", "processor_config.json", "tokenizer.json"} <= {
         path.name for path in output.iterdir()
     }

@@ -43,6 +43,7 @@ def export(
     """
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    model = trainer.accelerator.unwrap_model(trainer.model)
     synthetic = data_args.synthetic_demo
     local = [f"{name}={path}" for name, path in pretraining_paths(data_args).items() if path and os.path.isdir(path)]
     results: dict[str, Any] = {}
@@ -59,7 +60,7 @@ def export(
             embedding_cache_dir="none",  # a one-off evaluation: no cache files in the folder pushed to the Hub
             seed=training_args.seed,
         )
-        results = run_evaluation(evaluation_args, trainer.accelerator.unwrap_model(trainer.model), processor)
+        results = run_evaluation(evaluation_args, model, processor)
     else:
         logger.warning("no local dataset folder to evaluate on: results.json and the card's results are left out")
     data_source = data_args.dataset_dir or data_args.cxr_dataset or data_args.ecg_dataset
@@ -82,11 +83,12 @@ def export(
             else "none"
         ),
         "schedule": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
+        "CXR preprocessing": model.config.cxr_config.preprocessing if model.config.has_cxr else "no CXR tower",
         "seed": training_args.seed,
         "train samples/s": round(train_metrics.get("train_samples_per_second", float("nan")), 2),
     }
     card = render_model_card(
-        trainer.accelerator.unwrap_model(trainer.model).config,
+        model.config,
         {key: value for key, value in results.items() if isinstance(value, float | int) or key.startswith("protocol/")},
         settings,
         repo_id=training_args.hub_model_id or str(output_dir),
