@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -302,7 +303,9 @@ def test_a_copied_preset_file_is_read_and_the_command_line_overrides_it(tmp_path
 
     edited = tmp_path / "my_demo.yaml"
     demo = (PRESETS / "pretrain" / "demo.yaml").read_text()
-    edited.write_text(demo.replace("learning_rate: 1.0e-3", "learning_rate: 0.5"))
+    text, edits = re.subn(r"^learning_rate: .*$", "learning_rate: 0.5", demo, flags=re.MULTILINE)
+    assert edits == 1
+    edited.write_text(text)
     model_args, data_args, training_args = parse_arguments(["--preset", str(edited), "--num_train_epochs", "2"])
     assert (training_args.learning_rate, training_args.num_train_epochs) == (0.5, 2.0)
     assert (model_args.config_preset, data_args.synthetic_demo, training_args.output_dir) == (
