@@ -54,17 +54,24 @@ BINDING_DIRECTIONS = ("pairs/cxr_to_ecg", "pairs/ecg_to_cxr")  # what EMCL adds 
 @dataclass
 class DemoSeedsArguments:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4], metadata={"help": "training seeds"})
-    variants: list[str] = field(default_factory=lambda: ["bd", "nm"], metadata={"help": "bd, nm and/or ecg-clip"})
+    variants: list[str] = field(
+        default_factory=lambda: ["bd", "nm"], metadata={"help": "any of bd, nm, ecg-clip, cxr-clip"}
+    )
     output_dir: str = field(default="outputs/demo-seeds", metadata={"help": "one folder per run, and the tables"})
     dataset_dir: str | None = field(
         default=None, metadata={"help": "the demo data shared by every run (default: OUTPUT_DIR/data, built if absent)"}
     )
     data_seed: int = field(default=42, metadata={"help": "seed of the data build (42: what the README command builds)"})
     demo_num_patients: int = field(default=2000, metadata={"help": "patients in the data build (the demo's 2000)"})
-    parallel: int = field(default=1, metadata={"help": "runs at a time"})
-    threads: int | None = field(
-        default=None,
-        metadata={"help": "OMP_NUM_THREADS of each run (default: the cores shared among the parallel runs)"},
+    parallel: int = field(
+        default=os.cpu_count() or 1, metadata={"help": "runs at a time (default: one per core)"}
+    )
+    threads: int = field(
+        default=1,
+        metadata={
+            "help": "OMP_NUM_THREADS of each run (default 1, as `accelerate launch` runs README's demo command: "
+            "another thread count rounds differently, and gives other numbers)"
+        },
     )
     aggregate_only: bool = field(default=False, metadata={"help": "tabulate the results.json already there, run none"})
 
@@ -321,11 +328,10 @@ def main(argv: list[str] | None = None) -> dict:
         dataset_dir = Path(args.dataset_dir) if args.dataset_dir else output_dir / "data"
         data_build_s = round(build_data(dataset_dir, args.demo_num_patients, args.data_seed), 1)
         dataset = (dataset_dir, args.demo_num_patients)
-        threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
         jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
             runs_done = list(
-                pool.map(lambda job: run_demo(output_dir, dataset, job[0], job[1], extra, threads), jobs)
+                pool.map(lambda job: run_demo(output_dir, dataset, job[0], job[1], extra, args.threads), jobs)
             )
     runs, chance = read_runs(output_dir, args.variants, args.seeds)
     if not runs:
