@@ -32,9 +32,10 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from medbind_training.retrieval import RECALL_KS
+
 PRETRAIN = Path(__file__).resolve().parents[1] / "training" / "pretrain.py"
 RESULTS = "results.json"
-RECALL_KS = (1, 5, 10)
 # The retrieval directions of the demo's test split, as results.json names them (dataset / direction).
 RETRIEVAL_DIRECTIONS = {
     "cxr/cxr_to_text": "CXR -> report",

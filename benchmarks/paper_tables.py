@@ -18,7 +18,6 @@ Usage (from the repository root):
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +25,15 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from medbind_training.results_keys import (
+    CLASSIFICATION_KEY,
     FEW_SHOT_KEY,
     PROMPT_TUNING_KEY,
     RETRIEVAL_KEY,
+    RSUM_KEY,
     prompt_tuning_rows,
     split_models,
 )
-
-RECALL_KS = (1, 5, 10)
-CLASSIFICATION = re.compile(r"^(?P<family>zero_shot|cross_modality)/(?P<dataset>[^/]+)/balanced_accuracy$")
+from medbind_training.retrieval import RECALL_KS
 
 
 @dataclass
@@ -54,20 +53,26 @@ def number(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def numbers(values: Sequence[float | None]) -> str:
+    """`a / b / c` (R@1 / R@5 / R@10, or one value per K), `-` when the model has none of them."""
+    return "-" if all(value is None for value in values) else " / ".join(number(value) for value in values)
+
+
+def every_key(models: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """All models' keys in one mapping: where chance levels are read (equal for every model of one split)."""
+    return {key: value for metrics in models.values() for key, value in metrics.items()}
+
+
 def retrieval_table(models: Mapping[str, Mapping[str, float]]) -> list[str]:
     """Table 2 and Figure 2 (right): one column per dataset / direction (R@1 / R@5 / R@10), RSUM per modality."""
+    keys = every_key(models)
     directions = list(
-        dict.fromkeys(
-            f"{m['dataset']}/{m['direction']}" for metrics in models.values() for key in metrics
-            if (m := RETRIEVAL_KEY.match(key))
-        )
-    )  # fmt: skip
-    modalities = sorted({key.removeprefix("retrieval/rsum_") for metrics in models.values() for key in metrics
-                         if key.startswith("retrieval/rsum_")})  # fmt: skip
+        dict.fromkeys(f"{m['dataset']}/{m['direction']}" for key in keys if (m := RETRIEVAL_KEY.match(key)))
+    )
+    modalities = sorted({m["modality"] for key in keys if (m := RSUM_KEY.match(key))})
 
     def recalls(metrics: Mapping[str, float], direction: str, name: str) -> str:
-        values = [metrics.get(f"retrieval/{direction}/{name}@{k}") for k in RECALL_KS]
-        return "-" if all(v is None for v in values) else " / ".join(number(v) for v in values)
+        return numbers([metrics.get(f"retrieval/{direction}/{name}@{k}") for k in RECALL_KS])
 
     header = ["model", *(f"{d.replace('_to_', ' -> ')} R@1/5/10" for d in directions),
               *(f"RSUM {m.upper()}" for m in modalities)]  # fmt: skip
@@ -76,38 +81,34 @@ def retrieval_table(models: Mapping[str, Mapping[str, float]]) -> list[str]:
          *(number(metrics.get(f"retrieval/rsum_{m}")) for m in modalities)]
         for name, metrics in models.items()
     ]  # fmt: skip
-    first = next(iter(models.values()))
-    rows.append(["chance", *(recalls(first, d, "chance") for d in directions), *("" for _ in modalities)])
+    rows.append(["chance", *(recalls(keys, d, "chance") for d in directions), *("" for _ in modalities)])
     return markdown_table(header, rows)
 
 
 def classification_table(models: Mapping[str, Mapping[str, float]], family: str) -> list[str]:
     """Figure 3 (zero-shot) or Table 3 (cross-modality): balanced accuracy per dataset or task, and chance."""
-    columns = list(
-        dict.fromkeys(m["dataset"] for metrics in models.values() for key in metrics
-                      if (m := CLASSIFICATION.match(key)) and m["family"] == family)
-    )  # fmt: skip
+    keys = every_key(models)
+    columns = list(dict.fromkeys(m["dataset"] for key in keys if (m := CLASSIFICATION_KEY.match(key))
+                                 and m["family"] == family and m["name"] == "balanced_accuracy"))  # fmt: skip
     rows = [[name, *(number(metrics.get(f"{family}/{c}/balanced_accuracy")) for c in columns)]
             for name, metrics in models.items()]  # fmt: skip
-    first = {key: value for metrics in models.values() for key, value in metrics.items()}
-    rows.append(["chance", *(number(first.get(f"{family}/{c}/balanced_accuracy/chance")) for c in columns)])
+    rows.append(["chance", *(number(keys.get(f"{family}/{c}/balanced_accuracy/chance")) for c in columns)])
     return markdown_table(["model", *columns], rows)
 
 
 def few_shot_table(models: Mapping[str, Mapping[str, float]]) -> list[str]:
     """Figure 3 (right): few-shot balanced accuracy at each K, one column per dataset."""
-    found = [(m["dataset"], int(m["k"])) for metrics in models.values() for key in metrics
+    keys = every_key(models)
+    found = [(m["dataset"], int(m["k"])) for key in keys
              if (m := FEW_SHOT_KEY.match(key)) and m["name"] == "balanced_accuracy"]  # fmt: skip
     datasets = list(dict.fromkeys(dataset for dataset, _ in found))
     shots = sorted({k for _, k in found})
 
     def cell(metrics: Mapping[str, float], dataset: str, name: str) -> str:
-        values = [metrics.get(f"few_shot/{dataset}/k{k}/{name}") for k in shots]
-        return "-" if all(v is None for v in values) else " / ".join(number(v) for v in values)
+        return numbers([metrics.get(f"few_shot/{dataset}/k{k}/{name}") for k in shots])
 
     rows = [[name, *(cell(metrics, d, "balanced_accuracy") for d in datasets)] for name, metrics in models.items()]
-    first = {key: value for metrics in models.values() for key, value in metrics.items()}
-    rows.append(["chance", *(cell(first, d, "chance") for d in datasets)])
+    rows.append(["chance", *(cell(keys, d, "chance") for d in datasets)])
     return markdown_table(["model", *(f"{d} K = {'/'.join(map(str, shots))}" for d in datasets)], rows)
 
 
@@ -124,7 +125,8 @@ def prompt_tuning_table(runs: Sequence[Mapping[str, float]]) -> list[str]:
         task = tasks.pop()
         for model, metrics in prompt_tuning_rows(results, modes.pop()).items():
             by_task.setdefault(task, []).append([task, model, *(number(metrics.get(name)) for name in metrics_names)])
-            chance.setdefault(task, [task, "chance", *(number(metrics.get(f"{name}/chance")) for name in metrics_names)])
+            if task not in chance:
+                chance[task] = [task, "chance", *(number(metrics.get(f"{name}/chance")) for name in metrics_names)]
     rows = [row for task, task_rows in by_task.items() for row in [*task_rows, chance[task]]]
     return markdown_table(["task", "model", "accuracy", "balanced accuracy", "AUROC"], rows)
 
