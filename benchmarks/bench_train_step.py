@@ -364,7 +364,7 @@ def run_benchmark(args: BenchmarkArguments) -> list[Measurement]:
                 batch = random_batch(config, args.batch_size, args.text_length, device)
                 if args.channels_last:
                     batch["pixel_values"] = batch["pixel_values"].contiguous(memory_format=torch.channels_last)
-                # The paper's optimiser (method.md: AdamW, lr 4e-4, weight decay 0.1), fused as the Trainer's default.
+                # The paper's optimiser (AdamW, lr 4e-4, weight decay 0.1), fused as the Trainer's default.
                 optimizer = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1, fused=True)
                 for workload in args.workloads:
                     if index > 0 and workload not in ("train_step", "ecg"):

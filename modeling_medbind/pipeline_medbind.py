@@ -27,7 +27,7 @@ from .configuration_medbind import PIPELINE_CLASS_NAMES
 # The processor argument each modality goes in by.
 MODALITY_INPUTS = {"cxr": "images", "ecg": "ecgs", "text": "text"}
 TASK_MODALITIES = {"zero-shot-ecg-classification": "ecg", "zero-shot-cxr-classification": "cxr"}
-# The paper's ECG prompt (method.md, zero-shot); for radiographs, the positive phrasing of its RSNA prompts.
+# The paper's ECG prompt (Table A.1, zero-shot); for radiographs, the positive phrasing of its RSNA prompts.
 DEFAULT_HYPOTHESIS_TEMPLATES = {"ecg": "This ECG shows {}.", "cxr": "Findings suggesting {}."}
 
 CandidateLabels = Sequence[str] | Mapping[str, str | Sequence[str]]

@@ -20,7 +20,7 @@ BIOBERT_IDENTIFIER = "dmis-lab/biobert-v1.1"
 def truncate_words(text: str, max_words: int = MAX_WORDS, name: str = "report") -> str:
     """Keep the first `max_words` whitespace-separated words of a report, joined by single spaces.
 
-    The paper truncates every report to its first 100 words before tokenising (method.md, Model).
+    The paper truncates every report to its first 100 words before tokenising (its method, the text encoder).
 
     Args:
         text: one report.

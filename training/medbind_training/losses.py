@@ -1,4 +1,4 @@
-"""MEDBind's training objective: TMCL and EMCL (method.md, Loss) as pure functions over embedding tensors.
+"""MEDBind's training objective: TMCL and EMCL (the paper's loss equations) as pure functions over embedding tensors.
 
 Training code, not part of the model: the model (`modeling_medbind`, the Hub remote code) only embeds and keeps a
 one-process CLIP loss; `medbind_loss` takes its embeddings, the batch's report groups and visit pairs.

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-RECALL_KS = (1, 5, 10)  # the recall cut-offs every report of MedBind uses (method.md, Evaluation)
+RECALL_KS = (1, 5, 10)  # the recall cut-offs of the paper's retrieval results (Table 2, Figure 2)
 BLOCK_ELEMENTS = 2**25  # similarity entries scored at once: 128 MiB of float32 per block, whatever the gallery size
 POSITIVE_RULES = ("identical_text", "instance")
 WHOLE_SPLIT = "all"  # `--retrieval_gallery all`: every row of the split is a candidate
