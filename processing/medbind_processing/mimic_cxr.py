@@ -74,20 +74,13 @@ REPORT_SECTION_RULES = ("either", "both")
 
 
 def clean_report(report: str, report_sections: str = "either") -> str:
-    """Reduce a MIMIC-CXR report to its findings and impression, as MedCLIP does.
-
-    Args:
-        report: the raw report text (upper-case section headers such as `FINDINGS:` at the start of a line).
-        report_sections: `"either"`: a report with a findings or an impression section is kept; `"both"`: only a
-            report with both (`REPORT_SECTION_RULES`).
+    """Reduce a MIMIC-CXR report (upper-case section headers such as `FINDINGS:` at the start of a line) to its
+    findings and impression, as MedCLIP does.
 
     Returns:
         The findings then the impression (a `FINDINGS AND IMPRESSION:` section counts as both), de-identification
-        markers (`___`) removed and whitespace collapsed; `""` when the report lacks the sections the rule asks for
-        (a section that is empty once cleaned counts as absent).
-
-    Raises:
-        ValueError: for another `report_sections`.
+        markers (`___`) removed and whitespace collapsed; `""` when the report lacks the sections `report_sections`
+        asks for (`"either"` or `"both"`; a section that is empty once cleaned counts as absent).
     """
     if report_sections not in REPORT_SECTION_RULES:
         raise ValueError(f"report_sections: expected one of {REPORT_SECTION_RULES}, got {report_sections!r}")
@@ -109,11 +102,7 @@ def _cleaned(text: str) -> str:
 
 def study_time(study_date: Any, study_time_value: Any) -> datetime:
     """The acquisition time from the metadata's `StudyDate` (YYYYMMDD) and `StudyTime` (HHMMSS.fff, leading zeros
-    dropped as in the CSV, e.g. `84512.0` is 08:45:12).
-
-    Raises:
-        ValueError: if either value is not of that form.
-    """
+    dropped as in the CSV, e.g. `84512.0` is 08:45:12)."""
     try:
         seconds = float(study_time_value)
         clock = f"{int(seconds):06d}"
@@ -139,18 +128,8 @@ def _study_folder(subject_id: int, study_id: int) -> str:
 
 
 def frontal_studies(root: Path) -> pd.DataFrame:
-    """One frontal image per study from the metadata table.
-
-    Args:
-        root: the MIMIC-CXR-JPG folder.
-
-    Returns:
-        Columns `dicom_id`, `subject_id`, `study_id`, `view`, `time` (datetime), one row per study with an AP or PA
-        image: its first PA image by `dicom_id`, else its first AP image.
-
-    Raises:
-        FileNotFoundError, ValueError: missing table or columns, malformed StudyDate/StudyTime.
-    """
+    """One frontal image per study from the metadata table: its first PA image by `dicom_id`, else its first AP
+    image (columns `dicom_id`, `subject_id`, `study_id`, `view`, `time` as a datetime)."""
     columns = ["dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate", "StudyTime"]
     metadata = read_table(root, "mimic-cxr-2.0.0-metadata.csv", columns)
     frontal = metadata[metadata["ViewPosition"].isin(FRONTAL_VIEWS)].copy()
@@ -173,32 +152,18 @@ def chexpert_labels(root: Path) -> dict[int, list[str]]:
 def cxr_records(
     root: Path, reports: Path | None = None, hosp: Path | None = None, report_sections: str = "either"
 ) -> list[dict[str, Any]]:
-    """The rows of the MIMIC-CXR dataset (keys = `FEATURES` but `image`; `study_time` still a datetime).
+    """The rows of the MIMIC-CXR dataset (keys = `FEATURES` but `image`; `study_time` still a datetime), one per
+    frontal study whose report has the sections `report_sections` asks for (`clean_report`), sorted by `study_id`.
 
     Args:
-        root: the MIMIC-CXR-JPG folder.
         reports: the reports zip or folder (default `root/mimic-cxr-reports.zip`).
         hosp: MIMIC-IV's `hosp` folder for `hadm_id` (None: every `hadm_id` is None).
-        report_sections: which studies are kept: `"either"` (a findings or an impression section) or `"both"`
-            (`clean_report`).
-
-    Returns:
-        One record per frontal study whose report has the sections `report_sections` asks for, sorted by
-        `study_id`.
-
-    Raises:
-        FileNotFoundError: a missing table, reports archive, report or image (naming it).
-        ValueError: a malformed table.
     """
     root = Path(root)
     source = _reports_source(Path(reports) if reports is not None else root / "mimic-cxr-reports.zip")
     studies = frontal_studies(root)
     labels = chexpert_labels(root)
-    hadm_ids = (
-        link_admissions(list(studies["subject_id"]), list(studies["time"]), read_admissions(hosp))
-        if hosp is not None
-        else [None] * len(studies)
-    )
+    hadm_ids = link_admissions(list(studies["subject_id"]), list(studies["time"]), read_admissions(hosp))
     records = []
     rows = zip(studies.itertuples(index=False), hadm_ids)
     for study, hadm_id in tqdm(rows, total=len(studies), desc="MIMIC-CXR reports"):
@@ -241,22 +206,7 @@ def build_mimic_cxr(
     num_proc: int | None = None,
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
-    """Build the MIMIC-CXR `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
-
-    Args:
-        root, reports, hosp, report_sections: as in `cxr_records`.
-        seed: the shared MIMIC split seed (`medbind_processing.splits`).
-        shortest_edge: images shrunk to this shorter side and stored in the dataset; 0 or None: paths to the JPGs
-            (`radiographs.stored_radiograph`).
-        num_proc: processes decoding and shrinking the images.
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
-
-    Returns:
-        The `DatasetDict`.
-
-    Raises:
-        FileNotFoundError, ValueError: as `cxr_records` and `radiographs.stored_radiograph`.
-    """
+    """Build the MIMIC-CXR `DatasetDict` (`cxr_records`, the shared MIMIC patient-level split)."""
     records = [_to_example(record) for record in cxr_records(root, reports, hosp, report_sections)]
     make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
     records_by_split = split_by_patient(records, seed)

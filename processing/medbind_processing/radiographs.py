@@ -27,16 +27,8 @@ _SIXTEEN_BIT_MODES = ("I", "I;16B", "I;16L", "I;16N")
 
 
 def shrunk_size(size: tuple[int, int], shortest_edge: int) -> tuple[int, int] | None:
-    """The size of an image shrunk so that its shorter side is `shortest_edge`, aspect ratio kept.
-
-    Args:
-        size: `(width, height)`.
-        shortest_edge: the target length of the shorter side, > 0.
-
-    Returns:
-        `(width, height)` with the shorter side exactly `shortest_edge` and the longer one rounded, or None when the
-        shorter side is already at most `shortest_edge` (images are never enlarged).
-    """
+    """`(width, height)` shrunk so that the shorter side is `shortest_edge`, aspect ratio kept (the longer side
+    rounded); None when the shorter side is already at most `shortest_edge` (images are never enlarged)."""
     width, height = size
     if min(width, height) <= shortest_edge:
         return None
@@ -84,16 +76,12 @@ def stored_radiograph(
     take ~12-19 GB; 16-bit TIFF ~0.4 ms and ~615 KB, where a 16-bit PNG takes ~11 ms). An image already no larger
     is stored as its original file's bytes, unchanged. With `shortest_edge` 0 or None a file is stored as its path
     (decoded lazily from the download, which must stay where it is) and a decoded image as above, at full size.
-
-    Args:
-        image: the radiograph's file (any format Pillow reads), or an image already decoded (a DICOM's pixels).
-        shortest_edge: the shorter side in pixels after shrinking; 0 or None keeps the originals.
+    `image` is the radiograph's file (any format Pillow reads) or an image already decoded (a DICOM's pixels).
 
     Returns:
         A path string, or `{"bytes": ..., "path": None}` (the original file in `image_path` says where it came from).
 
     Raises:
-        FileNotFoundError: the file does not exist.
         ValueError: naming the file, if it is not an image or its mode is not a radiograph's (8-bit grey or colour,
             16-bit grey; bilevel, palette and other colour spaces are converted, other integer images must hold
             values 0-65535).

@@ -45,18 +45,11 @@ def _position(subject_id: Any, seed: int) -> float:
 def patient_split(
     subject_id: Any, seed: int = DEFAULT_SEED, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
 ) -> str:
-    """The split of one patient.
+    """The split of one patient (`subject_id` an int, or a string id for sources without integer ids).
 
     Args:
-        subject_id: the patient id (int, or a string id for sources without integer ids).
         seed: changes the whole assignment; every dataset that must share a split uses the same seed.
         fractions: expected shares of (train, validation, test).
-
-    Returns:
-        One of `"train"`, `"validation"`, `"test"`.
-
-    Raises:
-        ValueError: if `fractions` are not three non-negative numbers summing to 1.
     """
     _check_fractions(fractions)
     position = _position(subject_id, seed)
@@ -74,20 +67,11 @@ def split_by_patient(
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
     key: str = "subject_id",
 ) -> dict[str, list[Mapping[str, Any]]]:
-    """Group records by the split of their patient.
-
-    Args:
-        records: mappings that each hold the patient id under `key`.
-        seed, fractions: as in `patient_split`.
-        key: the field holding the patient id.
+    """Group records by the split of their patient id (`record[key]`, `patient_split`).
 
     Returns:
         `{split_name: [records]}` in `SPLIT_NAMES` order, only the splits that received records; the records keep
         their input order.
-
-    Raises:
-        KeyError: if a record lacks `key`.
-        ValueError: if `fractions` are invalid.
     """
     groups: dict[str, list[Mapping[str, Any]]] = {name: [] for name in SPLIT_NAMES}
     for index, record in enumerate(records):
@@ -113,19 +97,11 @@ def split_exactly(
     and a record's split depends only on its own id, the seed and its group's size.
 
     Args:
-        records: mappings holding `key` (and `stratify`, when given).
-        fractions: shares of (train, validation, test).
-        seed: changes the whole assignment.
         key: the field whose hash orders the records (an image id for sources without patient ids).
         stratify: the field whose values are split separately (the label), or None.
 
     Returns:
-        `{split_name: [records]}` in `SPLIT_NAMES` order, only the splits that received records; the records keep
-        their input order.
-
-    Raises:
-        KeyError: if a record lacks `key` or `stratify`.
-        ValueError: if `fractions` are invalid.
+        As `split_by_patient`.
     """
     _check_fractions(fractions)
     groups: dict[Any, list[int]] = {}
