@@ -66,7 +66,7 @@ def match_greedy(candidates: Iterable[tuple[Any, int, int]]) -> list[tuple[int, 
 
 
 def same_subject(left: Sequence[Mapping[str, Any]], right: Sequence[Mapping[str, Any]]) -> Iterator[tuple[int, int]]:
-    """Every `(left_index, right_index)` of two rows with the same `subject_id`, in the order of `left`, then `right`."""
+    """Every `(left_index, right_index)` of two rows with the same `subject_id`, in the order of `left`, `right`."""
     by_subject: dict[Any, list[int]] = {}
     for index, row in enumerate(right):
         by_subject.setdefault(row["subject_id"], []).append(index)
