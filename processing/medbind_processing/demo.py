@@ -54,11 +54,11 @@ from .building import build_dataset_dict, temporary_build_dir
 from .dataset_card import DataSource
 from .features import ecg_features
 from .labels import ECG_SUPERCLASSES
-from .mimic_cxr import FEATURES as MIMIC_CXR_FEATURES
+from .mimic_cxr import FEATURES as CXR_FEATURES
 from .mimic_ecg import ecg_labels_from_text, render_ecg_report
-from .mimic_outcomes import FEATURES as MIMIC_OUTCOME_FEATURES
+from .mimic_outcomes import FEATURES as OUTCOME_FEATURES
 from .mimic_outcomes import mortality_text
-from .mimic_pair import FEATURES as MIMIC_PAIR_FEATURES
+from .mimic_pair import FEATURES as PAIR_FEATURES
 from .saving import save
 from .splits import split_by_patient
 from .times import to_iso
@@ -153,21 +153,11 @@ def _sample_patient(index: int, rng: np.random.Generator) -> dict[str, Any]:
 
 
 def sample_patients(num_patients: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Draw the latent description of every synthetic patient.
+    """Draw the latent description of every synthetic patient (equal seeds give equal patients).
 
-    Args:
-        num_patients: how many patients.
-        seed: the random seed; equal seeds give equal patients.
-
-    Returns:
-        One dict per patient: ids (`subject_id`, `hadm_id` or None), `condition`, the continuous factors `ctr`,
-        `severity` (0-1), `heart_rate` (bpm), `age`, sub-types (`infarct_site`, `conduction_kind`,
-        `pneumonia_side`), `has_cxr` / `has_ecg`, ISO `admittime`, `cxr_time` / `ecg_time`, the radiograph's other
-        factors (`lung_volumes`, `prior_cabg`, `cholecystectomy`, `rib_fracture` side or None), and `seed`, the
-        per-patient seed that makes rendering independent of order and of worker processes.
-
-    Raises:
-        ValueError: if `num_patients` < 1.
+    One dict per patient: ids (`subject_id`, `hadm_id` or None), `condition`, the continuous factors `ctr`,
+    `severity` (0-1), `heart_rate` (bpm), `age`, sub-types, `has_cxr` / `has_ecg`, ISO times, the radiograph's other
+    factors, and `seed`, the per-patient seed that makes rendering independent of order and of worker processes.
     """
     if num_patients < 1:
         raise ValueError(f"num_patients must be at least 1, got {num_patients}")
@@ -224,14 +214,7 @@ def _beat_times(heart_rate: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def render_ecg(patient: Mapping[str, Any]) -> np.ndarray:
-    """Render a patient's 10 s 12-lead ECG.
-
-    Args:
-        patient: one entry of `sample_patients`.
-
-    Returns:
-        float32 array (12, 1000): leads I II III aVR aVL aVF V1..V6 at 100 Hz, in mV.
-    """
+    """A patient's 10 s 12-lead ECG: float32 (12, 1000), leads I II III aVR aVL aVF V1..V6 at 100 Hz, in mV."""
     rng = np.random.default_rng([*patient["seed"], 1])
     condition, severity, kind = patient["condition"], patient["severity"], patient["conduction_kind"]
     times = np.arange(ECG_SECONDS * ECG_SAMPLING_RATE) / ECG_SAMPLING_RATE
@@ -299,14 +282,9 @@ def ecg_statements(patient: Mapping[str, Any]) -> list[str]:
     """The machine-style statements of a patient's ECG report (`report_0`, `report_1`, ...).
 
     One phrasing per finding, as one ECG machine's statements: a second phrasing of the same tracing would be a
-    second text that no signal can tell apart, and TMCL would push the two apart.
-
-    Args:
-        patient: one entry of `sample_patients`.
-
-    Returns:
-        Statements: rhythm first, then the heart rate, a shifted axis, the findings of the condition (graded where
-        the condition has a grade) and a global statement. Free of the MIMIC-IV-ECG exclusion phrases.
+    second text that no signal can tell apart, and TMCL would push the two apart. Rhythm first, then the heart rate,
+    a shifted axis, the findings of the condition (graded where the condition has a grade) and a global statement;
+    free of the MIMIC-IV-ECG exclusion phrases.
     """
     rate, severity, kind = round(patient["heart_rate"]), patient["severity"], patient["conduction_kind"]
     rhythm = "Sinus tachycardia" if rate > 100 else "Sinus bradycardia" if rate < 60 else "Normal sinus rhythm"
@@ -349,15 +327,8 @@ def ecg_statements(patient: Mapping[str, Any]) -> list[str]:
 
 
 def render_cxr(patient: Mapping[str, Any]) -> Image.Image:
-    """Render a patient's frontal chest radiograph.
-
-    Args:
-        patient: one entry of `sample_patients`.
-
-    Returns:
-        A 256 x 256 8-bit grayscale (`"L"`) PIL image, patient's right on the image's left (radiological
-        convention); the heart's width is `ctr` times the thoracic width.
-    """
+    """A patient's frontal chest radiograph: 256 x 256 8-bit grayscale (`"L"`), patient's right on the image's left
+    (radiological convention); the heart's width is `ctr` times the thoracic width."""
     rng = np.random.default_rng([*patient["seed"], 3])
     # Where incidental findings sit is drawn apart, so that adding one changes nothing else in the image.
     placement = np.random.default_rng([*patient["seed"], 6])
@@ -523,16 +494,13 @@ def cxr_report(patient: Mapping[str, Any]) -> str:
 
 # ---- datasets ---------------------------------------------------------------------------------------------------
 
-# The MIMIC builders' columns, so that the rest of the pipeline cannot tell the demo from MIMIC; the ECG dataset
-# carries the signal itself (already at 100 Hz) in place of a record path.
-CXR_FEATURES = MIMIC_CXR_FEATURES
+# The MIMIC builders' columns (imported as CXR_FEATURES, PAIR_FEATURES, OUTCOME_FEATURES), so that the rest of the
+# pipeline cannot tell the demo from MIMIC; the ECG dataset carries the signal itself (already at 100 Hz) in place of
+# a record path.
 ECG_FEATURES = ecg_features(
     ecg=datasets.Array2D((len(CANONICAL_LEAD_NAMES), ECG_SECONDS * ECG_SAMPLING_RATE), "float32"),
     labels=ECG_SUPERCLASSES,
 )
-PAIR_FEATURES = MIMIC_PAIR_FEATURES
-# The MIMIC-IV outcome columns (one row per admission), with the attached studies' reports.
-OUTCOME_FEATURES = MIMIC_OUTCOME_FEATURES
 
 
 def cxr_example(patient: Mapping[str, Any]) -> dict[str, Any]:
@@ -601,14 +569,7 @@ def visit_outcome(patient: Mapping[str, Any]) -> dict[str, Any]:
     hyperinflated lungs. Severity is graded in the reports but continuous in the radiograph and the ECG, and the
     discharge summary names neither heart size nor lungs, so the studies carry information the visit's text does
     not; the demographics (age; an emergency admission, likelier for the sicker) and the discharge summary
-    (diagnosis, length of stay, disposition) carry their own.
-
-    Args:
-        patient: one entry of `sample_patients`.
-
-    Returns:
-        `gender` ("M" / "F"), `admission_type`, `admission_location`, `length_of_stay` (days), `disposition`,
-        `mortality` and `readmission` (0 / 1; a patient who died is not readmitted).
+    (diagnosis, length of stay, disposition) carry their own. A patient who died is not readmitted.
     """
     rng = np.random.default_rng([*patient["seed"], 5])
     condition, severity, age = patient["condition"], patient["severity"], patient["age"]
@@ -692,22 +653,12 @@ def outcome_example(patient: Mapping[str, Any]) -> dict[str, Any]:
 def build_demo(
     num_patients: int = 1000, seed: int = 0, num_proc: int | None = None, build_dir: Path | None = None
 ) -> dict[str, datasets.DatasetDict]:
-    """Build the synthetic demo datasets.
-
-    Args:
-        num_patients: number of synthetic patients (each has a CXR, an ECG, or both).
-        seed: the random seed; equal arguments give identical datasets.
-        num_proc: worker processes for rendering (None: in this process).
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
+    """Build the synthetic demo datasets (equal arguments give identical datasets; `num_proc` render workers).
 
     Returns:
         `{"cxr": DatasetDict, "ecg": DatasetDict, "pairs": DatasetDict, "outcomes": DatasetDict}`, each with the
-        patient-level splits `train` / `validation` / `test` that received patients (`medbind_processing.splits`,
-        default seed). `outcomes` has one row per admission (patients with a `hadm_id`): the columns of
-        `medbind_processing.mimic_outcomes`, its study ids those of `cxr` and `ecg`.
-
-    Raises:
-        ValueError: if `num_patients` < 1.
+        patient-level splits that received patients (`medbind_processing.splits`, default seed). `outcomes` has one
+        row per admission (patients with a `hadm_id`), its study ids those of `cxr` and `ecg`.
     """
     patients = sample_patients(num_patients, seed)
     selections = {
@@ -740,11 +691,10 @@ def demo_source(name: str) -> DataSource:
 
 def save_demo(out_dir: Path, num_patients: int = 1000, seed: int = 0, num_proc: int | None = None) -> None:
     """Build the demo (`build_demo`) and save `out_dir/cxr`, `ecg`, `pairs` and `outcomes`, each with its
-    `summary.json` and dataset card (`saving.save`).
+    `summary.json` and dataset card (`saving.save`), and print the build time.
 
-    Prints each dataset's summary (rows and label counts per split) and the build time. The build stays on disk in a
-    temporary folder inside `out_dir` until saved (`building.temporary_build_dir`), so large cohorts need not fit in
-    memory.
+    The build stays on disk in a temporary folder inside `out_dir` until saved (`building.temporary_build_dir`), so
+    large cohorts need not fit in memory.
     """
     start = time.perf_counter()
     Path(out_dir).mkdir(parents=True, exist_ok=True)
