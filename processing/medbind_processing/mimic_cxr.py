@@ -123,10 +123,6 @@ def _reports_source(reports: Path) -> Path | zipfile.Path:
     raise FileNotFoundError(f"reports not found: {reports} is neither a folder nor a zip archive of files/pXX/...")
 
 
-def _study_folder(subject_id: int, study_id: int) -> str:
-    return f"files/p{str(subject_id)[:2]}/p{subject_id}/s{study_id}"
-
-
 def frontal_studies(root: Path) -> pd.DataFrame:
     """One frontal image per study from the metadata table: its first PA image by `dicom_id`, else its first AP
     image (columns `dicom_id`, `subject_id`, `study_id`, `view`, `time` as a datetime)."""
@@ -167,7 +163,7 @@ def cxr_records(
     records = []
     rows = zip(studies.itertuples(index=False), hadm_ids)
     for study, hadm_id in tqdm(rows, total=len(studies), desc="MIMIC-CXR reports"):
-        folder = _study_folder(study.subject_id, study.study_id)
+        folder = f"files/p{str(study.subject_id)[:2]}/p{study.subject_id}/s{study.study_id}"
         report_file = source / f"{folder}.txt"
         if not report_file.is_file():
             raise FileNotFoundError(f"report of study {study.study_id} not found: {report_file}")
@@ -192,10 +188,6 @@ def cxr_records(
     return records
 
 
-def _to_example(record: dict[str, Any]) -> dict[str, Any]:
-    return {**record, "study_time": record["study_time"].isoformat()}
-
-
 def build_mimic_cxr(
     root: Path,
     reports: Path | None = None,
@@ -207,9 +199,9 @@ def build_mimic_cxr(
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
     """Build the MIMIC-CXR `DatasetDict` (`cxr_records`, the shared MIMIC patient-level split)."""
-    records = [_to_example(record) for record in cxr_records(root, reports, hosp, report_sections)]
+    records = cxr_records(root, reports, hosp, report_sections)
+    records_by_split = split_by_patient([{**r, "study_time": r["study_time"].isoformat()} for r in records], seed)
     make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
-    records_by_split = split_by_patient(records, seed)
     return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, make_example, num_proc, build_dir)
 
 

@@ -68,48 +68,22 @@ SOURCE = DataSource(
 
 # The paper's Data section: a record whose text holds any of these is left unlabelled.
 EXCLUSION_PHRASES = (
-    "borderline ecg",
-    "poor quality",
-    "without knowing patient",
-    "error",
-    "pediatric",
-    "warning: data quality",
-    "missing lead",
-    "unsuitable for analysis",
-    "motion artifacts",
-    "requires manual review",
-    "technical difficulties",
-    "possibly",
-    "probable",
+    "borderline ecg", "poor quality", "without knowing patient", "error", "pediatric", "warning: data quality",
+    "missing lead", "unsuitable for analysis", "motion artifacts", "requires manual review", "technical difficulties",
+    "possibly", "probable",
 )
 # The paper's Data section: keywords per class, as the paper lists them (PVC is in both STTC and CD).
 CLASS_KEYWORDS = {
     "NORM": ("normal ecg", "no issues found", "normal ekg", "normal heart tracing", "within normal limits"),
     "HYP": ("hypertrophy", "left atrial enlargement", "LVH", "LAO", "overload", "enlargement"),
     "STTC": (
-        "ST elevation",
-        "T wave changes",
-        "nonspecific T abnormalities",
-        "ST changes",
-        "T changes",
-        "ventricular premature complex",
-        "VPC",
-        "PVC",
-        "ST change",
+        "ST elevation", "T wave changes", "nonspecific T abnormalities", "ST changes", "T changes",
+        "ventricular premature complex", "VPC", "PVC", "ST change",
     ),
     "MI": ("myocardial ischemia", "inferior infarct", "anterior infarct", "septal infarct"),
     "CD": (
-        "degree A-V block",
-        "PAC",
-        "prolonged PR interval",
-        "conduction delay",
-        "left axis deviation",
-        "bundle branch block",
-        "pacemaker",
-        "atrial pacing",
-        "rBB",
-        "LAFB",
-        "PVC",
+        "degree A-V block", "PAC", "prolonged PR interval", "conduction delay", "left axis deviation",
+        "bundle branch block", "pacemaker", "atrial pacing", "rBB", "LAFB", "PVC",
     ),
 }
 
