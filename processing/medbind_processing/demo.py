@@ -162,10 +162,7 @@ def sample_patients(num_patients: int, seed: int = 0) -> list[dict[str, Any]]:
     if num_patients < 1:
         raise ValueError(f"num_patients must be at least 1, got {num_patients}")
     rng = np.random.default_rng(seed)
-    patients = [_sample_patient(index, rng) for index in range(num_patients)]
-    for patient in patients:
-        patient["seed"] = [seed, patient["index"]]
-    return patients
+    return [{**_sample_patient(index, rng), "seed": [seed, index]} for index in range(num_patients)]
 
 
 def _has_pacemaker(patient: Mapping[str, Any]) -> bool:

@@ -102,10 +102,7 @@ def rsna_example(record: Mapping[str, Any], shortest_edge: int | None = DEFAULT_
     """Turn `{"image_path", "study_id", "label"}` into an example of `FEATURES`, decoding a DICOM and shrinking the
     image (`radiographs.stored_radiograph`; worker-side)."""
     path = Path(record["image_path"])
-    if path.suffix == ".dcm":
-        image, view = dicom_to_image(path)
-    else:
-        image, view = path, None
+    image, view = dicom_to_image(path) if path.suffix == ".dcm" else (path, None)
     return {**record, "image": stored_radiograph(image, shortest_edge), "view": view}
 
 

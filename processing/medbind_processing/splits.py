@@ -12,6 +12,7 @@ use `split_exactly`: the same seeded hash orders the records, and the split size
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from numbers import Integral, Real
@@ -53,12 +54,8 @@ def patient_split(
     """
     _check_fractions(fractions)
     position = _position(subject_id, seed)
-    cumulative = 0.0
-    for name, fraction in zip(SPLIT_NAMES, fractions):
-        cumulative += fraction
-        if position < cumulative:
-            return name
-    return SPLIT_NAMES[-1]
+    ends = itertools.accumulate(fractions)
+    return next((name for name, end in zip(SPLIT_NAMES, ends) if position < end), SPLIT_NAMES[-1])
 
 
 def split_by_patient(
