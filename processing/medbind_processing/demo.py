@@ -650,13 +650,10 @@ def outcome_example(patient: Mapping[str, Any]) -> dict[str, Any]:
 def build_demo(
     num_patients: int = 1000, seed: int = 0, num_proc: int | None = None, build_dir: Path | None = None
 ) -> dict[str, datasets.DatasetDict]:
-    """Build the synthetic demo datasets (equal arguments give identical datasets; `num_proc` render workers).
-
-    Returns:
-        `{"cxr": DatasetDict, "ecg": DatasetDict, "pairs": DatasetDict, "outcomes": DatasetDict}`, each with the
-        patient-level splits that received patients (`medbind_processing.splits`, default seed). `outcomes` has one
-        row per admission (patients with a `hadm_id`), its study ids those of `cxr` and `ecg`.
-    """
+    """Build the synthetic demo datasets `{"cxr", "ecg", "pairs", "outcomes"}` (equal arguments give identical
+    datasets; `num_proc` render workers), each with the patient-level splits that received patients
+    (`medbind_processing.splits`, default seed). `outcomes` has one row per admission (patients with a `hadm_id`),
+    its study ids those of `cxr` and `ecg`."""
     patients = sample_patients(num_patients, seed)
     selections = {
         "cxr": ([p for p in patients if p["has_cxr"]], CXR_FEATURES, cxr_example),

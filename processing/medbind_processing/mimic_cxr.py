@@ -75,13 +75,9 @@ REPORT_SECTION_RULES = ("either", "both")
 
 def clean_report(report: str, report_sections: str = "either") -> str:
     """Reduce a MIMIC-CXR report (upper-case section headers such as `FINDINGS:` at the start of a line) to its
-    findings and impression, as MedCLIP does.
-
-    Returns:
-        The findings then the impression (a `FINDINGS AND IMPRESSION:` section counts as both), de-identification
-        markers (`___`) removed and whitespace collapsed; `""` when the report lacks the sections `report_sections`
-        asks for (`"either"` or `"both"`; a section that is empty once cleaned counts as absent).
-    """
+    findings then its impression, as MedCLIP does (a `FINDINGS AND IMPRESSION:` section counts as both),
+    de-identification markers (`___`) removed and whitespace collapsed; `""` when the report lacks the sections
+    `report_sections` asks for (`"either"` or `"both"`; a section that is empty once cleaned counts as absent)."""
     if report_sections not in REPORT_SECTION_RULES:
         raise ValueError(f"report_sections: expected one of {REPORT_SECTION_RULES}, got {report_sections!r}")
     headers = list(_SECTION_HEADER.finditer(report))

@@ -119,11 +119,8 @@ def ecg_labels_from_text(text: str) -> list[str]:
 
     Matching is case-insensitive and a phrase must start at a word boundary (it may run into a longer word:
     `rBB` matches `RBBB`, `error` matches `errors`, but `normal ecg` does not match `Abnormal ECG` and
-    `septal infarct` does not match `Anteroseptal infarct`).
-
-    Returns:
-        The matching classes in `ECG_SUPERCLASSES` order (several where several match: multi-label), or `[]`
-        when the text holds an exclusion phrase or no keyword.
+    `septal infarct` does not match `Anteroseptal infarct`). Returns the matching classes in `ECG_SUPERCLASSES`
+    order (several where several match: multi-label), or `[]` when the text holds an exclusion phrase or no keyword.
     """
     if _EXCLUSION_PATTERN.search(text):
         return []

@@ -14,12 +14,9 @@ from .tables import read_table
 
 
 def read_admissions(hosp_dir: Path | None) -> pd.DataFrame:
-    """Read `admissions.csv(.gz)` from MIMIC-IV's `hosp` folder (None: no admissions, so no study links to one).
-
-    Returns:
-        The table with `admittime`, `dischtime`, `edregtime` as datetimes and `visit_start`, the earlier of the
-        ED registration and the admission (imaging done in the ED before admission belongs to the visit).
-    """
+    """Read `admissions.csv(.gz)` from MIMIC-IV's `hosp` folder (None: no admissions, so no study links to one),
+    with `admittime`, `dischtime`, `edregtime` as datetimes and `visit_start`, the earlier of the ED registration and
+    the admission (imaging done in the ED before admission belongs to the visit)."""
     columns = ["subject_id", "hadm_id", "admittime", "dischtime"]
     table = read_table(hosp_dir, "admissions.csv", columns) if hosp_dir is not None else pd.DataFrame(columns=columns)
     for column in ("admittime", "dischtime", "edregtime"):

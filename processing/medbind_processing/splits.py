@@ -64,12 +64,8 @@ def split_by_patient(
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
     key: str = "subject_id",
 ) -> dict[str, list[Mapping[str, Any]]]:
-    """Group records by the split of their patient id (`record[key]`, `patient_split`).
-
-    Returns:
-        `{split_name: [records]}` in `SPLIT_NAMES` order, only the splits that received records; the records keep
-        their input order.
-    """
+    """Group records by the split of their patient id (`record[key]`, `patient_split`): `{split_name: [records]}`
+    in `SPLIT_NAMES` order, only the splits that received records, the records in their input order."""
     groups: dict[str, list[Mapping[str, Any]]] = {name: [] for name in SPLIT_NAMES}
     for index, record in enumerate(records):
         if key not in record:
@@ -85,20 +81,18 @@ def split_exactly(
     key: str = "study_id",
     stratify: str | None = None,
 ) -> dict[str, list[Mapping[str, Any]]]:
-    """Split records into parts of exact sizes, in the seeded hash order of `key`, optionally per class.
+    """Split records into parts of exact sizes, in the seeded hash order of `key`, optionally per class; grouped as
+    by `split_by_patient`.
 
     Within each group of equal `stratify` value (all records when None), the records are ordered by the seeded hash
     of `key` (as `patient_split`); the first `n * fractions[0]` go to train, the next `n * fractions[1]` to
-    validation, the rest to test, the cumulative counts rounded half up. So the sizes
-    are exact (a fraction of 2,780 / 13,808 of 13,808 records gives 2,780 test records), every class keeps its share,
-    and a record's split depends only on its own id, the seed and its group's size.
+    validation, the rest to test, the cumulative counts rounded half up. So the sizes are exact (a fraction of
+    2,780 / 13,808 of 13,808 records gives 2,780 test records), every class keeps its share, and a record's split
+    depends only on its own id, the seed and its group's size.
 
     Args:
         key: the field whose hash orders the records (an image id for sources without patient ids).
         stratify: the field whose values are split separately (the label), or None.
-
-    Returns:
-        As `split_by_patient`.
     """
     _check_fractions(fractions)
     groups: dict[Any, list[int]] = {}
