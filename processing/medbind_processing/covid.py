@@ -63,19 +63,12 @@ SOURCES = ("radiography", "covidqu")
 DEFAULT_CLASSES = ("Normal", "COVID-19")
 # COVID-19 Radiography Database: class name -> its folder.
 RADIOGRAPHY_FOLDERS = {
-    "COVID-19": "COVID",
-    "Normal": "Normal",
-    "Lung Opacity": "Lung_Opacity",
-    "Viral Pneumonia": "Viral Pneumonia",
+    "COVID-19": "COVID", "Normal": "Normal", "Lung Opacity": "Lung_Opacity", "Viral Pneumonia": "Viral Pneumonia"
 }
 RADIOGRAPHY_DIR = "COVID-19_Radiography_Dataset"
 # The paper's shares of its 13,808 images (the database has no split of its own).
-_PAPER_ROWS = PAPER_SPLIT_ROWS["covid"]
-SPLIT_FRACTIONS = (
-    _PAPER_ROWS["train"] / (_PAPER_ROWS["train"] + _PAPER_ROWS["test"]),
-    0.0,
-    _PAPER_ROWS["test"] / (_PAPER_ROWS["train"] + _PAPER_ROWS["test"]),
-)
+_TRAIN, _TEST = PAPER_SPLIT_ROWS["covid"]["train"], PAPER_SPLIT_ROWS["covid"]["test"]
+SPLIT_FRACTIONS = (_TRAIN / (_TRAIN + _TEST), 0.0, _TEST / (_TRAIN + _TEST))
 # COVID-QU-Ex: subsets, class folders (= class names), split folders.
 SUBSETS = ("Lung Segmentation Data", "Infection Segmentation Data")
 CLASS_FOLDERS = ("COVID-19", "Non-COVID", "Normal")
@@ -101,12 +94,6 @@ SOURCE = DataSource(
     "papers; this build adds no rights.",
     label_rules=__doc__,
 )
-
-
-def covid_features(classes: Sequence[str]) -> datasets.Features:
-    """The columns: `image`, `image_path`, `study_id` (file stem), `label` (`ClassLabel` of `classes`, in order)."""
-    no_such_column = ["text", "subject_id", "hadm_id", "study_time", "view"]
-    return cxr_features(label=classes, drop=no_such_column, study_id=datasets.Value("string"))
 
 
 def class_records(class_dir: Path, label: str) -> list[dict[str, Any]]:
@@ -160,7 +147,8 @@ def build_covid(
     num_proc: int | None = None,
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
-    """Build the COVID dataset (columns `covid_features(classes)`) from either source (see the module docstring).
+    """Build the COVID dataset from either source (see the module docstring): columns `image`, `image_path`,
+    `study_id` (file stem), `label` (`ClassLabel` of `classes`, in order).
 
     Args:
         source: `"radiography"` (the COVID-19 Radiography Database, the paper's) or `"covidqu"` (COVID-QU-Ex).
@@ -184,10 +172,10 @@ def build_covid(
         if subset not in SUBSETS:
             raise ValueError(f"COVID-QU-Ex subset must be one of {SUBSETS}, got {subset!r}")
         records_by_split = covidqu_records(Path(root), subset, classes)
+    no_such_column = ["text", "subject_id", "hadm_id", "study_time", "view"]
+    features = cxr_features(label=classes, drop=no_such_column, study_id=datasets.Value("string"))
     make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
-    return build_dataset_dict(
-        records_by_split, covid_features(classes), DESCRIPTIONS[source], make_example, num_proc, build_dir
-    )
+    return build_dataset_dict(records_by_split, features, DESCRIPTIONS[source], make_example, num_proc, build_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -82,11 +82,6 @@ def recording_number(recording: str) -> int:
     return int(recording[1:])
 
 
-def find_headers(root: Path) -> dict[str, Path]:
-    """Every WFDB header below `root`, by record name (`{"A0001": Path(".../A0001.hea")}`)."""
-    return {path.stem: path for path in sorted(root.rglob("*.hea"))}
-
-
 def cpsc_record(row: Mapping[str, Any], headers: Mapping[str, Path]) -> dict[str, Any]:
     """One `REFERENCE.csv` row as an example of `FEATURES`, its rate read from the record's (12-lead) header."""
     recording = str(row["Recording"])
@@ -113,7 +108,7 @@ def build_cpsc2018(root: Path, seed: int = DEFAULT_SEED, build_dir: Path | None 
     """Build CPSC2018 (see the module docstring for the layout, labels and split)."""
     root = Path(root)
     reference = read_table(root, "REFERENCE.csv", ["Recording", *LABEL_COLUMNS])
-    headers = find_headers(root)
+    headers = {path.stem: path for path in sorted(root.rglob("*.hea"))}
     records = [cpsc_record(row, headers) for row in tqdm(reference.to_dict("records"), desc="CPSC2018", unit="record")]
     records_by_split = split_by_patient(records, seed, SPLIT_FRACTIONS)
     return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, build_dir=build_dir)
