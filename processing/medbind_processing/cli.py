@@ -61,6 +61,8 @@ def run_cli(
         save(build(**arguments, build_dir=Path(build_dir)), out, source, arguments)
 
 
+# Which report sections a MIMIC-CXR study's report needs (`--report_sections`; `mimic_cxr`'s docstring weighs both).
+REPORT_SECTION_RULES = ("either", "both")
 # The flags the MIMIC builders share: the keyword arguments of `ArgumentParser.add_argument`.
 _MIMIC_FLAGS: dict[str, dict[str, Any]] = {
     "reports": {"type": Path, "default": None, "help": "mimic-cxr-reports.zip or its unzipped folder"},
@@ -71,6 +73,12 @@ _MIMIC_FLAGS: dict[str, dict[str, Any]] = {
         "action": "store_true",
         "help": "use every MIMIC-IV-ECG record (multi-label and unlabelled too), not only the paper's single-label "
         "ones",
+    },
+    "report_sections": {
+        "choices": REPORT_SECTION_RULES,
+        "default": "either",
+        "help": "keep the studies whose report has a findings or an impression section (either), or both (nearest the "
+        "paper's 123,711 studies)",
     },
 }
 

@@ -24,7 +24,6 @@ class DataSource:
     Attributes:
         name: the builder's name (`"mimic_ecg"`), the key of the paper's numbers (`PAPER_SPLIT_ROWS`,
             `PAPER_LABEL_ROWS` of `paper_counts`); a name without paper numbers (the synthetic demo's) gets none.
-        pretty_name: the card's title.
         homepage: where the raw data is downloaded (a URL), or a sentence for generated data.
         license: the Hub's licence id of the data (`"cc-by-4.0"`, `"odbl"`, `"other"`).
         access: who may use the data and what is built from it, and whether it may be shared.

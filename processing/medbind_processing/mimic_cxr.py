@@ -29,7 +29,6 @@ only ~90k, the label or split files ~228k). `summary.json` shows the build's cou
 
 from __future__ import annotations
 
-import argparse
 import functools
 import re
 import zipfile
@@ -42,7 +41,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .building import build_dataset_dict
-from .cli import add_image_flags, add_mimic_flags, cli_parser, run_cli
+from .cli import REPORT_SECTION_RULES, add_image_flags, add_mimic_flags, cli_parser, run_cli
 from .dataset_card import DataSource
 from .features import cxr_features
 from .labels import CHEXPERT_LABELS
@@ -69,8 +68,6 @@ SOURCE = DataSource(
 _SECTION_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z ()/&,-]*[A-Z)]):", re.MULTILINE)
 _DEID_MARKER = re.compile(r"_{2,}")
 _FINDINGS, _IMPRESSION, _FINDINGS_AND_IMPRESSION = "FINDINGS", "IMPRESSION", "FINDINGS AND IMPRESSION"
-# Which report sections a study's report needs (`--report_sections`; the module docstring weighs both).
-REPORT_SECTION_RULES = ("either", "both")
 
 
 def clean_report(report: str, report_sections: str = "either") -> str:
@@ -201,20 +198,10 @@ def build_mimic_cxr(
     return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, make_example, num_proc, build_dir)
 
 
-def add_report_sections_flag(parser: argparse.ArgumentParser) -> None:
-    """Add `--report_sections` (which MIMIC-CXR studies are kept) to the parser of a builder that reads MIMIC-CXR."""
-    parser.add_argument(
-        "--report_sections", choices=REPORT_SECTION_RULES, default="either",
-        help="keep the studies whose report has a findings or an impression section (either), or both (nearest the "
-        "paper's 123,711 studies)",
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__)
-    add_mimic_flags(parser, "reports", "hosp", "seed")
-    add_report_sections_flag(parser)
+    add_mimic_flags(parser, "reports", "hosp", "seed", "report_sections")
     add_image_flags(parser)
     run_cli(build_mimic_cxr, parser, argv, source=SOURCE)
 

@@ -49,7 +49,7 @@ from .building import build_dataset_dict
 from .cli import add_mimic_flags, cli_parser, run_cli
 from .dataset_card import DataSource
 from .licenses import physionet_credentialed
-from .mimic_cxr import add_report_sections_flag, cxr_records
+from .mimic_cxr import cxr_records
 from .mimic_ecg import ecg_records
 from .mimic_linking import match_greedy, same_subject
 from .splits import DEFAULT_SEED, split_by_patient
@@ -255,8 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         help="readmitted when the next admission starts at most 30 days after this one's admittime (the paper's "
         "wording) or dischtime",
     )
-    add_mimic_flags(parser, "reports", "seed", "all_records")
-    add_report_sections_flag(parser)
+    add_mimic_flags(parser, "reports", "seed", "all_records", "report_sections")
     run_cli(build_mimic_outcomes, parser, argv, source=SOURCE)
 
 

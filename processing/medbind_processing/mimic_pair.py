@@ -31,7 +31,7 @@ from .building import build_dataset_dict
 from .cli import add_mimic_flags, cli_parser, run_cli
 from .dataset_card import DataSource
 from .licenses import physionet_credentialed
-from .mimic_cxr import add_report_sections_flag, cxr_records
+from .mimic_cxr import cxr_records
 from .mimic_ecg import ecg_records
 from .mimic_linking import match_greedy, same_subject
 from .splits import DEFAULT_SEED, split_by_patient
@@ -125,8 +125,7 @@ def build_mimic_pair(
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__, roots=("cxr_root", "ecg_root"))
-    add_mimic_flags(parser, "hosp", "reports", "notes", "seed", "all_records")
-    add_report_sections_flag(parser)
+    add_mimic_flags(parser, "hosp", "reports", "notes", "seed", "all_records", "report_sections")
     run_cli(build_mimic_pair, parser, argv, source=SOURCE)
 
 

@@ -1,8 +1,5 @@
-"""Radiographs stored at build time: shrunk so that a loader worker keeps up with the GPU, losslessly, bit depth kept.
-
-Every CXR builder stores its `image` column through `stored_radiograph` (or `radiograph_example`, its
-`make_example` form for `building.build_dataset_dict`'s worker processes).
-"""
+"""Radiographs stored at build time: shrunk so that a loader worker keeps up with the GPU, losslessly, bit depth kept
+(every CXR builder's `image` column)."""
 
 from __future__ import annotations
 
