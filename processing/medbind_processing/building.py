@@ -33,21 +33,16 @@ def build_dataset_dict(
     keep a second copy of every dataset beside `save_to_disk`'s.
 
     Args:
-        records_by_split: `{split_name: records}`; each record is either an example already (keys = feature
-            names) or the input of `make_example`.
-        features: the declared columns of every split.
-        description: stored as `info.description` of every split (written by `save_to_disk`).
-        make_example: optional function record -> example, run inside the generator (in worker processes when
-            `num_proc > 1`), for examples that are expensive to materialise (rendered images, read signals).
-        num_proc: worker processes; the records of a split are sharded between them.
+        records_by_split: `{split_name: records}`; each record is an example already (keys = feature names) or the
+            input of `make_example`.
+        description: stored as every split's `info.description` (written by `save_to_disk`).
+        make_example: record -> example, run inside the generator (in worker processes when `num_proc > 1`), for
+            examples that are expensive to materialise (rendered images, read signals).
         build_dir: an existing folder the caller removes once the build is saved (the command line's temporary
             folder beside `--out`): the Arrow files stay there, on disk, so no split has to fit in memory (RSNA's
             26,684 radiographs are some 3-4 GB at 512 pixels, 10-15 GB at full size); the datasets must not be read
             after it is removed. None: the datasets are loaded into memory and their files removed at once
             (MIMIC-IV-ECG's ~800k rows of paths and texts are a few hundred MB, the demo's PNGs ~100 MB).
-
-    Returns:
-        The `DatasetDict`, one `Dataset` per split, in the order of `records_by_split`.
     """
     in_memory = build_dir is None
     folder = (

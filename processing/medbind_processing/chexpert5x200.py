@@ -71,15 +71,8 @@ SOURCE = DataSource(
 
 
 def eligible_images(table: pd.DataFrame, finding: str) -> pd.DataFrame:
-    """The frontal images of `table` positive for `finding` and negative (0 or blank) for every other finding.
-
-    Args:
-        table: CheXpert's `train.csv`, unmodified.
-        finding: one of `CHEXPERT_COMPETITION_FINDINGS`.
-
-    Returns:
-        The matching rows, in file order.
-    """
+    """The frontal images of CheXpert's `train.csv` positive for `finding` and negative (0 or blank) for every other
+    finding (`CHECKED_FINDINGS`), in file order."""
     filled = table.fillna({label: 0 for label in CHECKED_FINDINGS})
     mask = filled["Frontal/Lateral"] == "Frontal"
     for label in CHECKED_FINDINGS:
@@ -88,19 +81,9 @@ def eligible_images(table: pd.DataFrame, finding: str) -> pd.DataFrame:
 
 
 def sample_5x200(table: pd.DataFrame, per_class: int = 200, seed: int = 0) -> pd.DataFrame:
-    """GLoRIA's CheXpert 5x200 selection: `per_class` eligible images per competition finding.
-
-    Args:
-        table: CheXpert's `train.csv`.
-        per_class: images per finding (200 in the benchmark).
-        seed: `random_state` of `DataFrame.sample` (0 reproduces GLoRIA's subset).
-
-    Returns:
-        The selected rows with a `finding` column, grouped by finding in `CHEXPERT_COMPETITION_FINDINGS` order.
-
-    Raises:
-        ValueError: naming the finding, if it has fewer than `per_class` eligible images.
-    """
+    """GLoRIA's CheXpert 5x200 selection: `per_class` eligible images per competition finding, drawn by
+    `DataFrame.sample(random_state=seed)` (0 reproduces GLoRIA's subset), with a `finding` column, grouped by finding
+    in `CHEXPERT_COMPETITION_FINDINGS` order."""
     groups = []
     for finding in CHEXPERT_COMPETITION_FINDINGS:
         eligible = eligible_images(table, finding)
@@ -111,14 +94,8 @@ def sample_5x200(table: pd.DataFrame, per_class: int = 200, seed: int = 0) -> pd
 
 
 def report_pieces() -> dict[str, list[list[str]]]:
-    """MedCLIP's report-sentence pieces per finding, read from the package's `prompts/chexpert5x200.json`.
-
-    Returns:
-        `{finding: [group, ...]}`, each group a list of pieces, groups in the file's order.
-
-    Raises:
-        ValueError: naming the file, if a competition finding has no pieces or a group is empty.
-    """
+    """MedCLIP's report-sentence pieces, `{finding: [group, ...]}` (each group a list of pieces, groups in the
+    file's order), read from the package's `prompts/chexpert5x200.json`."""
     resource = importlib.resources.files("medbind_processing").joinpath(PROMPT_FILE)
     classes = json.loads(resource.read_text(encoding="utf-8"))["classes"]
     for finding in CHEXPERT_COMPETITION_FINDINGS:
@@ -129,25 +106,15 @@ def report_pieces() -> dict[str, list[list[str]]]:
 
 
 def report_sentence(groups: Sequence[Sequence[str]], rng: random.Random) -> str:
-    """One MedCLIP-style report sentence: a piece of each group, joined by spaces (empty pieces leave no gap).
-
-    Args:
-        groups: a finding's groups of pieces (`report_pieces`), e.g. severity, subtype, location.
-        rng: the generator drawing the pieces, uniformly within each group (the distribution of MedCLIP's
-            `generate_chexpert_class_prompts`, which samples from all combinations).
-
-    Returns:
-        The sentence, e.g. `"mild bibasilar atelectasis at the lung bases"`.
-    """
+    """One MedCLIP-style report sentence, e.g. `"mild bibasilar atelectasis at the lung bases"`: a piece of each of
+    a finding's `groups` (`report_pieces`: severity, subtype, location), joined by spaces (empty pieces leave no
+    gap), drawn uniformly within each group (the distribution of MedCLIP's `generate_chexpert_class_prompts`,
+    which samples from all combinations)."""
     return " ".join(" ".join(rng.choice(list(group)) for group in groups).split())
 
 
 def image_path(root: Path, relative: str) -> Path:
-    """The file of a `Path` cell (`"CheXpert-v1.0-small/train/..."`) under `root`, whatever the folder is named.
-
-    Raises:
-        FileNotFoundError: naming the cell and the missing file.
-    """
+    """The file of a `Path` cell (`"CheXpert-v1.0-small/train/..."`) under `root`, whatever the folder is named."""
     path = root.joinpath(*PurePosixPath(relative).parts[1:])
     if not path.is_file():
         raise FileNotFoundError(f"train.csv: image {relative!r} not found at {path}")
@@ -178,24 +145,8 @@ def build_chexpert5x200(
     num_proc: int | None = None,
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
-    """Build CheXpert 5x200 (see the module docstring).
-
-    Args:
-        root: the CheXpert-v1.0 (or -small) folder holding `train.csv`.
-        per_class: as in `sample_5x200`.
-        seed: `random_state` of the selection (`sample_5x200`) and seed of the report sentences.
-        shortest_edge: images larger than this on the shorter side are shrunk to it, and all are stored in the
-            dataset; 0 or None: paths into the download (`radiographs.stored_radiograph`).
-        num_proc: processes decoding and shrinking the images.
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
-
-    Returns:
-        `DatasetDict` with one split, `test`, of `5 * per_class` rows, columns `FEATURES`.
-
-    Raises:
-        FileNotFoundError: `train.csv` or a selected image is missing.
-        ValueError: a column is missing, a finding has too few eligible images, or an image is unreadable.
-    """
+    """Build CheXpert 5x200 (see the module docstring): one split, `test`, of `5 * per_class` rows; `seed` is the
+    selection's `random_state` (`sample_5x200`) and the report sentences' seed."""
     root = Path(root)
     table = read_table(root, "train.csv", ["Path", "Frontal/Lateral", "AP/PA", *CHECKED_FINDINGS])
     selected = sample_5x200(table, per_class, seed)
@@ -209,8 +160,7 @@ def build_chexpert5x200(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m medbind_processing.chexpert5x200 --root RAW_DIR --out OUT_DIR [--per_class N]
-    [--seed S] [--shortest_edge N] [--num_proc N]`."""
+    """Command line: see the module docstring."""
     parser = cli_parser(__doc__)
     parser.add_argument("--per_class", type=int, default=200, help="images per finding (200 in the benchmark)")
     parser.add_argument("--seed", type=int, default=0,

@@ -20,15 +20,8 @@ from .splits import DEFAULT_SEED
 def cli_parser(description: str | None, roots: Sequence[str] = ("root",)) -> argparse.ArgumentParser:
     """The argument parser every builder's `main()` starts from: `--root RAW_DIR --out OUT_DIR`.
 
-    Builders add their source-specific flags to it.
-
-    Args:
-        description: shown by `--help` (a module passes its docstring).
-        roots: the names of the required raw-folder flags; a builder that reads two downloads names both
-            (e.g. `("cxr_root", "ecg_root")`).
-
-    Returns:
-        A parser with one required `Path` flag per name in `roots`, and `--out` (required, `Path`).
+    `roots` names the required raw-folder flags; a builder that reads two downloads names both (e.g. `("cxr_root",
+    "ecg_root")`).
     """
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in roots:
@@ -38,11 +31,7 @@ def cli_parser(description: str | None, roots: Sequence[str] = ("root",)) -> arg
 
 
 def add_image_flags(parser: argparse.ArgumentParser) -> None:
-    """Add the CXR builders' flags: `--shortest_edge` (`stored_radiograph`) and `--num_proc`.
-
-    Args:
-        parser: from `cli_parser`.
-    """
+    """Add the CXR builders' flags: `--shortest_edge` (`stored_radiograph`) and `--num_proc`."""
     parser.add_argument(
         "--shortest_edge", type=int, default=DEFAULT_SHORTEST_EDGE,
         help="store radiographs shrunk to this many pixels on the shorter side, losslessly in the dataset (0: store "
@@ -64,15 +53,6 @@ def run_cli(
     builder's flags are named after its parameters; the flags are also the card's build options. `build` also gets
     `build_dir`, a temporary folder beside `--out` where the build stays on disk until it is saved
     (`building.temporary_build_dir`).
-
-    Args:
-        build: the builder, e.g. `build_ptbxl` (with a `build_dir` parameter).
-        parser: from `cli_parser`, with the builder's own flags added.
-        argv: the arguments (None: the command line's).
-        source: the builder's source and terms, for the card.
-
-    Raises:
-        SystemExit: on bad flags (argparse); whatever `build` raises.
     """
     arguments = vars(parser.parse_args(argv))
     out = Path(arguments.pop("out"))
@@ -81,7 +61,9 @@ def run_cli(
         save(build(**arguments, build_dir=Path(build_dir)), out, source, arguments)
 
 
-# The flags the MIMIC builders share, for `add_mimic_flags`: the keyword arguments of `ArgumentParser.add_argument`.
+# Which report sections a MIMIC-CXR study's report needs (`--report_sections`; `mimic_cxr`'s docstring weighs both).
+REPORT_SECTION_RULES = ("either", "both")
+# The flags the MIMIC builders share: the keyword arguments of `ArgumentParser.add_argument`.
 _MIMIC_FLAGS: dict[str, dict[str, Any]] = {
     "reports": {"type": Path, "default": None, "help": "mimic-cxr-reports.zip or its unzipped folder"},
     "notes": {"type": Path, "default": None, "help": "CSV of ECG notes (note_id, text)"},
@@ -92,20 +74,16 @@ _MIMIC_FLAGS: dict[str, dict[str, Any]] = {
         "help": "use every MIMIC-IV-ECG record (multi-label and unlabelled too), not only the paper's single-label "
         "ones",
     },
+    "report_sections": {
+        "choices": REPORT_SECTION_RULES,
+        "default": "either",
+        "help": "keep the studies whose report has a findings or an impression section (either), or both (nearest the "
+        "paper's 123,711 studies)",
+    },
 }
 
 
 def add_mimic_flags(parser: argparse.ArgumentParser, *names: str) -> None:
-    """Add flags shared by the MIMIC builders to `parser`, the same everywhere.
-
-    Args:
-        parser: from `cli_parser`.
-        names: any of `--reports` (MIMIC-CXR reports zip or folder), `--notes` (CSV of ECG notes), `--hosp`
-            (MIMIC-IV `hosp/`, for `hadm_id`), `--seed` (the shared patient split seed), `--all_records` (every
-            MIMIC-IV-ECG record, not only the single-label ones), without the dashes.
-
-    Raises:
-        KeyError: for another name.
-    """
+    """Add the flags of `_MIMIC_FLAGS` named in `names` (without the dashes), the same in every MIMIC builder."""
     for name in names:
         parser.add_argument(f"--{name}", **_MIMIC_FLAGS[name])

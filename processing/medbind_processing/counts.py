@@ -14,14 +14,10 @@ from .splits import SPLIT_NAMES
 
 
 def class_label_counts(dataset: datasets.Dataset) -> dict[str, dict[str, int]]:
-    """Count the classes of every `ClassLabel` and `List(ClassLabel)` column.
+    """Count the classes of every `ClassLabel` and `List(ClassLabel)` column: `{column: {class_name: count}}`.
 
-    Args:
-        dataset: any dataset.
-
-    Returns:
-        `{column: {class_name: count}}`, classes in label order, zero counts kept; for multi-label columns a row
-        counts once for each of its classes, and rows with no class count under `"(none)"`.
+    Classes in label order, zero counts kept; in a multi-label column a row counts once for each of its classes,
+    and rows with no class count under `"(none)"`.
     """
     counts: dict[str, dict[str, int]] = {}
     for column, feature in dataset.features.items():
@@ -57,17 +53,12 @@ def format_summary(
 def count_summary(dataset_dict: datasets.DatasetDict, name: str) -> dict[str, Any]:
     """Rows per split and per class of a build, each next to the paper's number (the content of `summary.json`).
 
-    Args:
-        dataset_dict: the build.
-        name: the builder's name, the key of `PAPER_SPLIT_ROWS` and `PAPER_LABEL_ROWS`.
-
-    Returns:
-        `{"dataset": name, "paper": PAPER_REFERENCE or None, "total": {"rows", "paper"},
-        "splits": {split: {"rows", "paper"}}, "labels": {column: {class: {"rows", "paper"}}},
-        "labels_by_split": {split: {column: {class: rows}}}}`; `total` is the rows over all splits.
-        Splits are the build's and those the paper has (0 rows where the build lacks one), train / validation / test
-        first; class rows are summed over the splits (`class_label_counts`: a multi-label row counts once per class,
-        `(none)` counts unlabelled rows); `paper` is None where the paper states no number (or has no such split).
+    `name` is the builder's, the key of `PAPER_SPLIT_ROWS` and `PAPER_LABEL_ROWS`. Returns `{"dataset": name,
+    "paper": PAPER_REFERENCE or None, "total": {"rows", "paper"}, "splits": {split: {"rows", "paper"}},
+    "labels": {column: {class: {"rows", "paper"}}}, "labels_by_split": {split: {column: {class: rows}}}}`; `total` is
+    the rows over all splits. Splits are the build's and those the paper has (0 rows where the build lacks one),
+    train / validation / test first; class rows are summed over the splits (`class_label_counts`); `paper` is None
+    where the paper states no number (or has no such split).
     """
     paper_splits = PAPER_SPLIT_ROWS.get(name, {})
     paper_labels = PAPER_LABEL_ROWS.get(name, {})

@@ -45,7 +45,7 @@ download); `image_path` is the original PNG.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,19 +63,12 @@ SOURCES = ("radiography", "covidqu")
 DEFAULT_CLASSES = ("Normal", "COVID-19")
 # COVID-19 Radiography Database: class name -> its folder.
 RADIOGRAPHY_FOLDERS = {
-    "COVID-19": "COVID",
-    "Normal": "Normal",
-    "Lung Opacity": "Lung_Opacity",
-    "Viral Pneumonia": "Viral Pneumonia",
+    "COVID-19": "COVID", "Normal": "Normal", "Lung Opacity": "Lung_Opacity", "Viral Pneumonia": "Viral Pneumonia"
 }
 RADIOGRAPHY_DIR = "COVID-19_Radiography_Dataset"
 # The paper's shares of its 13,808 images (the database has no split of its own).
-_PAPER_ROWS = PAPER_SPLIT_ROWS["covid"]
-SPLIT_FRACTIONS = (
-    _PAPER_ROWS["train"] / (_PAPER_ROWS["train"] + _PAPER_ROWS["test"]),
-    0.0,
-    _PAPER_ROWS["test"] / (_PAPER_ROWS["train"] + _PAPER_ROWS["test"]),
-)
+_TRAIN, _TEST = PAPER_SPLIT_ROWS["covid"]["train"], PAPER_SPLIT_ROWS["covid"]["test"]
+SPLIT_FRACTIONS = (_TRAIN / (_TRAIN + _TEST), 0.0, _TEST / (_TRAIN + _TEST))
 # COVID-QU-Ex: subsets, class folders (= class names), split folders.
 SUBSETS = ("Lung Segmentation Data", "Infection Segmentation Data")
 CLASS_FOLDERS = ("COVID-19", "Non-COVID", "Normal")
@@ -103,108 +96,42 @@ SOURCE = DataSource(
 )
 
 
-def covid_features(classes: Sequence[str]) -> datasets.Features:
-    """The columns: `image`, `image_path`, `study_id` (file stem), `label` (`ClassLabel` of `classes`, in order)."""
-    no_such_column = ["text", "subject_id", "hadm_id", "study_time", "view"]
-    return cxr_features(label=classes, drop=no_such_column, study_id=datasets.Value("string"))
-
-
-def class_images(class_dir: Path) -> list[Path]:
-    """The images of one class folder (`<class_dir>/images/*.png`), sorted by name.
-
-    Raises:
-        FileNotFoundError: naming the folder, if the class has no `images` folder there.
-    """
+def class_records(class_dir: Path, label: str) -> list[dict[str, Any]]:
+    """The records (`image_path`, `study_id` = file stem, `label`) of a class folder's `images/*.png`, by name."""
     folder = class_dir / "images"
     if not folder.is_dir():
         raise FileNotFoundError(f"class folder {folder} not found")
-    return sorted(folder.glob("*.png"))
+    return [
+        {"image_path": str(path.resolve()), "study_id": path.stem, "label": label}
+        for path in sorted(folder.glob("*.png"))
+    ]
 
 
-def _image_record(path: Path, label: str) -> dict[str, Any]:
-    return {"image_path": str(path.resolve()), "study_id": path.stem, "label": label}
-
-
-def find_radiography(root: Path) -> Path:
-    """The COVID-19 Radiography Database folder holding the class folders.
-
-    Args:
-        root: the unzipped Kaggle download, or the `COVID-19_Radiography_Dataset` folder itself.
-
-    Returns:
-        The first of `root/COVID-19_Radiography_Dataset`, `root` that holds a class folder.
-
-    Raises:
-        FileNotFoundError: naming every folder tried and the class folders looked for.
-    """
-    candidates = [root / RADIOGRAPHY_DIR, root]
+def _first_holding(candidates: list[Path], subfolders: Iterable[str], missing: str) -> Path:
+    """The first of `candidates` that holds one of `subfolders`; else FileNotFoundError: `missing`, folders tried."""
     for candidate in candidates:
-        if any((candidate / folder).is_dir() for folder in RADIOGRAPHY_FOLDERS.values()):
+        if any((candidate / folder).is_dir() for folder in subfolders):
             return candidate
-    tried = ", ".join(str(candidate) for candidate in candidates)
-    raise FileNotFoundError(
-        f"COVID-19 Radiography Database: none of the class folders {list(RADIOGRAPHY_FOLDERS.values())} in {tried}"
-    )
+    raise FileNotFoundError(f"{missing} {', '.join(str(candidate) for candidate in candidates)}")
 
 
 def radiography_records(root: Path, classes: Sequence[str], seed: int) -> dict[str, list[dict[str, Any]]]:
-    """The COVID-19 Radiography Database's images of `classes`, split by image with the paper's shares.
-
-    Args:
-        root: as in `find_radiography`.
-        classes: class names among `RADIOGRAPHY_FOLDERS`.
-        seed: the seed of the hash order (`splits.split_exactly`, per class).
-
-    Returns:
-        `{"train": records, "test": records}` (those that received images), records with `image_path`,
-        `study_id`, `label`.
-
-    Raises:
-        FileNotFoundError: the database or a class's `images` folder is missing.
-    """
-    base = find_radiography(Path(root))
-    records = [_image_record(path, name) for name in classes for path in class_images(base / RADIOGRAPHY_FOLDERS[name])]
+    """The COVID-19 Radiography Database's images of `classes` (in `root/COVID-19_Radiography_Dataset` or `root`),
+    split by image with the paper's shares (`splits.split_exactly`, per class)."""
+    folders = list(RADIOGRAPHY_FOLDERS.values())
+    missing = f"COVID-19 Radiography Database: none of the class folders {folders} in"
+    base = _first_holding([root / RADIOGRAPHY_DIR, root], folders, missing)
+    records = [record for name in classes for record in class_records(base / RADIOGRAPHY_FOLDERS[name], name)]
     return split_exactly(records, SPLIT_FRACTIONS, seed, key="study_id", stratify="label")
 
 
-def find_subset(root: Path, subset: str) -> Path:
-    """The folder of a COVID-QU-Ex `subset` that holds the split folders (`Train`, `Val`, `Test`).
-
-    Args:
-        root: the download, or the subset folder itself.
-        subset: one of `SUBSETS`.
-
-    Returns:
-        The first of `root/subset/subset`, `root/subset`, `root` that has a split folder.
-
-    Raises:
-        FileNotFoundError: naming every folder tried.
-    """
-    candidates = [root / subset / subset, root / subset, root]
-    for candidate in candidates:
-        if any((candidate / folder).is_dir() for folder in SPLIT_FOLDERS):
-            return candidate
-    tried = ", ".join(str(candidate) for candidate in candidates)
-    raise FileNotFoundError(f"COVID-QU-Ex: no {'/'.join(SPLIT_FOLDERS)} folder in any of {tried}")
-
-
 def covidqu_records(root: Path, subset: str, classes: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """COVID-QU-Ex's images of `classes` in one subset, in the dataset's own split folders.
-
-    Args:
-        root: as in `find_subset`.
-        subset: one of `SUBSETS`.
-        classes: class folders among `CLASS_FOLDERS`.
-
-    Returns:
-        `{split: records}` for the split folders present, records with `image_path`, `study_id`, `label`.
-
-    Raises:
-        FileNotFoundError: the subset or a class's `images` folder is missing.
-    """
-    base = find_subset(Path(root), subset)
+    """COVID-QU-Ex's images of `classes` in one subset (in `root/subset/subset`, `root/subset` or `root`), by the
+    dataset's own split folders (those present)."""
+    missing = f"COVID-QU-Ex: no {'/'.join(SPLIT_FOLDERS)} folder in any of"
+    base = _first_holding([root / subset / subset, root / subset, root], SPLIT_FOLDERS, missing)
     return {
-        split: [_image_record(path, name) for name in classes for path in class_images(base / folder / name)]
+        split: [record for name in classes for record in class_records(base / folder / name, name)]
         for folder, split in SPLIT_FOLDERS.items()
         if (base / folder).is_dir()
     }
@@ -220,26 +147,14 @@ def build_covid(
     num_proc: int | None = None,
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
-    """Build the COVID dataset from either source (see the module docstring).
+    """Build the COVID dataset from either source (see the module docstring): columns `image`, `image_path`,
+    `study_id` (file stem), `label` (`ClassLabel` of `classes`, in order).
 
     Args:
-        root: the unzipped Kaggle folder.
         source: `"radiography"` (the COVID-19 Radiography Database, the paper's) or `"covidqu"` (COVID-QU-Ex).
         classes: class names to keep, in label order (each one of `CLASSES[source]`).
         seed: radiography only: the seed of the split by image.
         subset: covidqu only: one of `SUBSETS` (None: the first, the full "Lung Segmentation Data").
-        shortest_edge: images larger than this on the shorter side are shrunk to it, and all are stored in the
-            dataset; 0 or None: paths into the download (`radiographs.stored_radiograph`).
-        num_proc: processes reading the images.
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
-
-    Returns:
-        `DatasetDict` with the splits that received images (radiography: train / test; covidqu: its folders'),
-        columns `covid_features(classes)`.
-
-    Raises:
-        ValueError: an unknown source, subset or class, a repeated class, or a subset given for radiography.
-        FileNotFoundError: the source's folders or a class folder is missing.
     """
     if source not in SOURCES:
         raise ValueError(f"COVID source must be one of {SOURCES}, got {source!r}")
@@ -251,21 +166,20 @@ def build_covid(
     if source == "radiography":
         if subset is not None:
             raise ValueError(f"subset {subset!r}: subsets belong to COVID-QU-Ex (source 'covidqu'), not 'radiography'")
-        records_by_split = radiography_records(root, classes, seed)
+        records_by_split = radiography_records(Path(root), classes, seed)
     else:
         subset = SUBSETS[0] if subset is None else subset
         if subset not in SUBSETS:
             raise ValueError(f"COVID-QU-Ex subset must be one of {SUBSETS}, got {subset!r}")
-        records_by_split = covidqu_records(root, subset, classes)
+        records_by_split = covidqu_records(Path(root), subset, classes)
+    no_such_column = ["text", "subject_id", "hadm_id", "study_time", "view"]
+    features = cxr_features(label=classes, drop=no_such_column, study_id=datasets.Value("string"))
     make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
-    return build_dataset_dict(
-        records_by_split, covid_features(classes), DESCRIPTIONS[source], make_example, num_proc, build_dir
-    )
+    return build_dataset_dict(records_by_split, features, DESCRIPTIONS[source], make_example, num_proc, build_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m medbind_processing.covid --root RAW_DIR --out OUT_DIR [--source S] [--classes C ...]
-    [--seed N] [--subset S] [--shortest_edge N] [--num_proc N]`."""
+    """Command line: see the module docstring."""
     parser = cli_parser(__doc__)
     parser.add_argument("--source", choices=SOURCES, default=SOURCES[0],
                         help="radiography: COVID-19 Radiography Database (the paper's); covidqu: COVID-QU-Ex")

@@ -56,17 +56,8 @@ SOURCE = DataSource(
 
 
 def reference_labels(row: Mapping[str, Any]) -> list[str]:
-    """The class names of one `REFERENCE.csv` row, in `CPSC2018_CLASSES` order, each once.
-
-    Args:
-        row: a row with `Recording` and the label columns (numbers 1-9, or blank/NaN).
-
-    Returns:
-        e.g. `["AF", "PVC"]` for First_label 7, Second_label 2.
-
-    Raises:
-        ValueError: naming the recording, if a label is not a whole number 1-9 or the row has no label.
-    """
+    """The class names of one `REFERENCE.csv` row (label columns 1-9 or blank), in `CPSC2018_CLASSES` order, each
+    once: e.g. `["AF", "PVC"]` for First_label 7, Second_label 2."""
     codes = set()
     for column in LABEL_COLUMNS:
         value = row.get(column)
@@ -85,28 +76,14 @@ def reference_labels(row: Mapping[str, Any]) -> list[str]:
 
 
 def recording_number(recording: str) -> int:
-    """The number of a CPSC recording name (`"A0001"` -> 1), used as its patient id.
-
-    Raises:
-        ValueError: if the name is not `A` followed by digits.
-    """
+    """The number of a CPSC recording name (`"A0001"` -> 1), used as its patient id."""
     if not (recording[:1] == "A" and recording[1:].isdigit()):
         raise ValueError(f"REFERENCE.csv: recording names look like 'A0001', got {recording!r}")
     return int(recording[1:])
 
 
-def find_headers(root: Path) -> dict[str, Path]:
-    """Every WFDB header below `root`, by record name (`{"A0001": Path(".../A0001.hea")}`)."""
-    return {path.stem: path for path in sorted(root.rglob("*.hea"))}
-
-
 def cpsc_record(row: Mapping[str, Any], headers: Mapping[str, Path]) -> dict[str, Any]:
-    """One `REFERENCE.csv` row as an example of `FEATURES`, its rate read from the record's header.
-
-    Raises:
-        FileNotFoundError: if the recording has no `.hea` header below the root.
-        ValueError: if the header does not describe 12 signals, or the labels are malformed.
-    """
+    """One `REFERENCE.csv` row as an example of `FEATURES`, its rate read from the record's (12-lead) header."""
     recording = str(row["Recording"])
     if recording not in headers:
         raise FileNotFoundError(
@@ -128,30 +105,17 @@ def cpsc_record(row: Mapping[str, Any], headers: Mapping[str, Path]) -> dict[str
 
 
 def build_cpsc2018(root: Path, seed: int = DEFAULT_SEED, build_dir: Path | None = None) -> datasets.DatasetDict:
-    """Build CPSC2018 (see the module docstring for the layout, labels and split).
-
-    Args:
-        root: the folder holding `REFERENCE.csv` and, below it, the WFDB records.
-        seed: the seed of the record-level train/test split.
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
-
-    Returns:
-        `DatasetDict` with `train` and `test` (those present), columns `FEATURES`.
-
-    Raises:
-        FileNotFoundError: `REFERENCE.csv` or a record's header is missing.
-        ValueError: a column is missing or a row/header is malformed.
-    """
+    """Build CPSC2018 (see the module docstring for the layout, labels and split)."""
     root = Path(root)
     reference = read_table(root, "REFERENCE.csv", ["Recording", *LABEL_COLUMNS])
-    headers = find_headers(root)
+    headers = {path.stem: path for path in sorted(root.rglob("*.hea"))}
     records = [cpsc_record(row, headers) for row in tqdm(reference.to_dict("records"), desc="CPSC2018", unit="record")]
     records_by_split = split_by_patient(records, seed, SPLIT_FRACTIONS)
     return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, build_dir=build_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m medbind_processing.cpsc2018 --root RAW_DIR --out OUT_DIR [--seed S]`."""
+    """Command line: see the module docstring."""
     parser = cli_parser(__doc__)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the train/test split")
     run_cli(build_cpsc2018, parser, argv, source=SOURCE)

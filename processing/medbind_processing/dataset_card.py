@@ -24,7 +24,6 @@ class DataSource:
     Attributes:
         name: the builder's name (`"mimic_ecg"`), the key of the paper's numbers (`PAPER_SPLIT_ROWS`,
             `PAPER_LABEL_ROWS` of `paper_counts`); a name without paper numbers (the synthetic demo's) gets none.
-        pretty_name: the card's title.
         homepage: where the raw data is downloaded (a URL), or a sentence for generated data.
         license: the Hub's licence id of the data (`"cc-by-4.0"`, `"odbl"`, `"other"`).
         access: who may use the data and what is built from it, and whether it may be shared.
@@ -91,17 +90,8 @@ def render_dataset_card(
     description and `source`: never from a row, so no report text, id or other value of the data can reach it.
 
     Args:
-        dataset_dict: the build.
-        source: where it comes from and on what terms.
-        build_options: the builder's arguments, listed so that the build can be repeated (a path shows as
-            `"<path>"`: only whether it was given).
+        build_options: the builder's arguments, listed so that the build can be repeated (`shareable_options`).
         summary: `count_summary(dataset_dict, source.name)` where the caller has it (counting reads every label).
-
-    Returns:
-        A `huggingface_hub.DatasetCard` (YAML metadata: pretty_name, license, size_categories, tags).
-
-    Raises:
-        ValueError: if `dataset_dict` has no split (a build that found no rows).
     """
     if not dataset_dict:
         raise ValueError(f"{source.name}: the build has no split, so no rows to describe; check the raw folder")

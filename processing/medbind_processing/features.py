@@ -39,10 +39,7 @@ def cxr_features(
 ) -> datasets.Features:
     """The columns of a chest X-ray dataset, by the shared conventions, with a source's differences.
 
-    Standard columns, in this order: `image` (`Image`), `image_path` (the original file, string; None for a
-    synthetic image), `text` (report), `subject_id` (int64), `study_id` (int64), `hadm_id` (int64, None where
-    unknown), `study_time` (ISO 8601 string, None if unknown), `view` (string); then the source's own columns; then
-    the label column.
+    Columns: the standard ones below (meanings in `COLUMN_DESCRIPTIONS`), then the source's own, then the label.
 
     Args:
         label: class names of a single-label set: a `label` column (`ClassLabel`, classes in this order).
@@ -50,12 +47,6 @@ def cxr_features(
         drop: standard columns the source lacks (e.g. `"text"` for a label-only set).
         columns: a standard column's type where the source differs (`study_id=Value("string")` for a source
             without integer ids, kept in its place), or a column of the source's own (added after the standard ones).
-
-    Returns:
-        The `Features`.
-
-    Raises:
-        ValueError: if `drop` names a column that is not standard.
     """
     standard = {
         "image": datasets.Image(),
@@ -80,21 +71,8 @@ def ecg_features(
 ) -> datasets.Features:
     """The columns of a 12-lead ECG dataset, by the shared conventions, with a source's differences.
 
-    Standard columns, in this order: `ecg_path` (absolute WFDB record path without extension; the processor reads
-    it), `sampling_rate` (int64, the rate of that record), `text` (report), `subject_id` (int64), `study_id` (int64),
-    `hadm_id` (int64, None where unknown), `ecg_time` (ISO 8601 string, None if unknown); then the source's own
-    columns; then the label column.
-
-    Args:
-        ecg: the type of the signal itself (`Array2D((12, samples), "float32")`, already at 100 Hz), stored as an
-            `ecg` column in place of `ecg_path` (the synthetic demo); None: `ecg_path`.
-        label, labels, drop, columns: as in `cxr_features`.
-
-    Returns:
-        The `Features`.
-
-    Raises:
-        ValueError: if `drop` names a column that is not standard.
+    Columns as in `cxr_features`; `ecg` is the type of the signal itself (`Array2D((12, samples), "float32")`,
+    already at 100 Hz), stored as an `ecg` column in place of `ecg_path` (the synthetic demo).
     """
     standard = {
         **({"ecg": ecg} if ecg is not None else {"ecg_path": datasets.Value("string")}),

@@ -19,9 +19,6 @@ def physionet_credentialed(data: str, not_even: str = "") -> dict[str, str]:
         data: what the build holds and why it is credentialed, the sentence's subject (e.g. `"Credentialed PhysioNet
             data (MIMIC-IV)"`).
         not_even: what else no public upload covers, e.g. `", not even of the shrunk images"`.
-
-    Returns:
-        `license`, `license_name`, `license_link` and `access` (who may use it and that it is not redistributed).
     """
     access = (
         f"{data}: use it only as a PhysioNet credentialed user under the PhysioNet Credentialed Health Data Use "

@@ -29,7 +29,6 @@ only ~90k, the label or split files ~228k). `summary.json` shows the build's cou
 
 from __future__ import annotations
 
-import argparse
 import functools
 import re
 import zipfile
@@ -42,7 +41,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .building import build_dataset_dict
-from .cli import add_image_flags, add_mimic_flags, cli_parser, run_cli
+from .cli import REPORT_SECTION_RULES, add_image_flags, add_mimic_flags, cli_parser, run_cli
 from .dataset_card import DataSource
 from .features import cxr_features
 from .labels import CHEXPERT_LABELS
@@ -69,26 +68,13 @@ SOURCE = DataSource(
 _SECTION_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z ()/&,-]*[A-Z)]):", re.MULTILINE)
 _DEID_MARKER = re.compile(r"_{2,}")
 _FINDINGS, _IMPRESSION, _FINDINGS_AND_IMPRESSION = "FINDINGS", "IMPRESSION", "FINDINGS AND IMPRESSION"
-# Which report sections a study's report needs (`--report_sections`; the module docstring weighs both).
-REPORT_SECTION_RULES = ("either", "both")
 
 
 def clean_report(report: str, report_sections: str = "either") -> str:
-    """Reduce a MIMIC-CXR report to its findings and impression, as MedCLIP does.
-
-    Args:
-        report: the raw report text (upper-case section headers such as `FINDINGS:` at the start of a line).
-        report_sections: `"either"`: a report with a findings or an impression section is kept; `"both"`: only a
-            report with both (`REPORT_SECTION_RULES`).
-
-    Returns:
-        The findings then the impression (a `FINDINGS AND IMPRESSION:` section counts as both), de-identification
-        markers (`___`) removed and whitespace collapsed; `""` when the report lacks the sections the rule asks for
-        (a section that is empty once cleaned counts as absent).
-
-    Raises:
-        ValueError: for another `report_sections`.
-    """
+    """Reduce a MIMIC-CXR report (upper-case section headers such as `FINDINGS:` at the start of a line) to its
+    findings then its impression, as MedCLIP does (a `FINDINGS AND IMPRESSION:` section counts as both),
+    de-identification markers (`___`) removed and whitespace collapsed; `""` when the report lacks the sections
+    `report_sections` asks for (`"either"` or `"both"`; a section that is empty once cleaned counts as absent)."""
     if report_sections not in REPORT_SECTION_RULES:
         raise ValueError(f"report_sections: expected one of {REPORT_SECTION_RULES}, got {report_sections!r}")
     headers = list(_SECTION_HEADER.finditer(report))
@@ -109,11 +95,7 @@ def _cleaned(text: str) -> str:
 
 def study_time(study_date: Any, study_time_value: Any) -> datetime:
     """The acquisition time from the metadata's `StudyDate` (YYYYMMDD) and `StudyTime` (HHMMSS.fff, leading zeros
-    dropped as in the CSV, e.g. `84512.0` is 08:45:12).
-
-    Raises:
-        ValueError: if either value is not of that form.
-    """
+    dropped as in the CSV, e.g. `84512.0` is 08:45:12)."""
     try:
         seconds = float(study_time_value)
         clock = f"{int(seconds):06d}"
@@ -134,23 +116,9 @@ def _reports_source(reports: Path) -> Path | zipfile.Path:
     raise FileNotFoundError(f"reports not found: {reports} is neither a folder nor a zip archive of files/pXX/...")
 
 
-def _study_folder(subject_id: int, study_id: int) -> str:
-    return f"files/p{str(subject_id)[:2]}/p{subject_id}/s{study_id}"
-
-
 def frontal_studies(root: Path) -> pd.DataFrame:
-    """One frontal image per study from the metadata table.
-
-    Args:
-        root: the MIMIC-CXR-JPG folder.
-
-    Returns:
-        Columns `dicom_id`, `subject_id`, `study_id`, `view`, `time` (datetime), one row per study with an AP or PA
-        image: its first PA image by `dicom_id`, else its first AP image.
-
-    Raises:
-        FileNotFoundError, ValueError: missing table or columns, malformed StudyDate/StudyTime.
-    """
+    """One frontal image per study from the metadata table: its first PA image by `dicom_id`, else its first AP
+    image (columns `dicom_id`, `subject_id`, `study_id`, `view`, `time` as a datetime)."""
     columns = ["dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate", "StudyTime"]
     metadata = read_table(root, "mimic-cxr-2.0.0-metadata.csv", columns)
     frontal = metadata[metadata["ViewPosition"].isin(FRONTAL_VIEWS)].copy()
@@ -173,36 +141,22 @@ def chexpert_labels(root: Path) -> dict[int, list[str]]:
 def cxr_records(
     root: Path, reports: Path | None = None, hosp: Path | None = None, report_sections: str = "either"
 ) -> list[dict[str, Any]]:
-    """The rows of the MIMIC-CXR dataset (keys = `FEATURES` but `image`; `study_time` still a datetime).
+    """The rows of the MIMIC-CXR dataset (keys = `FEATURES` but `image`; `study_time` still a datetime), one per
+    frontal study whose report has the sections `report_sections` asks for (`clean_report`), sorted by `study_id`.
 
     Args:
-        root: the MIMIC-CXR-JPG folder.
         reports: the reports zip or folder (default `root/mimic-cxr-reports.zip`).
         hosp: MIMIC-IV's `hosp` folder for `hadm_id` (None: every `hadm_id` is None).
-        report_sections: which studies are kept: `"either"` (a findings or an impression section) or `"both"`
-            (`clean_report`).
-
-    Returns:
-        One record per frontal study whose report has the sections `report_sections` asks for, sorted by
-        `study_id`.
-
-    Raises:
-        FileNotFoundError: a missing table, reports archive, report or image (naming it).
-        ValueError: a malformed table.
     """
     root = Path(root)
     source = _reports_source(Path(reports) if reports is not None else root / "mimic-cxr-reports.zip")
     studies = frontal_studies(root)
     labels = chexpert_labels(root)
-    hadm_ids = (
-        link_admissions(list(studies["subject_id"]), list(studies["time"]), read_admissions(hosp))
-        if hosp is not None
-        else [None] * len(studies)
-    )
+    hadm_ids = link_admissions(list(studies["subject_id"]), list(studies["time"]), read_admissions(hosp))
     records = []
     rows = zip(studies.itertuples(index=False), hadm_ids)
     for study, hadm_id in tqdm(rows, total=len(studies), desc="MIMIC-CXR reports"):
-        folder = _study_folder(study.subject_id, study.study_id)
+        folder = f"files/p{str(study.subject_id)[:2]}/p{study.subject_id}/s{study.study_id}"
         report_file = source / f"{folder}.txt"
         if not report_file.is_file():
             raise FileNotFoundError(f"report of study {study.study_id} not found: {report_file}")
@@ -227,10 +181,6 @@ def cxr_records(
     return records
 
 
-def _to_example(record: dict[str, Any]) -> dict[str, Any]:
-    return {**record, "study_time": record["study_time"].isoformat()}
-
-
 def build_mimic_cxr(
     root: Path,
     reports: Path | None = None,
@@ -241,42 +191,17 @@ def build_mimic_cxr(
     num_proc: int | None = None,
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
-    """Build the MIMIC-CXR `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
-
-    Args:
-        root, reports, hosp, report_sections: as in `cxr_records`.
-        seed: the shared MIMIC split seed (`medbind_processing.splits`).
-        shortest_edge: images shrunk to this shorter side and stored in the dataset; 0 or None: paths to the JPGs
-            (`radiographs.stored_radiograph`).
-        num_proc: processes decoding and shrinking the images.
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
-
-    Returns:
-        The `DatasetDict`.
-
-    Raises:
-        FileNotFoundError, ValueError: as `cxr_records` and `radiographs.stored_radiograph`.
-    """
-    records = [_to_example(record) for record in cxr_records(root, reports, hosp, report_sections)]
+    """Build the MIMIC-CXR `DatasetDict` (`cxr_records`, the shared MIMIC patient-level split)."""
+    records = cxr_records(root, reports, hosp, report_sections)
+    records_by_split = split_by_patient([{**r, "study_time": r["study_time"].isoformat()} for r in records], seed)
     make_example = functools.partial(radiograph_example, shortest_edge=shortest_edge)
-    records_by_split = split_by_patient(records, seed)
     return build_dataset_dict(records_by_split, FEATURES, DESCRIPTION, make_example, num_proc, build_dir)
-
-
-def add_report_sections_flag(parser: argparse.ArgumentParser) -> None:
-    """Add `--report_sections` (which MIMIC-CXR studies are kept) to the parser of a builder that reads MIMIC-CXR."""
-    parser.add_argument(
-        "--report_sections", choices=REPORT_SECTION_RULES, default="either",
-        help="keep the studies whose report has a findings or an impression section (either), or both (nearest the "
-        "paper's 123,711 studies)",
-    )
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__)
-    add_mimic_flags(parser, "reports", "hosp", "seed")
-    add_report_sections_flag(parser)
+    add_mimic_flags(parser, "reports", "hosp", "seed", "report_sections")
     add_image_flags(parser)
     run_cli(build_mimic_cxr, parser, argv, source=SOURCE)
 

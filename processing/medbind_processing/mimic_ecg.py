@@ -68,48 +68,22 @@ SOURCE = DataSource(
 
 # The paper's Data section: a record whose text holds any of these is left unlabelled.
 EXCLUSION_PHRASES = (
-    "borderline ecg",
-    "poor quality",
-    "without knowing patient",
-    "error",
-    "pediatric",
-    "warning: data quality",
-    "missing lead",
-    "unsuitable for analysis",
-    "motion artifacts",
-    "requires manual review",
-    "technical difficulties",
-    "possibly",
-    "probable",
+    "borderline ecg", "poor quality", "without knowing patient", "error", "pediatric", "warning: data quality",
+    "missing lead", "unsuitable for analysis", "motion artifacts", "requires manual review", "technical difficulties",
+    "possibly", "probable",
 )
 # The paper's Data section: keywords per class, as the paper lists them (PVC is in both STTC and CD).
 CLASS_KEYWORDS = {
     "NORM": ("normal ecg", "no issues found", "normal ekg", "normal heart tracing", "within normal limits"),
     "HYP": ("hypertrophy", "left atrial enlargement", "LVH", "LAO", "overload", "enlargement"),
     "STTC": (
-        "ST elevation",
-        "T wave changes",
-        "nonspecific T abnormalities",
-        "ST changes",
-        "T changes",
-        "ventricular premature complex",
-        "VPC",
-        "PVC",
-        "ST change",
+        "ST elevation", "T wave changes", "nonspecific T abnormalities", "ST changes", "T changes",
+        "ventricular premature complex", "VPC", "PVC", "ST change",
     ),
     "MI": ("myocardial ischemia", "inferior infarct", "anterior infarct", "septal infarct"),
     "CD": (
-        "degree A-V block",
-        "PAC",
-        "prolonged PR interval",
-        "conduction delay",
-        "left axis deviation",
-        "bundle branch block",
-        "pacemaker",
-        "atrial pacing",
-        "rBB",
-        "LAFB",
-        "PVC",
+        "degree A-V block", "PAC", "prolonged PR interval", "conduction delay", "left axis deviation",
+        "bundle branch block", "pacemaker", "atrial pacing", "rBB", "LAFB", "PVC",
     ),
 }
 
@@ -117,14 +91,9 @@ CLASS_KEYWORDS = {
 def render_ecg_report(statements: Iterable[str | None]) -> str:
     """Render ECG statements with the paper's template (paper, Data).
 
-    `"ECG presents {report_0}. Additional findings include the following: {report_1}, ..., {report_17}."`
-
-    Args:
-        statements: the machine statements in order (`report_0` first); blanks and None are skipped and each
-            statement's own trailing period is dropped so the template's punctuation is the only one.
-
-    Returns:
-        The report text; `"ECG presents X."` alone when there is a single statement, `""` when there is none.
+    `"ECG presents {report_0}. Additional findings include the following: {report_1}, ..., {report_17}."`; blanks and
+    None are skipped and each statement's own trailing period is dropped so the template's punctuation is the only
+    one; `"ECG presents X."` alone for a single statement, `""` for none.
     """
     cleaned = [s.strip().rstrip(".").strip() for s in statements if isinstance(s, str) and s.strip().rstrip(".")]
     if not cleaned:
@@ -150,14 +119,8 @@ def ecg_labels_from_text(text: str) -> list[str]:
 
     Matching is case-insensitive and a phrase must start at a word boundary (it may run into a longer word:
     `rBB` matches `RBBB`, `error` matches `errors`, but `normal ecg` does not match `Abnormal ECG` and
-    `septal infarct` does not match `Anteroseptal infarct`).
-
-    Args:
-        text: the report text (the rendered machine statements or the cardiologist note).
-
-    Returns:
-        The matching classes in `ECG_SUPERCLASSES` order (several where several match: multi-label), or `[]`
-        when the text holds an exclusion phrase or no keyword.
+    `septal infarct` does not match `Anteroseptal infarct`). Returns the matching classes in `ECG_SUPERCLASSES`
+    order (several where several match: multi-label), or `[]` when the text holds an exclusion phrase or no keyword.
     """
     if _EXCLUSION_PATTERN.search(text):
         return []
@@ -183,20 +146,13 @@ def _linked_notes(root: Path, notes: Path) -> dict[int, str]:
 def ecg_records(
     root: Path, notes: Path | None = None, hosp: Path | None = None, all_records: bool = False
 ) -> list[dict[str, Any]]:
-    """The rows of the MIMIC-IV-ECG dataset (keys = `FEATURES`, `ecg_time` still a datetime).
+    """The rows of the MIMIC-IV-ECG dataset (keys = `FEATURES`, `ecg_time` still a datetime), one per kept study of
+    `record_list.csv`, sorted by `study_id`.
 
     Args:
-        root: the MIMIC-IV-ECG folder.
         notes: optional CSV of cardiologist notes (`note_id`, `text`), linked by `waveform_note_links.csv`.
         hosp: MIMIC-IV's `hosp` folder for `hadm_id` (None: every `hadm_id` is None).
         all_records: keep every study; False (the paper's set): only those whose text gives exactly one class.
-
-    Returns:
-        One record per kept study of `record_list.csv`, sorted by `study_id`.
-
-    Raises:
-        FileNotFoundError: a missing table, notes file or WFDB header (naming it).
-        ValueError: a malformed table or time.
     """
     root = Path(root)
     record_list = read_table(root, "record_list.csv", ["subject_id", "study_id", "ecg_time", "path"])
@@ -208,11 +164,7 @@ def ecg_records(
     note_texts = _linked_notes(root, notes) if notes is not None else {}
     record_list = record_list.sort_values("study_id")
     times = [parse_time(value, "ecg_time") for value in record_list["ecg_time"]]
-    hadm_ids = (
-        link_admissions(list(record_list["subject_id"]), times, read_admissions(hosp))
-        if hosp is not None
-        else [None] * len(record_list)
-    )
+    hadm_ids = link_admissions(list(record_list["subject_id"]), times, read_admissions(hosp))
     records = []
     rows = zip(record_list.itertuples(index=False), times, hadm_ids)
     for row, time, hadm_id in tqdm(rows, total=len(record_list), desc="MIMIC-IV-ECG records"):
@@ -246,19 +198,7 @@ def build_mimic_ecg(
     all_records: bool = False,
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
-    """Build the MIMIC-IV-ECG `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
-
-    Args:
-        root, notes, hosp, all_records: as in `ecg_records` (default: the paper's single-label records only).
-        seed: the shared MIMIC split seed (`medbind_processing.splits`).
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
-
-    Returns:
-        The `DatasetDict`.
-
-    Raises:
-        FileNotFoundError, ValueError: as `ecg_records`.
-    """
+    """Build the MIMIC-IV-ECG `DatasetDict` (`ecg_records`, the shared MIMIC patient-level split)."""
     records = [
         {**record, "ecg_time": record["ecg_time"].isoformat()}
         for record in ecg_records(root, notes, hosp, all_records)

@@ -3,7 +3,7 @@ matching of studies that MIMIC-PAIR and the outcomes use (the paper's Section 3,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,20 +13,12 @@ import pandas as pd
 from .tables import read_table
 
 
-def read_admissions(hosp_dir: Path) -> pd.DataFrame:
-    """Read MIMIC-IV's `hosp/admissions.csv(.gz)` with its times parsed.
-
-    Args:
-        hosp_dir: the `hosp` folder of MIMIC-IV (`.../mimiciv/3.1/hosp`).
-
-    Returns:
-        The table with `admittime`, `dischtime`, `edregtime` as datetimes and `visit_start`, the earlier of the
-        ED registration and the admission (imaging done in the ED before admission belongs to the visit).
-
-    Raises:
-        FileNotFoundError, ValueError: as `tables.read_table`.
-    """
-    table = read_table(hosp_dir, "admissions.csv", ["subject_id", "hadm_id", "admittime", "dischtime"])
+def read_admissions(hosp_dir: Path | None) -> pd.DataFrame:
+    """Read `admissions.csv(.gz)` from MIMIC-IV's `hosp` folder (None: no admissions, so no study links to one),
+    with `admittime`, `dischtime`, `edregtime` as datetimes and `visit_start`, the earlier of the ED registration and
+    the admission (imaging done in the ED before admission belongs to the visit)."""
+    columns = ["subject_id", "hadm_id", "admittime", "dischtime"]
+    table = read_table(hosp_dir, "admissions.csv", columns) if hosp_dir is not None else pd.DataFrame(columns=columns)
     for column in ("admittime", "dischtime", "edregtime"):
         table[column] = pd.to_datetime(table[column]) if column in table else pd.NaT
     table["visit_start"] = table[["admittime", "edregtime"]].min(axis=1)
@@ -36,15 +28,8 @@ def read_admissions(hosp_dir: Path) -> pd.DataFrame:
 def link_admissions(
     subject_ids: Sequence[int], times: Sequence[datetime | None], admissions: pd.DataFrame
 ) -> list[int | None]:
-    """The admission (`hadm_id`) each study falls into: same `subject_id`, time within [visit_start, dischtime].
-
-    Args:
-        subject_ids, times: one entry per study (a None time links nothing).
-        admissions: as returned by `read_admissions`.
-
-    Returns:
-        One `hadm_id` or None per study; where admissions overlap, the latest-starting one.
-    """
+    """The admission (`hadm_id`, or None) each study falls into: same `subject_id`, time within [visit_start,
+    dischtime] (`read_admissions`); where admissions overlap, the latest-starting one. A None time links nothing."""
     by_subject = {
         subject: group.sort_values("visit_start", ascending=False)[["hadm_id", "visit_start", "dischtime"]]
         for subject, group in admissions.groupby("subject_id")
@@ -61,15 +46,10 @@ def link_admissions(
 
 
 def match_greedy(candidates: Iterable[tuple[Any, int, int]]) -> list[tuple[int, int]]:
-    """One-to-one matching: take candidate pairs best-first, skipping any whose left or right row is already used.
+    """One-to-one matching: take candidates `(sort_key, left_index, right_index)` best-first (smallest key), skipping
+    any whose left or right row is already used; returns the `(left_index, right_index)` pairs by `left_index`.
 
     No row is used twice (a reused ECG would be a duplicate positive in a contrastive batch).
-
-    Args:
-        candidates: `(sort_key, left_index, right_index)`; smaller keys are better (e.g. hours apart).
-
-    Returns:
-        The chosen `(left_index, right_index)` pairs, sorted by `left_index`.
     """
     used_left: set[int] = set()
     used_right: set[int] = set()
@@ -80,3 +60,13 @@ def match_greedy(candidates: Iterable[tuple[Any, int, int]]) -> list[tuple[int, 
             used_right.add(right_index)
             matches.append((left_index, right_index))
     return sorted(matches)
+
+
+def same_subject(left: Sequence[Mapping[str, Any]], right: Sequence[Mapping[str, Any]]) -> Iterator[tuple[int, int]]:
+    """Every `(left_index, right_index)` of two rows with the same `subject_id`, in the order of `left`, `right`."""
+    by_subject: dict[Any, list[int]] = {}
+    for index, row in enumerate(right):
+        by_subject.setdefault(row["subject_id"], []).append(index)
+    for left_index, row in enumerate(left):
+        for right_index in by_subject.get(row["subject_id"], ()):
+            yield left_index, right_index

@@ -49,9 +49,9 @@ from .building import build_dataset_dict
 from .cli import add_mimic_flags, cli_parser, run_cli
 from .dataset_card import DataSource
 from .licenses import physionet_credentialed
-from .mimic_cxr import add_report_sections_flag, cxr_records
+from .mimic_cxr import cxr_records
 from .mimic_ecg import ecg_records
-from .mimic_linking import match_greedy
+from .mimic_linking import match_greedy, same_subject
 from .splits import DEFAULT_SEED, split_by_patient
 from .tables import read_table
 from .times import hours_apart, to_iso
@@ -103,20 +103,10 @@ def mortality_text(gender: str, anchor_age: int, admission_type: str, admission_
 def readmitted(
     admissions: pd.DataFrame, measured_from: str = "admittime", window: timedelta = READMISSION_WINDOW
 ) -> pd.Series:
-    """Whether each admission is followed by another of the same patient within `window`.
+    """Whether each admission (`subject_id`, `admittime`, `dischtime` as datetimes) is followed by another of the
+    same patient within `window` (inclusive): a boolean Series aligned with `admissions`.
 
-    Args:
-        admissions: rows with `subject_id`, `admittime`, `dischtime` (datetimes).
-        measured_from: `"admittime"` or `"dischtime"` of this admission: where the window starts
-            (`READMISSION_FROM`).
-        window: the readmission window, inclusive.
-
-    Returns:
-        A boolean Series aligned with `admissions`: the patient's next admission starts at most `window` after
-        `measured_from`.
-
-    Raises:
-        ValueError: for another `measured_from`.
+    `measured_from` (`READMISSION_FROM`) is where the window starts: this admission's `admittime` or `dischtime`.
     """
     if measured_from not in READMISSION_FROM:
         raise ValueError(f"readmission_from: expected one of {READMISSION_FROM}, got {measured_from!r}")
@@ -129,28 +119,16 @@ def readmitted(
 def attach_studies(
     admissions: Sequence[Mapping[str, Any]], studies: Sequence[Mapping[str, Any]], window: timedelta = STUDY_WINDOW
 ) -> list[int | None]:
-    """The study of each admission: same `subject_id`, `time` at most `window` from `admittime`, nearest first.
-
-    Args:
-        admissions: rows with `subject_id` and `admittime` (datetime).
-        studies: rows with `subject_id`, `study_id` and `time` (datetime or None).
-        window: inclusive.
-
-    Returns:
-        One `study_id` or None per admission; a study goes to one admission only.
-    """
-    by_subject: dict[Any, list[int]] = {}
-    for index, study in enumerate(studies):
-        by_subject.setdefault(study["subject_id"], []).append(index)
+    """The `study_id` (or None) of each admission: same `subject_id`, `time` (datetime or None) at most `window`
+    (inclusive) from `admittime`, nearest first; a study goes to one admission only."""
     limit = window.total_seconds() / 3600.0
     candidates = []
-    for admission_index, admission in enumerate(admissions):
-        for study_index in by_subject.get(admission["subject_id"], ()):
-            if studies[study_index]["time"] is None:
-                continue
-            hours = hours_apart(admission["admittime"], studies[study_index]["time"])
-            if hours <= limit:
-                candidates.append((hours, admission_index, study_index))
+    for admission_index, study_index in same_subject(admissions, studies):
+        if studies[study_index]["time"] is None:
+            continue
+        hours = hours_apart(admissions[admission_index]["admittime"], studies[study_index]["time"])
+        if hours <= limit:
+            candidates.append((hours, admission_index, study_index))
     attached: list[int | None] = [None] * len(admissions)
     for admission_index, study_index in match_greedy(candidates):
         attached[admission_index] = studies[study_index]["study_id"]
@@ -178,13 +156,8 @@ def outcome_records(
         note_dir: MIMIC-IV-Note's `note` folder (None: `readmission_text` is None; only with `admissions="all"`).
         cxr_studies, ecg_studies: studies with `subject_id`, `study_id`, `time` to attach (`attach_studies`) and
             `text`, the report stored as `cxr_text` / `ecg_text` of the admission it attaches to.
-        admissions: the cohort (`COHORTS`): `"with_discharge_summary"` (the paper's) or `"all"`.
+        admissions: the cohort (`COHORTS`).
         readmission_from: where the 30-day window starts (`readmitted`).
-
-    Raises:
-        FileNotFoundError, ValueError: missing tables or columns, an admission whose patient is not in
-            `patients.csv`, an unknown cohort or readmission rule, or the discharge-summary cohort without
-            `note_dir`.
     """
     if admissions not in COHORTS:
         raise ValueError(f"admissions: expected one of {COHORTS}, got {admissions!r}")
@@ -256,25 +229,12 @@ def build_mimic_outcomes(
     readmission_from: str = "admittime",
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
-    """Build the outcomes `DatasetDict` (columns `FEATURES`, patient-level train / validation / test).
-
-    Args:
-        root, note_dir, admissions, readmission_from: as `outcome_records`.
-        cxr_root, reports, report_sections: MIMIC-CXR-JPG, its reports and which studies to attach
-            (`mimic_cxr.cxr_records`); None: no CXR attached.
-        ecg_root, ecg_notes: MIMIC-IV-ECG and its notes (`mimic_ecg.ecg_records`); None: no ECG attached.
-        seed: the shared MIMIC split seed.
-        all_records: attach any MIMIC-IV-ECG record; False: only the single-label ones the ECG builder keeps by
-            default (`mimic_ecg.ecg_records`).
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
-
-    Raises:
-        FileNotFoundError, ValueError: as the readers.
-    """
+    """Build the outcomes `DatasetDict` (`outcome_records`, the shared MIMIC patient-level split), attaching the
+    studies `mimic_cxr.cxr_records` and `mimic_ecg.ecg_records` keep with the same arguments (none without
+    `cxr_root` / `ecg_root`)."""
     cxr = cxr_records(cxr_root, reports, None, report_sections) if cxr_root else []
     ecg = ecg_records(ecg_root, ecg_notes, all_records=all_records) if ecg_root else []
-    cxr = [{**r, "time": r["study_time"]} for r in cxr]
-    ecg = [{**r, "time": r["ecg_time"]} for r in ecg]
+    cxr, ecg = [{**r, "time": r["study_time"]} for r in cxr], [{**r, "time": r["ecg_time"]} for r in ecg]
     records = outcome_records(root, note_dir, cxr, ecg, admissions, readmission_from)
     return build_dataset_dict(split_by_patient(records, seed), FEATURES, DESCRIPTION, build_dir=build_dir)
 
@@ -295,8 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         help="readmitted when the next admission starts at most 30 days after this one's admittime (the paper's "
         "wording) or dischtime",
     )
-    add_mimic_flags(parser, "reports", "seed", "all_records")
-    add_report_sections_flag(parser)
+    add_mimic_flags(parser, "reports", "seed", "all_records", "report_sections")
     run_cli(build_mimic_outcomes, parser, argv, source=SOURCE)
 
 

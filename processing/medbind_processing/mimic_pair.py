@@ -31,9 +31,9 @@ from .building import build_dataset_dict
 from .cli import add_mimic_flags, cli_parser, run_cli
 from .dataset_card import DataSource
 from .licenses import physionet_credentialed
-from .mimic_cxr import add_report_sections_flag, cxr_records
+from .mimic_cxr import cxr_records
 from .mimic_ecg import ecg_records
-from .mimic_linking import match_greedy
+from .mimic_linking import match_greedy, same_subject
 from .splits import DEFAULT_SEED, split_by_patient
 from .times import hours_apart
 
@@ -62,36 +62,30 @@ SOURCE = DataSource(
 def pair_records(
     cxr: Sequence[Mapping[str, Any]], ecg: Sequence[Mapping[str, Any]], window: timedelta = PAIR_WINDOW
 ) -> list[dict[str, Any]]:
-    """Link CXR studies and ECGs by the MIMIC-PAIR rule (module docstring).
+    """Link CXR studies and ECGs by the MIMIC-PAIR rule (module docstring): pair rows (keys = `FEATURES`) in the
+    order of `cxr`.
 
     Args:
         cxr, ecg: studies, each with `subject_id`, `study_id`, `hadm_id` (or None) and `time` (datetime or None).
         window: the largest time difference of a link without a shared visit id, inclusive.
-
-    Returns:
-        Pair rows (keys = `FEATURES`), ordered by the CXR study's position in `cxr`.
     """
-    ecg_by_subject: dict[Any, list[int]] = {}
-    for index, study in enumerate(ecg):
-        ecg_by_subject.setdefault(study["subject_id"], []).append(index)
     limit = window.total_seconds() / 3600.0
     candidates, links = [], {}
-    for cxr_index, image_study in enumerate(cxr):
-        for ecg_index in ecg_by_subject.get(image_study["subject_id"], ()):
-            ecg_study = ecg[ecg_index]
-            timed = image_study["time"] is not None and ecg_study["time"] is not None
-            hours = hours_apart(image_study["time"], ecg_study["time"]) if timed else math.nan
-            if image_study["hadm_id"] is not None and ecg_study["hadm_id"] is not None:
-                if image_study["hadm_id"] != ecg_study["hadm_id"]:
-                    continue
-                link = "hadm_id"
-            elif timed and hours <= limit:
-                link = "time"
-            else:
+    for cxr_index, ecg_index in same_subject(cxr, ecg):
+        image_study, ecg_study = cxr[cxr_index], ecg[ecg_index]
+        timed = image_study["time"] is not None and ecg_study["time"] is not None
+        hours = hours_apart(image_study["time"], ecg_study["time"]) if timed else math.nan
+        if image_study["hadm_id"] is not None and ecg_study["hadm_id"] is not None:
+            if image_study["hadm_id"] != ecg_study["hadm_id"]:
                 continue
-            # Visit links first, then the closest in time (NaN hours sort last).
-            candidates.append(((link != "hadm_id", math.isnan(hours), hours), cxr_index, ecg_index))
-            links[cxr_index, ecg_index] = (link, hours)
+            link = "hadm_id"
+        elif timed and hours <= limit:
+            link = "time"
+        else:
+            continue
+        # Visit links first, then the closest in time (NaN hours sort last).
+        candidates.append(((link != "hadm_id", math.isnan(hours), hours), cxr_index, ecg_index))
+        links[cxr_index, ecg_index] = (link, hours)
     rows = []
     for cxr_index, ecg_index in match_greedy(candidates):
         link, hours = links[cxr_index, ecg_index]
@@ -119,23 +113,9 @@ def build_mimic_pair(
     report_sections: str = "either",
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
-    """Build MIMIC-PAIR (columns `FEATURES`, patient-level train / validation / test).
-
-    Args:
-        cxr_root, reports, report_sections: MIMIC-CXR-JPG, its reports and which studies to pair, as
-            `mimic_cxr.cxr_records`.
-        ecg_root, notes, all_records: MIMIC-IV-ECG, its notes and which records to pair, as
-            `mimic_ecg.ecg_records` (default: the single-label records the ECG builder keeps by default).
-        hosp: MIMIC-IV's `hosp` folder; without it every study lacks a `hadm_id` and only time links are made.
-        seed: the shared MIMIC split seed.
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
-
-    Returns:
-        The `DatasetDict`.
-
-    Raises:
-        FileNotFoundError, ValueError: as the CXR and ECG readers.
-    """
+    """Build MIMIC-PAIR (`pair_records`, the shared MIMIC patient-level split) from the studies
+    `mimic_cxr.cxr_records` and `mimic_ecg.ecg_records` keep with the same arguments; without `hosp` every study
+    lacks a `hadm_id` and only time links are made."""
     cxr = [{**r, "time": r["study_time"]} for r in cxr_records(cxr_root, reports, hosp, report_sections)]
     ecg = [{**r, "time": r["ecg_time"]} for r in ecg_records(ecg_root, notes, hosp, all_records)]
     records_by_split = split_by_patient(pair_records(cxr, ecg), seed)
@@ -145,8 +125,7 @@ def build_mimic_pair(
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = cli_parser(__doc__, roots=("cxr_root", "ecg_root"))
-    add_mimic_flags(parser, "hosp", "reports", "notes", "seed", "all_records")
-    add_report_sections_flag(parser)
+    add_mimic_flags(parser, "hosp", "reports", "notes", "seed", "all_records", "report_sections")
     run_cli(build_mimic_pair, parser, argv, source=SOURCE)
 
 

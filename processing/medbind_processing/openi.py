@@ -54,15 +54,8 @@ DEIDENTIFIED = re.compile(r"X{2,}")
 
 
 def report_text(findings: Any, impression: Any) -> str:
-    """The report text of one Open-I report: findings then impression, de-identification markers removed.
-
-    Args:
-        findings, impression: the cells (a string, or blank/NaN for an absent section).
-
-    Returns:
-        The sections joined by a space, `XXXX` markers dropped, whitespace collapsed and no space left before
-        punctuation; `""` when both sections are blank.
-    """
+    """The report text of one Open-I report: the findings then the impression cell (blank/NaN: absent) joined by a
+    space, `XXXX` markers dropped, whitespace collapsed and no space left before punctuation."""
     sections = [section for section in (findings, impression) if isinstance(section, str)]
     text = DEIDENTIFIED.sub(" ", " ".join(sections))
     text = re.sub(r"\s+", " ", text)
@@ -70,11 +63,7 @@ def report_text(findings: Any, impression: Any) -> str:
 
 
 def openi_record(projection: Mapping[str, Any], text: str, root: Path) -> dict[str, Any]:
-    """One frontal image row of `indiana_projections.csv` with its report text: a record of `FEATURES` but `image`.
-
-    Raises:
-        FileNotFoundError: naming the file, if the image is missing.
-    """
+    """One frontal image row of `indiana_projections.csv` with its report text: a record of `FEATURES` but `image`."""
     path = root / IMAGE_DIR / projection["filename"]
     if not path.is_file():
         raise FileNotFoundError(f"indiana_projections.csv, uid {projection['uid']}: image {path} not found")
@@ -93,22 +82,7 @@ def build_openi(
     root: Path, shortest_edge: int | None = DEFAULT_SHORTEST_EDGE, num_proc: int | None = None,
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
-    """Build Open-I (see the module docstring for the rows and text).
-
-    Args:
-        root: the unzipped Kaggle folder.
-        shortest_edge: images larger than this on the shorter side are shrunk to it, and all are stored in the
-            dataset; 0 or None: paths into the download (`radiographs.stored_radiograph`).
-        num_proc: processes decoding and shrinking the images.
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
-
-    Returns:
-        `DatasetDict` with one split, `test`, columns `FEATURES`.
-
-    Raises:
-        FileNotFoundError: a table or an image is missing.
-        ValueError: a column is missing, a projection's uid has no report, or an image is unreadable.
-    """
+    """Build Open-I (see the module docstring for the rows and text): one split, `test`."""
     root = Path(root)
     reports = read_table(root, "indiana_reports.csv", ["uid", "findings", "impression"])
     projections = read_table(root, "indiana_projections.csv", ["uid", "filename", "projection"])
@@ -124,7 +98,7 @@ def build_openi(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m medbind_processing.openi --root RAW_DIR --out OUT_DIR [--shortest_edge N]`."""
+    """Command line: see the module docstring."""
     parser = cli_parser(__doc__)
     add_image_flags(parser)
     run_cli(build_openi, parser, argv, source=SOURCE)

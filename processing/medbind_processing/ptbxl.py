@@ -54,18 +54,8 @@ DATABASE_COLUMNS = ["ecg_id", "patient_id", "recording_date", "report", "scp_cod
 
 
 def read_diagnostic_classes(root: Path) -> dict[str, str]:
-    """Map each diagnostic SCP code of `scp_statements.csv` to its superclass.
-
-    Args:
-        root: the PTB-XL folder.
-
-    Returns:
-        `{code: diagnostic_class}` for the statements with `diagnostic == 1` (e.g. `"IMI" -> "MI"`).
-
-    Raises:
-        FileNotFoundError: if the table is missing.
-        ValueError: if columns are missing or a diagnostic statement's class is not one of `ECG_SUPERCLASSES`.
-    """
+    """`{code: diagnostic_class}` (e.g. `"IMI" -> "MI"`) of the statements of `scp_statements.csv` with
+    `diagnostic == 1`; a class outside `ECG_SUPERCLASSES` raises ValueError."""
     statements = read_table(root, "scp_statements.csv", ["diagnostic", "diagnostic_class"], index_col=0)
     diagnostic = statements[statements["diagnostic"] == 1]
     unknown = sorted(set(diagnostic["diagnostic_class"]) - set(ECG_SUPERCLASSES), key=str)
@@ -75,18 +65,8 @@ def read_diagnostic_classes(root: Path) -> dict[str, str]:
 
 
 def parse_scp_codes(text: str, ecg_id: int) -> dict[str, float]:
-    """Parse one `scp_codes` cell, a Python dict literal such as `"{'NORM': 100.0, 'SR': 0.0}"`.
-
-    Args:
-        text: the cell.
-        ecg_id: the record, named in the error message.
-
-    Returns:
-        `{code: likelihood}`.
-
-    Raises:
-        ValueError: if the cell is not a dict literal.
-    """
+    """Parse one `scp_codes` cell, a Python dict literal such as `"{'NORM': 100.0, 'SR': 0.0}"`, into `{code:
+    likelihood}`; `ecg_id` names the record in the error message."""
     try:
         codes = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -97,36 +77,25 @@ def parse_scp_codes(text: str, ecg_id: int) -> dict[str, float]:
 
 
 def diagnostic_superclasses(scp_codes: Mapping[str, float], diagnostic_classes: Mapping[str, str]) -> list[str]:
-    """The superclasses of a record's diagnostic statements, in `ECG_SUPERCLASSES` order, each once.
+    """The superclasses of a record's diagnostic statements, in `ECG_SUPERCLASSES` order, each once: e.g.
+    `["STTC", "MI"]` for `{"IMI": 35.0, "NDT": 0.0, "SR": 0.0}`, `[]` when no code is diagnostic.
 
-    Args:
-        scp_codes: `{code: likelihood}` of one record (likelihoods are ignored, as in PTB-XL's example code).
-        diagnostic_classes: as returned by `read_diagnostic_classes`; codes absent from it (rhythm, form) are skipped.
-
-    Returns:
-        e.g. `["STTC", "MI"]` for `{"IMI": 35.0, "NDT": 0.0, "SR": 0.0}`; `[]` when no code is diagnostic.
+    Likelihoods are ignored, as in PTB-XL's example code; codes absent from `diagnostic_classes`
+    (`read_diagnostic_classes`: rhythm, form) are skipped.
     """
     found = {diagnostic_classes[code] for code in scp_codes if code in diagnostic_classes}
     return [name for name in ECG_SUPERCLASSES if name in found]
 
 
 def fold_split(strat_fold: int) -> str:
-    """The split of a stratified fold: 1-8 `"train"`, 9 `"validation"`, 10 `"test"`.
-
-    Raises:
-        ValueError: for a fold outside 1-10.
-    """
+    """The split of a stratified fold: 1-8 `"train"`, 9 `"validation"`, 10 `"test"`."""
     if not 1 <= strat_fold <= 10:
         raise ValueError(f"strat_fold must be in 1-10, got {strat_fold}")
     return {9: "validation", 10: "test"}.get(strat_fold, "train")
 
 
 def record_path(root: Path, relative: str, ecg_id: int) -> str:
-    """Absolute WFDB record path (no extension) of `relative` under `root`, checking that its header exists.
-
-    Raises:
-        FileNotFoundError: naming the record and the missing header.
-    """
+    """Absolute WFDB record path (no extension) of `relative` under `root`, checking that its header exists."""
     path = (root / relative).resolve()
     if not path.with_suffix(".hea").is_file():
         raise FileNotFoundError(f"ptbxl_database.csv, ecg_id {ecg_id}: record header {path}.hea not found")
@@ -152,19 +121,7 @@ def ptbxl_record(row: Mapping[str, Any], root: Path, diagnostic_classes: Mapping
 
 
 def build_ptbxl(root: Path, build_dir: Path | None = None) -> datasets.DatasetDict:
-    """Build PTB-XL (see the module docstring for the rows, labels and splits).
-
-    Args:
-        root: the unzipped PTB-XL 1.0.3 folder.
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
-
-    Returns:
-        `DatasetDict` with `train` / `validation` / `test` (those present), columns `FEATURES`.
-
-    Raises:
-        FileNotFoundError: a table or a record header is missing.
-        ValueError: a column is missing, or a cell (scp_codes, strat_fold, recording_date) is malformed.
-    """
+    """Build PTB-XL (see the module docstring for the rows, labels and splits)."""
     root = Path(root)
     diagnostic_classes = read_diagnostic_classes(root)
     database = read_table(root, "ptbxl_database.csv", DATABASE_COLUMNS)
@@ -176,7 +133,7 @@ def build_ptbxl(root: Path, build_dir: Path | None = None) -> datasets.DatasetDi
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m medbind_processing.ptbxl --root RAW_DIR --out OUT_DIR`."""
+    """Command line: see the module docstring."""
     run_cli(build_ptbxl, cli_parser(__doc__), argv, source=SOURCE)
 
 

@@ -1,8 +1,5 @@
-"""Radiographs stored at build time: shrunk so that a loader worker keeps up with the GPU, losslessly, bit depth kept.
-
-Every CXR builder stores its `image` column through `stored_radiograph` (or `radiograph_example`, its
-`make_example` form for `building.build_dataset_dict`'s worker processes).
-"""
+"""Radiographs stored at build time: shrunk so that a loader worker keeps up with the GPU, losslessly, bit depth kept
+(every CXR builder's `image` column)."""
 
 from __future__ import annotations
 
@@ -27,16 +24,8 @@ _SIXTEEN_BIT_MODES = ("I", "I;16B", "I;16L", "I;16N")
 
 
 def shrunk_size(size: tuple[int, int], shortest_edge: int) -> tuple[int, int] | None:
-    """The size of an image shrunk so that its shorter side is `shortest_edge`, aspect ratio kept.
-
-    Args:
-        size: `(width, height)`.
-        shortest_edge: the target length of the shorter side, > 0.
-
-    Returns:
-        `(width, height)` with the shorter side exactly `shortest_edge` and the longer one rounded, or None when the
-        shorter side is already at most `shortest_edge` (images are never enlarged).
-    """
+    """`(width, height)` shrunk so that the shorter side is `shortest_edge`, aspect ratio kept (the longer side
+    rounded); None when the shorter side is already at most `shortest_edge` (images are never enlarged)."""
     width, height = size
     if min(width, height) <= shortest_edge:
         return None
@@ -79,24 +68,18 @@ def stored_radiograph(
     and a loader decodes small files: an image larger than that is shrunk so that its shorter side is
     `shortest_edge` (Lanczos, antialiased; a JPEG is first decoded at a reduced DCT scale of at least twice the
     target, as Pillow's `thumbnail` does) and stored losslessly with its bit depth: 8-bit grey or colour as PNG,
-    16-bit grey (`I;16`) as uncompressed TIFF, the encodings that decode fastest for their size (a 512 x 614
-    radiograph on one core: 8-bit PNG ~4 ms and ~100-150 KB for a real radiograph, so MIMIC-CXR-JPG's ~124k studies
-    take ~12-19 GB; 16-bit TIFF ~0.4 ms and ~615 KB, where a 16-bit PNG takes ~11 ms). An image already no larger
-    is stored as its original file's bytes, unchanged. With `shortest_edge` 0 or None a file is stored as its path
-    (decoded lazily from the download, which must stay where it is) and a decoded image as above, at full size.
-
-    Args:
-        image: the radiograph's file (any format Pillow reads), or an image already decoded (a DICOM's pixels).
-        shortest_edge: the shorter side in pixels after shrinking; 0 or None keeps the originals.
+    16-bit grey (`I;16`) as uncompressed TIFF, the encodings that decode fastest for their size (`_encoded`; a real
+    radiograph takes ~100-150 KB as a 512-pixel PNG, so MIMIC-CXR-JPG's ~124k studies take ~12-19 GB). An image
+    already no larger is stored as its original file's bytes, unchanged. With `shortest_edge` 0 or None a file is
+    stored as its path (decoded lazily from the download, which must stay where it is) and a decoded image as above,
+    at full size. `image` is the radiograph's file (any format Pillow reads) or an image already decoded (a DICOM's
+    pixels).
 
     Returns:
         A path string, or `{"bytes": ..., "path": None}` (the original file in `image_path` says where it came from).
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: naming the file, if it is not an image or its mode is not a radiograph's (8-bit grey or colour,
-            16-bit grey; bilevel, palette and other colour spaces are converted, other integer images must hold
-            values 0-65535).
+        ValueError: naming the file, if it is not an image or its mode is not a radiograph's (`_storable`).
     """
     if isinstance(image, Image.Image):
         target = shrunk_size(image.size, shortest_edge) if shortest_edge else None
@@ -119,9 +102,6 @@ def stored_radiograph(
 
 
 def radiograph_example(record: Mapping[str, Any], shortest_edge: int | None) -> dict[str, Any]:
-    """A CXR record with its `image` made from its `image_path` by `stored_radiograph`.
-
-    The `make_example` of the CXR builders (with `functools.partial` for `shortest_edge`), so that the decoding and
-    shrinking run in `building.build_dataset_dict`'s worker processes.
-    """
+    """A CXR record with its `image` made from its `image_path` by `stored_radiograph`: the CXR builders'
+    `make_example` (with `functools.partial`), so that the images are decoded and shrunk in the worker processes."""
     return {**record, "image": stored_radiograph(record["image_path"], shortest_edge)}

@@ -63,18 +63,8 @@ SOURCE = DataSource(
 
 
 def read_targets(root: Path) -> dict[str, int]:
-    """The `Target` of every patient in `stage_2_train_labels.csv` (several box rows collapse to one).
-
-    Args:
-        root: the download folder.
-
-    Returns:
-        `{patientId: 0 or 1}` in file order.
-
-    Raises:
-        FileNotFoundError: the table is missing.
-        ValueError: a column is missing, a Target is not 0/1, or one patient's rows disagree.
-    """
+    """`{patientId: Target}` (0 or 1) of `stage_2_train_labels.csv` in file order (several box rows collapse to one;
+    rows that disagree raise ValueError)."""
     table = read_table(root, "stage_2_train_labels.csv", ["patientId", "Target"])
     targets: dict[str, int] = {}
     for patient_id, target in zip(table["patientId"], table["Target"]):
@@ -86,20 +76,12 @@ def read_targets(root: Path) -> dict[str, int]:
 
 
 def dicom_to_image(path: Path) -> tuple[Image.Image, str | None]:
-    """Decode a single-frame grayscale radiograph DICOM into an 8-bit image (`L`), white meaning dense.
+    """Decode a single-frame grayscale radiograph DICOM into an 8-bit image (`L`), white meaning dense, and its
+    `ViewPosition` (None if absent or blank).
 
     The decoding is the image processor's (`decode_dicom`: modality and VOI LUTs, scaled by the window or the
     stored bit depth, MONOCHROME1 inverted), so a built row holds the pixels the processor reads from the file.
-
-    Args:
-        path: the `.dcm` file.
-
-    Returns:
-        The image (8-bit input with no LUT keeps its exact values; other intensities in [0, 1] are rounded to
-        0-255) and the `ViewPosition` (None if absent or blank).
-
-    Raises:
-        ValueError: naming the file, if it is not a single-frame grayscale image.
+    8-bit input with no LUT keeps its exact values; other intensities in [0, 1] are rounded to 0-255.
     """
     values, dataset = decode_dicom(path)
     if values.dtype != np.uint8:
@@ -108,11 +90,7 @@ def dicom_to_image(path: Path) -> tuple[Image.Image, str | None]:
 
 
 def image_file(root: Path, patient_id: str) -> Path:
-    """The image of a patient: `stage_2_train_images/<patientId>.dcm`, else `.png`.
-
-    Raises:
-        FileNotFoundError: naming the patient, if neither exists.
-    """
+    """The image of a patient: `stage_2_train_images/<patientId>.dcm`, else `.png`."""
     for suffix in (".dcm", ".png"):
         path = root / IMAGE_DIR / f"{patient_id}{suffix}"
         if path.is_file():
@@ -124,10 +102,7 @@ def rsna_example(record: Mapping[str, Any], shortest_edge: int | None = DEFAULT_
     """Turn `{"image_path", "study_id", "label"}` into an example of `FEATURES`, decoding a DICOM and shrinking the
     image (`radiographs.stored_radiograph`; worker-side)."""
     path = Path(record["image_path"])
-    if path.suffix == ".dcm":
-        image, view = dicom_to_image(path)
-    else:
-        image, view = path, None
+    image, view = dicom_to_image(path) if path.suffix == ".dcm" else (path, None)
     return {**record, "image": stored_radiograph(image, shortest_edge), "view": view}
 
 
@@ -138,22 +113,7 @@ def build_rsna(
     num_proc: int | None = None,
     build_dir: Path | None = None,
 ) -> datasets.DatasetDict:
-    """Build RSNA Pneumonia (see the module docstring).
-
-    Args:
-        root: the unzipped Kaggle folder.
-        seed: the seed of the patient-level split.
-        shortest_edge: images shrunk to this shorter side (`radiographs.stored_radiograph`); 0 or None: full size.
-        num_proc: processes decoding the DICOMs (26,684 of them in the full set).
-        build_dir: the folder the Arrow files stay in until saved (`building.build_dataset_dict`); None: in memory.
-
-    Returns:
-        `DatasetDict` with `train` / `validation` / `test` (those present), columns `FEATURES`.
-
-    Raises:
-        FileNotFoundError: the label table or an image is missing.
-        ValueError: the labels are malformed, or a DICOM is not a grayscale radiograph.
-    """
+    """Build RSNA Pneumonia (see the module docstring); `seed` is the patient-level split's."""
     root = Path(root)
     records = [
         {"image_path": str(image_file(root, patient_id).resolve()), "study_id": patient_id,
@@ -166,8 +126,7 @@ def build_rsna(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: `python -m medbind_processing.rsna --root RAW_DIR --out OUT_DIR [--seed S] [--shortest_edge N]
-    [--num_proc N]`."""
+    """Command line: see the module docstring."""
     parser = cli_parser(__doc__)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the patient-level split")
     add_image_flags(parser)

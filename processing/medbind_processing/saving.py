@@ -20,18 +20,9 @@ def save(
     build_options: Mapping[str, Any] | None = None,
 ) -> None:
     """`save_to_disk(out)`, then beside the data `summary.json` (`count_summary` and the build options) and the
-    dataset card `README.md` (`render_dataset_card`); prints the location, the per-split label counts
-    (`format_summary`) and the counts next to the paper's (`format_counts`).
-
-    Args:
-        dataset_dict: the build.
-        out: the folder to write.
-        source: where the data comes from and on what terms.
-        build_options: the builder's arguments, recorded in `summary.json` and the card (a path shows only as
-            `"<path>"`).
-
-    Raises:
-        ValueError: if the build has no split (nothing is written then).
+    dataset card `README.md` (`render_dataset_card`, which refuses a build without splits before anything is
+    written); prints the location, the per-split label counts (`format_summary`) and the counts next to the paper's
+    (`format_counts`). `build_options` (the builder's arguments) go to both files (`shareable_options`).
     """
     out = Path(out)
     summary = count_summary(dataset_dict, source.name)  # one pass over the labels serves all three outputs

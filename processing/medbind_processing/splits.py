@@ -12,6 +12,7 @@ use `split_exactly`: the same seeded hash orders the records, and the split size
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from numbers import Integral, Real
@@ -45,27 +46,16 @@ def _position(subject_id: Any, seed: int) -> float:
 def patient_split(
     subject_id: Any, seed: int = DEFAULT_SEED, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
 ) -> str:
-    """The split of one patient.
+    """The split of one patient (`subject_id` an int, or a string id for sources without integer ids).
 
     Args:
-        subject_id: the patient id (int, or a string id for sources without integer ids).
         seed: changes the whole assignment; every dataset that must share a split uses the same seed.
         fractions: expected shares of (train, validation, test).
-
-    Returns:
-        One of `"train"`, `"validation"`, `"test"`.
-
-    Raises:
-        ValueError: if `fractions` are not three non-negative numbers summing to 1.
     """
     _check_fractions(fractions)
     position = _position(subject_id, seed)
-    cumulative = 0.0
-    for name, fraction in zip(SPLIT_NAMES, fractions):
-        cumulative += fraction
-        if position < cumulative:
-            return name
-    return SPLIT_NAMES[-1]
+    ends = itertools.accumulate(fractions)
+    return next((name for name, end in zip(SPLIT_NAMES, ends) if position < end), SPLIT_NAMES[-1])
 
 
 def split_by_patient(
@@ -74,21 +64,8 @@ def split_by_patient(
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
     key: str = "subject_id",
 ) -> dict[str, list[Mapping[str, Any]]]:
-    """Group records by the split of their patient.
-
-    Args:
-        records: mappings that each hold the patient id under `key`.
-        seed, fractions: as in `patient_split`.
-        key: the field holding the patient id.
-
-    Returns:
-        `{split_name: [records]}` in `SPLIT_NAMES` order, only the splits that received records; the records keep
-        their input order.
-
-    Raises:
-        KeyError: if a record lacks `key`.
-        ValueError: if `fractions` are invalid.
-    """
+    """Group records by the split of their patient id (`record[key]`, `patient_split`): `{split_name: [records]}`
+    in `SPLIT_NAMES` order, only the splits that received records, the records in their input order."""
     groups: dict[str, list[Mapping[str, Any]]] = {name: [] for name in SPLIT_NAMES}
     for index, record in enumerate(records):
         if key not in record:
@@ -104,28 +81,18 @@ def split_exactly(
     key: str = "study_id",
     stratify: str | None = None,
 ) -> dict[str, list[Mapping[str, Any]]]:
-    """Split records into parts of exact sizes, in the seeded hash order of `key`, optionally per class.
+    """Split records into parts of exact sizes, in the seeded hash order of `key`, optionally per class; grouped as
+    by `split_by_patient`.
 
     Within each group of equal `stratify` value (all records when None), the records are ordered by the seeded hash
     of `key` (as `patient_split`); the first `n * fractions[0]` go to train, the next `n * fractions[1]` to
-    validation, the rest to test, the cumulative counts rounded half up. So the sizes
-    are exact (a fraction of 2,780 / 13,808 of 13,808 records gives 2,780 test records), every class keeps its share,
-    and a record's split depends only on its own id, the seed and its group's size.
+    validation, the rest to test, the cumulative counts rounded half up. So the sizes are exact (a fraction of
+    2,780 / 13,808 of 13,808 records gives 2,780 test records), every class keeps its share, and a record's split
+    depends only on its own id, the seed and its group's size.
 
     Args:
-        records: mappings holding `key` (and `stratify`, when given).
-        fractions: shares of (train, validation, test).
-        seed: changes the whole assignment.
         key: the field whose hash orders the records (an image id for sources without patient ids).
         stratify: the field whose values are split separately (the label), or None.
-
-    Returns:
-        `{split_name: [records]}` in `SPLIT_NAMES` order, only the splits that received records; the records keep
-        their input order.
-
-    Raises:
-        KeyError: if a record lacks `key` or `stratify`.
-        ValueError: if `fractions` are invalid.
     """
     _check_fractions(fractions)
     groups: dict[Any, list[int]] = {}

@@ -10,21 +10,8 @@ import pandas as pd
 
 
 def read_table(root: Path, name: str, columns: Sequence[str], **read_csv_kwargs: Any) -> pd.DataFrame:
-    """Read the CSV table `name` (or `name.gz`, as PhysioNet ships most) from `root` and check its columns.
-
-    Args:
-        root: the folder holding the table (not searched recursively).
-        name: the file name, e.g. `"machine_measurements.csv"`.
-        columns: the columns that must be present (others are kept).
-        read_csv_kwargs: passed to `pandas.read_csv` (e.g. `dtype`).
-
-    Returns:
-        The table as a DataFrame.
-
-    Raises:
-        FileNotFoundError: naming both candidate files when neither exists.
-        ValueError: naming the file and the missing columns.
-    """
+    """Read the CSV table `name` (or `name.gz`, as PhysioNet ships most) from `root` (`pandas.read_csv` with
+    `read_csv_kwargs`) and check that it has `columns` (others are kept)."""
     candidates = (root / name, root / f"{name}.gz")
     path = next((candidate for candidate in candidates if candidate.is_file()), None)
     if path is None:

@@ -9,18 +9,8 @@ import pandas as pd
 
 
 def parse_time(value: Any, field: str = "time") -> datetime | None:
-    """Parse a timestamp as the raw tables write it (ISO 8601 or `YYYY-MM-DD HH:MM:SS`).
-
-    Args:
-        value: a string, a `datetime`/`pd.Timestamp`, or a blank (None, NaN, "").
-        field: the column name, used in the error message.
-
-    Returns:
-        A naive `datetime`, or None for a blank.
-
-    Raises:
-        ValueError: if `value` is not a blank and not a timestamp.
-    """
+    """Parse a timestamp as the raw tables write it (ISO 8601 or `YYYY-MM-DD HH:MM:SS`, a `datetime`, or a blank:
+    None, NaN, "") into a naive `datetime`, None for a blank; `field` names the column in the error message."""
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
         return None
     if isinstance(value, datetime):
