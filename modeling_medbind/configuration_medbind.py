@@ -304,12 +304,6 @@ class MedBindConfig(PreTrainedConfig):
         """
         A copy of this config whose CXR tower is the timm architecture `model_name` as published: pretrained
         weights fit their own architecture only, so the preset's architecture overrides (`model_kwargs`) go.
-
-        Args:
-            model_name: a timm model name with pretrained weights, e.g. `PAPER_CXR_MODEL_NAME`.
-
-        Returns:
-            The new config; this one is left unchanged.
         """
         config = copy.deepcopy(self)
         config.cxr_config.model_name = model_name
@@ -319,17 +313,9 @@ class MedBindConfig(PreTrainedConfig):
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "MedBindConfig":
         """
-        Build a config from a named preset.
-
-        Args:
-            name: `"paper"` (the paper's Swin-T, BERT-base and one ECG token per time step; the ECG transformer's
-                4 layers, d=256, 8 heads and pre-LN are the project's choice, the paper gives none) or
-                `"tiny"` (for tests and the CPU demo).
-            **overrides: top-level fields (`variant="nm"`, `projection_dim=...`) or whole sub-config dicts, which
-                update the preset's sub-config field by field.
-
-        Raises:
-            ValueError: for an unknown preset name.
+        Build a config from a named preset of `PRESETS` (`"paper"` or `"tiny"`). `**overrides` are top-level fields
+        (`variant="nm"`, `projection_dim=...`) or whole sub-config dicts, which update the preset's sub-config field
+        by field.
         """
         if name not in PRESETS:
             raise ValueError(f"unknown MedBind preset {name!r}; choose one of {sorted(PRESETS)}")

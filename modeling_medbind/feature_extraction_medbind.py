@@ -95,7 +95,7 @@ class MedBindECGFeatureExtractor(FeatureExtractionMixin):
         lead_names: Sequence[str] | None = None,
         return_tensors: str | TensorType | None = None,
     ) -> BatchFeature:
-        """Extract `ecg_values` from one ECG or a batch.
+        """Extract `ecg_values [B, len(lead_names), num_samples]` float32 from one ECG or a batch.
 
         Args:
             ecgs: one item or a list of items, each a WFDB record path (`str`/`Path`, with or without `.hea`), a
@@ -103,10 +103,6 @@ class MedBindECGFeatureExtractor(FeatureExtractionMixin):
                 or an array/tensor `[leads, samples]`; a 3-D array `[B, leads, samples]` is a batch.
             sampling_rate: rate in Hz of the array items (records carry their own and ignore it).
             lead_names: lead names of the rows of the array items (records carry their own).
-            return_tensors: `"pt"`, `"np"` or `None` (numpy).
-
-        Returns:
-            `BatchFeature` with `ecg_values` `[B, len(lead_names), num_samples]` float32.
 
         Raises:
             FileNotFoundError: a record's header or signal file, or an ECG file, is missing.
@@ -148,15 +144,8 @@ def resample(signal: np.ndarray, source_rate: float, target_rate: float) -> np.n
     """Resample `signal [leads, samples]` from `source_rate` to `target_rate` Hz along the last axis.
 
     `resample_poly` applies a Kaiser-windowed low-pass FIR at the lower of the two Nyquist rates before
-    decimating, so down-sampling does not alias.
-
-    Args:
-        signal: `[leads, samples]` float array.
-        source_rate: its rate in Hz (> 0).
-        target_rate: the wanted rate in Hz (> 0).
-
-    Returns:
-        `[leads, ceil(samples * target_rate / source_rate)]` float64 (the input itself when the rates agree).
+    decimating, so down-sampling does not alias. Returns `[leads, ceil(samples * target_rate / source_rate)]`
+    float64 (the input itself when the rates agree).
     """
     ratio = (Fraction(target_rate) / Fraction(source_rate)).limit_denominator(MAX_RESAMPLING_DENOMINATOR)
     if ratio == 1:
@@ -165,7 +154,6 @@ def resample(signal: np.ndarray, source_rate: float, target_rate: float) -> np.n
 
 
 def _as_batch(ecgs) -> list:
-    """A single item or a batch -> a list of items."""
     if isinstance(ecgs, (str, os.PathLike, wfdb.Record)):
         return [ecgs]
     if isinstance(ecgs, (np.ndarray, torch.Tensor)):
@@ -224,13 +212,8 @@ def _load(item, position: str, sampling_rate, lead_names, output_lead_names: Seq
 
 
 def read_wfdb_record(path: str | os.PathLike) -> wfdb.Record:
-    """Read a WFDB record (physical units) from its path, with or without the `.hea`/`.dat` suffix.
-
-    Args:
-        path: the record's path, e.g. `ecg/s0010_re` or `ecg/s0010_re.hea`.
-
-    Returns:
-        The `wfdb.Record` with `p_signal [samples, signals]`.
+    """Read a WFDB record (physical units: `p_signal [samples, signals]`) from its path, e.g. `ecg/s0010_re` or
+    `ecg/s0010_re.hea`.
 
     Raises:
         FileNotFoundError: the header or a signal file it names is missing.
@@ -252,7 +235,6 @@ def read_wfdb_record(path: str | os.PathLike) -> wfdb.Record:
 
 
 def _checked_sampling_rate(rate, source: str) -> float:
-    """A positive finite sampling rate, or a ValueError naming the source."""
     if rate is None:
         raise ValueError(f"{source} has an unknown sampling rate; pass sampling_rate= (Hz) with arrays")
     rate = float(rate)

@@ -29,7 +29,7 @@ from .configuration_medbind import (
     MedBindCXRConfig,
     MedBindECGConfig,
 )
-from .hub_loading import hub_offline, load_pretrained
+from .hub_loading import load_bert, load_pretrained
 from .tokenization_medbind import BIOBERT_IDENTIFIER
 
 # What a training batch holds for the TMCL / EMCL loss only (training code); forward refuses them rather than
@@ -423,15 +423,8 @@ class MedBindModel(MedBindPreTrainedModel):
     @can_return_tuple
     def get_cxr_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
         """
-        Args:
-            pixel_values: `[B, 3, image_size, image_size]` from the image processor.
-
-        Returns:
-            The CXR tower's [`BaseModelOutputWithPooling`] with `pooler_output` the `[B, projection_dim]`
-            L2-normalised CXR embeddings: `model.get_cxr_features(pixel_values).pooler_output` is the plain tensor.
-
-        Raises:
-            ValueError: for the ECG-CLIP variant, which has no CXR tower.
+        The CXR tower's output for `pixel_values [B, 3, image_size, image_size]`, its `pooler_output` the
+        `[B, projection_dim]` L2-normalised embeddings. ValueError for ECG-CLIP, which has no CXR tower.
         """
         if self.cxr_model is None:
             raise ValueError(f"this MedBind model (variant={self.config.variant!r}) has no CXR tower")
@@ -452,19 +445,10 @@ class MedBindModel(MedBindPreTrainedModel):
         **kwargs: Any,
     ) -> BaseModelOutputWithPooling:
         """
-        Args:
-            ecg_values: `[B, num_leads, num_samples]` from the ECG feature extractor (`[B, 12, 1000]`: 10 s at 100 Hz
-                in the paper's models).
-            output_attentions, output_hidden_states: return the ECG transformer's attention weights (eager
-                attention only) / per-layer states; default: the config's.
-
-        Returns:
-            The ECG tower's [`BaseModelOutputWithPooling`] with `pooler_output` the `[B, projection_dim]`
-            L2-normalised ECG embeddings (`.pooler_output` is the plain tensor).
-
-        Raises:
-            ValueError: when `ecg_values` is not `[B, num_leads, num_samples]`, or for the CXR-CLIP variant, which
-                has no ECG tower.
+        The ECG tower's output for `ecg_values [B, num_leads, num_samples]` (`[B, 12, 1000]`: 10 s at 100 Hz in the
+        paper's models), its `pooler_output` the `[B, projection_dim]` L2-normalised embeddings. The output flags
+        default to the config's (attention weights need eager attention). ValueError for another input shape, or for
+        CXR-CLIP, which has no ECG tower.
         """
         if self.ecg_model is None:
             raise ValueError(f"this MedBind model (variant={self.config.variant!r}) has no ECG tower")
@@ -485,13 +469,8 @@ class MedBindModel(MedBindPreTrainedModel):
         **kwargs: Any,
     ) -> BaseModelOutputWithPooling:
         """
-        Args:
-            input_ids, attention_mask, token_type_ids: `[B, L]` from the tokenizer.
-            **kwargs: passed to the BERT tower (`output_attentions`, `output_hidden_states`, ...).
-
-        Returns:
-            The BERT tower's [`BaseModelOutputWithPooling`] with `pooler_output` the `[B, projection_dim]`
-            L2-normalised embeddings of the [CLS] token (`.pooler_output` is the plain tensor).
+        The BERT tower's output for `[B, L]` tokenised texts, its `pooler_output` the `[B, projection_dim]`
+        L2-normalised embeddings of the [CLS] token; `**kwargs` go to BERT (`output_attentions`, ...).
         """
         bert_output = self.text_model(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True, **kwargs
@@ -515,14 +494,8 @@ class MedBindModel(MedBindPreTrainedModel):
 
     def similarity_logits(self, embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         """
-        CLIP's logits: the cosine similarities of L2-normalised embeddings divided by the temperature.
-
-        Args:
-            embeds: `[n, projection_dim]` CXR, ECG or text embeddings from `get_*_features`.
-            text_embeds: `[m, projection_dim]` embeddings to compare them with (texts, in `forward`).
-
-        Returns:
-            `[n, m]` logits; a softmax over a row gives zero-shot class probabilities.
+        CLIP's `[n, m]` logits of `[n, projection_dim]` and `[m, projection_dim]` L2-normalised embeddings: their
+        cosine similarities divided by the temperature (a softmax over a row gives zero-shot class probabilities).
         """
         return embeds @ text_embeds.T / self.temperature
 
@@ -544,23 +517,12 @@ class MedBindModel(MedBindPreTrainedModel):
         logits).
 
         Args:
-            ecg_values: `[n_ecg, leads, samples]` ECGs from the processor.
-            pixel_values: `[n_cxr, 3, H, W]` radiographs from the processor.
-            input_ids, attention_mask, token_type_ids: `[n_text, L]` tokenised texts (reports or prompts).
             return_loss: also return CLIP's loss (see [`MedBindOutput`]). The texts are then the reports of the
                 samples: one per visit (`n_text = n_cxr = n_ecg`, or the one modality given), or the CXRs' reports
-                followed by the ECGs' (`n_text = n_cxr + n_ecg`).
+                followed by the ECGs' (`n_text = n_cxr + n_ecg`); ValueError otherwise, or without CXR or ECG inputs.
             output_attentions, output_hidden_states: the towers' attention weights / per-layer states in
                 `*_model_output`; default: the config's.
-            return_dict: `False` for a plain tuple (nested tower outputs as tuples); default: the config's.
             **kwargs: passed to the BERT and ECG towers (attention-interface options).
-
-        Returns:
-            [`MedBindOutput`].
-
-        Raises:
-            ValueError: for a loss request without CXR or ECG inputs, or whose texts are not one report per sample,
-                or a CXR input to ECG-CLIP.
         """
         training_inputs = sorted(TRAINING_INPUTS & kwargs.keys())
         if training_inputs:
@@ -649,10 +611,6 @@ class MedBindModel(MedBindPreTrainedModel):
                 architecture overrides (see `MedBindConfig.with_cxr_backbone`).
             text: a Hub id or local directory of a BERT model, or None to keep a random text tower.
             cxr: a timm model name with pretrained weights (Hub or cache), or None to keep a random CXR tower.
-            **config_overrides: fields of the `"paper"` preset, when `config` is None.
-
-        Returns:
-            The model.
 
         Raises:
             FileNotFoundError: when a backbone cannot be loaded; the message names the identifier and `HF_HUB_OFFLINE`.
@@ -660,12 +618,7 @@ class MedBindModel(MedBindPreTrainedModel):
         config = MedBindConfig.from_preset("paper", **config_overrides) if config is None else copy.deepcopy(config)
         text_model = None
         if text is not None:
-            text_model = load_pretrained(
-                text,
-                lambda: BertModel.from_pretrained(text, add_pooling_layer=False, local_files_only=hub_offline()),
-                "the text backbone",
-                _INSTEAD,
-            )
+            text_model = load_bert(text, "the text backbone", _INSTEAD)
             config.text_config = text_model.config
         cxr_model = None
         if cxr is not None and config.has_cxr:

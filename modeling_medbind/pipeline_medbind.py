@@ -35,18 +35,9 @@ CandidateLabels = Sequence[str] | Mapping[str, str | Sequence[str]]
 
 def prompts_by_label(candidate_labels: CandidateLabels, hypothesis_template: str) -> dict[str, list[str]]:
     """
-    The text prompts of each candidate label.
-
-    Args:
-        candidate_labels: label names, each turned into one prompt by `hypothesis_template`; or a mapping from each
-            label to its own prompt or prompts (the template is then not used).
-        hypothesis_template: a format string with one `{}`, e.g. `"This ECG shows {}."`.
-
-    Returns:
-        `{label: [prompt, ...]}` in the order given.
-
-    Raises:
-        ValueError: no labels, a repeated label, a label without prompts, or a template without `{}`.
+    `{label: [prompt, ...]}` in the order given: each label name put into `hypothesis_template` (one `{}`, e.g.
+    `"This ECG shows {}."`), or a mapping's own prompt or prompts per label (the template is then not used).
+    ValueError for no labels, a repeated label, a label without prompts, or a template without `{}`.
     """
     if isinstance(candidate_labels, str) or not candidate_labels:
         raise ValueError(f"candidate_labels must be a non-empty list of labels or a mapping, got {candidate_labels!r}")
@@ -78,7 +69,7 @@ def label_probabilities(logits: torch.Tensor, prompts_per_label: Sequence[int]) 
         prompts_per_label: how many consecutive prompt columns each label has (sums to `n_prompts`).
 
     Returns:
-        `[n, n_labels]` probabilities (rows sum to 1).
+        `[n, n_labels]` probabilities.
     """
     means = [columns.mean(dim=-1) for columns in logits.split(list(prompts_per_label), dim=-1)]
     return torch.stack(means, dim=-1).softmax(dim=-1)
@@ -88,20 +79,8 @@ def process_one(
     processor, modality: str, item: Any, sampling_rate: float | None = None, lead_names: Sequence[str] | None = None
 ) -> BatchFeature:
     """
-    One input of a modality -> the processor's tensors for it, batch size 1.
-
-    Args:
-        processor: a [`MedBindProcessor`].
-        modality: `"cxr"`, `"ecg"` or `"text"`.
-        item: one radiograph (path, image, array), ECG (record path, `wfdb.Record`, array) or text.
-        sampling_rate, lead_names: of an ECG array.
-
-    Returns:
-        `pixel_values`, `ecg_values`, or `input_ids` and `attention_mask`, as torch tensors.
-
-    Raises:
-        FileNotFoundError, ValueError: from the processor, naming the file or record; ImportError: a DICOM file
-            without pydicom.
+    One radiograph, ECG or text (`modality`) -> a [`MedBindProcessor`]'s torch tensors for it, batch size 1
+    (`sampling_rate`, `lead_names`: of an ECG array). The processor's errors name the file or record.
     """
     # In a list, an array is one input: a 3-D ECG array would otherwise be read as a batch.
     return processor(
@@ -127,12 +106,7 @@ class MedBindPipeline(Pipeline):
     _load_video_processor = False
 
     def resolve_modality(self, modality: str | None) -> str:
-        """
-        The modality of this call: `modality` when given, else the one the task names.
-
-        Raises:
-            ValueError: neither is known, or an unknown modality.
-        """
+        """The modality of this call: `modality` when given, else the one the task names."""
         modality = modality or TASK_MODALITIES.get(self.task)
         if modality not in MODALITY_INPUTS:
             raise ValueError(f"{type(self).__name__} needs modality= in {sorted(MODALITY_INPUTS)}, got {modality!r}")
@@ -180,9 +154,6 @@ class MedBindZeroShotClassificationPipeline(MedBindPipeline):
 
         Returns:
             Per input, `[{"label": ..., "score": ...}, ...]` sorted by decreasing score (scores sum to 1).
-
-        Raises:
-            FileNotFoundError, ValueError: an unreadable input (the message names it), or bad labels.
         """
         return super().__call__(inputs, candidate_labels=candidate_labels, **kwargs)
 
@@ -264,12 +235,6 @@ class MedBindFeatureExtractionPipeline(MedBindPipeline):
             sampling_rate (`float`): Hz of ECG arrays.
             lead_names (`list[str]`): lead names of the rows of ECG arrays.
             return_tensors (`bool`): return a tensor `[projection_dim]` per input instead of a list of floats.
-
-        Returns:
-            Per input, its embedding.
-
-        Raises:
-            FileNotFoundError, ValueError: an unreadable input (the message names it), or no modality.
         """
         return super().__call__(inputs, modality=modality, **kwargs)
 

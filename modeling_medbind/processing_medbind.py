@@ -63,18 +63,8 @@ class MedBindProcessor(ProcessorMixin):
           `pretrained_cfg` mean / std), or MedCLIP's; centre-cropped to `cxr_config.image_size`.
         - ECGs: `ecg_config.lead_names` in that order, `ecg_config.num_samples` at `ecg_config.sampling_rate` Hz.
 
-        Args:
-            config: the model's config.
-            tokenizer: the text tower's tokenizer.
-            image_processor_kwargs: other [`MedBindImageProcessor`] settings.
-            feature_extractor_kwargs: other [`MedBindECGFeatureExtractor`] settings (`normalization`, ...).
-            **kwargs: `max_words`, `max_length`.
-
-        Returns:
-            The processor.
-
-        Raises:
-            ValueError: timm knows no pretrained config for `cxr_config.model_name`.
+        `image_processor_kwargs` and `feature_extractor_kwargs` set their other settings; `**kwargs` are
+        `max_words`, `max_length`.
         """
         ecg = config.ecg_config
         image_processor = MedBindImageProcessor.from_cxr_config(config.cxr_config, **(image_processor_kwargs or {}))
@@ -96,24 +86,13 @@ class MedBindProcessor(ProcessorMixin):
         return_tensors: str | TensorType | None = None,
         **tokenizer_kwargs,
     ) -> BatchFeature:
-        """Prepare whichever of the three modalities are given.
-
-        Args:
-            images: chest X-rays (see [`MedBindImageProcessor`]).
-            ecgs: ECG records or arrays (see [`MedBindECGFeatureExtractor`]).
-            text: one report or a list of `B` reports.
-            sampling_rate: rate in Hz of ECG arrays.
-            lead_names: lead names of ECG arrays' rows.
-            return_tensors: `"pt"`, `"np"` or `None`.
-            **tokenizer_kwargs: override the tokenizer call (`padding`, `max_length`, ...).
+        """Prepare whichever of the three modalities are given (`sampling_rate`, `lead_names`: of ECG arrays;
+        `**tokenizer_kwargs` override the tokenizer call).
 
         Returns:
             `BatchFeature` with `pixel_values [B, 3, crop, crop]` for images, `ecg_values [B, leads, samples]` for
             ECGs, and `input_ids`, `attention_mask` `[B, L]` for text: what `MedBindModel.forward` takes, as in
             `model(**processor(images=..., ecgs=..., text=..., return_tensors="pt"))`.
-
-        Raises:
-            ValueError: no input given, or an input rejected by its part (empty report, unreadable ECG...).
         """
         if images is None and ecgs is None and text is None:
             raise ValueError("MedBindProcessor needs at least one of images=, ecgs= or text=")
