@@ -140,17 +140,12 @@ class BenchmarkArguments:
 @dataclass
 class Measurement:
     """
-    One timed workload.
+    One timed workload (a key of `WORKLOADS`).
 
     Args:
-        preset: MedBind preset name.
-        workload: a key of `WORKLOADS` (`"train_step"`, `"cxr"`, `"text"`, `"ecg"`).
         ecg_patch_size: patch size of the ECG tower, None for a workload that does not run it.
         ecg_tokens: tokens the ECG tower attends over (class token included), None likewise.
-        parameters: parameters the workload runs through.
         flops: floating-point operations of one call, counted by `FlopCounterMode`.
-        times_s: wall-clock seconds of each timed call.
-        median_s: their median.
         peak_memory_bytes: accelerator memory high-water mark of the timed calls, or the process's peak RSS on CPU.
         mfu: achieved FLOP/s over the stated peak (a fraction), None without `--peak_tflops`.
     """
@@ -174,19 +169,9 @@ class Measurement:
 
 def random_batch(config: MedBindConfig, batch_size: int, text_length: int, device: torch.device) -> dict:
     """
-    A training batch of random inputs with the shapes the processor produces.
-
-    Args:
-        config: the model's config (image size, ECG shape, vocabulary).
-        batch_size: rows of each modality; row i of the CXRs is paired with row i of the ECGs, so EMCL runs.
-        text_length: tokens per report, all attended.
-        device: where the tensors live.
-
-    Returns:
-        A training batch for `medbind_training.losses.batch_loss` (the CXRs' reports then the ECGs', `pair_index`).
-
-    Raises:
-        ValueError: when `text_length` exceeds the text tower's `max_position_embeddings`.
+    A training batch for `medbind_training.losses.batch_loss` of random inputs with the shapes the processor
+    produces: `batch_size` rows of each modality, row i of the CXRs paired with row i of the ECGs (so EMCL runs),
+    the CXRs' reports then the ECGs', `text_length` tokens each, all attended.
     """
     text_config, ecg_config, cxr_config = config.text_config, config.ecg_config, config.cxr_config
     if text_length > text_config.max_position_embeddings:
@@ -231,14 +216,9 @@ def workload_step(
     A callable running one call of a workload: forward (under `autocast(args)`), backward, and for the training step
     `optimizer.step()`. Gradients are dropped first so that every call costs the same.
 
-    Args:
-        model: the model.
-        batch: a `random_batch`.
-        workload: `"train_step"` for the MedBind loss of the whole batch (by gradient caching with
-            `--contrastive_chunk_size`), or a tower (`"cxr"`, `"text"`, `"ecg"`) for the sum of its embeddings, which
-            sends a gradient through the tower alone.
-        args: precision, compilation, chunking.
-        optimizer: the training step's optimizer (None for a tower).
+    `workload` is `"train_step"` for the MedBind loss of the whole batch (by gradient caching with
+    `--contrastive_chunk_size`), or a tower (`"cxr"`, `"text"`, `"ecg"`) for the sum of its embeddings, which sends
+    a gradient through the tower alone (then `optimizer` is None).
     """
     context = autocast(args)
     if workload == "train_step" and args.contrastive_chunk_size:
@@ -296,10 +276,8 @@ def time_calls(
     function: Callable[[], None], warmup: int, repeats: int, device: torch.device, progress: tqdm
 ) -> list[float]:
     """
-    Call `function` `warmup` times untimed, then `repeats` times timed, advancing `progress` once per call.
-
-    Returns:
-        the wall-clock seconds of each timed call.
+    Call `function` `warmup` times untimed, then `repeats` times timed (their wall-clock seconds are returned),
+    advancing `progress` once per call.
     """
     for _ in range(warmup):
         function()
@@ -337,13 +315,7 @@ def run_benchmark(args: BenchmarkArguments) -> list[Measurement]:
 
     The CXR and text towers do not depend on the ECG patch size, so they are timed once per preset (on the first
     patch size's model). torch's CPU thread count (and, on CUDA, the TF32 switch) are set for the run and restored
-    afterwards.
-
-    Returns:
-        the measurements, per preset in `WORKLOADS` order, per workload in `args.ecg_patch_sizes` order.
-
-    Raises:
-        ValueError: for a patch size that does not divide the ECG length, or a text length the preset cannot embed.
+    afterwards. The measurements come per preset in `WORKLOADS` order, per workload in `args.ecg_patch_sizes` order.
     """
     device = torch.device(args.device)
     calls_per_workload = args.warmup + args.repeats + 1  # + 1: the FLOP count
@@ -435,12 +407,7 @@ def settings_caption(args: BenchmarkArguments) -> str:
 
 
 def markdown_table(measurements: list[Measurement], args: BenchmarkArguments) -> str:
-    """
-    The measurements as a markdown table under a caption stating the settings.
-
-    Returns:
-        the caption, a blank line and the table, one row per measurement.
-    """
+    """The measurements as a markdown table, one row per measurement, under a caption stating the settings."""
     memory_name = "peak GiB" if args.device != "cpu" else "peak RSS GiB"
     lines = [
         settings_caption(args),
@@ -480,9 +447,6 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
     """
     Parse `argv` (default: the command line) into `BenchmarkArguments`, run the benchmark, print the markdown table
     and write the JSON report when `--json` is given.
-
-    Returns:
-        the measurements.
     """
     (args,) = HfArgumentParser(BenchmarkArguments).parse_args_into_dataclasses(args=argv)
     measurements = run_benchmark(args)

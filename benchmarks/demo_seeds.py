@@ -182,13 +182,8 @@ def check_claims(
     runs: Mapping[str, Mapping[int, Mapping[str, float]]], chance: Mapping[str, float], margin: float = 0.0
 ) -> list[dict]:
     """
-    Each claim of `demo_claims(margin)` on every seed that has all the variants it compares.
-
-    Args:
-        runs: `{variant: {seed: headline numbers}}`.
-        chance: chance level of each headline number.
-    Returns:
-        `[{"claim", "held_in", "seeds", "held_in_every_seed"}]`, for the claims whose variants were run.
+    Each claim of `demo_claims(margin)` whose variants were run on every seed that has them all, as
+    `{"claim", "held_in", "seeds", "held_in_every_seed"}`; `runs` is `{variant: {seed: headline numbers}}`.
     """
     checked = []
     for claim in demo_claims(margin):

@@ -105,13 +105,9 @@ def radiograph_for_display(path: Path) -> np.ndarray:
 
 class MedBindDemo:
     """
-    The demo around one saved MedBind model.
-
-    Args:
-        model_dir: a saved MedBind folder.
-        prompts_dir: a folder of prompt files (`training/medbind_training/prompts`), offered as prompt sets.
-        index_dir: a folder of `medbind index` whose nearest items are listed.
-        device: torch device of the model.
+    The demo around one saved MedBind model, offering the prompt files of `prompts_dir`
+    (`training/medbind_training/prompts`) as prompt sets and listing the nearest items of the `medbind index` folder
+    `index_dir`.
     """
 
     def __init__(
@@ -234,15 +230,9 @@ def ensure_model(model_dir: Path, pretrain_script: Path | None) -> None:
 
 def main(argv: Sequence[str] | None = None, prompts_dir: Path | None = None, pretrain_script: Path | None = None) -> int:
     """
-    `python app.py [--model DIR] [--index INDEX] [--host H] [--port P]`: serve the demo.
-
-    Args:
-        argv: the command line (default: `sys.argv[1:]`).
-        prompts_dir: the prompt sets offered (the repository's `training/medbind_training/prompts`).
-        pretrain_script: `training/pretrain.py`, run to make the demo model when it is missing.
-
-    Returns:
-        0 once the server stops; 2 for a model folder that cannot be used.
+    `python app.py [--model DIR] [--index INDEX] [--host H] [--port P]`: serve the demo (`pretrain_script`, run to
+    make the demo model when it is missing: `training/pretrain.py`). Returns 0 once the server stops; 2 for a model
+    folder that cannot be used.
     """
     parser = argparse.ArgumentParser(description="Serve the MedBind web demo (Gradio).")
     parser.add_argument("--model", type=Path, default=Path(DEMO_MODEL_DIR),

@@ -31,13 +31,9 @@ def plot_12_lead(signal: np.ndarray, sampling_rate: float, lead_names: Sequence[
         signal: `[leads, samples]` in millivolts, at least 10 s long (longer is cut).
         sampling_rate: Hz.
         lead_names: the rows' names; must include the twelve standard leads (case-insensitive).
-        title: drawn above the grid.
 
     Returns:
         A figure of `(250 + 2 * MARGIN_MM) x (4 * ROW_HEIGHT_MM + 2 * MARGIN_MM)` mm, 1 mm of paper = 1 mm.
-
-    Raises:
-        ValueError: a standard lead is missing, or under 10 s of signal.
     """
     duration_s = 4 * 2.5
     samples = int(round(duration_s * sampling_rate))

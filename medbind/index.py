@@ -87,16 +87,11 @@ def build_index(
     embedded, whole or not at all; an input given twice is embedded once.
 
     Args:
-        folder: the index folder (created).
         inputs: `{modality: [file path or text, ...]}`.
         embed: embeds one batch of one modality (e.g. the `medbind` CLI's `embed_inputs`).
         model: the model's name, kept in `index_config.json`; a folder built with another model is refused.
         batch_size: inputs per `embed` call and per batch file.
         kind: `"flat"` (exact), `"hnsw"` (approximate), or `"auto"`: flat below `EXACT_SEARCH_LIMIT` items.
-        progress: show a progress bar (items indexed out of the total).
-
-    Returns:
-        The built [`EmbeddingIndex`].
 
     Raises:
         ValueError: an unknown modality or kind, another model than the folder's, or embeddings of the wrong shape.
@@ -131,17 +126,8 @@ def build_index(
 
 
 def new_faiss_index(dimension: int, kind: str, count: int) -> faiss.Index:
-    """
-    An empty inner-product index of `kind` for `count` vectors of `dimension`.
-
-    Args:
-        dimension: the embedding size.
-        kind: `"flat"`, `"hnsw"`, or `"auto"` (flat below `EXACT_SEARCH_LIMIT` vectors).
-        count: how many vectors it will hold.
-
-    Returns:
-        `IndexFlatIP` (exact) or `IndexHNSWFlat` with `HNSW_NEIGHBOURS` and efSearch `HNSW_SEARCH_DEPTH`.
-    """
+    """An empty inner-product index for `count` vectors: `IndexFlatIP` (exact) for `kind="flat"`, `IndexHNSWFlat`
+    for `"hnsw"`, and for `"auto"` flat below `EXACT_SEARCH_LIMIT` vectors."""
     if kind == "auto":
         kind = "flat" if count < EXACT_SEARCH_LIMIT else "hnsw"
     if kind == "flat":
@@ -209,18 +195,9 @@ class EmbeddingIndex:
 
     def search(self, queries: np.ndarray, top_k: int = 5, modality: str | None = None) -> list[list[SearchHit]]:
         """
-        The `top_k` items most similar to each query (cosine; exact with a flat index).
-
-        Args:
-            queries: `[q, d]` L2-normalised embeddings (of any modality: the space is shared).
-            top_k: results per query (fewer if the index, or its `modality` part, holds fewer).
-            modality: only items of this modality (`"cxr"`, `"ecg"` or `"text"`).
-
-        Returns:
-            Per query, its hits, most similar first.
-
-        Raises:
-            ValueError: queries of another dimension than the index's.
+        Per query of `queries [q, d]` (L2-normalised, of any modality: the space is shared), the `top_k` most
+        similar items (cosine; exact with a flat index), of `modality` only when given, most similar first (fewer
+        when the index holds fewer).
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.index.d:

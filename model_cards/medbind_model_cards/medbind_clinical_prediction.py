@@ -35,7 +35,6 @@ def render_model_card(
     The model card (README.md) of a prompt-tuned model, from `medbind_clinical_prediction.md`.
 
     Args:
-        model: the trained model (its config names the base BERT and the embedding models).
         results: `outcome_metrics` on the test split.
         task, mode: as the command line.
         repo_id: the Hub id (or folder) shown in the usage snippet.

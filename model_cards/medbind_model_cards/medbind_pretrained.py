@@ -123,12 +123,6 @@ def read_results(results: Mapping[str, Any]) -> list[Result]:
     The measured numbers of a results.json, by family (`FAMILIES`) then key; chance levels and intervals are
     attached to the number they qualify. Strings (`model`, `split`), RSUM and other models' numbers (the encoder
     zoo's `zoo/...`) are left out.
-
-    Args:
-        results: results.json's content.
-
-    Returns:
-        The numbers.
     """
     numbers = {key: value for key, value in results.items() if type(value) in (int, float)}  # not bool, not str
     found = []
@@ -166,7 +160,6 @@ def render_model_card(
     The model card (README.md) of a pretrained MedBind folder.
 
     Args:
-        config: the trained model's config.
         results: results.json's content (flat keys in percent; strings such as `model` and `split` are ignored).
         training_settings: what the training table lists (epochs, batch size, learning rate, ...).
         repo_id: the Hub id (or folder) shown in the loading snippets.
@@ -174,10 +167,6 @@ def render_model_card(
         synthetic: trained on the synthetic demo set: a prominent warning, a `synthetic` tag and the Apache-2.0
             licence; otherwise the weights are derived from MIMIC and carry PhysioNet's credentialed licence.
         max_words: the processor's report word limit.
-        evaluation_split: the split results.json was measured on.
-
-    Returns:
-        The card; `card.save(folder / "README.md")` writes it.
     """
     measured = read_results(results)
     model_name = repo_id.rstrip("/").split("/")[-1]
@@ -239,14 +228,8 @@ def render_model_card(
 def rerender_model_card(model_dir: str | Path, results: Mapping[str, Any]) -> ModelCard:
     """
     The card of a saved MedBind folder rendered again with `results`, keeping the training settings and data
-    description that `render_model_card` stored in the folder's card.
-
-    Args:
-        model_dir: the folder (config.json, processor_config.json, README.md).
-        results: results.json's content; its `split` names the evaluation split (default `test`).
-
-    Returns:
-        The new card (not saved).
+    description that `render_model_card` stored in the folder's card (not saved). The `split` of `results` names
+    the evaluation split (default `test`).
 
     Raises:
         FileNotFoundError: the folder has no config.json or README.md.
@@ -264,13 +247,7 @@ def rerender_model_card(model_dir: str | Path, results: Mapping[str, Any]) -> Mo
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """
-    A results.json file.
-
-    Raises:
-        FileNotFoundError: it does not exist.
-        ValueError: it is not a JSON object (the message names the file).
-    """
+    """A results.json file; ValueError naming it when it is not a JSON object."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"results file not found: {path}")
