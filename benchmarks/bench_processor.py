@@ -62,10 +62,8 @@ def write_ecg_record(directory: Path, sampling_rate: int = 500, seconds: int = 1
 
 
 def write_radiograph(directory: Path, bits: int, height: int = 2500, width: int = 3000) -> Path:
-    """
-    A smooth image with noise (random noise alone would make decoding unrealistically slow), full radiograph size:
-    a 16-bit grey PNG (a DICOM export) for `bits=16`, else an 8-bit grey JPEG (MIMIC-CXR-JPG).
-    """
+    """A smooth image with noise (random noise alone would make decoding unrealistically slow), full
+    radiograph size: a 16-bit grey PNG (a DICOM export) for `bits=16`, else an 8-bit grey JPEG (MIMIC-CXR-JPG)."""
     rows, columns = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
     smooth = 0.3 + 0.45 * np.sin(3 * rows) * np.cos(2 * columns) ** 2
     noise = np.random.default_rng(0).normal(0, 0.005, (height, width))
@@ -80,10 +78,8 @@ def write_radiograph(directory: Path, bits: int, height: int = 2500, width: int 
 
 
 def build_cxr_dataset(sources: dict[str, Path], directory: Path, shortest_edge: int) -> datasets.Dataset:
-    """
-    The radiographs stored as the CXR builders store them (`image`, with their key of `sources` as `source`), saved
-    to disk and loaded back (memory-mapped).
-    """
+    """The radiographs stored as the CXR builders store them (`image`, with their key of `sources` as
+    `source`), saved to disk and loaded back (memory-mapped)."""
     features = datasets.Features({"image": datasets.Image(), "source": datasets.Value("string")})
     rows = {
         "image": [stored_radiograph(path, shortest_edge) for path in sources.values()],
@@ -164,10 +160,8 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, float], list[tuple[str,
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    """
-    Parse `argv` (default: the command line), run the measurements, print a table and optionally write JSON;
-    returns the rates by key (items per second on one core), and the settings they were measured with.
-    """
+    """Parse `argv` (default: the command line), run the measurements, print a table and optionally write JSON;
+    returns the rates by key (items per second on one core), and the settings they were measured with."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200, help="ECG records to time")
     parser.add_argument("--images", type=int, default=10, help="full-size radiographs to time")

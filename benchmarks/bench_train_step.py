@@ -60,11 +60,6 @@ TOWER_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
 ACCELERATOR_BATCH_SIZE, CPU_BATCH_SIZE = 128, 8  # the paper's batch; a CPU-sized one
 
 
-def default_threads() -> int:
-    """The number of CPU cores this process may run on (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 @dataclass
 class BenchmarkArguments:
     """What to time and how; parsed from the command line by `HfArgumentParser`."""
@@ -124,17 +119,16 @@ class BenchmarkArguments:
             raise ValueError(f"--device {self.device}: no {device_type} accelerator is available on this machine")
         if self.batch_size is None:
             self.batch_size = CPU_BATCH_SIZE if device_type == "cpu" else ACCELERATOR_BATCH_SIZE
-        for name in ("batch_size", "text_length", "repeats"):
-            if getattr(self, name) < 1:
+        for name in ("batch_size", "text_length", "repeats", "contrastive_chunk_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be 0 or more, got {self.warmup}")
-        if self.contrastive_chunk_size is not None and self.contrastive_chunk_size < 1:
-            raise ValueError(f"--contrastive_chunk_size must be at least 1, got {self.contrastive_chunk_size}")
         if self.peak_tflops is not None and self.peak_tflops <= 0:
             raise ValueError(f"--peak_tflops must be positive, got {self.peak_tflops}")
         if self.threads is None:
-            self.threads = default_threads()
+            # The cores this process may run on: its affinity mask where the OS has one.
+            self.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
@@ -168,11 +162,9 @@ class Measurement:
 
 
 def random_batch(config: MedBindConfig, batch_size: int, text_length: int, device: torch.device) -> dict:
-    """
-    A training batch for `medbind_training.losses.batch_loss` of random inputs with the shapes the processor
-    produces: `batch_size` rows of each modality, row i of the CXRs paired with row i of the ECGs (so EMCL runs),
-    the CXRs' reports then the ECGs', `text_length` tokens each, all attended.
-    """
+    """A training batch for `medbind_training.losses.batch_loss` of random inputs with the shapes the processor
+    produces: `batch_size` rows of each modality, row i of the CXRs paired with row i of the ECGs (so EMCL runs), the
+    CXRs' reports then the ECGs', `text_length` tokens each, all attended."""
     text_config, ecg_config, cxr_config = config.text_config, config.ecg_config, config.cxr_config
     if text_length > text_config.max_position_embeddings:
         raise ValueError(
@@ -259,13 +251,6 @@ def workload_parameters(model: MedBindModel, workload: str) -> int:
     return sum(parameter.numel() for module in modules for parameter in module.parameters())
 
 
-def count_flops(step: Callable[[], None]) -> int:
-    """FLOPs of one call of `step` (forward and backward), counted by `FlopCounterMode`; the call is not timed."""
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
-
-
 def synchronize(device: torch.device) -> None:
     """Wait for queued accelerator work, so that a clock read after it counts that work (a no-op on CPU)."""
     if device.type != "cpu":
@@ -275,10 +260,8 @@ def synchronize(device: torch.device) -> None:
 def time_calls(
     function: Callable[[], None], warmup: int, repeats: int, device: torch.device, progress: tqdm
 ) -> list[float]:
-    """
-    Call `function` `warmup` times untimed, then `repeats` times timed (their wall-clock seconds are returned),
-    advancing `progress` once per call.
-    """
+    """Call `function` `warmup` times untimed, then `repeats` times timed (their wall-clock seconds are
+    returned), advancing `progress` once per call."""
     for _ in range(warmup):
         function()
         progress.update()
@@ -291,12 +274,6 @@ def time_calls(
         times.append(time.perf_counter() - start)
         progress.update()
     return times
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a new accelerator memory high-water mark (the CPU's peak RSS cannot be reset)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_memory(device: torch.device) -> int | None:
@@ -343,11 +320,16 @@ def run_benchmark(args: BenchmarkArguments) -> list[Measurement]:
                         continue
                     progress.set_description(f"{preset}, ECG patch {patch_size}: {workload}")
                     optimizer_if_step = optimizer if workload == "train_step" else None
-                    eager = workload_step(model, batch, workload, _eager(args), optimizer_if_step)
-                    flops = count_flops(eager)
+                    # FLOPs of one untimed call (forward and backward), counted on the eager model: the same arithmetic.
+                    eager_args = BenchmarkArguments(**{**asdict(args), "compile": False})
+                    eager = workload_step(model, batch, workload, eager_args, optimizer_if_step)
+                    with FlopCounterMode(display=False) as counter:
+                        eager()
+                    flops = counter.get_total_flops()
                     progress.update()
                     step = workload_step(model, batch, workload, args, optimizer_if_step) if args.compile else eager
-                    reset_peak_memory(device)
+                    if device.type == "cuda":  # a new high-water mark (the CPU's peak RSS cannot be reset)
+                        torch.cuda.reset_peak_memory_stats(device)
                     times = time_calls(step, args.warmup, args.repeats, device, progress)
                     median = statistics.median(times)
                     runs_ecg = workload in ("train_step", "ecg")
@@ -372,11 +354,6 @@ def run_benchmark(args: BenchmarkArguments) -> list[Measurement]:
     # A stable sort keeps the patch sizes in the order given within each workload.
     order = list(WORKLOADS)
     return sorted(measurements, key=lambda row: (args.presets.index(row.preset), order.index(row.workload)))
-
-
-def _eager(args: BenchmarkArguments) -> BenchmarkArguments:
-    """`args` without compilation: FLOPs are counted on the eager model (the same arithmetic)."""
-    return BenchmarkArguments(**{**asdict(args), "compile": False})
 
 
 def device_name(device: torch.device) -> str:
@@ -444,10 +421,8 @@ def write_json(measurements: list[Measurement], args: BenchmarkArguments, path: 
 
 
 def main(argv: list[str] | None = None) -> list[Measurement]:
-    """
-    Parse `argv` (default: the command line) into `BenchmarkArguments`, run the benchmark, print the markdown table
-    and write the JSON report when `--json` is given.
-    """
+    """Parse `argv` (default: the command line) into `BenchmarkArguments`, run the benchmark, print the markdown
+    table and write the JSON report when `--json` is given."""
     (args,) = HfArgumentParser(BenchmarkArguments).parse_args_into_dataclasses(args=argv)
     measurements = run_benchmark(args)
     print(markdown_table(measurements, args))

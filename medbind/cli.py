@@ -57,10 +57,8 @@ class BadInput(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """
-    Run one `medbind` command: `EXIT_OK`, or `EXIT_BAD_INPUT` after reporting each problem on stderr (argparse exits
-    with the same status for a bad command line).
-    """
+    """Run one `medbind` command: `EXIT_OK`, or `EXIT_BAD_INPUT` after reporting each problem on stderr (argparse
+    exits with the same status for a bad command line)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -240,10 +238,8 @@ def unreadable(processor: MedBindProcessor, modality: str, inputs: Sequence[str]
 def embed_inputs(
     model: MedBindModel, processor: MedBindProcessor, modality: str, inputs: Sequence[str], batch_size: int
 ) -> torch.Tensor:
-    """
-    `[len(inputs), projection_dim]` float32 L2-normalised embeddings, on the CPU, of inputs of one modality
-    (`pipeline_outputs` of the feature-extraction pipeline).
-    """
+    """`[len(inputs), projection_dim]` float32 L2-normalised embeddings, on the CPU, of inputs of one
+    modality (`pipeline_outputs` of the feature-extraction pipeline)."""
     embeds = pipeline_outputs(
         "medbind-feature-extraction", model, processor, modality, inputs, batch_size, return_tensors=True
     )

@@ -81,10 +81,8 @@ def build_index(
     progress: bool = True,
 ) -> EmbeddingIndex:
     """
-    Embed `inputs` into the index at `folder` in batches, then (re)build its vector index.
-
-    Resumable: inputs that a batch of an earlier run holds are skipped; every batch is written as soon as it is
-    embedded, whole or not at all; an input given twice is embedded once.
+    Embed `inputs` into the index at `folder` in batches, then (re)build its vector index. Inputs that a batch of an
+    earlier run holds are skipped (see the module docstring); an input given twice is embedded once.
 
     Args:
         inputs: `{modality: [file path or text, ...]}`.
@@ -194,11 +192,8 @@ class EmbeddingIndex:
         return cls(index, items, config)
 
     def search(self, queries: np.ndarray, top_k: int = 5, modality: str | None = None) -> list[list[SearchHit]]:
-        """
-        Per query of `queries [q, d]` (L2-normalised, of any modality: the space is shared), the `top_k` most
-        similar items (cosine; exact with a flat index), of `modality` only when given, most similar first (fewer
-        when the index holds fewer).
-        """
+        """Per query of `queries [q, d]` (L2-normalised, of any modality: the space is shared), the `top_k` most
+        similar items, of `modality` only when given (cosine, most similar first; exact with a flat index)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.index.d:
             raise ValueError(f"queries must be [n, {self.index.d}] (the index's dimension), got {queries.shape}")

@@ -194,8 +194,7 @@ def read_muse_ecg(path: Path) -> ECGRecording:
     lengths = {len(values) for values in leads.values()}
     if len(lengths) > 1:
         raise ValueError(f"{source}: its leads have different lengths ({sorted(lengths)} samples)")
-    derived = {name: values for name, values in derive_limb_leads(leads["I"], leads["II"]).items() if name not in leads}
-    leads.update(derived)
+    leads |= {name: values for name, values in derive_limb_leads(leads["I"], leads["II"]).items() if name not in leads}
     return ECGRecording(np.stack(list(leads.values())), rate, list(leads), source)
 
 

@@ -53,9 +53,6 @@ class MedBindECGFeatureExtractor(FeatureExtractionMixin):
     Args:
         sampling_rate (`int`): output rate in Hz (100 in the paper).
         num_samples (`int`): output samples per lead (1000: 10 s at 100 Hz).
-        lead_names (`list[str]`): the output leads, in order (default `CANONICAL_LEAD_NAMES`).
-        normalization (`str`): `"per_lead_zscore"` or `"none"`.
-        normalization_epsilon (`float`): added to each lead's standard deviation.
         max_nan_fraction (`float`): largest share of missing samples in a lead's window that is interpolated.
         min_duration_s (`float`): shorter records are an error (too little signal to embed).
     """
@@ -213,12 +210,7 @@ def _load(item, position: str, sampling_rate, lead_names, output_lead_names: Seq
 
 def read_wfdb_record(path: str | os.PathLike) -> wfdb.Record:
     """Read a WFDB record (physical units: `p_signal [samples, signals]`) from its path, e.g. `ecg/s0010_re` or
-    `ecg/s0010_re.hea`.
-
-    Raises:
-        FileNotFoundError: the header or a signal file it names is missing.
-        ValueError: the header or signal file cannot be parsed (the message names the header file).
-    """
+    `ecg/s0010_re.hea`; errors name the header file."""
     path = Path(path)
     record_path = path.with_suffix("") if path.suffix.lower() in WFDB_SUFFIXES else path
     header = record_path.parent / f"{record_path.name}.hea"

@@ -13,10 +13,8 @@ _TRUE_STRINGS = {"1", "ON", "YES", "TRUE"}
 
 
 def hub_offline() -> bool:
-    """
-    Whether `HF_HUB_OFFLINE` is set now. huggingface_hub reads it once, at import; reading it at each call lets a
-    running process (a notebook, a test) switch it.
-    """
+    """Whether `HF_HUB_OFFLINE` is set now. huggingface_hub reads it once, at import; reading it at each call
+    lets a running process (a notebook, a test) switch it."""
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE_STRINGS
 
 

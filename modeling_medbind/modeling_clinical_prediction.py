@@ -234,11 +234,9 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
     ) -> SequenceClassifierOutput:
-        """
-        Classify visits from their text and modality embeddings (inputs as `build_inputs_embeds`): `logits
-        [B, num_labels]`, and with `labels [B]` their cross-entropy as `loss`. Attentions and hidden states are the
-        BERT's over the packed sequence.
-        """
+        """Classify visits from their text and modality embeddings (inputs as `build_inputs_embeds`): `logits [B,
+        num_labels]`, and with `labels [B]` their cross-entropy as `loss`. Attentions and hidden states are the BERT's
+        over the packed sequence."""
         inputs_embeds, attention_mask, token_type_ids = self.build_inputs_embeds(
             input_ids, attention_mask, token_type_ids, modality_embeds, modality_mask
         )
@@ -258,11 +256,9 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
     def save_pretrained(
         self, save_directory: str | os.PathLike, *args: Any, state_dict: dict | None = None, **kwargs: Any
     ) -> None:
-        """
-        Save the folder described in this module's docstring: config and code, the LoRA adapter in peft's format
+        """Save the folder described in this module's docstring: config and code, the LoRA adapter in peft's format
         under `text_adapter/`, and `model.safetensors` without the LoRA weights and without a named base BERT.
-        `state_dict` is the full one to save from (the Trainer passes the unwrapped one; default: this model's).
-        """
+        `state_dict` is the full one to save from (the Trainer passes the unwrapped one; default: this model's)."""
         state_dict = self.state_dict() if state_dict is None else state_dict
         # The adapter is written first: with push_to_hub=True the parent's save uploads the folder at its end.
         if kwargs.get("is_main_process", True):

@@ -19,6 +19,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.clip.modeling_clip import eager_attention_forward
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
@@ -132,31 +133,9 @@ class MedBindECGEmbeddings(nn.Module):
         return self.dropout(tokens + self.position_embedding.to(tokens.dtype))
 
 
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax(q k^T * scaling + mask) v in plain matmuls, returning the weights too (as CLIP's eager attention)."""
-    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if attention_mask is not None:
-        attn_weights = attn_weights + attention_mask
-    attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
-    return attn_output, attn_weights
-
-
 class MedBindECGAttention(nn.Module):
-    """
-    Multi-head self-attention, dispatched through transformers' attention interface by
-    `config._attn_implementation` ("eager", "sdpa", "flash_attention_2", ...), as the text tower is.
-    """
+    """Multi-head self-attention, dispatched through transformers' attention interface by
+    `config._attn_implementation` ("eager": CLIP's plain matmuls, "sdpa", ...), as the text tower is."""
 
     def __init__(self, config: MedBindECGConfig):
         super().__init__()
@@ -211,10 +190,8 @@ class MedBindECGLayer(GradientCheckpointingLayer):
 
 
 class MedBindECGEncoder(nn.Module):
-    """
-    The ECG tower: embeddings, transformer blocks, then the final norm of the class token (as CLIP's vision tower:
-    `last_hidden_state` is the blocks' output, `pooler_output` the normalised class token `[B, hidden]`).
-    """
+    """The ECG tower: embeddings, transformer blocks, then the final norm of the class token (as CLIP's
+    vision tower: `last_hidden_state` is the blocks' output, `pooler_output` the normalised class token)."""
 
     def __init__(self, config: MedBindECGConfig):
         super().__init__()
@@ -283,11 +260,9 @@ class MedBindCXREncoder(nn.Module):
 
     @torch.no_grad()
     def reset_non_persistent_buffers(self, module: nn.Module) -> None:
-        """
-        Recompute the non-persistent buffers of `module`, a submodule of the timm model (Swin's relative position
-        index, ...). `from_pretrained` builds the model on the meta device and restores only what the checkpoint
-        holds, so these would stay uninitialised memory otherwise.
-        """
+        """Recompute the non-persistent buffers of `module`, a submodule of the timm model (Swin's relative position
+        index, ...). `from_pretrained` builds the model on the meta device and restores only what the checkpoint holds,
+        so these would stay uninitialised memory otherwise."""
         if self._reference_buffers is None:
             with torch.device("cpu"):
                 self._reference_buffers = dict(self._create(pretrained=False).named_buffers())
@@ -359,7 +334,6 @@ class MedBindModel(MedBindPreTrainedModel):
     followed by a linear projection to `projection_dim` and L2 normalisation.
 
     Args:
-        config: the model's config.
         cxr_model, text_model: towers built already (by [`MedBindModel.from_backbones`], with pretrained weights)
             instead of new random ones; they must match `config.cxr_config` and `config.text_config`.
 
@@ -422,10 +396,8 @@ class MedBindModel(MedBindPreTrainedModel):
 
     @can_return_tuple
     def get_cxr_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
-        """
-        The CXR tower's output for `pixel_values [B, 3, image_size, image_size]`, its `pooler_output` the
-        `[B, projection_dim]` L2-normalised embeddings. ValueError for ECG-CLIP, which has no CXR tower.
-        """
+        """The CXR tower's output for `pixel_values [B, 3, image_size, image_size]`, its `pooler_output` the
+        `[B, projection_dim]` L2-normalised embeddings. ValueError for ECG-CLIP, which has no CXR tower."""
         if self.cxr_model is None:
             raise ValueError(f"this MedBind model (variant={self.config.variant!r}) has no CXR tower")
         output = self.cxr_model(pixel_values)
@@ -444,12 +416,10 @@ class MedBindModel(MedBindPreTrainedModel):
         output_hidden_states: bool | None = None,
         **kwargs: Any,
     ) -> BaseModelOutputWithPooling:
-        """
-        The ECG tower's output for `ecg_values [B, num_leads, num_samples]` (`[B, 12, 1000]`: 10 s at 100 Hz in the
+        """The ECG tower's output for `ecg_values [B, num_leads, num_samples]` (`[B, 12, 1000]`: 10 s at 100 Hz in the
         paper's models), its `pooler_output` the `[B, projection_dim]` L2-normalised embeddings. The output flags
         default to the config's (attention weights need eager attention). ValueError for another input shape, or for
-        CXR-CLIP, which has no ECG tower.
-        """
+        CXR-CLIP, which has no ECG tower."""
         if self.ecg_model is None:
             raise ValueError(f"this MedBind model (variant={self.config.variant!r}) has no ECG tower")
         output = self.ecg_model(
@@ -468,10 +438,8 @@ class MedBindModel(MedBindPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> BaseModelOutputWithPooling:
-        """
-        The BERT tower's output for `[B, L]` tokenised texts, its `pooler_output` the `[B, projection_dim]`
-        L2-normalised embeddings of the [CLS] token; `**kwargs` go to BERT (`output_attentions`, ...).
-        """
+        """The BERT tower's output for `[B, L]` tokenised texts, its `pooler_output` the `[B, projection_dim]`
+        L2-normalised embeddings of the [CLS] token; `**kwargs` go to BERT (`output_attentions`, ...)."""
         bert_output = self.text_model(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True, **kwargs
         )
@@ -484,19 +452,15 @@ class MedBindModel(MedBindPreTrainedModel):
         return self._embedding(output, self.text_projection, output.last_hidden_state[:, 0])
 
     def _flag(self, name: str, value: bool | list[int] | None, tower_config: Any) -> bool | list[int]:
-        """
-        An output flag: the argument (BERT also takes a list of layer indices for `output_hidden_states`), else the
-        tower's config, else the model's config.
-        """
+        """An output flag: the argument (BERT also takes a list of layer indices for `output_hidden_states`), else
+        the tower's config, else the model's config."""
         if value is not None:
             return value
         return bool(getattr(tower_config, name, False) or getattr(self.config, name, False))
 
     def similarity_logits(self, embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
-        """
-        CLIP's `[n, m]` logits of `[n, projection_dim]` and `[m, projection_dim]` L2-normalised embeddings: their
-        cosine similarities divided by the temperature (a softmax over a row gives zero-shot class probabilities).
-        """
+        """CLIP's `[n, m]` logits of `[n, projection_dim]` and `[m, projection_dim]` L2-normalised
+        embeddings: their cosine similarities over the temperature (a row's softmax: zero-shot class probabilities)."""
         return embeds @ text_embeds.T / self.temperature
 
     @can_return_tuple
@@ -531,17 +495,16 @@ class MedBindModel(MedBindPreTrainedModel):
                 "(medbind_training.losses.batch_loss takes a training batch with them)"
             )
         flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
-        outputs = {
-            "cxr": self.get_cxr_features(pixel_values, return_dict=True) if pixel_values is not None else None,
-            "ecg": self.get_ecg_features(ecg_values, return_dict=True, **flags, **kwargs)
-            if ecg_values is not None
-            else None,
-            "text": self.get_text_features(
-                input_ids, attention_mask, token_type_ids, return_dict=True, **self._text_flags(flags), **kwargs
-            )
-            if input_ids is not None
-            else None,
-        }
+        # BERT falls back to its own config; the model's config must win over it, as it does for the ECG tower.
+        text_flags = {name: self._flag(name, value, self.config.text_config) for name, value in flags.items()}
+        outputs = dict.fromkeys(("cxr", "ecg", "text"))
+        if pixel_values is not None:
+            outputs["cxr"] = self.get_cxr_features(pixel_values, return_dict=True)
+        if ecg_values is not None:
+            outputs["ecg"] = self.get_ecg_features(ecg_values, return_dict=True, **flags, **kwargs)
+        if input_ids is not None:
+            text = (input_ids, attention_mask, token_type_ids)
+            outputs["text"] = self.get_text_features(*text, return_dict=True, **text_flags, **kwargs)
         embeds = {modality: output.pooler_output if output is not None else None for modality, output in outputs.items()}
         logits = {}
         if embeds["text"] is not None:
@@ -563,10 +526,6 @@ class MedBindModel(MedBindPreTrainedModel):
             ecg_model_output=outputs["ecg"],
             text_model_output=outputs["text"],
         )
-
-    def _text_flags(self, flags: dict[str, bool | None]) -> dict[str, bool]:
-        # BERT falls back to its own config; the model's config must win over it, as it does for the ECG tower.
-        return {name: self._flag(name, value, self.config.text_config) for name, value in flags.items()}
 
     def _clip_loss(self, embeds: dict[str, torch.Tensor | None]) -> torch.Tensor:
         """CLIP's loss of each modality given against its own reports, summed (see `forward`'s `return_loss`)."""

@@ -34,11 +34,9 @@ CandidateLabels = Sequence[str] | Mapping[str, str | Sequence[str]]
 
 
 def prompts_by_label(candidate_labels: CandidateLabels, hypothesis_template: str) -> dict[str, list[str]]:
-    """
-    `{label: [prompt, ...]}` in the order given: each label name put into `hypothesis_template` (one `{}`, e.g.
-    `"This ECG shows {}."`), or a mapping's own prompt or prompts per label (the template is then not used).
-    ValueError for no labels, a repeated label, a label without prompts, or a template without `{}`.
-    """
+    """`{label: [prompt, ...]}` in the order given: each label name put into `hypothesis_template` (one `{}`, e.g.
+    `"This ECG shows {}."`), or a mapping's own prompt or prompts per label (the template is then not used). ValueError
+    for no labels, a repeated label, a label without prompts, or a template without `{}`."""
     if isinstance(candidate_labels, str) or not candidate_labels:
         raise ValueError(f"candidate_labels must be a non-empty list of labels or a mapping, got {candidate_labels!r}")
     if isinstance(candidate_labels, Mapping):
@@ -62,14 +60,8 @@ def label_probabilities(logits: torch.Tensor, prompts_per_label: Sequence[int]) 
     Zero-shot class probabilities: each label's mean logit over its prompts, then a softmax over the labels.
 
     The paper averages the similarities of a sample with a class's prompts (its COVID prompts); a mean of logits is
-    the same up to the temperature, which divides every similarity alike.
-
-    Args:
-        logits: `[n, n_prompts]` similarity logits, the prompts grouped by label in label order.
-        prompts_per_label: how many consecutive prompt columns each label has (sums to `n_prompts`).
-
-    Returns:
-        `[n, n_labels]` probabilities.
+    the same up to the temperature, which divides every similarity alike. `logits [n, n_prompts]` hold the prompts
+    grouped by label, `prompts_per_label` consecutive columns each; the result is `[n, n_labels]`.
     """
     means = [columns.mean(dim=-1) for columns in logits.split(list(prompts_per_label), dim=-1)]
     return torch.stack(means, dim=-1).softmax(dim=-1)
@@ -78,10 +70,8 @@ def label_probabilities(logits: torch.Tensor, prompts_per_label: Sequence[int]) 
 def process_one(
     processor, modality: str, item: Any, sampling_rate: float | None = None, lead_names: Sequence[str] | None = None
 ) -> BatchFeature:
-    """
-    One radiograph, ECG or text (`modality`) -> a [`MedBindProcessor`]'s torch tensors for it, batch size 1
-    (`sampling_rate`, `lead_names`: of an ECG array). The processor's errors name the file or record.
-    """
+    """One radiograph, ECG or text (`modality`) -> a [`MedBindProcessor`]'s torch tensors for it, batch size
+    1 (`sampling_rate`, `lead_names`: of an ECG array). The processor's errors name the file or record."""
     # In a list, an array is one input: a 3-D ECG array would otherwise be read as a batch.
     return processor(
         **{MODALITY_INPUTS[modality]: [item]}, sampling_rate=sampling_rate, lead_names=lead_names, return_tensors="pt"
@@ -94,10 +84,8 @@ def _given(**parameters: Any) -> dict[str, Any]:
 
 
 class MedBindPipeline(Pipeline):
-    """
-    What the MedBind pipelines share: they load the folder's [`MedBindProcessor`] and turn one input of a modality
-    into model inputs with it (a file path, WFDB record, image or array is one input; a list is several).
-    """
+    """What the MedBind pipelines share: they load the folder's [`MedBindProcessor`] and turn one input of a
+    modality into model inputs with it (a file path, WFDB record, image or array is one input; a list is several)."""
 
     _load_processor = True
     _load_tokenizer = False

@@ -24,11 +24,8 @@ class MedBindProcessor(ProcessorMixin):
     The processor of a model is built from its config with [`MedBindProcessor.from_config`] and saved beside it.
 
     Args:
-        image_processor ([`MedBindImageProcessor`]): chest X-rays -> `pixel_values`.
-        feature_extractor ([`MedBindECGFeatureExtractor`]): ECGs -> `ecg_values`.
         tokenizer ([`BertTokenizerFast`]): BioBERT's, or one from `train_wordpiece_tokenizer` offline.
         max_words (`int`): word limit applied before tokenising (100 in the paper).
-        max_length (`int`): token limit of the tokenizer.
     """
 
     def __init__(

@@ -22,9 +22,6 @@ def truncate_words(text: str, max_words: int = MAX_WORDS, name: str = "report") 
 
     The paper truncates every report to its first 100 words before tokenising (its method, the text encoder).
     `name` is how error messages name the report (e.g. `"report 3 of the batch"`).
-
-    Raises:
-        ValueError: `text` is not a string, is empty or only whitespace, or `max_words` < 1.
     """
     if max_words < 1:
         raise ValueError(f"max_words must be at least 1, got {max_words}")

@@ -100,10 +100,8 @@ class Result:
         return text + (f" (chance {self.chance:.1f})" if self.chance is not None else "")
 
     def eval_result(self, split: str) -> EvalResult:
-        """
-        This number as one `model-index` entry. The Hub groups entries by task type and dataset, so the setting
-        (retrieval direction, K, cross-modality task) goes into each metric's `config` and name.
-        """
+        """This number as one `model-index` entry. The Hub groups entries by task type and dataset, so the setting
+        (retrieval direction, K, cross-modality task) goes into each metric's `config` and name."""
         embedding_task = self.family in ("retrieval", "few_shot")
         return EvalResult(
             task_type="feature-extraction" if embedding_task else "zero-shot-classification",
@@ -119,11 +117,9 @@ class Result:
 
 
 def read_results(results: Mapping[str, Any]) -> list[Result]:
-    """
-    The measured numbers of a results.json, by family (`FAMILIES`) then key; chance levels and intervals are
-    attached to the number they qualify. Strings (`model`, `split`), RSUM and other models' numbers (the encoder
-    zoo's `zoo/...`) are left out.
-    """
+    """The measured numbers of a results.json, by family (`FAMILIES`) then key; chance levels and intervals are attached
+    to the number they qualify. Strings (`model`, `split`), RSUM and other models' numbers (the encoder zoo's `zoo/...`)
+    are left out."""
     numbers = {key: value for key, value in results.items() if type(value) in (int, float)}  # not bool, not str
     found = []
     for key, value in sorted(numbers.items()):
@@ -232,7 +228,6 @@ def rerender_model_card(model_dir: str | Path, results: Mapping[str, Any]) -> Mo
     the evaluation split (default `test`).
 
     Raises:
-        FileNotFoundError: the folder has no config.json or README.md.
         ValueError: its README.md was not written by `render_model_card` (no `medbind:` metadata).
     """
     model_dir = Path(model_dir)
@@ -261,10 +256,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 
 def _tables(measured: list[Result]) -> dict[str, dict[str, Any]]:
-    """
-    The card's results tables, `{title: {"columns": [...], "rows": [[cell, ...], ...]}}`, one per family present:
-    a row per dataset and setting (retrieval direction, cross-modality task), a column per metric or K.
-    """
+    """The card's results tables, `{title: {"columns": [...], "rows": [[cell, ...], ...]}}`, one per family
+    present: a row per dataset and setting (retrieval direction, cross-modality task), a column per metric or K."""
     layouts = {  # in FAMILIES order
         "retrieval": ("Retrieval (recall@K)", ["dataset", "direction"]),
         "zero_shot": ("Zero-shot classification", ["dataset"]),
