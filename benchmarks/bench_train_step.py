@@ -133,8 +133,7 @@ class BenchmarkArguments:
 
 @dataclass
 class Measurement:
-    """
-    One timed workload (a key of `WORKLOADS`).
+    """One timed workload (a key of `WORKLOADS`).
 
     Args:
         ecg_patch_size: patch size of the ECG tower, None for a workload that does not run it.
@@ -287,8 +286,7 @@ def peak_memory(device: torch.device) -> int | None:
 
 
 def run_benchmark(args: BenchmarkArguments) -> list[Measurement]:
-    """
-    Count and time the workloads in `args` for every preset and ECG patch size.
+    """Count and time the workloads in `args` for every preset and ECG patch size.
 
     The CXR and text towers do not depend on the ECG patch size, so they are timed once per preset (on the first
     patch size's model). torch's CPU thread count (and, on CUDA, the TF32 switch) are set for the run and restored

@@ -21,8 +21,7 @@ MARGIN_MM = 5.0
 
 
 def plot_12_lead(signal: np.ndarray, sampling_rate: float, lead_names: Sequence[str], title: str = "") -> Figure:
-    """
-    Draw 10 s of a 12-lead ECG on ECG paper (1 mm minor, 5 mm major grid).
+    """Draw 10 s of a 12-lead ECG on ECG paper (1 mm minor, 5 mm major grid).
 
     Each segment is centred on its row by its median, as a cart's baseline filter does, so wander or a DC offset of
     the file does not push a trace out of its row. `signal [leads, samples]` is in millivolts at `sampling_rate` Hz,

@@ -114,7 +114,9 @@ def build_index(
     number = len(_batch_files(folder))
     with tqdm(total=total, initial=len(indexed), desc="indexing", unit="item", disable=not progress) as bar:
         for modality, items in pending.items():
-            for sources in _chunks(list(items), batch_size):
+            order = list(items)
+            for start in range(0, len(order), batch_size):
+                sources = order[start : start + batch_size]
                 embeds = np.asarray(embed(modality, [items[source] for source in sources]), dtype=np.float32)
                 config = _check_embeddings(folder, config, embeds, len(sources))
                 _write_batch(folder / BATCHES_DIR / f"batch-{number:06d}.safetensors", embeds, sources, modality)
@@ -167,8 +169,7 @@ class EmbeddingIndex:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> EmbeddingIndex:
-        """
-        Read an index folder written by [`build_index`].
+        """Read an index folder written by [`build_index`].
 
         Raises:
             ValueError: naming the folder: not an index, or a run that did not finish (batches the vector index
@@ -270,8 +271,3 @@ def _batch_sizes(folder: Path) -> Iterator[int]:
     for path in _batch_files(folder):
         with safe_open(path, framework="np") as file:
             yield len(json.loads(file.metadata()["sources"]))
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

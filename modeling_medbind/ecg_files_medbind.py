@@ -81,8 +81,7 @@ def read_ecg_file(path: str | os.PathLike) -> ECGRecording:
 
 
 def derive_limb_leads(lead_i: np.ndarray, lead_ii: np.ndarray) -> dict[str, np.ndarray]:
-    """
-    The limb leads a cart computes from leads I and II, which it records (the three limb electrodes span a plane):
+    """The limb leads a cart computes from leads I and II, which it records (the three limb electrodes span a plane):
 
         III = II - I  (Einthoven),  aVR = -(I + II) / 2,  aVL = I - II / 2,  aVF = II - I / 2  (Goldberger).
     """

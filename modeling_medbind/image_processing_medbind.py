@@ -93,8 +93,7 @@ _DEFAULTS = timm_preprocessing_defaults(PAPER_CXR_MODEL_NAME)
 
 
 class MedBindImageProcessor(TorchvisionBackend):
-    r"""
-    Chest X-ray processor: any radiograph in, `pixel_values [B, 3, 224, 224]` normalised for the CXR tower out.
+    r"""Chest X-ray processor: any radiograph in, `pixel_values [B, 3, 224, 224]` normalised for the CXR tower out.
 
     Defaults are timm's evaluation preprocessing of `swin_tiny_patch4_window7_224` (resize shortest edge to 248
     bicubic, centre-crop 224, ImageNet mean/std); [`MedBindImageProcessor.from_timm`] gives another model's,

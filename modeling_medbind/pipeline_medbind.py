@@ -56,8 +56,7 @@ def prompts_by_label(candidate_labels: CandidateLabels, hypothesis_template: str
 
 
 def label_probabilities(logits: torch.Tensor, prompts_per_label: Sequence[int]) -> torch.Tensor:
-    """
-    Zero-shot class probabilities: each label's mean logit over its prompts, then a softmax over the labels.
+    """Zero-shot class probabilities: each label's mean logit over its prompts, then a softmax over the labels.
 
     The paper averages the similarities of a sample with a class's prompts (its COVID prompts); a mean of logits is
     the same up to the temperature, which divides every similarity alike. `logits [n, n_prompts]` hold the prompts
@@ -125,8 +124,7 @@ class MedBindZeroShotClassificationPipeline(MedBindPipeline):
     _cached_prompts: tuple[tuple[str, ...], torch.Tensor] | None = None
 
     def __call__(self, inputs: Any, candidate_labels: CandidateLabels | None = None, **kwargs: Any) -> Any:
-        """
-        Classify one input or a list of them.
+        """Classify one input or a list of them.
 
         Args:
             inputs: ECG: a WFDB record path (with or without `.hea`), a `wfdb.Record` or an array `[leads, samples]`
@@ -136,8 +134,7 @@ class MedBindZeroShotClassificationPipeline(MedBindPipeline):
                 (several prompts per label are averaged).
             hypothesis_template (`str`): default `"This ECG shows {}."` (the paper's) for ECGs, `"Findings
                 suggesting {}."` for CXRs.
-            sampling_rate (`float`): Hz of ECG arrays.
-            lead_names (`list[str]`): lead names of the rows of ECG arrays.
+            sampling_rate (`float`), lead_names (`list[str]`): the rate in Hz and the rows' leads of ECG arrays.
             modality (`str`): `"ecg"` or `"cxr"`, for a pipeline built without one of the two tasks.
 
         Returns:
@@ -213,15 +210,12 @@ class MedBindFeatureExtractionPipeline(MedBindPipeline):
     """
 
     def __call__(self, inputs: Any, modality: str | None = None, **kwargs: Any) -> Any:
-        """
-        Embed one input or a list of inputs of one modality.
+        """Embed one input or a list of inputs of one `modality`.
 
         Args:
             inputs: CXR: image path (PNG, JPEG, DICOM...), PIL image or array. ECG: WFDB record path, `wfdb.Record`
                 or array `[leads, samples]`. Text: a string.
-            modality: `"cxr"`, `"ecg"` or `"text"`.
-            sampling_rate (`float`): Hz of ECG arrays.
-            lead_names (`list[str]`): lead names of the rows of ECG arrays.
+            sampling_rate (`float`), lead_names (`list[str]`): the rate in Hz and the rows' leads of ECG arrays.
             return_tensors (`bool`): return a tensor `[projection_dim]` per input instead of a list of floats.
         """
         return super().__call__(inputs, modality=modality, **kwargs)

@@ -15,8 +15,7 @@ from .tokenization_medbind import truncate_words
 
 
 class MedBindProcessor(ProcessorMixin):
-    r"""
-    Wraps a [`MedBindImageProcessor`], a [`MedBindECGFeatureExtractor`] and a BERT tokenizer into one processor.
+    r"""Wraps a [`MedBindImageProcessor`], a [`MedBindECGFeatureExtractor`] and a BERT tokenizer into one processor.
 
     Text follows the paper: each report is cut to its first `max_words` words, then tokenised (truncated at
     `max_length` tokens, padded to the longest in the batch).
@@ -52,8 +51,7 @@ class MedBindProcessor(ProcessorMixin):
         feature_extractor_kwargs: dict | None = None,
         **kwargs,
     ) -> MedBindProcessor:
-        """
-        The processor a model with `config` takes: every input setting comes from the config, none is typed twice.
+        """The processor a model with `config` takes: every input setting comes from the config, none is typed twice.
 
         - Radiographs: as `cxr_config.preprocessing` says (`MedBindImageProcessor.from_cxr_config`): timm's
           evaluation preprocessing of `cxr_config.model_name` (its interpolation, its crop ratio and its

@@ -31,8 +31,7 @@ def render_model_card(
     training_settings: Mapping[str, Any],
     comparison: Mapping[str, Mapping[str, float]] | None = None,
 ) -> ModelCard:
-    """
-    The model card (README.md) of a prompt-tuned model, from `medbind_clinical_prediction.md`.
+    """The model card (README.md) of a prompt-tuned model, from `medbind_clinical_prediction.md`.
 
     Args:
         results: `outcome_metrics` on the test split.

@@ -23,7 +23,7 @@ from medbind_processing.licenses import PHYSIONET_CREDENTIALED_LICENSE
 from medbind_training.results_keys import CLASSIFICATION_KEY, FEW_SHOT_KEY, RETRIEVAL_KEY, RSUM_KEY, retrieval_prefix
 from medbind_training.retrieval import RetrievalProtocol
 from modeling_medbind import MedBindConfig
-from modeling_medbind.configuration_medbind import MAX_WORDS, VARIANTS
+from modeling_medbind.configuration_medbind import MAX_WORDS
 
 
 # Package data (model_cards/medbind_model_cards/), so a wheel finds it as a checkout does.
@@ -33,25 +33,18 @@ METADATA_KEY = "medbind"  # the card's own metadata: the render inputs that no f
 RENDER_INPUTS = {"repo_id", "training_description", "training_settings", "synthetic", "max_words"}
 FAMILIES = ("retrieval", "zero_shot", "few_shot", "cross_modality")  # the order of the card's tables
 # Each variant's (`VARIANTS`) name and losses, in the paper's words.
-VARIANT_NAMES = dict(
-    zip(
-        VARIANTS,
-        ("MEDBind_BD (TMCL + EMCL)", "MEDBind_NM (TMCL only)", "ECG-CLIP", "CXR-CLIP (within MedBind)"),
-        strict=True,
-    )
-)
-LOSS_DESCRIPTIONS = dict(
-    zip(
-        VARIANTS,
-        (
-            "TMCL (text-CXR, text-ECG) + EMCL (CXR-ECG pairs of the same visit)",
-            "TMCL (text-CXR, text-ECG)",
-            "TMCL (text-ECG)",
-            "TMCL (text-CXR)",
-        ),
-        strict=True,
-    )
-)
+VARIANT_NAMES = {
+    "bd": "MEDBind_BD (TMCL + EMCL)",
+    "nm": "MEDBind_NM (TMCL only)",
+    "ecg-clip": "ECG-CLIP",
+    "cxr-clip": "CXR-CLIP (within MedBind)",
+}
+LOSS_DESCRIPTIONS = {
+    "bd": "TMCL (text-CXR, text-ECG) + EMCL (CXR-ECG pairs of the same visit)",
+    "nm": "TMCL (text-CXR, text-ECG)",
+    "ecg-clip": "TMCL (text-ECG)",
+    "cxr-clip": "TMCL (text-CXR)",
+}
 # results.json's dataset names: the DATA folder's cxr / ecg / pairs, and the public sets.
 DATASET_NAMES = {
     "cxr": "CXR test split of the pretraining data",
@@ -152,8 +145,7 @@ def render_model_card(
     max_words: int = MAX_WORDS,
     evaluation_split: str = "test",
 ) -> ModelCard:
-    """
-    The model card (README.md) of a pretrained MedBind folder.
+    """The model card (README.md) of a pretrained MedBind folder.
 
     Args:
         results: results.json's content (flat keys in percent; strings such as `model` and `split` are ignored).
