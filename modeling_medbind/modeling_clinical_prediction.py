@@ -273,9 +273,7 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
         super().save_pretrained(save_directory, *args, state_dict=kept, **kwargs)
 
     def _saved_in_model_file(self, key: str) -> bool:
-        if not key.startswith("text_model."):
-            return True
-        return self.config.base_model_name_or_path is None and not _is_lora(key)
+        return not key.startswith("text_model.") or (self.config.base_model_name_or_path is None and not _is_lora(key))
 
     def _save_text_adapter(self, adapter_directory: str, state_dict: dict[str, torch.Tensor]) -> None:
         text_state = {key.removeprefix("text_model."): value for key, value in state_dict.items()}
