@@ -61,12 +61,6 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(row) & set(truth)) / exact.shape[1] for row, truth in zip(found, exact)]))
 
 
-def timed_search(index: faiss.Index, queries: np.ndarray) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    _, ids = index.search(queries, TOP_K)
-    return ids, len(queries) / (time.perf_counter() - start)
-
-
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=("random", "clustered"), default="random", help="see the docstring")
@@ -93,7 +87,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
         for depth in (None,) if kind == "flat" else SEARCH_DEPTHS:
             if depth is not None:
                 index.hnsw.efSearch = depth
-            ids, speed = timed_search(index, queries)
+            start = time.perf_counter()
+            _, ids = index.search(queries, TOP_K)
+            speed = len(queries) / (time.perf_counter() - start)
             exact = ids if exact is None else exact
             name = "flat (exact)" if depth is None else f"hnsw efSearch={depth}" + (" (default)" if depth == HNSW_SEARCH_DEPTH else "")
             rows.append(Row(name, build_s, speed, recall_at_k(ids, exact)))

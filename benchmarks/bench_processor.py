@@ -25,7 +25,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from itertools import cycle  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -62,17 +62,8 @@ def write_ecg_record(directory: Path, sampling_rate: int = 500, seconds: int = 1
 
 
 def write_radiograph(directory: Path, bits: int, height: int = 2500, width: int = 3000) -> Path:
-    """
-    A smooth image with noise (random noise alone would make decoding unrealistically slow), full radiograph size.
-
-    Args:
-        directory: where to write it.
-        bits: 16 for a 16-bit grey PNG (a DICOM export), 8 for an 8-bit grey JPEG (MIMIC-CXR-JPG).
-        height, width: pixels.
-
-    Returns:
-        the file's path.
-    """
+    """A smooth image with noise (random noise alone would make decoding unrealistically slow), full
+    radiograph size: a 16-bit grey PNG (a DICOM export) for `bits=16`, else an 8-bit grey JPEG (MIMIC-CXR-JPG)."""
     rows, columns = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
     smooth = 0.3 + 0.45 * np.sin(3 * rows) * np.cos(2 * columns) ** 2
     noise = np.random.default_rng(0).normal(0, 0.005, (height, width))
@@ -87,12 +78,8 @@ def write_radiograph(directory: Path, bits: int, height: int = 2500, width: int 
 
 
 def build_cxr_dataset(sources: dict[str, Path], directory: Path, shortest_edge: int) -> datasets.Dataset:
-    """
-    The radiographs stored as the CXR builders store them, saved to disk and loaded back (memory-mapped).
-
-    Returns:
-        a dataset with `image` (`datasets.Image`, the stored bytes) and `source` (the key of `sources`) columns.
-    """
+    """The radiographs stored as the CXR builders store them (`image`, with their key of `sources` as
+    `source`), saved to disk and loaded back (memory-mapped)."""
     features = datasets.Features({"image": datasets.Image(), "source": datasets.Value("string")})
     rows = {
         "image": [stored_radiograph(path, shortest_edge) for path in sources.values()],
@@ -117,27 +104,17 @@ def decode(path: Path) -> None:
         image.load()
 
 
-def rows_of(dataset: datasets.Dataset, indices: list[int]) -> Iterator[dict]:
-    """Rows read (and their images decoded) one at a time, over and over, as a loader worker reads them."""
-    for index in cycle(indices):
-        yield dataset[index]
-
-
 def built_rate(
     dataset: datasets.Dataset, indices: list[int], processor: MedBindImageProcessor, repeats: int, name: str
 ) -> float:
     """Rows per second from reading a row of `dataset` to its `[3, H, W]` tensor, on one core."""
-    rows = rows_of(dataset, indices)
+    # Rows read (and their images decoded) one at a time, over and over, as a loader worker reads them.
+    rows = (dataset[index] for index in cycle(indices))
     return per_second(lambda: processor(next(rows)["image"], return_tensors="pt"), repeats, name)
 
 
 def measure(args: argparse.Namespace) -> tuple[dict[str, float], list[tuple[str, str]]]:
-    """
-    Run every measurement.
-
-    Returns:
-        the rates by key (items per second on one core) and the table's rows as `(label, key)`.
-    """
+    """Every measurement: the rates by key (items per second on one core) and the table's rows as `(label, key)`."""
     torch.set_num_threads(1)
     extractor, image_processor = MedBindECGFeatureExtractor(), MedBindImageProcessor()
     results, rows = {}, []
@@ -183,12 +160,8 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, float], list[tuple[str,
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    """
-    Parse `argv` (default: the command line), run the measurements, print a table and optionally write JSON.
-
-    Returns:
-        the rates by key (items per second on one core), and the settings they were measured with.
-    """
+    """Parse `argv` (default: the command line), run the measurements, print a table and optionally write JSON;
+    returns the rates by key (items per second on one core), and the settings they were measured with."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200, help="ECG records to time")
     parser.add_argument("--images", type=int, default=10, help="full-size radiographs to time")

@@ -60,11 +60,6 @@ TOWER_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
 ACCELERATOR_BATCH_SIZE, CPU_BATCH_SIZE = 128, 8  # the paper's batch; a CPU-sized one
 
 
-def default_threads() -> int:
-    """The number of CPU cores this process may run on (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 @dataclass
 class BenchmarkArguments:
     """What to time and how; parsed from the command line by `HfArgumentParser`."""
@@ -124,33 +119,26 @@ class BenchmarkArguments:
             raise ValueError(f"--device {self.device}: no {device_type} accelerator is available on this machine")
         if self.batch_size is None:
             self.batch_size = CPU_BATCH_SIZE if device_type == "cpu" else ACCELERATOR_BATCH_SIZE
-        for name in ("batch_size", "text_length", "repeats"):
-            if getattr(self, name) < 1:
+        for name in ("batch_size", "text_length", "repeats", "contrastive_chunk_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be 0 or more, got {self.warmup}")
-        if self.contrastive_chunk_size is not None and self.contrastive_chunk_size < 1:
-            raise ValueError(f"--contrastive_chunk_size must be at least 1, got {self.contrastive_chunk_size}")
         if self.peak_tflops is not None and self.peak_tflops <= 0:
             raise ValueError(f"--peak_tflops must be positive, got {self.peak_tflops}")
         if self.threads is None:
-            self.threads = default_threads()
+            # The cores this process may run on: its affinity mask where the OS has one.
+            self.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
 class Measurement:
-    """
-    One timed workload.
+    """One timed workload (a key of `WORKLOADS`).
 
     Args:
-        preset: MedBind preset name.
-        workload: a key of `WORKLOADS` (`"train_step"`, `"cxr"`, `"text"`, `"ecg"`).
         ecg_patch_size: patch size of the ECG tower, None for a workload that does not run it.
         ecg_tokens: tokens the ECG tower attends over (class token included), None likewise.
-        parameters: parameters the workload runs through.
         flops: floating-point operations of one call, counted by `FlopCounterMode`.
-        times_s: wall-clock seconds of each timed call.
-        median_s: their median.
         peak_memory_bytes: accelerator memory high-water mark of the timed calls, or the process's peak RSS on CPU.
         mfu: achieved FLOP/s over the stated peak (a fraction), None without `--peak_tflops`.
     """
@@ -173,21 +161,9 @@ class Measurement:
 
 
 def random_batch(config: MedBindConfig, batch_size: int, text_length: int, device: torch.device) -> dict:
-    """
-    A training batch of random inputs with the shapes the processor produces.
-
-    Args:
-        config: the model's config (image size, ECG shape, vocabulary).
-        batch_size: rows of each modality; row i of the CXRs is paired with row i of the ECGs, so EMCL runs.
-        text_length: tokens per report, all attended.
-        device: where the tensors live.
-
-    Returns:
-        A training batch for `medbind_training.losses.batch_loss` (the CXRs' reports then the ECGs', `pair_index`).
-
-    Raises:
-        ValueError: when `text_length` exceeds the text tower's `max_position_embeddings`.
-    """
+    """A training batch for `medbind_training.losses.batch_loss` of random inputs with the shapes the processor
+    produces: `batch_size` rows of each modality, row i of the CXRs paired with row i of the ECGs (so EMCL runs), the
+    CXRs' reports then the ECGs', `text_length` tokens each, all attended."""
     text_config, ecg_config, cxr_config = config.text_config, config.ecg_config, config.cxr_config
     if text_length > text_config.max_position_embeddings:
         raise ValueError(
@@ -231,14 +207,9 @@ def workload_step(
     A callable running one call of a workload: forward (under `autocast(args)`), backward, and for the training step
     `optimizer.step()`. Gradients are dropped first so that every call costs the same.
 
-    Args:
-        model: the model.
-        batch: a `random_batch`.
-        workload: `"train_step"` for the MedBind loss of the whole batch (by gradient caching with
-            `--contrastive_chunk_size`), or a tower (`"cxr"`, `"text"`, `"ecg"`) for the sum of its embeddings, which
-            sends a gradient through the tower alone.
-        args: precision, compilation, chunking.
-        optimizer: the training step's optimizer (None for a tower).
+    `workload` is `"train_step"` for the MedBind loss of the whole batch (by gradient caching with
+    `--contrastive_chunk_size`), or a tower (`"cxr"`, `"text"`, `"ecg"`) for the sum of its embeddings, which sends
+    a gradient through the tower alone (then `optimizer` is None).
     """
     context = autocast(args)
     if workload == "train_step" and args.contrastive_chunk_size:
@@ -279,13 +250,6 @@ def workload_parameters(model: MedBindModel, workload: str) -> int:
     return sum(parameter.numel() for module in modules for parameter in module.parameters())
 
 
-def count_flops(step: Callable[[], None]) -> int:
-    """FLOPs of one call of `step` (forward and backward), counted by `FlopCounterMode`; the call is not timed."""
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
-
-
 def synchronize(device: torch.device) -> None:
     """Wait for queued accelerator work, so that a clock read after it counts that work (a no-op on CPU)."""
     if device.type != "cpu":
@@ -295,12 +259,8 @@ def synchronize(device: torch.device) -> None:
 def time_calls(
     function: Callable[[], None], warmup: int, repeats: int, device: torch.device, progress: tqdm
 ) -> list[float]:
-    """
-    Call `function` `warmup` times untimed, then `repeats` times timed, advancing `progress` once per call.
-
-    Returns:
-        the wall-clock seconds of each timed call.
-    """
+    """Call `function` `warmup` times untimed, then `repeats` times timed (their wall-clock seconds are
+    returned), advancing `progress` once per call."""
     for _ in range(warmup):
         function()
         progress.update()
@@ -315,12 +275,6 @@ def time_calls(
     return times
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a new accelerator memory high-water mark (the CPU's peak RSS cannot be reset)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
 def peak_memory(device: torch.device) -> int | None:
     """`torch.cuda.max_memory_allocated` on CUDA, the process's peak RSS on the CPU, None elsewhere."""
     if device.type == "cuda":
@@ -332,18 +286,11 @@ def peak_memory(device: torch.device) -> int | None:
 
 
 def run_benchmark(args: BenchmarkArguments) -> list[Measurement]:
-    """
-    Count and time the workloads in `args` for every preset and ECG patch size.
+    """Count and time the workloads in `args` for every preset and ECG patch size.
 
     The CXR and text towers do not depend on the ECG patch size, so they are timed once per preset (on the first
     patch size's model). torch's CPU thread count (and, on CUDA, the TF32 switch) are set for the run and restored
-    afterwards.
-
-    Returns:
-        the measurements, per preset in `WORKLOADS` order, per workload in `args.ecg_patch_sizes` order.
-
-    Raises:
-        ValueError: for a patch size that does not divide the ECG length, or a text length the preset cannot embed.
+    afterwards. The measurements come per preset in `WORKLOADS` order, per workload in `args.ecg_patch_sizes` order.
     """
     device = torch.device(args.device)
     calls_per_workload = args.warmup + args.repeats + 1  # + 1: the FLOP count
@@ -371,11 +318,16 @@ def run_benchmark(args: BenchmarkArguments) -> list[Measurement]:
                         continue
                     progress.set_description(f"{preset}, ECG patch {patch_size}: {workload}")
                     optimizer_if_step = optimizer if workload == "train_step" else None
-                    eager = workload_step(model, batch, workload, _eager(args), optimizer_if_step)
-                    flops = count_flops(eager)
+                    # FLOPs of one untimed call (forward and backward), counted on the eager model: the same arithmetic.
+                    eager_args = BenchmarkArguments(**{**asdict(args), "compile": False})
+                    eager = workload_step(model, batch, workload, eager_args, optimizer_if_step)
+                    with FlopCounterMode(display=False) as counter:
+                        eager()
+                    flops = counter.get_total_flops()
                     progress.update()
                     step = workload_step(model, batch, workload, args, optimizer_if_step) if args.compile else eager
-                    reset_peak_memory(device)
+                    if device.type == "cuda":  # a new high-water mark (the CPU's peak RSS cannot be reset)
+                        torch.cuda.reset_peak_memory_stats(device)
                     times = time_calls(step, args.warmup, args.repeats, device, progress)
                     median = statistics.median(times)
                     runs_ecg = workload in ("train_step", "ecg")
@@ -400,11 +352,6 @@ def run_benchmark(args: BenchmarkArguments) -> list[Measurement]:
     # A stable sort keeps the patch sizes in the order given within each workload.
     order = list(WORKLOADS)
     return sorted(measurements, key=lambda row: (args.presets.index(row.preset), order.index(row.workload)))
-
-
-def _eager(args: BenchmarkArguments) -> BenchmarkArguments:
-    """`args` without compilation: FLOPs are counted on the eager model (the same arithmetic)."""
-    return BenchmarkArguments(**{**asdict(args), "compile": False})
 
 
 def device_name(device: torch.device) -> str:
@@ -435,12 +382,7 @@ def settings_caption(args: BenchmarkArguments) -> str:
 
 
 def markdown_table(measurements: list[Measurement], args: BenchmarkArguments) -> str:
-    """
-    The measurements as a markdown table under a caption stating the settings.
-
-    Returns:
-        the caption, a blank line and the table, one row per measurement.
-    """
+    """The measurements as a markdown table, one row per measurement, under a caption stating the settings."""
     memory_name = "peak GiB" if args.device != "cpu" else "peak RSS GiB"
     lines = [
         settings_caption(args),
@@ -477,13 +419,8 @@ def write_json(measurements: list[Measurement], args: BenchmarkArguments, path: 
 
 
 def main(argv: list[str] | None = None) -> list[Measurement]:
-    """
-    Parse `argv` (default: the command line) into `BenchmarkArguments`, run the benchmark, print the markdown table
-    and write the JSON report when `--json` is given.
-
-    Returns:
-        the measurements.
-    """
+    """Parse `argv` (default: the command line) into `BenchmarkArguments`, run the benchmark, print the markdown
+    table and write the JSON report when `--json` is given."""
     (args,) = HfArgumentParser(BenchmarkArguments).parse_args_into_dataclasses(args=argv)
     measurements = run_benchmark(args)
     print(markdown_table(measurements, args))

@@ -81,45 +81,32 @@ class DemoSeedsArguments:
 
 
 def headline_numbers(results: Mapping[str, float]) -> dict[str, float]:
-    """
-    The demo's headline numbers (percent) from one `results.json`: recall@1/5/10 of each retrieval direction,
+    """The demo's headline numbers (percent) from one `results.json`: recall@1/5/10 of each retrieval direction,
     zero-shot and few-shot balanced accuracy per modality, and each cross-modality task's balanced accuracy. A number
-    the run did not produce (e.g. CXR for ECG-CLIP) is left out.
-    """
-    keys = {}
-    for direction, name in RETRIEVAL_DIRECTIONS.items():
-        for k in RECALL_KS:
-            keys[f"{name} R@{k}"] = f"retrieval/{direction}/recall@{k}"
-    for modality, name in ZERO_SHOT.items():
-        keys[name] = f"zero_shot/{modality}/balanced_accuracy"
-    few_shot_ks = sorted({int(key.split("/")[2][1:]) for key in results if key.startswith("few_shot/")})
-    for modality, name in FEW_SHOT.items():
-        for k in few_shot_ks:
-            keys[f"{name} K={k}"] = f"few_shot/{modality}/k{k}/balanced_accuracy"
-    for task, name in CROSS_MODALITY.items():
-        keys[name] = f"cross_modality/{task}/balanced_accuracy"
-    return {name: float(results[key]) for name, key in keys.items() if key in results}
+    the run did not produce (e.g. CXR for ECG-CLIP) is left out."""
+    return _numbers(results, chance=False)
 
 
 def chance_numbers(results: Mapping[str, float]) -> dict[str, float]:
     """Chance level of each headline number, as `results.json`'s `.../chance` siblings give it."""
-    return {name: float(results[key]) for name, key in _chance_keys(results).items() if key in results}
+    return _numbers(results, chance=True)
 
 
-def _chance_keys(results: Mapping[str, float]) -> dict[str, str]:
+def _numbers(results: Mapping[str, float], chance: bool) -> dict[str, float]:
+    suffix = "/chance" if chance else ""
     keys = {}
     for direction, name in RETRIEVAL_DIRECTIONS.items():
         for k in RECALL_KS:
-            keys[f"{name} R@{k}"] = f"retrieval/{direction}/chance@{k}"
+            keys[f"{name} R@{k}"] = f"retrieval/{direction}/{'chance' if chance else 'recall'}@{k}"
     for modality, name in ZERO_SHOT.items():
-        keys[name] = f"zero_shot/{modality}/balanced_accuracy/chance"
-    for key in results:
-        if key.startswith("few_shot/") and key.endswith("/chance"):
-            _, modality, k, _ = key.split("/")
-            keys[f"{FEW_SHOT.get(modality, modality)} K={k[1:]}"] = key
+        keys[name] = f"zero_shot/{modality}/balanced_accuracy{suffix}"
+    few_shot_ks = sorted({int(key.split("/")[2][1:]) for key in results if key.startswith("few_shot/")})
+    for modality, name in FEW_SHOT.items():
+        for k in few_shot_ks:
+            keys[f"{name} K={k}"] = f"few_shot/{modality}/k{k}/{'chance' if chance else 'balanced_accuracy'}"
     for task, name in CROSS_MODALITY.items():
-        keys[name] = f"cross_modality/{task}/balanced_accuracy/chance"
-    return keys
+        keys[name] = f"cross_modality/{task}/balanced_accuracy{suffix}"
+    return {name: float(results[key]) for name, key in keys.items() if key in results}
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
@@ -181,15 +168,8 @@ def demo_claims(margin: float = 0.0) -> list[Claim]:
 def check_claims(
     runs: Mapping[str, Mapping[int, Mapping[str, float]]], chance: Mapping[str, float], margin: float = 0.0
 ) -> list[dict]:
-    """
-    Each claim of `demo_claims(margin)` on every seed that has all the variants it compares.
-
-    Args:
-        runs: `{variant: {seed: headline numbers}}`.
-        chance: chance level of each headline number.
-    Returns:
-        `[{"claim", "held_in", "seeds", "held_in_every_seed"}]`, for the claims whose variants were run.
-    """
+    """Each claim of `demo_claims(margin)` whose variants were run on every seed that has them all, as
+    `{"claim", "held_in", "seeds", "held_in_every_seed"}`; `runs` is `{variant: {seed: headline numbers}}`."""
     checked = []
     for claim in demo_claims(margin):
         if not all(variant in runs for variant in claim.variants):

@@ -50,9 +50,6 @@ def gather_upload(files: Sequence[str], folder: Path) -> Upload:
     """
     The one radiograph or ECG among uploaded files, copied into `folder` under their own names (Gradio stores each
     upload in a folder of its own, which would part a WFDB header from its signal file).
-
-    Raises:
-        ValueError: no file, several samples, a file type the demo does not read, or a WFDB file without its header.
     """
     if not files:
         raise ValueError("upload a radiograph (PNG, JPEG, DICOM) or an ECG (WFDB .hea + .dat, DICOM, MUSE XML)")
@@ -104,15 +101,8 @@ def radiograph_for_display(path: Path) -> np.ndarray:
 
 
 class MedBindDemo:
-    """
-    The demo around one saved MedBind model.
-
-    Args:
-        model_dir: a saved MedBind folder.
-        prompts_dir: a folder of prompt files (`training/medbind_training/prompts`), offered as prompt sets.
-        index_dir: a folder of `medbind index` whose nearest items are listed.
-        device: torch device of the model.
-    """
+    """The demo around one saved MedBind model, offering the prompt files of `prompts_dir` as prompt sets and
+    listing the nearest items of the `medbind index` folder `index_dir`."""
 
     def __init__(
         self,
@@ -134,11 +124,9 @@ class MedBindDemo:
         )
 
     def analyse(self, files: Sequence[str] | None, labels: str, prompt_set: str | None) -> tuple[Any, ...]:
-        """
-        One press of "Analyse": `(status markdown, {label: probability}, radiograph pixels or None, ECG figure or
-        None, nearest items rows)`. Any unreadable upload or bad label list gives a readable status and empty
-        outputs, not a traceback.
-        """
+        """One press of "Analyse": `(status markdown, {label: probability}, radiograph pixels or None, ECG figure or
+        None, nearest items rows)`. Any unreadable upload or bad label list gives a readable status and empty outputs,
+        not a traceback."""
         try:
             with tempfile.TemporaryDirectory(prefix="medbind-upload-") as folder:
                 return self._analyse(gather_upload(files or [], Path(folder)), labels, prompt_set)
@@ -217,11 +205,7 @@ class MedBindDemo:
 
 def ensure_model(model_dir: Path, pretrain_script: Path | None) -> None:
     """Train the demo model (`accelerate launch training/pretrain.py --preset demo`, a few minutes on a CPU) if
-    `model_dir` holds no model and is the demo's folder.
-
-    Raises:
-        ValueError: another missing folder, or no training script to make the demo model with.
-    """
+    `model_dir` holds no model and is the demo's folder; ValueError for another missing folder or no training script."""
     if (model_dir / "config.json").is_file():
         return
     if model_dir != Path(DEMO_MODEL_DIR) or pretrain_script is None or not pretrain_script.is_file():
@@ -233,17 +217,8 @@ def ensure_model(model_dir: Path, pretrain_script: Path | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None, prompts_dir: Path | None = None, pretrain_script: Path | None = None) -> int:
-    """
-    `python app.py [--model DIR] [--index INDEX] [--host H] [--port P]`: serve the demo.
-
-    Args:
-        argv: the command line (default: `sys.argv[1:]`).
-        prompts_dir: the prompt sets offered (the repository's `training/medbind_training/prompts`).
-        pretrain_script: `training/pretrain.py`, run to make the demo model when it is missing.
-
-    Returns:
-        0 once the server stops; 2 for a model folder that cannot be used.
-    """
+    """`python app.py [--model DIR] [--index INDEX] [--host H] [--port P]`: serve the demo, training it first with
+    `pretrain_script` when missing. Returns 0 once the server stops; 2 for a model folder that cannot be used."""
     parser = argparse.ArgumentParser(description="Serve the MedBind web demo (Gradio).")
     parser.add_argument("--model", type=Path, default=Path(DEMO_MODEL_DIR),
                         help=f"a saved MedBind folder (default: {DEMO_MODEL_DIR}, trained first if absent)")  # fmt: skip

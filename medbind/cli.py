@@ -57,16 +57,8 @@ class BadInput(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """
-    Run one `medbind` command.
-
-    Args:
-        argv: the arguments after `medbind` (default: the command line).
-
-    Returns:
-        The exit status: `EXIT_OK`, or `EXIT_BAD_INPUT` after reporting each problem on stderr (argparse exits with
-        the same status for a bad command line).
-    """
+    """Run one `medbind` command: `EXIT_OK`, or `EXIT_BAD_INPUT` after reporting each problem on stderr (argparse
+    exits with the same status for a bad command line)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -175,11 +167,7 @@ def _positive(text: str) -> int:
 
 
 def _inputs(args: argparse.Namespace) -> dict[str, list[str]]:
-    """`{modality: inputs}` of the modalities given.
-
-    Raises:
-        BadInput: none given.
-    """
+    """`{modality: inputs}` of the modalities given (at least one)."""
     inputs = {modality: getattr(args, modality) for modality in MODALITIES if getattr(args, modality)}
     if not inputs:
         raise BadInput(["give at least one input: --cxr FILE..., --ecg RECORD... or --text TEXT..."])
@@ -187,12 +175,7 @@ def _inputs(args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 def load_model(args: argparse.Namespace) -> tuple[MedBindModel, MedBindProcessor]:
-    """
-    The model (in eval mode, on `--device`) and processor of `--model`.
-
-    Raises:
-        BadInput: the folder cannot be loaded or is not a MedBind model.
-    """
+    """The model (in eval mode, on `--device`) and processor of `--model`; `BadInput` if it is no MedBind folder."""
     from medbind_training.embedding import load_model as load_medbind  # here: the commands that need no model start faster
 
     transformers.utils.logging.disable_progress_bar()  # loading takes a moment; the commands show their own bars
@@ -219,22 +202,8 @@ def pipeline_outputs(
     The outputs of MedBind's pipeline `task` for inputs of one modality, `batch_size` inputs per forward pass, with a
     progress bar for more than one batch.
 
-    The pipeline stops at the first unreadable input; to report them all by name, a batch that fails is read input
-    by input, and after the first failure the remaining inputs are only read, no longer run.
-
-    Args:
-        task: `"medbind-feature-extraction"`, `"zero-shot-ecg-classification"` or `"zero-shot-cxr-classification"`.
-        model, processor: from `load_model`.
-        modality: `"cxr"`, `"ecg"` or `"text"`.
-        inputs: file paths, record paths or texts.
-        batch_size: inputs per forward pass.
-        **parameters: the pipeline's call parameters (`candidate_labels=`, `return_tensors=`).
-
-    Returns:
-        One output per input.
-
-    Raises:
-        BadInput: naming each input that cannot be read and why.
+    The pipeline stops at the first unreadable input; to report them all by name (`BadInput`), a batch that fails
+    is read input by input, and after the first failure the remaining inputs are only read, no longer run.
     """
     run = pipeline(task, model=model, processor=processor, device=model.device)
     batches = [list(inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)]
@@ -269,13 +238,8 @@ def unreadable(processor: MedBindProcessor, modality: str, inputs: Sequence[str]
 def embed_inputs(
     model: MedBindModel, processor: MedBindProcessor, modality: str, inputs: Sequence[str], batch_size: int
 ) -> torch.Tensor:
-    """
-    `[len(inputs), projection_dim]` float32 L2-normalised embeddings, on the CPU, of inputs of one modality
-    (`pipeline_outputs` of the feature-extraction pipeline).
-
-    Raises:
-        BadInput: naming each input that cannot be read and why.
-    """
+    """`[len(inputs), projection_dim]` float32 L2-normalised embeddings, on the CPU, of inputs of one
+    modality (`pipeline_outputs` of the feature-extraction pipeline)."""
     embeds = pipeline_outputs(
         "medbind-feature-extraction", model, processor, modality, inputs, batch_size, return_tensors=True
     )
@@ -285,12 +249,8 @@ def embed_inputs(
 def embed_modalities(
     model: MedBindModel, processor: MedBindProcessor, inputs: dict[str, Sequence[str]], batch_size: int
 ) -> dict[str, torch.Tensor]:
-    """
-    `embed_inputs` for each modality of `inputs` (`{modality: inputs}`).
-
-    Raises:
-        BadInput: naming every unreadable input of every modality.
-    """
+    """`embed_inputs` for each modality of `inputs` (`{modality: inputs}`), naming every unreadable input of every
+    modality in one `BadInput`."""
     embeds, problems = {}, []
     for modality, items in inputs.items():
         try:

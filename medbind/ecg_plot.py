@@ -21,23 +21,12 @@ MARGIN_MM = 5.0
 
 
 def plot_12_lead(signal: np.ndarray, sampling_rate: float, lead_names: Sequence[str], title: str = "") -> Figure:
-    """
-    Draw 10 s of a 12-lead ECG on ECG paper (1 mm minor, 5 mm major grid).
+    """Draw 10 s of a 12-lead ECG on ECG paper (1 mm minor, 5 mm major grid).
 
     Each segment is centred on its row by its median, as a cart's baseline filter does, so wander or a DC offset of
-    the file does not push a trace out of its row.
-
-    Args:
-        signal: `[leads, samples]` in millivolts, at least 10 s long (longer is cut).
-        sampling_rate: Hz.
-        lead_names: the rows' names; must include the twelve standard leads (case-insensitive).
-        title: drawn above the grid.
-
-    Returns:
-        A figure of `(250 + 2 * MARGIN_MM) x (4 * ROW_HEIGHT_MM + 2 * MARGIN_MM)` mm, 1 mm of paper = 1 mm.
-
-    Raises:
-        ValueError: a standard lead is missing, or under 10 s of signal.
+    the file does not push a trace out of its row. `signal [leads, samples]` is in millivolts at `sampling_rate` Hz,
+    at least 10 s long (longer is cut), its rows named by `lead_names` (the twelve standard leads among them). The
+    figure is `(250 + 2 * MARGIN_MM) x (4 * ROW_HEIGHT_MM + 2 * MARGIN_MM)` mm, 1 mm of paper = 1 mm.
     """
     duration_s = 4 * 2.5
     samples = int(round(duration_s * sampling_rate))

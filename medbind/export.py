@@ -62,21 +62,10 @@ def towers(model: MedBindModel) -> list[str]:
 
 
 def export_onnx(model: MedBindModel | str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """
-    Write one ONNX file per tower of `model` into `out_dir`, with a dynamic batch axis (and text length).
-
-    Args:
-        model: a `MedBindModel` or a folder it was saved to.
-        out_dir: created if needed; gets `cxr_encoder.onnx` (not for ECG-CLIP), `ecg_encoder.onnx`,
-            `text_encoder.onnx`. Each takes its tower's processor outputs (`pixel_values`; `ecg_values`;
-            `input_ids` and `attention_mask`) and returns `embeds`, `[batch, projection_dim]`, L2-normalised.
-
-    Returns:
-        `{modality: path}` of the files written.
-
-    Raises:
-        ImportError: onnx / onnxscript are missing (install the `export` extra).
-    """
+    """Write one ONNX file per tower of `model` (or of the folder it was saved to) into `out_dir`, with a dynamic batch
+    axis (and text length): `cxr_encoder.onnx` (not for ECG-CLIP), `ecg_encoder.onnx`, `text_encoder.onnx`. Each takes
+    its tower's processor outputs (`pixel_values`; `ecg_values`; `input_ids` and `attention_mask`) and returns `embeds`,
+    `[batch, projection_dim]`, L2-normalised. Returns `{modality: path}`."""
     try:
         import onnx  # noqa: F401  (the exporter needs both; say which extra brings them)
         import onnxscript  # noqa: F401

@@ -81,22 +81,15 @@ def build_index(
     progress: bool = True,
 ) -> EmbeddingIndex:
     """
-    Embed `inputs` into the index at `folder` in batches, then (re)build its vector index.
-
-    Resumable: inputs that a batch of an earlier run holds are skipped; every batch is written as soon as it is
-    embedded, whole or not at all; an input given twice is embedded once.
+    Embed `inputs` into the index at `folder` in batches, then (re)build its vector index. Inputs that a batch of an
+    earlier run holds are skipped (see the module docstring); an input given twice is embedded once.
 
     Args:
-        folder: the index folder (created).
         inputs: `{modality: [file path or text, ...]}`.
         embed: embeds one batch of one modality (e.g. the `medbind` CLI's `embed_inputs`).
         model: the model's name, kept in `index_config.json`; a folder built with another model is refused.
         batch_size: inputs per `embed` call and per batch file.
         kind: `"flat"` (exact), `"hnsw"` (approximate), or `"auto"`: flat below `EXACT_SEARCH_LIMIT` items.
-        progress: show a progress bar (items indexed out of the total).
-
-    Returns:
-        The built [`EmbeddingIndex`].
 
     Raises:
         ValueError: an unknown modality or kind, another model than the folder's, or embeddings of the wrong shape.
@@ -121,7 +114,9 @@ def build_index(
     number = len(_batch_files(folder))
     with tqdm(total=total, initial=len(indexed), desc="indexing", unit="item", disable=not progress) as bar:
         for modality, items in pending.items():
-            for sources in _chunks(list(items), batch_size):
+            order = list(items)
+            for start in range(0, len(order), batch_size):
+                sources = order[start : start + batch_size]
                 embeds = np.asarray(embed(modality, [items[source] for source in sources]), dtype=np.float32)
                 config = _check_embeddings(folder, config, embeds, len(sources))
                 _write_batch(folder / BATCHES_DIR / f"batch-{number:06d}.safetensors", embeds, sources, modality)
@@ -131,17 +126,8 @@ def build_index(
 
 
 def new_faiss_index(dimension: int, kind: str, count: int) -> faiss.Index:
-    """
-    An empty inner-product index of `kind` for `count` vectors of `dimension`.
-
-    Args:
-        dimension: the embedding size.
-        kind: `"flat"`, `"hnsw"`, or `"auto"` (flat below `EXACT_SEARCH_LIMIT` vectors).
-        count: how many vectors it will hold.
-
-    Returns:
-        `IndexFlatIP` (exact) or `IndexHNSWFlat` with `HNSW_NEIGHBOURS` and efSearch `HNSW_SEARCH_DEPTH`.
-    """
+    """An empty inner-product index for `count` vectors: `IndexFlatIP` (exact) for `kind="flat"`, `IndexHNSWFlat`
+    for `"hnsw"`, and for `"auto"` flat below `EXACT_SEARCH_LIMIT` vectors."""
     if kind == "auto":
         kind = "flat" if count < EXACT_SEARCH_LIMIT else "hnsw"
     if kind == "flat":
@@ -183,8 +169,7 @@ class EmbeddingIndex:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> EmbeddingIndex:
-        """
-        Read an index folder written by [`build_index`].
+        """Read an index folder written by [`build_index`].
 
         Raises:
             ValueError: naming the folder: not an index, or a run that did not finish (batches the vector index
@@ -208,20 +193,8 @@ class EmbeddingIndex:
         return cls(index, items, config)
 
     def search(self, queries: np.ndarray, top_k: int = 5, modality: str | None = None) -> list[list[SearchHit]]:
-        """
-        The `top_k` items most similar to each query (cosine; exact with a flat index).
-
-        Args:
-            queries: `[q, d]` L2-normalised embeddings (of any modality: the space is shared).
-            top_k: results per query (fewer if the index, or its `modality` part, holds fewer).
-            modality: only items of this modality (`"cxr"`, `"ecg"` or `"text"`).
-
-        Returns:
-            Per query, its hits, most similar first.
-
-        Raises:
-            ValueError: queries of another dimension than the index's.
-        """
+        """Per query of `queries [q, d]` (L2-normalised, of any modality: the space is shared), the `top_k` most
+        similar items, of `modality` only when given (cosine, most similar first; exact with a flat index)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.index.d:
             raise ValueError(f"queries must be [n, {self.index.d}] (the index's dimension), got {queries.shape}")
@@ -298,8 +271,3 @@ def _batch_sizes(folder: Path) -> Iterator[int]:
     for path in _batch_files(folder):
         with safe_open(path, framework="np") as file:
             yield len(json.loads(file.metadata()["sources"]))
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

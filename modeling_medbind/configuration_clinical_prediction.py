@@ -37,10 +37,6 @@ class MedBindClinicalPredictionConfig(PreTrainedConfig):
             config's `hidden_dropout_prob`, as `BertForSequenceClassification`).
         initializer_range (`float`): std of the normal initialisation of the projections and the head.
 
-    Raises:
-        ValueError: for an unknown modality, a repeated one, or `embedding_models` naming a modality not in
-            `modalities`.
-
     Example:
 
     ```python

@@ -47,14 +47,11 @@ class MedBindCXRConfig(PreTrainedConfig):
             `{"embed_dim": 16, "depths": [1, 1], "num_heads": [1, 2]}` for a tiny Swin in tests).
         preprocessing (`str`): how radiographs become the tower's input, one of `CXR_PREPROCESSINGS`:
             - `"timm"` (default; the `tiny` preset and the demo): timm's evaluation transform of `model_name`
-              (Swin-T: resize the shortest edge to 248 bicubic, centre-crop 224, ImageNet mean / std), in training
-              too.
-            - `"medclip"` (the `paper` preset: the paper cites MedCLIP's preprocessing): the grayscale radiograph
-              padded to a square on black (centred), resized to 256 x 256 (bilinear, for a 224 input;
-              `image_size * 256 / 224` otherwise), a random `image_size` crop in training
-              (`medbind_training.augmentation`) and a centre crop at inference, normalised with MedCLIP's single
-              mean 0.5862785803043838 / std 0.27950088968644304 on the 3 replicated channels. (An RGB input stays
-              RGB, where MedCLIP converts it to gray: radiographs are gray.)
+              (`timm_preprocessing_defaults`), in training too.
+            - `"medclip"` (the `paper` preset: the paper cites MedCLIP's preprocessing): MedCLIP's padding to a
+              square, resize and single mean / std (`medclip_preprocessing_defaults`), a random `image_size` crop in
+              training (`medbind_training.augmentation`) and a centre crop at inference. (An RGB input stays RGB,
+              where MedCLIP converts it to gray: radiographs are gray.)
     """
 
     model_type = "medbind_cxr"
@@ -79,10 +76,9 @@ class MedBindECGConfig(PreTrainedConfig):
     r"""
     Configuration of the ECG tower: a vanilla pre-norm transformer encoder over time steps.
 
-    What the paper specifies: a vanilla transformer encoder over 12 leads x 1000 samples (10 s at 100 Hz), one token
-    per time point, a learned class token, positional information. What it does not, and is the project's choice:
-    pre-LN (rather than post-LN), the sizes of the `paper` preset (4 layers, d 256, 8 heads, feed-forward 1024),
-    dropout and the position embedding type.
+    The paper specifies a vanilla transformer encoder over 12 leads x 1000 samples (10 s at 100 Hz), one token per
+    time point, a learned class token and positional information; pre-LN, the sizes (`PRESETS`), dropout and the
+    position embedding type are the project's choice.
 
     The paper embeds each time point (the 12 lead values) as one token; `patch_size` > 1 embeds that many consecutive
     time points per token, which divides the attention cost by `patch_size**2` (one token per step over 10 s at
@@ -208,14 +204,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _remote_pipeline_tasks() -> dict[str, dict[str, Any]]:
-    """`config.custom_pipelines`: each MedBind pipeline task -> its class in the saved folder, loaded with AutoModel."""
-    return {
-        task: {"impl": f"{PIPELINE_MODULE}.{class_name}", "pt": ["AutoModel"], "type": "multimodal"}
-        for task, class_name in PIPELINE_CLASS_NAMES.items()
-    }
-
-
 class MedBindConfig(PreTrainedConfig):
     r"""
     Configuration of a [`MedBindModel`]: three sub-configs and the contrastive-training settings.
@@ -271,7 +259,11 @@ class MedBindConfig(PreTrainedConfig):
         # pipeline("zero-shot-image-classification") loads its model through AutoModelForZeroShotImageClassification,
         # and pipeline(task) finds custom tasks in `custom_pipelines`. Entries read from a config.json win.
         self.auto_map = {**REMOTE_AUTO_CLASSES, **(getattr(self, "auto_map", None) or {})}
-        self.custom_pipelines = {**_remote_pipeline_tasks(), **(getattr(self, "custom_pipelines", None) or {})}
+        tasks = {
+            task: {"impl": f"{PIPELINE_MODULE}.{class_name}", "pt": ["AutoModel"], "type": "multimodal"}
+            for task, class_name in PIPELINE_CLASS_NAMES.items()
+        }
+        self.custom_pipelines = {**tasks, **(getattr(self, "custom_pipelines", None) or {})}
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> None:
         """
@@ -301,16 +293,9 @@ class MedBindConfig(PreTrainedConfig):
         return tuple(modality for modality, tower in zip(MODALITIES, (self.has_cxr, self.has_ecg)) if tower)
 
     def with_cxr_backbone(self, model_name: str) -> "MedBindConfig":
-        """
-        A copy of this config whose CXR tower is the timm architecture `model_name` as published: pretrained
-        weights fit their own architecture only, so the preset's architecture overrides (`model_kwargs`) go.
-
-        Args:
-            model_name: a timm model name with pretrained weights, e.g. `PAPER_CXR_MODEL_NAME`.
-
-        Returns:
-            The new config; this one is left unchanged.
-        """
+        """A copy of this config whose CXR tower is the timm architecture `model_name` as published:
+        pretrained weights fit their own architecture only, so the preset's architecture overrides (`model_kwargs`) go.
+        The config itself is left unchanged."""
         config = copy.deepcopy(self)
         config.cxr_config.model_name = model_name
         config.cxr_config.model_kwargs = None
@@ -318,19 +303,8 @@ class MedBindConfig(PreTrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "MedBindConfig":
-        """
-        Build a config from a named preset.
-
-        Args:
-            name: `"paper"` (the paper's Swin-T, BERT-base and one ECG token per time step; the ECG transformer's
-                4 layers, d=256, 8 heads and pre-LN are the project's choice, the paper gives none) or
-                `"tiny"` (for tests and the CPU demo).
-            **overrides: top-level fields (`variant="nm"`, `projection_dim=...`) or whole sub-config dicts, which
-                update the preset's sub-config field by field.
-
-        Raises:
-            ValueError: for an unknown preset name.
-        """
+        """A config from a named preset of `PRESETS` (`"paper"` or `"tiny"`). `**overrides` are top-level fields
+        (`variant="nm"`, ...) or sub-config dicts, which update the preset's sub-config field by field."""
         if name not in PRESETS:
             raise ValueError(f"unknown MedBind preset {name!r}; choose one of {sorted(PRESETS)}")
         fields = {key: dict(value) for key, value in PRESETS[name].items()}

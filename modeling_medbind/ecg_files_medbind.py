@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .image_processing_medbind import is_dicom
+from .image_processing_medbind import DICOM_SUFFIXES, is_dicom
 
 MUSE_SUFFIXES = (".xml",)
 # Millivolts per unit, by the unit names DICOM (UCUM codes) and MUSE write.
@@ -55,26 +55,19 @@ def ecg_file_format(path: str | os.PathLike) -> str | None:
     path = Path(path)
     if path.suffix.lower() in MUSE_SUFFIXES:
         return "muse"
-    if path.suffix.lower() in (".dcm", ".dicom") or (path.is_file() and is_dicom(path)):
+    if path.suffix.lower() in DICOM_SUFFIXES or (path.is_file() and is_dicom(path)):
         return "dicom"
     return None
 
 
 def read_ecg_file(path: str | os.PathLike) -> ECGRecording:
     """
-    Read a DICOM waveform or MUSE XML ECG (see the module docstring).
-
-    Args:
-        path: the file.
-
-    Returns:
-        The [`ECGRecording`], every lead in millivolts; for MUSE, with the derived limb leads added.
+    Read a DICOM waveform or MUSE XML ECG (see the module docstring), every lead in millivolts; for MUSE, with the
+    derived limb leads added.
 
     Raises:
-        FileNotFoundError: no such file.
         ValueError: naming the file: not such an ECG file (a DICOM radiograph, not a `<RestingECG>`), a missing
             lead, an unknown unit, a truncated waveform, or a missing rate.
-        ImportError: a DICOM file and no pydicom.
     """
     path = Path(path)
     if not path.is_file():
@@ -88,16 +81,9 @@ def read_ecg_file(path: str | os.PathLike) -> ECGRecording:
 
 
 def derive_limb_leads(lead_i: np.ndarray, lead_ii: np.ndarray) -> dict[str, np.ndarray]:
-    """
-    The limb leads a cart computes from leads I and II, which it records (the three limb electrodes span a plane):
+    """The limb leads a cart computes from leads I and II, which it records (the three limb electrodes span a plane):
 
         III = II - I  (Einthoven),  aVR = -(I + II) / 2,  aVL = I - II / 2,  aVF = II - I / 2  (Goldberger).
-
-    Args:
-        lead_i, lead_ii: `[samples]` arrays.
-
-    Returns:
-        `{"III": ..., "aVR": ..., "aVL": ..., "aVF": ...}`.
     """
     return {
         "III": lead_ii - lead_i,
@@ -207,8 +193,7 @@ def read_muse_ecg(path: Path) -> ECGRecording:
     lengths = {len(values) for values in leads.values()}
     if len(lengths) > 1:
         raise ValueError(f"{source}: its leads have different lengths ({sorted(lengths)} samples)")
-    derived = {name: values for name, values in derive_limb_leads(leads["I"], leads["II"]).items() if name not in leads}
-    leads.update(derived)
+    leads |= {name: values for name, values in derive_limb_leads(leads["I"], leads["II"]).items() if name not in leads}
     return ECGRecording(np.stack(list(leads.values())), rate, list(leads), source)
 
 

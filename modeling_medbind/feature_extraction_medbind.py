@@ -53,9 +53,6 @@ class MedBindECGFeatureExtractor(FeatureExtractionMixin):
     Args:
         sampling_rate (`int`): output rate in Hz (100 in the paper).
         num_samples (`int`): output samples per lead (1000: 10 s at 100 Hz).
-        lead_names (`list[str]`): the output leads, in order (default `CANONICAL_LEAD_NAMES`).
-        normalization (`str`): `"per_lead_zscore"` or `"none"`.
-        normalization_epsilon (`float`): added to each lead's standard deviation.
         max_nan_fraction (`float`): largest share of missing samples in a lead's window that is interpolated.
         min_duration_s (`float`): shorter records are an error (too little signal to embed).
     """
@@ -95,7 +92,7 @@ class MedBindECGFeatureExtractor(FeatureExtractionMixin):
         lead_names: Sequence[str] | None = None,
         return_tensors: str | TensorType | None = None,
     ) -> BatchFeature:
-        """Extract `ecg_values` from one ECG or a batch.
+        """Extract `ecg_values [B, len(lead_names), num_samples]` float32 from one ECG or a batch.
 
         Args:
             ecgs: one item or a list of items, each a WFDB record path (`str`/`Path`, with or without `.hea`), a
@@ -103,10 +100,6 @@ class MedBindECGFeatureExtractor(FeatureExtractionMixin):
                 or an array/tensor `[leads, samples]`; a 3-D array `[B, leads, samples]` is a batch.
             sampling_rate: rate in Hz of the array items (records carry their own and ignore it).
             lead_names: lead names of the rows of the array items (records carry their own).
-            return_tensors: `"pt"`, `"np"` or `None` (numpy).
-
-        Returns:
-            `BatchFeature` with `ecg_values` `[B, len(lead_names), num_samples]` float32.
 
         Raises:
             FileNotFoundError: a record's header or signal file, or an ECG file, is missing.
@@ -148,15 +141,8 @@ def resample(signal: np.ndarray, source_rate: float, target_rate: float) -> np.n
     """Resample `signal [leads, samples]` from `source_rate` to `target_rate` Hz along the last axis.
 
     `resample_poly` applies a Kaiser-windowed low-pass FIR at the lower of the two Nyquist rates before
-    decimating, so down-sampling does not alias.
-
-    Args:
-        signal: `[leads, samples]` float array.
-        source_rate: its rate in Hz (> 0).
-        target_rate: the wanted rate in Hz (> 0).
-
-    Returns:
-        `[leads, ceil(samples * target_rate / source_rate)]` float64 (the input itself when the rates agree).
+    decimating, so down-sampling does not alias. Returns `[leads, ceil(samples * target_rate / source_rate)]`
+    float64 (the input itself when the rates agree).
     """
     ratio = (Fraction(target_rate) / Fraction(source_rate)).limit_denominator(MAX_RESAMPLING_DENOMINATOR)
     if ratio == 1:
@@ -165,7 +151,6 @@ def resample(signal: np.ndarray, source_rate: float, target_rate: float) -> np.n
 
 
 def _as_batch(ecgs) -> list:
-    """A single item or a batch -> a list of items."""
     if isinstance(ecgs, (str, os.PathLike, wfdb.Record)):
         return [ecgs]
     if isinstance(ecgs, (np.ndarray, torch.Tensor)):
@@ -224,18 +209,8 @@ def _load(item, position: str, sampling_rate, lead_names, output_lead_names: Seq
 
 
 def read_wfdb_record(path: str | os.PathLike) -> wfdb.Record:
-    """Read a WFDB record (physical units) from its path, with or without the `.hea`/`.dat` suffix.
-
-    Args:
-        path: the record's path, e.g. `ecg/s0010_re` or `ecg/s0010_re.hea`.
-
-    Returns:
-        The `wfdb.Record` with `p_signal [samples, signals]`.
-
-    Raises:
-        FileNotFoundError: the header or a signal file it names is missing.
-        ValueError: the header or signal file cannot be parsed (the message names the header file).
-    """
+    """Read a WFDB record (physical units: `p_signal [samples, signals]`) from its path, e.g. `ecg/s0010_re` or
+    `ecg/s0010_re.hea`; errors name the header file."""
     path = Path(path)
     record_path = path.with_suffix("") if path.suffix.lower() in WFDB_SUFFIXES else path
     header = record_path.parent / f"{record_path.name}.hea"
@@ -252,7 +227,6 @@ def read_wfdb_record(path: str | os.PathLike) -> wfdb.Record:
 
 
 def _checked_sampling_rate(rate, source: str) -> float:
-    """A positive finite sampling rate, or a ValueError naming the source."""
     if rate is None:
         raise ValueError(f"{source} has an unknown sampling rate; pass sampling_rate= (Hz) with arrays")
     rate = float(rate)

@@ -6,15 +6,15 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
+from transformers import BertModel
+
 Loaded = TypeVar("Loaded")
 _TRUE_STRINGS = {"1", "ON", "YES", "TRUE"}
 
 
 def hub_offline() -> bool:
-    """
-    Whether `HF_HUB_OFFLINE` is set now. huggingface_hub reads it once, at import; reading it at each call lets a
-    running process (a notebook, a test) switch it.
-    """
+    """Whether `HF_HUB_OFFLINE` is set now. huggingface_hub reads it once, at import; reading it at each call
+    lets a running process (a notebook, a test) switch it."""
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE_STRINGS
 
 
@@ -24,13 +24,8 @@ def load_pretrained(identifier: str | os.PathLike, load: Callable[[], Loaded], w
     one message that names the identifier and `HF_HUB_OFFLINE`.
 
     Args:
-        identifier: the Hub id or local path being loaded (named in the message).
-        load: loads it; may raise OSError (transformers, huggingface_hub), RuntimeError or ValueError (timm).
-        what: what is being loaded, for the message ("the text backbone").
-        instead: what the user can do instead, for the message.
-
-    Raises:
-        FileNotFoundError: chained to the original error.
+        load: loads `identifier`; may raise OSError (transformers, huggingface_hub), RuntimeError or ValueError (timm).
+        what, instead: what is being loaded ("the text backbone") and what the user can do instead, for the message.
     """
     try:
         return load()
@@ -45,4 +40,14 @@ def load_pretrained(identifier: str | os.PathLike, load: Callable[[], Loaded], w
         ) from error
 
 
-__all__ = ["hub_offline", "load_pretrained"]
+def load_bert(identifier: str | os.PathLike, what: str, instead: str) -> BertModel:
+    """A pretrained BERT without its pooler (the towers read [CLS] themselves), from the Hub cache or a folder."""
+    return load_pretrained(
+        identifier,
+        lambda: BertModel.from_pretrained(identifier, add_pooling_layer=False, local_files_only=hub_offline()),
+        what,
+        instead,
+    )
+
+
+__all__ = ["hub_offline", "load_bert", "load_pretrained"]

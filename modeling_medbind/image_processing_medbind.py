@@ -48,14 +48,7 @@ def timm_preprocessing_defaults(
     timm's eval transform resizes the shortest edge to `floor(input_size / crop_pct)` with the model's
     interpolation, centre-crops `input_size`, and normalises with the model's mean/std; this returns the same
     settings as `MedBindImageProcessor` keyword arguments, read from timm's `pretrained_cfg` (no download).
-
-    Args:
-        model_name: a timm model name (`timm.list_models(pretrained=True)`), e.g. `"swin_tiny_patch4_window7_224"`.
-        image_size: the side of the square crop (a model's `cxr_config.image_size`); default: timm's input size.
-            The resize keeps timm's crop ratio.
-
-    Returns:
-        `{"size", "crop_size", "resample", "image_mean", "image_std"}`.
+    `image_size` (default: timm's input size) replaces the crop's side, the resize keeping timm's crop ratio.
 
     Raises:
         ValueError: timm knows no pretrained config for `model_name`, or it uses a crop mode other than `"center"`.
@@ -82,13 +75,8 @@ def medclip_preprocessing_defaults(image_size: int = MEDCLIP_CROP) -> dict[str, 
     """Image-processor settings of MedCLIP's preprocessing: pad to a square on black (centred, as MedCLIP's dataset
     does, so the resize does not stretch the radiograph), resize to a square of `MEDCLIP_RESIZE` (bilinear, as
     torchvision's `Resize((256, 256))`), centre-crop `image_size`, one mean / std on every channel (grayscale
-    radiographs are replicated, so each channel holds the gray value MedCLIP normalises).
-
-    Args:
-        image_size: the side of the square crop (224 in MedCLIP); the resize keeps MedCLIP's 256 / 224 ratio.
-
-    Returns:
-        `{"pad_to_square", "size", "crop_size", "resample", "image_mean", "image_std"}`.
+    radiographs are replicated, so each channel holds the gray value MedCLIP normalises). Another `image_size` than
+    MedCLIP's 224 keeps its 256 / 224 resize ratio.
     """
     resize = round(image_size * MEDCLIP_RESIZE / MEDCLIP_CROP)
     return {
@@ -105,8 +93,7 @@ _DEFAULTS = timm_preprocessing_defaults(PAPER_CXR_MODEL_NAME)
 
 
 class MedBindImageProcessor(TorchvisionBackend):
-    r"""
-    Chest X-ray processor: any radiograph in, `pixel_values [B, 3, 224, 224]` normalised for the CXR tower out.
+    r"""Chest X-ray processor: any radiograph in, `pixel_values [B, 3, 224, 224]` normalised for the CXR tower out.
 
     Defaults are timm's evaluation preprocessing of `swin_tiny_patch4_window7_224` (resize shortest edge to 248
     bicubic, centre-crop 224, ImageNet mean/std); [`MedBindImageProcessor.from_timm`] gives another model's,
@@ -144,19 +131,8 @@ class MedBindImageProcessor(TorchvisionBackend):
 
     @classmethod
     def from_timm(cls, model_name: str, image_size: int | None = None, **kwargs) -> MedBindImageProcessor:
-        """An image processor with timm's evaluation preprocessing for `model_name` (see `timm_preprocessing_defaults`).
-
-        Args:
-            model_name: a timm model name with a pretrained config.
-            image_size: the side of the square crop (default: timm's input size for `model_name`).
-            **kwargs: overrides of any processor setting.
-
-        Returns:
-            The processor.
-
-        Raises:
-            ValueError: as `timm_preprocessing_defaults`.
-        """
+        """An image processor with timm's evaluation preprocessing for `model_name` (see `timm_preprocessing_defaults`);
+        `**kwargs` override any setting."""
         return cls(**{**timm_preprocessing_defaults(model_name, image_size), **kwargs})
 
     @classmethod
@@ -168,29 +144,14 @@ class MedBindImageProcessor(TorchvisionBackend):
     @classmethod
     def from_cxr_config(cls, cxr_config: MedBindCXRConfig, **kwargs) -> MedBindImageProcessor:
         """The image processor a CXR tower takes: its `preprocessing` (`"timm"`: `from_timm` of its `model_name`;
-        `"medclip"`: `from_medclip`) at its `image_size`; `**kwargs` override any setting.
-
-        Raises:
-            ValueError: as `timm_preprocessing_defaults` for `"timm"`.
-        """
+        `"medclip"`: `from_medclip`) at its `image_size`; `**kwargs` override any setting."""
         if cxr_config.preprocessing == "medclip":
             return cls.from_medclip(cxr_config.image_size, **kwargs)
         return cls.from_timm(cxr_config.model_name, cxr_config.image_size, **kwargs)
 
     def fetch_images(self, images: ImageInput | str | os.PathLike) -> ImageInput:
-        """Open image file paths: DICOM with [`decode_dicom`], others with Pillow (so 16-bit PNGs keep their depth).
-
-        Args:
-            images: an image, a path, or (nested) lists of them.
-
-        Returns:
-            The same structure with paths replaced by PIL images (DICOM: the `[H, W]` array of `decode_dicom`).
-
-        Raises:
-            FileNotFoundError: a path does not exist.
-            ValueError: a file cannot be decoded as an image.
-            ImportError: a DICOM file and no pydicom.
-        """
+        """Replace the image file paths in (nested lists of) images by the decoded images: DICOM with
+        [`decode_dicom`] (its `[H, W]` array), others with Pillow (so 16-bit PNGs keep their depth)."""
         if isinstance(images, (list, tuple)):
             return [self.fetch_images(image) for image in images]
         if isinstance(images, (str, os.PathLike)):
@@ -218,18 +179,7 @@ class MedBindImageProcessor(TorchvisionBackend):
 
         Keeping 8-bit inputs as `uint8` keeps torchvision's fast integer resize; everything else becomes float32
         on the same 0-255 scale, so the usual `rescale_factor = 1/255` applies to every input. Grayscale comes
-        back as one plane viewed as 3 channels (see `resize`).
-
-        Args:
-            image: a PIL image, numpy array or tensor (see the class docstring for layouts and ranges).
-            input_data_format: channel layout of arrays, inferred when `None`.
-            device: where to put the tensor.
-
-        Returns:
-            The `[3, H, W]` tensor.
-
-        Raises:
-            ValueError: see the class docstring.
+        back as one plane viewed as 3 channels (see `resize`). Layouts, ranges and errors: see the class docstring.
         """
         description = _describe(image)
         pixels, full_scale = _to_tensor(image, description)
@@ -254,16 +204,8 @@ class MedBindImageProcessor(TorchvisionBackend):
         return pixels if device is None else pixels.to(device)
 
     def resize(self, image: torch.Tensor, size: SizeDict, **kwargs) -> torch.Tensor:
-        """Resize `[..., 3, H, W]` as the torchvision backend does, but a grayscale view only once.
-
-        Args:
-            image: the images; a grayscale image is one plane viewed as 3 channels (channel stride 0).
-            size: the target size.
-            **kwargs: `resample`, `antialias` as in `TorchvisionBackend.resize`.
-
-        Returns:
-            The resized images (a grayscale one again as a 3-channel view).
-        """
+        """Resize `[..., 3, H, W]` as the torchvision backend does, but a grayscale image (one plane viewed as 3
+        channels, channel stride 0) only once, returned as such a view again."""
         # Radiographs are gray: resizing the shared plane once is 3x less work than resizing three copies.
         if image.stride(-3) == 0:
             plane = super().resize(image[..., :1, :, :], size, **kwargs)
@@ -284,7 +226,6 @@ def _pad_to_square(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def _is_2d_array(image: Any) -> bool:
-    """Whether `image` is a numpy array or tensor `[H, W]`."""
     return isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim == 2
 
 
@@ -303,11 +244,7 @@ def _open_image(path: Path) -> Image.Image | np.ndarray:
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
-    """Whether `path` names a DICOM file: a `.dcm` / `.dicom` suffix, or the Part 10 "DICM" marker.
-
-    Raises:
-        OSError: the file cannot be read.
-    """
+    """Whether `path` names a DICOM file: a `.dcm` / `.dicom` suffix, or the Part 10 "DICM" marker."""
     path = Path(path)
     if path.suffix.lower() in DICOM_SUFFIXES:
         return True
@@ -328,16 +265,12 @@ def decode_dicom(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
 
     pydicom is not among the packages a Hub folder's code may import at its top, so it is imported here.
 
-    Args:
-        path: the DICOM file.
-
     Returns:
         `(pixels, dataset)`: `pixels [H, W]` are `uint8` exactly as stored for 8-bit images that no LUT changes
         (as RSNA's), else `float32` in [0, 1], keeping 16-bit precision until normalisation;
         `dataset` is the `pydicom.Dataset` (for tags such as `ViewPosition`).
 
     Raises:
-        ImportError: pydicom is not installed.
         ValueError: naming the file, if it cannot be decoded or is not a single-frame grayscale image.
     """
     try:
@@ -366,11 +299,8 @@ def decode_dicom(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
 
 
 def _dicom_output_range(dataset: Any, apply_voi: Callable) -> tuple[float, float]:
-    """The `(low, high)` values the LUTs of `decode_dicom` can output, as pydicom applies them.
-
-    Raises:
-        ValueError: the range is empty (a constant VOI LUT, or a zero Rescale Slope).
-    """
+    """The `(low, high)` values the LUTs of `decode_dicom` can output, as pydicom applies them; ValueError when the
+    range is empty (a constant VOI LUT, or a zero Rescale Slope)."""
     voi_lut = dataset.get("VOILUTSequence")
     if voi_lut and voi_lut[0].get("LUTDescriptor") is not None and voi_lut[0].get("LUTData") is not None:
         # The table's own values over its input domain: declared entry depths (16 bits) often exceed those used.
@@ -406,9 +336,6 @@ def _to_tensor(image: Any, description: str) -> tuple[torch.Tensor, float]:
     """Any accepted input -> (a CPU tensor of its stored values, layout untouched; the value of full intensity).
 
     Full intensity is 255 for uint8, 65535 for other integers (16-bit), 1.0 for floats.
-
-    Raises:
-        ValueError: unsupported type, boolean/complex pixels, or values outside the storage type's range.
     """
     if isinstance(image, Image.Image):
         if image.mode not in PIL_MODES_READ_DIRECTLY:

@@ -37,7 +37,7 @@ from transformers import BertModel, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration_clinical_prediction import MedBindClinicalPredictionConfig
-from .hub_loading import hub_offline, load_pretrained
+from .hub_loading import load_bert, load_pretrained
 from .tokenization_medbind import BIOBERT_IDENTIFIER
 
 ADAPTER_FOLDER = "text_adapter"
@@ -64,7 +64,7 @@ def append_modality_tokens(
 
     Args:
         text_embeds: `[B, L, H]` word embeddings of right-padded text.
-        attention_mask: `[B, L]`, 1 on the text's `l_i` tokens then 0 (right padding).
+        attention_mask: `[B, L]`, 1 on the text's `l_i` tokens then 0 (right padding, else ValueError).
         token_type_ids: `[B, L]` segment ids of the text.
         modality_tokens: `[B, M, H]` projected modality embeddings.
         modality_mask: `[B, M]`, 1 where the visit has that modality.
@@ -72,9 +72,6 @@ def append_modality_tokens(
     Returns:
         `(inputs_embeds [B, T, H], attention_mask [B, T], token_type_ids [B, T])`; modality tokens get segment
         `MODALITY_TOKEN_TYPE`.
-
-    Raises:
-        ValueError: when `attention_mask` is not right padding (text tokens must come first).
     """
     length = text_embeds.shape[1]
     positions = torch.arange(length, device=attention_mask.device)
@@ -195,11 +192,8 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
             modality_mask: `[B, M]`, 1 where the visit has the modality (default: all present).
 
         Returns:
-            `(inputs_embeds [B, T, hidden], attention_mask [B, T], token_type_ids [B, T])`.
-
-        Raises:
-            ValueError: for modality embeddings of the wrong shape, left padding, or more tokens than the BERT's
-                `max_position_embeddings`.
+            `(inputs_embeds [B, T, hidden], attention_mask [B, T], token_type_ids [B, T])`; ValueError for modality
+            embeddings of the wrong shape, left padding, or more tokens than the BERT's `max_position_embeddings`.
         """
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         token_type_ids = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
@@ -240,21 +234,9 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
     ) -> SequenceClassifierOutput:
-        """
-        Classify visits from their text and the modality embeddings they have.
-
-        Args:
-            input_ids, attention_mask, token_type_ids, modality_embeds, modality_mask: as `build_inputs_embeds`.
-            labels: `[B]` class indices; with them, `loss` is their cross-entropy.
-            output_attentions, output_hidden_states: return the BERT's attentions / hidden states (over the packed
-                sequence of `build_inputs_embeds`).
-
-        Returns:
-            `SequenceClassifierOutput` with `logits [B, num_labels]` (and `loss` with labels).
-
-        Raises:
-            ValueError: as `build_inputs_embeds`.
-        """
+        """Classify visits from their text and modality embeddings (inputs as `build_inputs_embeds`): `logits [B,
+        num_labels]`, and with `labels [B]` their cross-entropy as `loss`. Attentions and hidden states are the BERT's
+        over the packed sequence."""
         inputs_embeds, attention_mask, token_type_ids = self.build_inputs_embeds(
             input_ids, attention_mask, token_type_ids, modality_embeds, modality_mask
         )
@@ -274,15 +256,9 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
     def save_pretrained(
         self, save_directory: str | os.PathLike, *args: Any, state_dict: dict | None = None, **kwargs: Any
     ) -> None:
-        """
-        Save the folder described in this module's docstring: config and code, the LoRA adapter in peft's format
+        """Save the folder described in this module's docstring: config and code, the LoRA adapter in peft's format
         under `text_adapter/`, and `model.safetensors` without the LoRA weights and without a named base BERT.
-
-        Args:
-            save_directory: the folder.
-            state_dict: the full state dict to save from (the Trainer passes the unwrapped one); default: this model's.
-            *args, **kwargs: as `PreTrainedModel.save_pretrained` (`push_to_hub=True` uploads the whole folder).
-        """
+        `state_dict` is the full one to save from (the Trainer passes the unwrapped one; default: this model's)."""
         state_dict = self.state_dict() if state_dict is None else state_dict
         # The adapter is written first: with push_to_hub=True the parent's save uploads the folder at its end.
         if kwargs.get("is_main_process", True):
@@ -297,9 +273,7 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
         super().save_pretrained(save_directory, *args, state_dict=kept, **kwargs)
 
     def _saved_in_model_file(self, key: str) -> bool:
-        if not key.startswith("text_model."):
-            return True
-        return self.config.base_model_name_or_path is None and not _is_lora(key)
+        return not key.startswith("text_model.") or (self.config.base_model_name_or_path is None and not _is_lora(key))
 
     def _save_text_adapter(self, adapter_directory: str, state_dict: dict[str, torch.Tensor]) -> None:
         text_state = {key.removeprefix("text_model."): value for key, value in state_dict.items()}
@@ -324,10 +298,6 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
         Load a saved folder or Hub repository: `model.safetensors` through `PreTrainedModel.from_pretrained`, then the
         base BERT it names (when it names one) and the LoRA adapter of `text_adapter/`.
 
-        Args:
-            pretrained_model_name_or_path: a folder written by `save_pretrained`, or a Hub id.
-            *model_args, **kwargs: as `PreTrainedModel.from_pretrained` (`revision`, `token`, `cache_dir`, ...).
-
         Raises:
             FileNotFoundError: when the base BERT or the adapter cannot be loaded; the message names the identifier
                 and `HF_HUB_OFFLINE`.
@@ -346,12 +316,8 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
 
     def load_text_adapter(self, model_id: str | os.PathLike, subfolder: str = ADAPTER_FOLDER, **download: Any) -> None:
         """
-        Load LoRA weights saved in peft's format into this model's BERT.
-
-        Args:
-            model_id: a folder or Hub id holding `subfolder/adapter_model.safetensors`.
-            subfolder: where in it the adapter lies.
-            **download: `revision`, `token`, `cache_dir`, ... for a Hub id.
+        Load LoRA weights saved in peft's format (`model_id/subfolder/adapter_model.safetensors`; `**download`:
+        `revision`, `token`, ... for a Hub id) into this model's BERT.
 
         Raises:
             FileNotFoundError: when the adapter cannot be read (the message names `model_id` and `HF_HUB_OFFLINE`).
@@ -379,13 +345,8 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
         A new model whose BERT is a pretrained one (BioBERT by default, as the paper); LoRA, the projections and the
         head start from their initialisation.
 
-        Args:
-            text: Hub id or folder of a BERT model; recorded as the config's `base_model_name_or_path`.
-            **config_kwargs: the other [`MedBindClinicalPredictionConfig`] fields (`modalities`, `id2label`,
-                `embedding_models`, `lora_rank`, ...).
-
-        Raises:
-            FileNotFoundError: when the BERT cannot be loaded; the message names the identifier and `HF_HUB_OFFLINE`.
+        `text` becomes the config's `base_model_name_or_path`; `**config_kwargs` are its other fields. Raises
+        FileNotFoundError when the BERT cannot be loaded, naming the identifier and `HF_HUB_OFFLINE`.
         """
         bert = _load_base_bert(text, "pass a local directory")
         config = MedBindClinicalPredictionConfig(
@@ -395,13 +356,8 @@ class MedBindForClinicalPrediction(MedBindClinicalPredictionPreTrainedModel):
 
 
 def _load_base_bert(identifier: str | os.PathLike, instead: str) -> BertModel:
-    """The pretrained BERT a model adapts, from the Hub cache or a folder (never downloaded with HF_HUB_OFFLINE)."""
-    return load_pretrained(
-        identifier,
-        lambda: BertModel.from_pretrained(identifier, add_pooling_layer=False, local_files_only=hub_offline()),
-        "the base BERT",
-        f"Download it once with network access so it sits in the Hugging Face cache, or {instead}.",
-    )
+    instead = f"Download it once with network access so it sits in the Hugging Face cache, or {instead}."
+    return load_bert(identifier, "the base BERT", instead)
 
 
 __all__ = [

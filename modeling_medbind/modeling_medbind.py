@@ -19,6 +19,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.clip.modeling_clip import eager_attention_forward, image_text_contrastive_loss
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
@@ -29,7 +30,7 @@ from .configuration_medbind import (
     MedBindCXRConfig,
     MedBindECGConfig,
 )
-from .hub_loading import hub_offline, load_pretrained
+from .hub_loading import load_bert, load_pretrained
 from .tokenization_medbind import BIOBERT_IDENTIFIER
 
 # What a training batch holds for the TMCL / EMCL loss only (training code); forward refuses them rather than
@@ -80,18 +81,6 @@ class MedBindOutput(ModelOutput):
         return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
 
 
-def clip_loss(logits: torch.Tensor) -> torch.Tensor:
-    r"""
-    CLIP's symmetric contrastive loss for `[n, n]` logits whose diagonal holds the matching pairs:
-
-        L = ( CE(logits, diag) + CE(logits^T, diag) ) / 2
-
-    with CE the mean cross-entropy over rows and diag the targets 0..n-1.
-    """
-    targets = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-
-
 def _rows(embeds: torch.Tensor | None) -> int:
     return 0 if embeds is None else embeds.shape[0]
 
@@ -132,31 +121,9 @@ class MedBindECGEmbeddings(nn.Module):
         return self.dropout(tokens + self.position_embedding.to(tokens.dtype))
 
 
-def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax(q k^T * scaling + mask) v in plain matmuls, returning the weights too (as CLIP's eager attention)."""
-    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if attention_mask is not None:
-        attn_weights = attn_weights + attention_mask
-    attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
-    return attn_output, attn_weights
-
-
 class MedBindECGAttention(nn.Module):
-    """
-    Multi-head self-attention, dispatched through transformers' attention interface by
-    `config._attn_implementation` ("eager", "sdpa", "flash_attention_2", ...), as the text tower is.
-    """
+    """Multi-head self-attention, dispatched through transformers' attention interface by
+    `config._attn_implementation` ("eager": CLIP's plain matmuls, "sdpa", ...), as the text tower is."""
 
     def __init__(self, config: MedBindECGConfig):
         super().__init__()
@@ -176,15 +143,9 @@ class MedBindECGAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
+        dropout = self.dropout if self.training else 0.0
         attended, attn_weights = attention_interface(
-            self,
-            query,
-            key,
-            value,
-            None,
-            scaling=self.scaling,
-            dropout=self.dropout if self.training else 0.0,
-            **kwargs,
+            self, query, key, value, None, scaling=self.scaling, dropout=dropout, **kwargs
         )
         return self.out_proj(attended.reshape(batch_size, length, hidden_size)), attn_weights
 
@@ -211,10 +172,8 @@ class MedBindECGLayer(GradientCheckpointingLayer):
 
 
 class MedBindECGEncoder(nn.Module):
-    """
-    The ECG tower: embeddings, transformer blocks, then the final norm of the class token (as CLIP's vision tower:
-    `last_hidden_state` is the blocks' output, `pooler_output` the normalised class token `[B, hidden]`).
-    """
+    """The ECG tower: embeddings, transformer blocks, then the final norm of the class token (as CLIP's
+    vision tower: `last_hidden_state` is the blocks' output, `pooler_output` the normalised class token)."""
 
     def __init__(self, config: MedBindECGConfig):
         super().__init__()
@@ -283,11 +242,9 @@ class MedBindCXREncoder(nn.Module):
 
     @torch.no_grad()
     def reset_non_persistent_buffers(self, module: nn.Module) -> None:
-        """
-        Recompute the non-persistent buffers of `module`, a submodule of the timm model (Swin's relative position
-        index, ...). `from_pretrained` builds the model on the meta device and restores only what the checkpoint
-        holds, so these would stay uninitialised memory otherwise.
-        """
+        """Recompute the non-persistent buffers of `module`, a submodule of the timm model (Swin's relative position
+        index, ...). `from_pretrained` builds the model on the meta device and restores only what the checkpoint holds,
+        so these would stay uninitialised memory otherwise."""
         if self._reference_buffers is None:
             with torch.device("cpu"):
                 self._reference_buffers = dict(self._create(pretrained=False).named_buffers())
@@ -359,7 +316,6 @@ class MedBindModel(MedBindPreTrainedModel):
     followed by a linear projection to `projection_dim` and L2 normalisation.
 
     Args:
-        config: the model's config.
         cxr_model, text_model: towers built already (by [`MedBindModel.from_backbones`], with pretrained weights)
             instead of new random ones; they must match `config.cxr_config` and `config.text_config`.
 
@@ -422,17 +378,8 @@ class MedBindModel(MedBindPreTrainedModel):
 
     @can_return_tuple
     def get_cxr_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:
-        """
-        Args:
-            pixel_values: `[B, 3, image_size, image_size]` from the image processor.
-
-        Returns:
-            The CXR tower's [`BaseModelOutputWithPooling`] with `pooler_output` the `[B, projection_dim]`
-            L2-normalised CXR embeddings: `model.get_cxr_features(pixel_values).pooler_output` is the plain tensor.
-
-        Raises:
-            ValueError: for the ECG-CLIP variant, which has no CXR tower.
-        """
+        """The CXR tower's output for `pixel_values [B, 3, image_size, image_size]`, its `pooler_output` the
+        `[B, projection_dim]` L2-normalised embeddings. ValueError for ECG-CLIP, which has no CXR tower."""
         if self.cxr_model is None:
             raise ValueError(f"this MedBind model (variant={self.config.variant!r}) has no CXR tower")
         output = self.cxr_model(pixel_values)
@@ -451,21 +398,10 @@ class MedBindModel(MedBindPreTrainedModel):
         output_hidden_states: bool | None = None,
         **kwargs: Any,
     ) -> BaseModelOutputWithPooling:
-        """
-        Args:
-            ecg_values: `[B, num_leads, num_samples]` from the ECG feature extractor (`[B, 12, 1000]`: 10 s at 100 Hz
-                in the paper's models).
-            output_attentions, output_hidden_states: return the ECG transformer's attention weights (eager
-                attention only) / per-layer states; default: the config's.
-
-        Returns:
-            The ECG tower's [`BaseModelOutputWithPooling`] with `pooler_output` the `[B, projection_dim]`
-            L2-normalised ECG embeddings (`.pooler_output` is the plain tensor).
-
-        Raises:
-            ValueError: when `ecg_values` is not `[B, num_leads, num_samples]`, or for the CXR-CLIP variant, which
-                has no ECG tower.
-        """
+        """The ECG tower's output for `ecg_values [B, num_leads, num_samples]` (`[B, 12, 1000]`: 10 s at 100 Hz in the
+        paper's models), its `pooler_output` the `[B, projection_dim]` L2-normalised embeddings. The output flags
+        default to the config's (attention weights need eager attention). ValueError for another input shape, or for
+        CXR-CLIP, which has no ECG tower."""
         if self.ecg_model is None:
             raise ValueError(f"this MedBind model (variant={self.config.variant!r}) has no ECG tower")
         output = self.ecg_model(
@@ -484,15 +420,8 @@ class MedBindModel(MedBindPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> BaseModelOutputWithPooling:
-        """
-        Args:
-            input_ids, attention_mask, token_type_ids: `[B, L]` from the tokenizer.
-            **kwargs: passed to the BERT tower (`output_attentions`, `output_hidden_states`, ...).
-
-        Returns:
-            The BERT tower's [`BaseModelOutputWithPooling`] with `pooler_output` the `[B, projection_dim]`
-            L2-normalised embeddings of the [CLS] token (`.pooler_output` is the plain tensor).
-        """
+        """The BERT tower's output for `[B, L]` tokenised texts, its `pooler_output` the `[B, projection_dim]`
+        L2-normalised embeddings of the [CLS] token; `**kwargs` go to BERT (`output_attentions`, ...)."""
         bert_output = self.text_model(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True, **kwargs
         )
@@ -505,25 +434,15 @@ class MedBindModel(MedBindPreTrainedModel):
         return self._embedding(output, self.text_projection, output.last_hidden_state[:, 0])
 
     def _flag(self, name: str, value: bool | list[int] | None, tower_config: Any) -> bool | list[int]:
-        """
-        An output flag: the argument (BERT also takes a list of layer indices for `output_hidden_states`), else the
-        tower's config, else the model's config.
-        """
+        """An output flag: the argument (BERT also takes a list of layer indices for `output_hidden_states`), else
+        the tower's config, else the model's config."""
         if value is not None:
             return value
         return bool(getattr(tower_config, name, False) or getattr(self.config, name, False))
 
     def similarity_logits(self, embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
-        """
-        CLIP's logits: the cosine similarities of L2-normalised embeddings divided by the temperature.
-
-        Args:
-            embeds: `[n, projection_dim]` CXR, ECG or text embeddings from `get_*_features`.
-            text_embeds: `[m, projection_dim]` embeddings to compare them with (texts, in `forward`).
-
-        Returns:
-            `[n, m]` logits; a softmax over a row gives zero-shot class probabilities.
-        """
+        """CLIP's `[n, m]` logits of `[n, projection_dim]` and `[m, projection_dim]` L2-normalised
+        embeddings: their cosine similarities over the temperature (a row's softmax: zero-shot class probabilities)."""
         return embeds @ text_embeds.T / self.temperature
 
     @can_return_tuple
@@ -544,23 +463,12 @@ class MedBindModel(MedBindPreTrainedModel):
         logits).
 
         Args:
-            ecg_values: `[n_ecg, leads, samples]` ECGs from the processor.
-            pixel_values: `[n_cxr, 3, H, W]` radiographs from the processor.
-            input_ids, attention_mask, token_type_ids: `[n_text, L]` tokenised texts (reports or prompts).
             return_loss: also return CLIP's loss (see [`MedBindOutput`]). The texts are then the reports of the
                 samples: one per visit (`n_text = n_cxr = n_ecg`, or the one modality given), or the CXRs' reports
-                followed by the ECGs' (`n_text = n_cxr + n_ecg`).
+                followed by the ECGs' (`n_text = n_cxr + n_ecg`); ValueError otherwise, or without CXR or ECG inputs.
             output_attentions, output_hidden_states: the towers' attention weights / per-layer states in
                 `*_model_output`; default: the config's.
-            return_dict: `False` for a plain tuple (nested tower outputs as tuples); default: the config's.
             **kwargs: passed to the BERT and ECG towers (attention-interface options).
-
-        Returns:
-            [`MedBindOutput`].
-
-        Raises:
-            ValueError: for a loss request without CXR or ECG inputs, or whose texts are not one report per sample,
-                or a CXR input to ECG-CLIP.
         """
         training_inputs = sorted(TRAINING_INPUTS & kwargs.keys())
         if training_inputs:
@@ -569,17 +477,16 @@ class MedBindModel(MedBindPreTrainedModel):
                 "(medbind_training.losses.batch_loss takes a training batch with them)"
             )
         flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
-        outputs = {
-            "cxr": self.get_cxr_features(pixel_values, return_dict=True) if pixel_values is not None else None,
-            "ecg": self.get_ecg_features(ecg_values, return_dict=True, **flags, **kwargs)
-            if ecg_values is not None
-            else None,
-            "text": self.get_text_features(
-                input_ids, attention_mask, token_type_ids, return_dict=True, **self._text_flags(flags), **kwargs
-            )
-            if input_ids is not None
-            else None,
-        }
+        # BERT falls back to its own config; the model's config must win over it, as it does for the ECG tower.
+        text_flags = {name: self._flag(name, value, self.config.text_config) for name, value in flags.items()}
+        outputs = dict.fromkeys(("cxr", "ecg", "text"))
+        if pixel_values is not None:
+            outputs["cxr"] = self.get_cxr_features(pixel_values, return_dict=True)
+        if ecg_values is not None:
+            outputs["ecg"] = self.get_ecg_features(ecg_values, return_dict=True, **flags, **kwargs)
+        if input_ids is not None:
+            text = (input_ids, attention_mask, token_type_ids)
+            outputs["text"] = self.get_text_features(*text, return_dict=True, **text_flags, **kwargs)
         embeds = {modality: output.pooler_output if output is not None else None for modality, output in outputs.items()}
         logits = {}
         if embeds["text"] is not None:
@@ -602,12 +509,16 @@ class MedBindModel(MedBindPreTrainedModel):
             text_model_output=outputs["text"],
         )
 
-    def _text_flags(self, flags: dict[str, bool | None]) -> dict[str, bool]:
-        # BERT falls back to its own config; the model's config must win over it, as it does for the ECG tower.
-        return {name: self._flag(name, value, self.config.text_config) for name, value in flags.items()}
-
     def _clip_loss(self, embeds: dict[str, torch.Tensor | None]) -> torch.Tensor:
-        """CLIP's loss of each modality given against its own reports, summed (see `forward`'s `return_loss`)."""
+        r"""
+        CLIP's symmetric contrastive loss of each modality given against its own reports, summed (see `forward`'s
+        `return_loss`). For `[n, n]` logits whose diagonal holds the matching pairs (CLIP's
+        `image_text_contrastive_loss`):
+
+            L = ( CE(logits, diag) + CE(logits^T, diag) ) / 2
+
+        with CE the mean cross-entropy over rows and diag the targets 0..n-1.
+        """
         counts = {modality: _rows(embeds[modality]) for modality in MODALITIES}
         if not any(counts.values()):
             raise ValueError("return_loss=True needs CXR or ECG inputs with their reports")
@@ -624,7 +535,7 @@ class MedBindModel(MedBindPreTrainedModel):
                 continue
             rows = slice(0, num_texts) if one_per_visit else slice(start, start + counts[modality])
             start = rows.stop
-            part = clip_loss(self.similarity_logits(embeds[modality], embeds["text"][rows]))
+            part = image_text_contrastive_loss(self.similarity_logits(embeds[modality], embeds["text"][rows]))
             loss = part if loss is None else loss + part
         return loss
 
@@ -649,10 +560,6 @@ class MedBindModel(MedBindPreTrainedModel):
                 architecture overrides (see `MedBindConfig.with_cxr_backbone`).
             text: a Hub id or local directory of a BERT model, or None to keep a random text tower.
             cxr: a timm model name with pretrained weights (Hub or cache), or None to keep a random CXR tower.
-            **config_overrides: fields of the `"paper"` preset, when `config` is None.
-
-        Returns:
-            The model.
 
         Raises:
             FileNotFoundError: when a backbone cannot be loaded; the message names the identifier and `HF_HUB_OFFLINE`.
@@ -660,12 +567,7 @@ class MedBindModel(MedBindPreTrainedModel):
         config = MedBindConfig.from_preset("paper", **config_overrides) if config is None else copy.deepcopy(config)
         text_model = None
         if text is not None:
-            text_model = load_pretrained(
-                text,
-                lambda: BertModel.from_pretrained(text, add_pooling_layer=False, local_files_only=hub_offline()),
-                "the text backbone",
-                _INSTEAD,
-            )
+            text_model = load_bert(text, "the text backbone", _INSTEAD)
             config.text_config = text_model.config
         cxr_model = None
         if cxr is not None and config.has_cxr:

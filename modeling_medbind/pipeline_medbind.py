@@ -34,20 +34,9 @@ CandidateLabels = Sequence[str] | Mapping[str, str | Sequence[str]]
 
 
 def prompts_by_label(candidate_labels: CandidateLabels, hypothesis_template: str) -> dict[str, list[str]]:
-    """
-    The text prompts of each candidate label.
-
-    Args:
-        candidate_labels: label names, each turned into one prompt by `hypothesis_template`; or a mapping from each
-            label to its own prompt or prompts (the template is then not used).
-        hypothesis_template: a format string with one `{}`, e.g. `"This ECG shows {}."`.
-
-    Returns:
-        `{label: [prompt, ...]}` in the order given.
-
-    Raises:
-        ValueError: no labels, a repeated label, a label without prompts, or a template without `{}`.
-    """
+    """`{label: [prompt, ...]}` in the order given: each label name put into `hypothesis_template` (one `{}`, e.g.
+    `"This ECG shows {}."`), or a mapping's own prompt or prompts per label (the template is then not used). ValueError
+    for no labels, a repeated label, a label without prompts, or a template without `{}`."""
     if isinstance(candidate_labels, str) or not candidate_labels:
         raise ValueError(f"candidate_labels must be a non-empty list of labels or a mapping, got {candidate_labels!r}")
     if isinstance(candidate_labels, Mapping):
@@ -67,18 +56,11 @@ def prompts_by_label(candidate_labels: CandidateLabels, hypothesis_template: str
 
 
 def label_probabilities(logits: torch.Tensor, prompts_per_label: Sequence[int]) -> torch.Tensor:
-    """
-    Zero-shot class probabilities: each label's mean logit over its prompts, then a softmax over the labels.
+    """Zero-shot class probabilities: each label's mean logit over its prompts, then a softmax over the labels.
 
     The paper averages the similarities of a sample with a class's prompts (its COVID prompts); a mean of logits is
-    the same up to the temperature, which divides every similarity alike.
-
-    Args:
-        logits: `[n, n_prompts]` similarity logits, the prompts grouped by label in label order.
-        prompts_per_label: how many consecutive prompt columns each label has (sums to `n_prompts`).
-
-    Returns:
-        `[n, n_labels]` probabilities (rows sum to 1).
+    the same up to the temperature, which divides every similarity alike. `logits [n, n_prompts]` hold the prompts
+    grouped by label, `prompts_per_label` consecutive columns each; the result is `[n, n_labels]`.
     """
     means = [columns.mean(dim=-1) for columns in logits.split(list(prompts_per_label), dim=-1)]
     return torch.stack(means, dim=-1).softmax(dim=-1)
@@ -87,22 +69,8 @@ def label_probabilities(logits: torch.Tensor, prompts_per_label: Sequence[int]) 
 def process_one(
     processor, modality: str, item: Any, sampling_rate: float | None = None, lead_names: Sequence[str] | None = None
 ) -> BatchFeature:
-    """
-    One input of a modality -> the processor's tensors for it, batch size 1.
-
-    Args:
-        processor: a [`MedBindProcessor`].
-        modality: `"cxr"`, `"ecg"` or `"text"`.
-        item: one radiograph (path, image, array), ECG (record path, `wfdb.Record`, array) or text.
-        sampling_rate, lead_names: of an ECG array.
-
-    Returns:
-        `pixel_values`, `ecg_values`, or `input_ids` and `attention_mask`, as torch tensors.
-
-    Raises:
-        FileNotFoundError, ValueError: from the processor, naming the file or record; ImportError: a DICOM file
-            without pydicom.
-    """
+    """One radiograph, ECG or text (`modality`) -> a [`MedBindProcessor`]'s torch tensors for it, batch size
+    1 (`sampling_rate`, `lead_names`: of an ECG array). The processor's errors name the file or record."""
     # In a list, an array is one input: a 3-D ECG array would otherwise be read as a batch.
     return processor(
         **{MODALITY_INPUTS[modality]: [item]}, sampling_rate=sampling_rate, lead_names=lead_names, return_tensors="pt"
@@ -115,10 +83,8 @@ def _given(**parameters: Any) -> dict[str, Any]:
 
 
 class MedBindPipeline(Pipeline):
-    """
-    What the MedBind pipelines share: they load the folder's [`MedBindProcessor`] and turn one input of a modality
-    into model inputs with it (a file path, WFDB record, image or array is one input; a list is several).
-    """
+    """What the MedBind pipelines share: they load the folder's [`MedBindProcessor`] and turn one input of a
+    modality into model inputs with it (a file path, WFDB record, image or array is one input; a list is several)."""
 
     _load_processor = True
     _load_tokenizer = False
@@ -127,12 +93,7 @@ class MedBindPipeline(Pipeline):
     _load_video_processor = False
 
     def resolve_modality(self, modality: str | None) -> str:
-        """
-        The modality of this call: `modality` when given, else the one the task names.
-
-        Raises:
-            ValueError: neither is known, or an unknown modality.
-        """
+        """The modality of this call: `modality` when given, else the one the task names."""
         modality = modality or TASK_MODALITIES.get(self.task)
         if modality not in MODALITY_INPUTS:
             raise ValueError(f"{type(self).__name__} needs modality= in {sorted(MODALITY_INPUTS)}, got {modality!r}")
@@ -163,8 +124,7 @@ class MedBindZeroShotClassificationPipeline(MedBindPipeline):
     _cached_prompts: tuple[tuple[str, ...], torch.Tensor] | None = None
 
     def __call__(self, inputs: Any, candidate_labels: CandidateLabels | None = None, **kwargs: Any) -> Any:
-        """
-        Classify one input or a list of them.
+        """Classify one input or a list of them.
 
         Args:
             inputs: ECG: a WFDB record path (with or without `.hea`), a `wfdb.Record` or an array `[leads, samples]`
@@ -174,15 +134,11 @@ class MedBindZeroShotClassificationPipeline(MedBindPipeline):
                 (several prompts per label are averaged).
             hypothesis_template (`str`): default `"This ECG shows {}."` (the paper's) for ECGs, `"Findings
                 suggesting {}."` for CXRs.
-            sampling_rate (`float`): Hz of ECG arrays.
-            lead_names (`list[str]`): lead names of the rows of ECG arrays.
+            sampling_rate (`float`), lead_names (`list[str]`): the rate in Hz and the rows' leads of ECG arrays.
             modality (`str`): `"ecg"` or `"cxr"`, for a pipeline built without one of the two tasks.
 
         Returns:
             Per input, `[{"label": ..., "score": ...}, ...]` sorted by decreasing score (scores sum to 1).
-
-        Raises:
-            FileNotFoundError, ValueError: an unreadable input (the message names it), or bad labels.
         """
         return super().__call__(inputs, candidate_labels=candidate_labels, **kwargs)
 
@@ -254,22 +210,13 @@ class MedBindFeatureExtractionPipeline(MedBindPipeline):
     """
 
     def __call__(self, inputs: Any, modality: str | None = None, **kwargs: Any) -> Any:
-        """
-        Embed one input or a list of inputs of one modality.
+        """Embed one input or a list of inputs of one `modality`.
 
         Args:
             inputs: CXR: image path (PNG, JPEG, DICOM...), PIL image or array. ECG: WFDB record path, `wfdb.Record`
                 or array `[leads, samples]`. Text: a string.
-            modality: `"cxr"`, `"ecg"` or `"text"`.
-            sampling_rate (`float`): Hz of ECG arrays.
-            lead_names (`list[str]`): lead names of the rows of ECG arrays.
+            sampling_rate (`float`), lead_names (`list[str]`): the rate in Hz and the rows' leads of ECG arrays.
             return_tensors (`bool`): return a tensor `[projection_dim]` per input instead of a list of floats.
-
-        Returns:
-            Per input, its embedding.
-
-        Raises:
-            FileNotFoundError, ValueError: an unreadable input (the message names it), or no modality.
         """
         return super().__call__(inputs, modality=modality, **kwargs)
 

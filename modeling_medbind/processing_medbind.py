@@ -15,8 +15,7 @@ from .tokenization_medbind import truncate_words
 
 
 class MedBindProcessor(ProcessorMixin):
-    r"""
-    Wraps a [`MedBindImageProcessor`], a [`MedBindECGFeatureExtractor`] and a BERT tokenizer into one processor.
+    r"""Wraps a [`MedBindImageProcessor`], a [`MedBindECGFeatureExtractor`] and a BERT tokenizer into one processor.
 
     Text follows the paper: each report is cut to its first `max_words` words, then tokenised (truncated at
     `max_length` tokens, padded to the longest in the batch).
@@ -24,11 +23,8 @@ class MedBindProcessor(ProcessorMixin):
     The processor of a model is built from its config with [`MedBindProcessor.from_config`] and saved beside it.
 
     Args:
-        image_processor ([`MedBindImageProcessor`]): chest X-rays -> `pixel_values`.
-        feature_extractor ([`MedBindECGFeatureExtractor`]): ECGs -> `ecg_values`.
         tokenizer ([`BertTokenizerFast`]): BioBERT's, or one from `train_wordpiece_tokenizer` offline.
         max_words (`int`): word limit applied before tokenising (100 in the paper).
-        max_length (`int`): token limit of the tokenizer.
     """
 
     def __init__(
@@ -55,26 +51,15 @@ class MedBindProcessor(ProcessorMixin):
         feature_extractor_kwargs: dict | None = None,
         **kwargs,
     ) -> MedBindProcessor:
-        """
-        The processor a model with `config` takes: every input setting comes from the config, none is typed twice.
+        """The processor a model with `config` takes: every input setting comes from the config, none is typed twice.
 
         - Radiographs: as `cxr_config.preprocessing` says (`MedBindImageProcessor.from_cxr_config`): timm's
           evaluation preprocessing of `cxr_config.model_name` (its interpolation, its crop ratio and its
           `pretrained_cfg` mean / std), or MedCLIP's; centre-cropped to `cxr_config.image_size`.
         - ECGs: `ecg_config.lead_names` in that order, `ecg_config.num_samples` at `ecg_config.sampling_rate` Hz.
 
-        Args:
-            config: the model's config.
-            tokenizer: the text tower's tokenizer.
-            image_processor_kwargs: other [`MedBindImageProcessor`] settings.
-            feature_extractor_kwargs: other [`MedBindECGFeatureExtractor`] settings (`normalization`, ...).
-            **kwargs: `max_words`, `max_length`.
-
-        Returns:
-            The processor.
-
-        Raises:
-            ValueError: timm knows no pretrained config for `cxr_config.model_name`.
+        `image_processor_kwargs` and `feature_extractor_kwargs` set their other settings; `**kwargs` are
+        `max_words`, `max_length`.
         """
         ecg = config.ecg_config
         image_processor = MedBindImageProcessor.from_cxr_config(config.cxr_config, **(image_processor_kwargs or {}))
@@ -96,24 +81,13 @@ class MedBindProcessor(ProcessorMixin):
         return_tensors: str | TensorType | None = None,
         **tokenizer_kwargs,
     ) -> BatchFeature:
-        """Prepare whichever of the three modalities are given.
-
-        Args:
-            images: chest X-rays (see [`MedBindImageProcessor`]).
-            ecgs: ECG records or arrays (see [`MedBindECGFeatureExtractor`]).
-            text: one report or a list of `B` reports.
-            sampling_rate: rate in Hz of ECG arrays.
-            lead_names: lead names of ECG arrays' rows.
-            return_tensors: `"pt"`, `"np"` or `None`.
-            **tokenizer_kwargs: override the tokenizer call (`padding`, `max_length`, ...).
+        """Prepare whichever of the three modalities are given (`sampling_rate`, `lead_names`: of ECG arrays;
+        `**tokenizer_kwargs` override the tokenizer call).
 
         Returns:
             `BatchFeature` with `pixel_values [B, 3, crop, crop]` for images, `ecg_values [B, leads, samples]` for
             ECGs, and `input_ids`, `attention_mask` `[B, L]` for text: what `MedBindModel.forward` takes, as in
             `model(**processor(images=..., ecgs=..., text=..., return_tensors="pt"))`.
-
-        Raises:
-            ValueError: no input given, or an input rejected by its part (empty report, unreadable ECG...).
         """
         if images is None and ecgs is None and text is None:
             raise ValueError("MedBindProcessor needs at least one of images=, ecgs= or text=")

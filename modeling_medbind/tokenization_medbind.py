@@ -21,17 +21,7 @@ def truncate_words(text: str, max_words: int = MAX_WORDS, name: str = "report") 
     """Keep the first `max_words` whitespace-separated words of a report, joined by single spaces.
 
     The paper truncates every report to its first 100 words before tokenising (its method, the text encoder).
-
-    Args:
-        text: one report.
-        max_words: how many words to keep (at least 1).
-        name: how the report is named in error messages (e.g. `"report 3 of the batch"`).
-
-    Returns:
-        The truncated report; runs of whitespace (newlines, tabs) become one space.
-
-    Raises:
-        ValueError: `text` is not a string, is empty or only whitespace, or `max_words` < 1.
+    `name` is how error messages name the report (e.g. `"report 3 of the batch"`).
     """
     if max_words < 1:
         raise ValueError(f"max_words must be at least 1, got {max_words}")
@@ -47,14 +37,7 @@ def load_text_tokenizer(identifier: str | os.PathLike = BIOBERT_IDENTIFIER, **kw
     """Load the report tokenizer from a local directory or a Hub identifier (BioBERT by default).
 
     `HF_HUB_OFFLINE` is read when this is called (huggingface_hub reads it once, at import), so setting it in a
-    running process still stops any download attempt.
-
-    Args:
-        identifier: a directory written by `save_pretrained` or a Hub model id.
-        **kwargs: passed to `AutoTokenizer.from_pretrained`.
-
-    Returns:
-        The tokenizer.
+    running process still stops any download attempt. `**kwargs` go to `AutoTokenizer.from_pretrained`.
 
     Raises:
         FileNotFoundError: the identifier is neither a local tokenizer directory nor reachable on the Hub (offline

@@ -31,17 +31,13 @@ def render_model_card(
     training_settings: Mapping[str, Any],
     comparison: Mapping[str, Mapping[str, float]] | None = None,
 ) -> ModelCard:
-    """
-    The model card (README.md) of a prompt-tuned model, from `medbind_clinical_prediction.md`.
+    """The model card (README.md) of a prompt-tuned model, from `medbind_clinical_prediction.md`.
 
     Args:
-        model: the trained model (its config names the base BERT and the embedding models).
         results: `outcome_metrics` on the test split.
-        task, mode: as the command line.
         repo_id: the Hub id (or folder) shown in the usage snippet.
         synthetic: trained on the synthetic demo (a warning, a `synthetic` tag and the demo's licence) rather than on
             MIMIC-IV, whose derived weights may be shared only under PhysioNet's credentialed terms.
-        training_settings: what the training table lists.
         comparison: `{row: metrics}` of every model the run trained (`prompt_tuning_rows`: this model's mode, then
             each `--baseline`), shown as the paper's Table 4 when there is more than one.
     """

@@ -23,7 +23,7 @@ from medbind_processing.licenses import PHYSIONET_CREDENTIALED_LICENSE
 from medbind_training.results_keys import CLASSIFICATION_KEY, FEW_SHOT_KEY, RETRIEVAL_KEY, RSUM_KEY, retrieval_prefix
 from medbind_training.retrieval import RetrievalProtocol
 from modeling_medbind import MedBindConfig
-from modeling_medbind.configuration_medbind import MAX_WORDS, VARIANTS
+from modeling_medbind.configuration_medbind import MAX_WORDS
 
 
 # Package data (model_cards/medbind_model_cards/), so a wheel finds it as a checkout does.
@@ -33,25 +33,18 @@ METADATA_KEY = "medbind"  # the card's own metadata: the render inputs that no f
 RENDER_INPUTS = {"repo_id", "training_description", "training_settings", "synthetic", "max_words"}
 FAMILIES = ("retrieval", "zero_shot", "few_shot", "cross_modality")  # the order of the card's tables
 # Each variant's (`VARIANTS`) name and losses, in the paper's words.
-VARIANT_NAMES = dict(
-    zip(
-        VARIANTS,
-        ("MEDBind_BD (TMCL + EMCL)", "MEDBind_NM (TMCL only)", "ECG-CLIP", "CXR-CLIP (within MedBind)"),
-        strict=True,
-    )
-)
-LOSS_DESCRIPTIONS = dict(
-    zip(
-        VARIANTS,
-        (
-            "TMCL (text-CXR, text-ECG) + EMCL (CXR-ECG pairs of the same visit)",
-            "TMCL (text-CXR, text-ECG)",
-            "TMCL (text-ECG)",
-            "TMCL (text-CXR)",
-        ),
-        strict=True,
-    )
-)
+VARIANT_NAMES = {
+    "bd": "MEDBind_BD (TMCL + EMCL)",
+    "nm": "MEDBind_NM (TMCL only)",
+    "ecg-clip": "ECG-CLIP",
+    "cxr-clip": "CXR-CLIP (within MedBind)",
+}
+LOSS_DESCRIPTIONS = {
+    "bd": "TMCL (text-CXR, text-ECG) + EMCL (CXR-ECG pairs of the same visit)",
+    "nm": "TMCL (text-CXR, text-ECG)",
+    "ecg-clip": "TMCL (text-ECG)",
+    "cxr-clip": "TMCL (text-CXR)",
+}
 # results.json's dataset names: the DATA folder's cxr / ecg / pairs, and the public sets.
 DATASET_NAMES = {
     "cxr": "CXR test split of the pretraining data",
@@ -100,10 +93,8 @@ class Result:
         return text + (f" (chance {self.chance:.1f})" if self.chance is not None else "")
 
     def eval_result(self, split: str) -> EvalResult:
-        """
-        This number as one `model-index` entry. The Hub groups entries by task type and dataset, so the setting
-        (retrieval direction, K, cross-modality task) goes into each metric's `config` and name.
-        """
+        """This number as one `model-index` entry. The Hub groups entries by task type and dataset, so the setting
+        (retrieval direction, K, cross-modality task) goes into each metric's `config` and name."""
         embedding_task = self.family in ("retrieval", "few_shot")
         return EvalResult(
             task_type="feature-extraction" if embedding_task else "zero-shot-classification",
@@ -119,17 +110,9 @@ class Result:
 
 
 def read_results(results: Mapping[str, Any]) -> list[Result]:
-    """
-    The measured numbers of a results.json, by family (`FAMILIES`) then key; chance levels and intervals are
-    attached to the number they qualify. Strings (`model`, `split`), RSUM and other models' numbers (the encoder
-    zoo's `zoo/...`) are left out.
-
-    Args:
-        results: results.json's content.
-
-    Returns:
-        The numbers.
-    """
+    """The measured numbers of a results.json, by family (`FAMILIES`) then key; chance levels and intervals are attached
+    to the number they qualify. Strings (`model`, `split`), RSUM and other models' numbers (the encoder zoo's `zoo/...`)
+    are left out."""
     numbers = {key: value for key, value in results.items() if type(value) in (int, float)}  # not bool, not str
     found = []
     for key, value in sorted(numbers.items()):
@@ -162,11 +145,9 @@ def render_model_card(
     max_words: int = MAX_WORDS,
     evaluation_split: str = "test",
 ) -> ModelCard:
-    """
-    The model card (README.md) of a pretrained MedBind folder.
+    """The model card (README.md) of a pretrained MedBind folder.
 
     Args:
-        config: the trained model's config.
         results: results.json's content (flat keys in percent; strings such as `model` and `split` are ignored).
         training_settings: what the training table lists (epochs, batch size, learning rate, ...).
         repo_id: the Hub id (or folder) shown in the loading snippets.
@@ -174,10 +155,6 @@ def render_model_card(
         synthetic: trained on the synthetic demo set: a prominent warning, a `synthetic` tag and the Apache-2.0
             licence; otherwise the weights are derived from MIMIC and carry PhysioNet's credentialed licence.
         max_words: the processor's report word limit.
-        evaluation_split: the split results.json was measured on.
-
-    Returns:
-        The card; `card.save(folder / "README.md")` writes it.
     """
     measured = read_results(results)
     model_name = repo_id.rstrip("/").split("/")[-1]
@@ -239,17 +216,10 @@ def render_model_card(
 def rerender_model_card(model_dir: str | Path, results: Mapping[str, Any]) -> ModelCard:
     """
     The card of a saved MedBind folder rendered again with `results`, keeping the training settings and data
-    description that `render_model_card` stored in the folder's card.
-
-    Args:
-        model_dir: the folder (config.json, processor_config.json, README.md).
-        results: results.json's content; its `split` names the evaluation split (default `test`).
-
-    Returns:
-        The new card (not saved).
+    description that `render_model_card` stored in the folder's card (not saved). The `split` of `results` names
+    the evaluation split (default `test`).
 
     Raises:
-        FileNotFoundError: the folder has no config.json or README.md.
         ValueError: its README.md was not written by `render_model_card` (no `medbind:` metadata).
     """
     model_dir = Path(model_dir)
@@ -264,13 +234,7 @@ def rerender_model_card(model_dir: str | Path, results: Mapping[str, Any]) -> Mo
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """
-    A results.json file.
-
-    Raises:
-        FileNotFoundError: it does not exist.
-        ValueError: it is not a JSON object (the message names the file).
-    """
+    """A results.json file; ValueError naming it when it is not a JSON object."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"results file not found: {path}")
@@ -284,10 +248,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 
 def _tables(measured: list[Result]) -> dict[str, dict[str, Any]]:
-    """
-    The card's results tables, `{title: {"columns": [...], "rows": [[cell, ...], ...]}}`, one per family present:
-    a row per dataset and setting (retrieval direction, cross-modality task), a column per metric or K.
-    """
+    """The card's results tables, `{title: {"columns": [...], "rows": [[cell, ...], ...]}}`, one per family
+    present: a row per dataset and setting (retrieval direction, cross-modality task), a column per metric or K."""
     layouts = {  # in FAMILIES order
         "retrieval": ("Retrieval (recall@K)", ["dataset", "direction"]),
         "zero_shot": ("Zero-shot classification", ["dataset"]),
