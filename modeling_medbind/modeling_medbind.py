@@ -19,7 +19,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.clip.modeling_clip import eager_attention_forward, image_text_contrastive_loss
+from transformers.models.clip.modeling_clip import eager_attention_forward
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
@@ -79,6 +79,19 @@ class MedBindOutput(ModelOutput):
 
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
+
+
+def clip_loss(logits: torch.Tensor) -> torch.Tensor:
+    r"""
+    CLIP's symmetric contrastive loss for `[n, n]` logits whose diagonal holds the matching pairs:
+
+        L = ( CE(logits, diag) + CE(logits^T, diag) ) / 2
+
+    with CE the mean cross-entropy over rows and diag the targets 0..n-1. Written here, not imported from CLIP's
+    module, because transformers renamed that function within 5.x (`clip_loss`, then `image_text_contrastive_loss`).
+    """
+    targets = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
 def _rows(embeds: torch.Tensor | None) -> int:
@@ -510,15 +523,7 @@ class MedBindModel(MedBindPreTrainedModel):
         )
 
     def _clip_loss(self, embeds: dict[str, torch.Tensor | None]) -> torch.Tensor:
-        r"""
-        CLIP's symmetric contrastive loss of each modality given against its own reports, summed (see `forward`'s
-        `return_loss`). For `[n, n]` logits whose diagonal holds the matching pairs (CLIP's
-        `image_text_contrastive_loss`):
-
-            L = ( CE(logits, diag) + CE(logits^T, diag) ) / 2
-
-        with CE the mean cross-entropy over rows and diag the targets 0..n-1.
-        """
+        """`clip_loss` of each modality given against its own reports, summed (see `forward`'s `return_loss`)."""
         counts = {modality: _rows(embeds[modality]) for modality in MODALITIES}
         if not any(counts.values()):
             raise ValueError("return_loss=True needs CXR or ECG inputs with their reports")
@@ -535,7 +540,7 @@ class MedBindModel(MedBindPreTrainedModel):
                 continue
             rows = slice(0, num_texts) if one_per_visit else slice(start, start + counts[modality])
             start = rows.stop
-            part = image_text_contrastive_loss(self.similarity_logits(embeds[modality], embeds["text"][rows]))
+            part = clip_loss(self.similarity_logits(embeds[modality], embeds["text"][rows]))
             loss = part if loss is None else loss + part
         return loss
 
