@@ -190,6 +190,3 @@ class ECGNoiseAugmentation:
         device = generator.device if generator is not None else ecg_values.device
         noise = torch.randn(ecg_values.shape, generator=generator, device=device, dtype=ecg_values.dtype)
         return ecg_values + self.noise_std * noise.to(ecg_values.device)
-
-
-__all__ = ["CXRAugmentation", "ECGNoiseAugmentation", "cxr_augmentation"]

@@ -51,11 +51,8 @@ _RADIOGRAPH_READER = MedBindImageProcessor()
 
 def parse_baselines(specs: Sequence[str]) -> dict[str, Path]:
     """
-    `--baseline NAME=PATH` values -> `{NAME: PATH}`, in order.
-
-    Raises:
-        ValueError: an item without `=`, an empty name, or a name given twice.
-        FileNotFoundError: a path that is not a folder.
+    `--baseline NAME=PATH` values -> `{NAME: PATH}`, in order; a malformed item, a name given twice or a path that
+    is not a folder is an error.
     """
     baselines: dict[str, Path] = {}
     for spec in specs:
@@ -74,10 +71,6 @@ def detect_format(path: str | os.PathLike) -> str:
     """
     The format of a model folder: `"open_clip"` when it holds `open_clip_config.json`, else its `config.json`'s
     `model_type` (`"clip"`, `"siglip"` or `"medbind"`).
-
-    Raises:
-        FileNotFoundError: `path` is not a folder.
-        ValueError: neither file is there, or the `model_type` has no adapter.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -103,9 +96,6 @@ def radiograph_rgb(image: ImageItem) -> Image.Image:
     """
     A radiograph as the 8-bit RGB picture general-domain processors expect: read as MedBind's image processor reads
     it (paths, DICOM, 16-bit scaled by its full range, alpha onto black), grayscale replicated to 3 channels.
-
-    Raises:
-        FileNotFoundError, ValueError: as `MedBindImageProcessor` (the message names the file or the array).
     """
     pixels = _RADIOGRAPH_READER.process_image(_RADIOGRAPH_READER.fetch_images(image))
     rgb = pixels.float().round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
@@ -119,15 +109,8 @@ def pooled_embedding(output: torch.Tensor | ModelOutput) -> torch.Tensor:
 
 
 class BaselineEncoder(ABC):
-    """
-    A model that embeds some of CXR, ECG and text into one space, whatever its format.
-
-    Args:
-        name: how the baseline is named in results and messages.
-        path: its folder.
-        batch_size: items per forward pass.
-        device: where the model runs.
-    """
+    """A model that embeds some of CXR, ECG and text into one space, whatever its format; `name` is how results and
+    messages name the baseline."""
 
     format: str
     modalities: tuple[str, ...]
@@ -139,19 +122,11 @@ class BaselineEncoder(ABC):
         self.device = torch.device(device)
 
     def embed_images(self, images: Sequence[ImageItem]) -> torch.Tensor:
-        """`[N, d]` embeddings of radiographs (paths, PIL images, arrays).
-
-        Raises:
-            ValueError: the model has no CXR tower.
-        """
+        """`[N, d]` embeddings of radiographs (paths, PIL images, arrays)."""
         return self.embed("cxr", images)
 
     def embed_ecgs(self, ecgs: Sequence[Any], sampling_rate: float | None = None) -> torch.Tensor:
-        """`[N, d]` embeddings of ECGs (WFDB record paths, or `[leads, samples]` arrays at `sampling_rate` Hz).
-
-        Raises:
-            ValueError: the model has no ECG tower.
-        """
+        """`[N, d]` embeddings of ECGs (WFDB record paths, or `[leads, samples]` arrays at `sampling_rate` Hz)."""
         return self.embed("ecg", ecgs, sampling_rate=sampling_rate)
 
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
@@ -159,11 +134,7 @@ class BaselineEncoder(ABC):
         return self.embed("text", texts)
 
     def embed(self, modality: str, items: Sequence[Any], **kwargs: Any) -> torch.Tensor:
-        """`[len(items), d]` L2-normalised float32 embeddings on the CPU, `batch_size` items per forward pass.
-
-        Raises:
-            ValueError: `modality` is not one this model embeds.
-        """
+        """`[len(items), d]` L2-normalised float32 embeddings on the CPU, `batch_size` items per forward pass."""
         if modality not in self.modalities:
             raise ValueError(
                 f"baseline {self.name!r} ({self.format} model at {self.path}) embeds {', '.join(self.modalities)}, "
@@ -221,11 +192,8 @@ class TransformersDualEncoder(BaselineEncoder):
 class OpenCLIPEncoder(BaselineEncoder):
     """
     An open_clip folder (`open_clip_config.json` and its weights, as BiomedCLIP ships), embedding CXR and text with
-    the transform and tokenizer its config names (BiomedCLIP: 224 px, its own mean / std, 256 tokens).
-
-    Raises (at construction):
-        ImportError: open_clip is not installed (the message names the extra).
-        FileNotFoundError: the folder cannot be loaded (e.g. a Hugging Face text tower it names is not cached).
+    the transform and tokenizer its config names (BiomedCLIP: 224 px, its own mean / std, 256 tokens). Loading fails
+    when a Hugging Face text tower the config names is not cached.
     """
 
     format = "open_clip"
@@ -299,15 +267,7 @@ ADAPTERS: dict[str, type[BaselineEncoder]] = {
 def load_baseline(
     name: str, path: str | os.PathLike, batch_size: int = 64, device: torch.device | str = "cpu"
 ) -> BaselineEncoder:
-    """
-    The adapter for a baseline folder, by its format (`detect_format`).
-
-    Raises:
-        FileNotFoundError: `path` is not a folder, or it cannot be loaded (the message names it and
-            `HF_HUB_OFFLINE`).
-        ValueError: an unknown format.
-        ImportError: an open_clip folder without open_clip installed.
-    """
+    """The adapter for a baseline folder, by its format (`detect_format`)."""
     return ADAPTERS[detect_format(path)](name, path, batch_size=batch_size, device=device)
 
 
@@ -346,11 +306,7 @@ class BaselineEmbedder:
         self._memory: dict[tuple[str, ...], torch.Tensor] = {}
 
     def embed(self, dataset: datasets.Dataset, modality: str, name: str = "") -> torch.Tensor:
-        """`[len(dataset), d]` embeddings of a CXR or ECG dataset's samples (ECG arrays grouped by their rate).
-
-        Raises:
-            ValueError: the baseline has no tower for `modality`.
-        """
+        """`[len(dataset), d]` embeddings of a CXR or ECG dataset's samples (ECG arrays grouped by their rate)."""
         key = ("dataset", modality, dataset._fingerprint)
         if key not in self._memory:
             items, rates = _dataset_items(dataset, modality)
@@ -383,21 +339,3 @@ def task_embedder(encoder: BaselineEncoder, cache_dir: str | os.PathLike | None 
     if isinstance(encoder, MedBindEncoder):
         return Embedder(encoder.model, encoder.processor, encoder.batch_size, encoder.device, cache_dir)
     return BaselineEmbedder(encoder)
-
-
-__all__ = [
-    "BaselineEmbedder",
-    "ADAPTERS",
-    "BASELINE_MODALITIES",
-    "BaselineEncoder",
-    "MedBindEncoder",
-    "OpenCLIPEncoder",
-    "TransformersDualEncoder",
-    "detect_format",
-    "load_baseline",
-    "load_baselines",
-    "parse_baselines",
-    "pooled_embedding",
-    "radiograph_rgb",
-    "task_embedder",
-]

@@ -239,13 +239,3 @@ def processed_ecgs(
         for row, value in zip(rows, extracted, strict=True):
             values[row] = value
     return torch.stack(values)
-
-
-__all__ = [
-    "MedBindPretrainingCollator",
-    "PretrainingDataset",
-    "SlotSampler",
-    "first_links",
-    "pair_rows",
-    "processed_ecgs",
-]

@@ -73,7 +73,6 @@ CROSS_MODALITY_TASKS = {
 }
 
 
-
 # ---- labels ----------------------------------------------------------------------------------------------------
 
 
@@ -86,20 +85,12 @@ def _label_column(dataset: datasets.Dataset) -> tuple[str, datasets.ClassLabel]:
 
 
 def class_names(dataset: datasets.Dataset) -> list[str]:
-    """The classes of a dataset's single-label `label` or multi-label `labels` `ClassLabel` column.
-
-    Raises:
-        ValueError: when the dataset has neither column.
-    """
+    """The classes of a dataset's single-label `label` or multi-label `labels` `ClassLabel` column."""
     return list(_label_column(dataset)[1].names)
 
 
 def row_labels(dataset: datasets.Dataset) -> list[list[str]]:
-    """Each row's class names, from a single-label `label` or a multi-label `labels` `ClassLabel` column.
-
-    Raises:
-        ValueError: when the dataset has neither column.
-    """
+    """Each row's class names, from a single-label `label` or a multi-label `labels` `ClassLabel` column."""
     column, feature = _label_column(dataset)
     values = dataset[column]
     return [[feature.names[i] for i in value] if column == "labels" else [feature.names[value]] for value in values]
@@ -107,10 +98,8 @@ def row_labels(dataset: datasets.Dataset) -> list[list[str]]:
 
 def single_class_rows(labels: Sequence[Sequence[str]], classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """
-    The rows with exactly one of `classes` among their labels (the multi-label policy of this module).
-
-    Returns:
-        `(rows, targets)`: the kept row indices and each one's class as an index into `classes`.
+    The rows with exactly one of `classes` among their labels (the multi-label policy of this module): `(rows,
+    targets)`, the kept row indices and each one's class as an index into `classes`.
     """
     index = {name: i for i, name in enumerate(classes)}
     kept = [(row, [index[name] for name in names if name in index]) for row, names in enumerate(labels)]
@@ -131,12 +120,7 @@ def zero_shot_scores(embeds: torch.Tensor, class_prompt_embeds: Sequence[torch.T
     (the paper averages the similarities of COVID's sampled prompts; by linearity that is the similarity to the
     mean prompt embedding, which is what is computed).
 
-    Args:
-        embeds: `[n, d]` L2-normalised sample embeddings.
-        class_prompt_embeds: per class, `[P_c, d]` L2-normalised prompt embeddings.
-
-    Returns:
-        `[n, C]` scores.
+    `embeds` `[n, d]` and each class's `[P_c, d]` prompt embeddings are L2-normalised; the scores are `[n, C]`.
     """
     prototypes = torch.stack([prompts.mean(dim=0) for prompts in class_prompt_embeds])
     return (embeds @ prototypes.T).numpy()
@@ -151,37 +135,22 @@ def prototype_scores(
 
         s_c(q) = q . mu_c / ||mu_c||,   mu_c = mean_{i : y_i = c} z_i
 
-    Args:
-        query_embeds: `[n, d]` L2-normalised (e.g. CXRs).
-        support_embeds: `[m, d]` L2-normalised (e.g. ECGs), with `support_targets` `[m]` in `range(C)`.
-
-    Returns:
-        `[n, C]` scores.
+    `query_embeds` `[n, d]` (e.g. CXRs) and `support_embeds` `[m, d]` (e.g. ECGs) are L2-normalised,
+    `support_targets` `[m]` in `range(C)`; the scores are `[n, C]`.
     """
     num_classes = int(support_targets.max()) + 1
     prototypes = torch.stack(
         [support_embeds[torch.from_numpy(support_targets == c)].mean(dim=0) for c in range(num_classes)]
     )
-    return (query_embeds @ torch.nn.functional.normalize(prototypes, dim=-1).T).numpy()
+    return (query_embeds @ F.normalize(prototypes, dim=-1).T).numpy()
 
 
 def support_sets(targets: np.ndarray, num_classes: int, shots: int, num_sets: int, seed: int) -> np.ndarray:
     """
     Seeded few-shot support sets, nested across K: set s of K shots is the first K of set s's `shots` per class, so
-    every K sees the same draws and the curves over K are not blurred by different samples.
-
-    Args:
-        targets: `[M]` classes of the support pool.
-        num_classes: C; every class must have at least `shots` rows.
-        shots: the largest K.
-        num_sets: how many sets.
-        seed: the seed of set s is `(seed, s)`.
-
-    Returns:
-        `[num_sets, C, shots]` row indices into `targets`.
-
-    Raises:
-        ValueError: when a class has fewer than `shots` rows.
+    every K sees the same draws and the curves over K are not blurred by different samples. `shots` is the largest K
+    (every class needs as many rows), the seed of set s is `(seed, s)`; returns `[num_sets, C, shots]` row indices
+    into `targets`.
     """
     pools = [np.flatnonzero(targets == c) for c in range(num_classes)]
     if (smallest := min(len(pool) for pool in pools)) < shots:
@@ -208,11 +177,8 @@ def few_shot_balanced_accuracy(
     test sample. The probes' weights are stacked so that all test predictions are one batched product.
 
     Args:
-        support_embeds: `[M, d]` embeddings of the support rows.
         sets: `[S, C, K_max]` indices into `support_embeds` (`support_sets`); class c's rows have target c.
-        test_embeds: `[n, d]`; `test_targets` `[n]` in `range(C)`.
         shots: the K values (at most K_max).
-        regularization: scikit-learn's `C`.
 
     Returns:
         `{K: [S] balanced accuracies in percent}`.
@@ -289,12 +255,7 @@ def tsne_map(embeds: Mapping[str, torch.Tensor], classes: Mapping[str, Sequence[
 
     An encoder-zoo pair embeds each modality into its own, unrelated space, possibly of another size: the smaller
     embeddings are zero-padded to the larger size, which keeps every distance within a modality (and across, the
-    two spaces are unrelated whatever their sizes).
-
-    Args:
-        embeds: `{modality: [n_m, d_m]}`.
-        classes: `{modality: [n_m] class names}`.
-        seed: t-SNE's random state.
+    two spaces are unrelated whatever their sizes). `classes` holds each modality's `[n_m]` class names.
     """
     size = max(embeds[m].shape[1] for m in embeds)
     stacked = torch.cat([F.pad(embeds[m], (0, size - embeds[m].shape[1])) for m in embeds]).numpy()
@@ -328,13 +289,7 @@ def modality_text_retrieval(
     """
     `retrieval/{name}/{modality}_to_text/{recall,chance}@K`: each sample's report among the split's reports
     (by default identical reports are all hits, the gallery the whole split: `protocol`); no keys for a dataset
-    without a `text` column.
-
-    Args:
-        embedder: embeds the texts (its `max_words` decides which reports are identical).
-        name: the dataset's name in the keys.
-        dataset: the evaluated split; `embeds` `[len(dataset), d]` its samples' embeddings.
-        protocol: what counts as a hit and the gallery size.
+    without a `text` column. The embedder's `max_words` decides which reports are identical.
     """
     if "text" not in dataset.column_names:
         return {}
@@ -364,7 +319,6 @@ def pair_retrieval(
         **_retrieval_keys(retrieval_prefix(name, "cxr_to_ecg"), cxr, ecg, groups, device, protocol),
         **_retrieval_keys(retrieval_prefix(name, "ecg_to_cxr"), ecg, cxr, groups, device, protocol),
     }
-
 
 
 def split_retrieval(embedders: Mapping[str, TaskEmbedder], split: RetrievalSplit) -> dict[str, float]:
@@ -405,13 +359,8 @@ def zero_shot_results(
 ) -> dict[str, float]:
     """
     `zero_shot/{name}/{balanced_accuracy,auroc}` (+ `/chance`): `zero_shot_scores` of the single-class rows of the
-    prompt file's classes (`single_class_rows`), with each class's prompts drawn by `PromptSet.sample(seed)`.
-
-    Args:
-        dataset: the evaluated split, with a `label` or `labels` column; `embeds` `[len(dataset), d]`.
-
-    Raises:
-        ValueError: when the prompt file names a class the dataset does not have (a typo would silently drop it).
+    prompt file's classes (`single_class_rows`), with each class's prompts drawn by `PromptSet.sample(seed)`. A
+    prompt class the dataset does not have is an error (a typo would silently drop it).
     """
     classes = list(prompt_set.classes)
     if unknown := sorted(set(classes) - set(class_names(dataset))):
@@ -444,12 +393,7 @@ def few_shot_results(
     interval (`mean_ci95`: how precisely the mean is known, not the spread between support sets), and chance.
     Support sets are drawn from `support`'s single-class rows; only the rows they use are embedded. A class without
     any support row is left out (with its test rows), and so is a K larger than the smallest class's support pool
-    (both with a warning).
-
-    Args:
-        support: the split the K shots come from (train); `evaluated` the scored split, `evaluated_embeds` its
-            `[len(evaluated), d]` embeddings.
-        classes: the classes (the prompt file's, or the dataset's).
+    (both with a warning). `support` is the split the K shots come from (train).
     """
     modality = modality_of(support)
     support_labels = row_labels(support)
@@ -512,11 +456,7 @@ def cross_modal_results(
       `support_size` labelled samples per class (positive, negative) of the support split's other modality, so no
       test label is used.
 
-    Args:
-        embedders: `{modality: TaskEmbedder}` (one model, or the encoder zoo's two).
-        evaluated: the evaluated split with its visit pairs.
-        support: the split the prototypes' samples come from (train).
-        protocol: the retrieval protocol (gallery size) of the CXR <-> ECG retrieval.
+    `embedders` maps each modality to its model's embedder (one model, or the encoder zoo's two).
     """
     if not evaluated.pairs or set(embedders) != set(MODALITIES):
         return {}
@@ -528,11 +468,8 @@ def cross_modal_results(
     if "cross_modality" not in tasks:
         return results
     for task_name, task in CROSS_MODALITY_TASKS.items():
-        query_data, partner_data, support_data = (
-            getattr(evaluated, task.query),
-            getattr(evaluated, task.support),
-            getattr(support, task.support),
-        )
+        query_data, partner_data = getattr(evaluated, task.query), getattr(evaluated, task.support)
+        support_data = getattr(support, task.support)
         if support_data is None:
             continue
         query_side = MODALITIES.index(task.query)

@@ -204,6 +204,3 @@ def _draw_tsne(tsne: TsneMap, by_modality: plt.Axes, by_class: plt.Axes, model: 
         axes.set_xticks([])
         axes.set_yticks([])
         axes.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-
-
-__all__ = ["plot_few_shot", "plot_recalls", "plot_tsne"]

@@ -265,6 +265,3 @@ def gradient_cached_step(
         emcl_loss=losses.emcl_loss.detach() if losses.emcl_loss is not None else None,
         **{f"{name}_embeds": value.detach() for name, value in embeds.items()},
     )
-
-
-__all__ = ["Chunk", "RandomState", "chunk_batch", "gradient_cached_step"]

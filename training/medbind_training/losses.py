@@ -41,14 +41,9 @@ def _world_size() -> int:
 
 def process_counts(counts: Sequence[int], device: torch.device | str) -> list[list[int]]:
     """
-    Every process's `counts`, in rank order: one `all_gather` and one host sync, whatever the number of counts.
-
-    Args:
-        counts: integers this process knows on the host (row counts, a batch size).
-        device: where the collective's tensors live (the device of the embeddings: CUDA for NCCL, CPU for gloo).
-
-    Returns:
-        `[world_size][len(counts)]` integers; `[list(counts)]` when not running distributed (no collective, no sync).
+    Every process's `counts`, in rank order: one `all_gather` and one host sync, whatever the number of counts;
+    `[list(counts)]` when not running distributed (no collective, no sync). `device` is where the collective's tensors
+    live (the device of the embeddings: CUDA for NCCL, CPU for gloo).
     """
     world_size = _world_size()
     if world_size == 1:
@@ -63,20 +58,14 @@ def gather_across_processes(
     tensor: torch.Tensor, rows: Sequence[int] | None = None, with_grad: bool = True
 ) -> torch.Tensor:
     """
-    Concatenate `tensor` from every process along dim 0, in rank order; processes may hold different row counts.
+    Concatenate `tensor` from every process along dim 0, in rank order; processes may hold different row counts
+    (0 included). `tensor` itself when not running distributed.
 
     Args:
-        tensor: `[rows, ...]`, rows may differ between processes (0 included).
         rows: every process's row count, in rank order (`process_counts`), when the caller already has them;
             default: exchanged here (one host sync).
         with_grad: keep the autograd graph so gradients flow back to every process's rows (needed for embeddings;
             off for integer ids).
-
-    Returns:
-        `[sum of rows over processes, ...]`; `tensor` itself when not running distributed.
-
-    Raises:
-        ValueError: when `rows` disagrees with this process's row count or the number of processes.
     """
     world_size = _world_size()
     if world_size == 1:
@@ -158,11 +147,7 @@ def tmcl_loss(
         temperature: tau (a float, or a 0-d tensor when learned).
         reduction: `"sum"` over anchors as in the paper, or `"mean"` (each direction divided by n).
 
-    Returns:
-        0-d tensor. Under `torch.distributed`, the global-batch loss (see the module docstring).
-
-    Raises:
-        ValueError: when the three inputs disagree on n or the reduction is unknown.
+    Under `torch.distributed`, the global-batch loss (see the module docstring).
     """
     if not (text_embeds.shape[0] == modality_embeds.shape[0] == text_group_ids.shape[0]):
         raise ValueError(
@@ -209,11 +194,7 @@ def emcl_loss(
         temperature: tau (a float, or a 0-d tensor when learned).
         reduction: `"sum"` as in the paper, or `"mean"` (each direction divided by m).
 
-    Returns:
-        0-d tensor. Under `torch.distributed`, the global-batch loss (see the module docstring).
-
-    Raises:
-        ValueError: when the two inputs disagree on m, or m exceeds n.
+    Under `torch.distributed`, the global-batch loss (see the module docstring).
     """
     if cxr_embeds.shape[0] != ecg_embeds.shape[0]:
         raise ValueError(
@@ -268,9 +249,6 @@ def medbind_loss(
 
     Returns:
         `(loss, tmcl, emcl)`; `emcl` is None for the variants without EMCL (and for a one-modality batch).
-
-    Raises:
-        ValueError: no modality, texts that are not one per sample, or pairs without both modalities.
     """
     counts = {"cxr": _rows(cxr_embeds), "ecg": _rows(ecg_embeds)}
     if cxr_embeds is None and ecg_embeds is None:
@@ -300,13 +278,9 @@ def medbind_loss(
 @dataclass
 class MedBindLossOutput(ModelOutput):
     """
-    The MEDBind loss of a training batch and its parts.
-
-    Args:
-        loss: TMCL + EMCL (per the variant).
-        tmcl_loss: TMCL summed over the modalities present.
-        emcl_loss: EMCL over the CXR-ECG pairs (0 with no pairs); None for the variants without EMCL.
-        cxr_embeds, ecg_embeds, text_embeds: the embeddings the loss was taken on.
+    The MEDBind loss of a training batch (TMCL + EMCL, per the variant), its parts and the embeddings it was taken
+    on. `tmcl_loss` is summed over the modalities present; `emcl_loss` is 0 with no pairs, None for the variants
+    without EMCL.
     """
 
     loss: torch.FloatTensor | None = None
@@ -326,16 +300,11 @@ def embeddings_loss(
     pair_index: torch.Tensor | None = None,
 ) -> MedBindLossOutput:
     """`medbind_loss` with the temperature, variant and reduction of `model` (the bare `MedBindModel`)."""
+    config = model.config
     loss, tmcl, emcl = medbind_loss(
-        cxr_embeds,
-        ecg_embeds,
-        text_embeds,
-        model.temperature,
-        model.config.variant,
-        model.config.loss_reduction,
-        text_group_ids,
+        cxr_embeds, ecg_embeds, text_embeds, model.temperature, config.variant, config.loss_reduction, text_group_ids,
         pair_index,
-    )
+    )  # fmt: skip
     return MedBindLossOutput(
         loss=loss, tmcl_loss=tmcl, emcl_loss=emcl, cxr_embeds=cxr_embeds, ecg_embeds=ecg_embeds, text_embeds=text_embeds
     )
@@ -345,12 +314,9 @@ def batch_loss(
     model: nn.Module, batch: Mapping[str, torch.Tensor], loss_model: nn.Module | None = None
 ) -> MedBindLossOutput:
     """
-    Embed a training batch (the collator's output) and take its MEDBind loss.
-
-    Args:
-        model: the `MedBindModel`, or the training wrapper around it (DDP, FSDP); it gets the towers' inputs.
-        batch: `MedBindPretrainingCollator`'s output; `LOSS_INPUTS` go to the loss, the rest to `model`.
-        loss_model: the bare `MedBindModel` whose temperature and config the loss reads (default: `model`).
+    Embed a training batch (`MedBindPretrainingCollator`'s output: `LOSS_INPUTS` go to the loss, the rest to
+    `model`) and take its MEDBind loss. `model` may be the training wrapper (DDP, FSDP) around the bare `MedBindModel`
+    `loss_model`, whose temperature and config the loss reads (default: `model`).
     """
     outputs = model(**{name: value for name, value in batch.items() if name not in LOSS_INPUTS})
     return embeddings_loss(
@@ -383,19 +349,4 @@ def _paired_emcl(
         pair_index = torch.zeros(0, 2, dtype=torch.long, device=cxr_embeds.device)
     # n: the paper's batch holds n of each modality; with unequal counts the pairs come from the larger.
     batch_size = max(cxr_embeds.shape[0], ecg_embeds.shape[0])
-    return emcl_loss(
-        cxr_embeds[pair_index[:, 0]], ecg_embeds[pair_index[:, 1]], batch_size, temperature, reduction
-    )
-
-
-__all__ = [
-    "LOSS_INPUTS",
-    "MedBindLossOutput",
-    "batch_loss",
-    "embeddings_loss",
-    "emcl_loss",
-    "gather_across_processes",
-    "medbind_loss",
-    "process_counts",
-    "tmcl_loss",
-]
+    return emcl_loss(cxr_embeds[pair_index[:, 0]], ecg_embeds[pair_index[:, 1]], batch_size, temperature, reduction)

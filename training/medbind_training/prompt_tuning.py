@@ -109,7 +109,6 @@ class ClinicalPredictionTrainer(TokenFreeTrainer):
             self.model_card.save(os.path.join(self.args.output_dir, "README.md"))
 
 
-
 def load_tokenizer(model_args: ModelArguments, outcomes: datasets.DatasetDict, task: str) -> PreTrainedTokenizerBase:
     """
     The backbone's tokenizer (or `--tokenizer_name`); for a random BERT, a WordPiece vocabulary trained on the
@@ -153,19 +152,11 @@ def build_model(
     return MedBindForClinicalPrediction(MedBindClinicalPredictionConfig(text_config=text_config, **config))
 
 
-
 def outcome_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """
     Accuracy (the paper's metric), balanced accuracy and AUROC of the positive class in percent, each with its chance
     level: the majority class's share, 100 / classes, and 50. AUROC is left out (with a warning) when the labels
-    hold one class only.
-
-    Args:
-        logits: `[n, 2]` the model's logits.
-        labels: `[n]` 0 / 1.
-
-    Returns:
-        `{"accuracy": ..., "accuracy/chance": ..., "balanced_accuracy": ..., ..., "auroc": ..., "auroc/chance": 50.0}`.
+    hold one class only. `logits` are `[n, 2]`, `labels` `[n]` 0 / 1.
     """
     # The arithmetic of the metric modules, called directly: `load_metric` would load each module's script again
     # at every evaluation of the run.
@@ -184,7 +175,6 @@ def outcome_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     results["auroc"] = metrics.macro_auroc(probabilities, labels)
     results["auroc/chance"] = metrics.CHANCE_AUROC
     return results
-
 
 
 def export(
@@ -220,7 +210,6 @@ def export(
         training_settings=settings,
         comparison=prompt_tuning_rows(results, data_args.mode),
     )
-
 
 
 @dataclass
@@ -358,8 +347,6 @@ def prompt_tune(
 def prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
     """`{prefix/metric: value}`."""
     return {f"{prefix}/{key}": value for key, value in metrics.items()}
-
-
 
 
 if __name__ == "__main__":

@@ -117,7 +117,6 @@ def classification_keys(prefix: str, scores: np.ndarray, targets: np.ndarray) ->
     return results
 
 
-
 def rsum(results: Mapping[str, float]) -> dict[str, float]:
     """
     The paper's RSUM (Table 2): per modality m, the sum over datasets of R@1 + R@10 of m -> text retrieval, as

@@ -74,16 +74,8 @@ def visit_pair_map(pairs: datasets.Dataset | datasets.IterableDataset | Iterable
 
     As in `pair_rows`, a study linked to several studies of the other modality keeps its first link, so every sample
     sits in at most one pair. Unlike `pair_rows`, the table is read before the streams, so a first link to a study
-    of another split still wins (that pair is then dropped, as its partner is not streamed).
-
-    Args:
-        pairs: rows with `cxr_study_id` and `ecg_study_id` (MIMIC-PAIR, the demo's `pairs`), streamed or not.
-
-    Returns:
-        A dict from CXR study id to ECG study id, one-to-one.
-
-    Raises:
-        ValueError: a row lacks `cxr_study_id` or `ecg_study_id`.
+    of another split still wins (that pair is then dropped, as its partner is not streamed). `pairs` is MIMIC-PAIR or
+    the demo's `pairs`, streamed or not.
     """
 
     def links() -> Iterator[tuple[int, int]]:
@@ -108,13 +100,6 @@ def interleave(
 
     so after any k slots the paired count is within one of k * P / (P + U). When one source ends, the other's
     remaining slots follow; the counts only set the pace and may be estimates.
-
-    Args:
-        paired, unpaired: the slots of each kind, in the order to deal them.
-        num_paired, num_unpaired: how many of each the sources are expected to hold.
-
-    Returns:
-        An iterator over every slot of both sources.
     """
     total = num_paired + num_unpaired
     paired_dealt = 0
@@ -139,14 +124,8 @@ def _remove_in_owner(folder: str, owner: int) -> None:
 class PartnerIndex:
     """
     The rows of one modality that have a visit partner, copied from its stream into a local Arrow file and looked
-    up by study id; and the number of rows the stream holds.
-
-    Args:
-        stream: the modality's stream (read once, in its own order, without decoding).
-        studies: the study ids to keep (those in a visit pair).
-
-    Raises:
-        ValueError: a row lacks `study_id`.
+    up by study id; and the number of rows the stream holds. The stream is read once, in its own order, without
+    decoding.
     """
 
     def __init__(self, stream: datasets.IterableDataset, studies: set[Any]):
@@ -202,14 +181,8 @@ class StreamingPretrainingDataset(IterableDataset):
         pairs: visit pairs (`visit_pair_map`'s input, or its dict); None: no paired slots (m = 0). With pairs, both
             streams are read once here to index the paired rows (see the module docstring).
         seed: seed of the shuffles of the streams and of the pairs (the same on every process).
-        buffer_size: shuffle buffer of each stream.
         rank, world_size: split both streams and the pairs between processes (see the module docstring for when,
             and when not, to use it with the Trainer).
-
-    Raises:
-        ValueError: neither stream is given, pairs without both streams, a stream that is not a
-            `datasets.IterableDataset`, `buffer_size` < 1, an invalid `rank` / `world_size`, or, with pairs, a
-            streamed row without `study_id`.
     """
 
     def __init__(
@@ -353,6 +326,3 @@ def _slot(cxr: Sample | None = None, ecg: Sample | None = None, paired: bool = F
         "paired": paired,
         "key": (cxr[0] if cxr else NO_ROW, ecg[0] if ecg else NO_ROW, int(paired)),
     }
-
-
-__all__ = ["PartnerIndex", "StreamingPretrainingDataset", "interleave", "visit_pair_map"]

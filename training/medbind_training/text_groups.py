@@ -61,6 +61,3 @@ def text_group_ids(texts: Sequence[str], max_words: int) -> list[int]:
         )
         for index, text in enumerate(texts)
     ]
-
-
-__all__ = ["normalize_report", "text_group_ids"]

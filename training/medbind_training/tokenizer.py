@@ -148,6 +148,3 @@ def wordpiece_vocabulary(
                     del pair_counts[changed_pair]
         pair_counts.pop(pair, None)
     return vocabulary
-
-
-__all__ = ["BERT_SPECIAL_TOKENS", "train_wordpiece_tokenizer", "wordpiece_vocabulary"]

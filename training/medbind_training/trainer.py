@@ -235,6 +235,3 @@ class MedBindTrainer(TokenFreeTrainer):
         if trial is not None:
             raise ValueError("MedBindTrainer's atomic checkpoints do not support hyperparameter-search trials")
         return os.path.join(self.args.output_dir, STAGING_DIR)
-
-
-__all__ = ["AtomicCheckpoints", "MedBindTrainer", "TokenFreeTrainer"]

@@ -111,13 +111,3 @@ def macro_auroc(scores: ArrayLike, references: ArrayLike) -> float:
 
 
 CHANCE_AUROC = 50.0  # any score that ignores the input ranks positives above negatives half the time
-
-
-__all__ = [
-    "CHANCE_AUROC",
-    "accuracy",
-    "balanced_accuracy",
-    "chance_accuracy",
-    "chance_balanced_accuracy",
-    "macro_auroc",
-]
