@@ -44,16 +44,10 @@ def first_links(links: Iterable[tuple[Hashable, Hashable]]) -> list[tuple[Hashab
 
 def pair_rows(cxr: datasets.Dataset, ecg: datasets.Dataset, pairs: datasets.Dataset) -> list[tuple[int, int]]:
     """
-    Turn visit pairs (`cxr_study_id`, `ecg_study_id`) into disjoint (CXR row, ECG row) pairs of two datasets
-    (`first_links`, so that every sample sits in at most one paired slot).
-
-    Args:
-        cxr, ecg: datasets with a `study_id` column.
-        pairs: a dataset with `cxr_study_id` and `ecg_study_id` columns (MIMIC-PAIR or the demo's `pairs`).
-
-    Returns:
-        `[(cxr_row, ecg_row), ...]`; pairs whose studies are not in `cxr` / `ecg` (another split) are dropped before
-        links are chosen, so such a pair never blocks one inside the split.
+    Turn visit pairs (`cxr_study_id`, `ecg_study_id`: MIMIC-PAIR or the demo's `pairs`) into disjoint (CXR row, ECG
+    row) pairs of two datasets with a `study_id` column (`first_links`, so that every sample sits in at most one
+    paired slot). Pairs whose studies are not in `cxr` / `ecg` (another split) are dropped before links are chosen,
+    so such a pair never blocks one inside the split.
     """
     cxr_row = {study: row for row, study in enumerate(cxr["study_id"])}
     ecg_row = {study: row for row, study in enumerate(ecg["study_id"])}
@@ -76,12 +70,9 @@ class PretrainingDataset(Dataset):
     """
 
     def __init__(
-        self,
-        cxr: datasets.Dataset | None,
-        ecg: datasets.Dataset | None,
-        pairs: Sequence[tuple[int, int]] = (),
+        self, cxr: datasets.Dataset | None, ecg: datasets.Dataset | None, pairs: Sequence[tuple[int, int]] = (),
         pair_fraction: float = 1.0,
-    ):
+    ):  # fmt: skip
         if cxr is None and ecg is None:
             raise ValueError("PretrainingDataset needs a CXR dataset, an ECG dataset or both")
         if not 0.0 <= pair_fraction <= 1.0:
@@ -103,11 +94,9 @@ class PretrainingDataset(Dataset):
     def slots(self, seed: int, epoch: int) -> list[tuple[int, int, int]]:
         """
         The slot keys of one epoch, in training order: a pure function of `(seed, epoch)`, so every process of a
-        distributed run, and a resumed run, deals the same batches.
-
-        Returns:
-            `len(self)` keys `(cxr_row, ecg_row, paired)`, `-1` for an absent modality. Every CXR and every ECG
-            appears at least once; the modality with fewer samples is cycled to fill the unpaired slots.
+        distributed run, and a resumed run, deals the same batches: `len(self)` keys `(cxr_row, ecg_row, paired)`, `-1`
+        for an absent modality. Every CXR and every ECG appears at least once; the modality with fewer samples is
+        cycled to fill the unpaired slots.
         """
         rng = np.random.default_rng([seed, epoch])
         chosen = [self.pairs[i] for i in rng.permutation(len(self.pairs))[: self.num_paired_slots]]
@@ -121,9 +110,7 @@ class PretrainingDataset(Dataset):
                 continue
             cycles = -(-num_unpaired // len(rows))
             rest[modality] = np.concatenate([rng.permutation(rows) for _ in range(cycles)])[:num_unpaired]
-        keys = [(c, e, 1) for c, e in chosen] + [
-            (int(c), int(e), 0) for c, e in zip(rest["cxr"], rest["ecg"])
-        ]
+        keys = [(c, e, 1) for c, e in chosen] + [(int(c), int(e), 0) for c, e in zip(rest["cxr"], rest["ecg"])]
         return [keys[i] for i in rng.permutation(len(keys))]
 
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
@@ -167,12 +154,8 @@ class MedBindPretrainingCollator:
 
     Augmentation draws from a generator seeded by `seed` and the batch's slot keys, not from the global RNG: the
     Trainer's loader prepares the next batch before the current step ends, so global draws would land in a
-    different order after a resume and the resumed run would see different augmentations.
-
-    Args:
-        processor: the [`MedBindProcessor`] (image processor, ECG feature extractor, tokenizer).
-        cxr_augmentation, ecg_augmentation: train-time augmentations, None for evaluation.
-        seed: the run's seed, mixed into each batch's augmentation seed.
+    different order after a resume and the resumed run would see different augmentations. The augmentations are
+    None for evaluation.
     """
 
     processor: MedBindProcessor
@@ -195,13 +178,13 @@ class MedBindPretrainingCollator:
                 images = [row["image"] for row in rows]
                 image_processor = self.processor.image_processor
                 pixel_values = image_processor(images, return_tensors="pt", **self._image_settings)["pixel_values"]
-                batch["pixel_values"] = (
-                    self.cxr_augmentation(pixel_values, generator) if self.cxr_augmentation else pixel_values
-                )
+                augment = self.cxr_augmentation
+                batch["pixel_values"] = augment(pixel_values, generator) if augment else pixel_values
             else:
                 signals = [row["ecg_path"] if "ecg_path" in row else row["ecg"] for row in rows]
                 ecg_values = processed_ecgs(self.processor, signals, [row.get("sampling_rate") for row in rows])
-                batch["ecg_values"] = self.ecg_augmentation(ecg_values, generator) if self.ecg_augmentation else ecg_values
+                augment = self.ecg_augmentation
+                batch["ecg_values"] = augment(ecg_values, generator) if augment else ecg_values
         text = self.processor(text=reports, return_tensors="pt")
         batch["input_ids"], batch["attention_mask"] = text["input_ids"], text["attention_mask"]
         batch["text_group_ids"] = torch.tensor(text_group_ids(reports, max_words=self.processor.max_words))

@@ -164,11 +164,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def load_evaluation_data(args: EvaluationArguments) -> dict[str, datasets.DatasetDict]:
-    """`{name: DatasetDict}`: `cxr`, `ecg`, `pairs` of `--dataset_dir` (those present) and every `--eval_dataset`.
-
-    Raises:
-        FileNotFoundError: an `--eval_dataset` path that is not a saved DatasetDict folder.
-    """
+    """`{name: DatasetDict}`: `cxr`, `ecg`, `pairs` of `--dataset_dir` (those present) and every `--eval_dataset`."""
     found = load_dataset_dicts(dataset_paths(args.dataset_dir, **dict.fromkeys((*MODALITIES, PAIRS))))
     data = {name: dataset_dict for name, dataset_dict in found.items() if dataset_dict is not None}
     for item in args.eval_dataset:
@@ -188,11 +184,8 @@ def evaluate_datasets(
 ) -> tuple[dict[str, float], TsneMap | None]:
     """
     Every task of `args.tasks` on every dataset a model can embed; `evaluated` and `support` are the DATA folder's
-    `args.split` (with its visit pairs) and `args.support_split` (`retrieval_split`).
-
-    Args:
-        embedders: `{modality: TaskEmbedder}`: a dataset of modality m (and its reports and prompts) is embedded by
-            `embedders[m]`, and skipped without one; one model for every modality it has, or the encoder zoo's two.
+    `args.split` (with its visit pairs) and `args.support_split` (`retrieval_split`). A dataset of modality m (and
+    its reports and prompts) is embedded by `embedders[m]`, and skipped without one.
 
     Returns:
         `(results, tsne)`: the flat results (percent) and the t-SNE map (None unless asked and both modalities exist
@@ -213,9 +206,7 @@ def evaluate_datasets(
         embeds[name] = embedder.embed(dataset, modality, name)
         prompt_set = prompts.get(name)
         if "retrieval" in tasks:
-            results |= modality_text_retrieval(
-                embedder, name, dataset, modality, embeds[name], args.retrieval_protocol
-            )
+            results |= modality_text_retrieval(embedder, name, dataset, modality, embeds[name], args.retrieval_protocol)
         labelled = {"label", "labels"} & set(dataset.column_names)
         if "zero_shot" in tasks and prompt_set is not None and labelled:
             results |= zero_shot_results(embedder, name, dataset, embeds[name], prompt_set, args.seed)
@@ -261,14 +252,8 @@ def run_evaluation(
     args: EvaluationArguments, model: torch.nn.Module | None = None, processor: Any | None = None
 ) -> dict[str, Any]:
     """
-    Evaluate, write `results.json` and the figures into `args.output_dir`, and return the results.
-
-    Args:
-        args: the settings.
-        model, processor: an already loaded model (e.g. at the end of pretraining); default: `args.model_name_or_path`.
-
-    Returns:
-        `{"model": ..., "split": ..., **flat results in percent}`.
+    Evaluate, write `results.json` and the figures into `args.output_dir`, and return the results. `model` and
+    `processor` may be an already loaded model (e.g. at the end of pretraining); default: `args.model_name_or_path`.
     """
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 

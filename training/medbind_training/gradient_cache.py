@@ -54,11 +54,7 @@ class Chunk:
 
     A training batch's texts are the CXRs' reports, then the ECGs' (`MedBindModel.forward`), so the chunk's reports
     are text rows `cxr` and `num_cxr + ecg`, in that order: the same layout, so the chunk is a training batch itself.
-
-    Args:
-        cxr: rows of `pixel_values` (empty when the chunk has none).
-        ecg: rows of `ecg_values`.
-        num_cxr: CXR rows of the whole batch (where the ECGs' reports start among the texts).
+    `num_cxr` counts the whole batch's CXR rows (where the ECGs' reports start among the texts).
     """
 
     cxr: slice
@@ -97,16 +93,6 @@ def chunk_batch(batch: Mapping[str, torch.Tensor], chunk_size: int) -> list[Chun
 
     Chunk k holds CXR rows and ECG rows `[k * chunk_size, (k + 1) * chunk_size)`; visit pairs may straddle chunks
     (the loss sees the whole batch). Chunk 0 holds rows of every modality the batch has.
-
-    Args:
-        batch: a training batch (`pixel_values` and / or `ecg_values`, the texts).
-        chunk_size: samples of each modality per chunk.
-
-    Returns:
-        `ceil(max(n_cxr, n_ecg) / chunk_size)` chunks, in row order.
-
-    Raises:
-        ValueError: `chunk_size` < 1, or a batch without CXRs or ECGs.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -195,8 +181,6 @@ def gradient_cached_step(
     Args:
         model: what embeds a chunk: the `MedBindModel`, or the training wrapper around it (DDP, FSDP), whose forward
             takes `MedBindModel.forward`'s inputs.
-        inputs: one training batch (the collator's output on the model's device).
-        chunk_size: samples of each modality embedded at once.
         loss_model: the bare `MedBindModel` whose temperature and config the loss reads (default: `model`).
         backward: back-propagates a scalar (`accelerator.backward`, which applies an fp16 loss scaler).
         no_sync: a context in which a backward only accumulates gradients (`accelerator.no_sync(model)`); every
@@ -206,10 +190,6 @@ def gradient_cached_step(
 
     Returns:
         [`MedBindLossOutput`] with the batch's unscaled `loss`, `tmcl_loss`, `emcl_loss` and its embeddings, detached.
-
-    Raises:
-        ValueError: for a batch without CXRs or ECGs, `chunk_size` < 1, or processes holding different numbers of
-            chunks.
     """
     loss_model = loss_model if loss_model is not None else model
     chunks = chunk_batch(inputs, chunk_size)
@@ -232,13 +212,9 @@ def gradient_cached_step(
     # (2) The loss of the whole batch and its gradient w.r.t. the embeddings (and a learned temperature).
     with context():
         losses = embeddings_loss(
-            loss_model,
-            embeds.get("cxr"),
-            embeds.get("ecg"),
-            embeds["text"],
-            inputs.get("text_group_ids"),
+            loss_model, embeds.get("cxr"), embeds.get("ecg"), embeds["text"], inputs.get("text_group_ids"),
             inputs.get("pair_index"),
-        )
+        )  # fmt: skip
     loss = losses.loss
     temperature = [loss_model.logit_scale] if loss_model.logit_scale is not None else []
     gradients = torch.autograd.grad(loss * loss_scale, [*embeds.values(), *temperature])

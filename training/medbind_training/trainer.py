@@ -79,11 +79,9 @@ class AtomicCheckpoints(TrainerCallback):
             os.replace(staged, final)
             shutil.rmtree(os.path.join(args.output_dir, STAGING_DIR))
             rotate_checkpoints(
-                output_dir=args.output_dir,
-                save_total_limit=args.save_total_limit,
-                best_model_checkpoint=state.best_model_checkpoint,
-                use_mtime=False,
-            )
+                output_dir=args.output_dir, save_total_limit=args.save_total_limit,
+                best_model_checkpoint=state.best_model_checkpoint, use_mtime=False,
+            )  # fmt: skip
         PartialState().wait_for_everyone()
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -110,11 +108,8 @@ class MedBindTrainer(TokenFreeTrainer):
 
     With gradient accumulation the contrastive negatives are those of each micro-batch, not of the accumulated batch;
     for a contrastive batch larger than memory allows, keep it as one micro-batch and set `contrastive_chunk_size`
-    (gradient caching, exact: see `training_step`).
-
-    Args:
-        contrastive_chunk_size: embed each micro-batch this many samples per modality at a time (None: whole).
-        *args, **kwargs: those of `transformers.Trainer`.
+    (gradient caching, exact: see `training_step`): each micro-batch is then embedded this many samples per
+    modality at a time.
     """
 
     def __init__(self, *args: Any, contrastive_chunk_size: int | None = None, **kwargs: Any):
@@ -151,14 +146,8 @@ class MedBindTrainer(TokenFreeTrainer):
         """
         The library's step, or, with `contrastive_chunk_size` smaller than the batch, the same step by gradient
         caching (`medbind_training.gradient_cache`): the loss and gradients of the whole micro-batch, embedded
-        `contrastive_chunk_size` samples per modality at a time.
-
-        Returns:
-            the detached loss divided by the gradient accumulation steps, as the library's step returns it.
-
-        Raises:
-            ValueError: gradient caching under DeepSpeed (its engine steps on every backward call), or under FSDP with
-                a learned temperature (read outside the sharded forward).
+        `contrastive_chunk_size` samples per modality at a time. Returns the detached loss divided by the gradient
+        accumulation steps, as the library's step returns it.
         """
         chunk_size = self.contrastive_chunk_size
         if not chunk_size or max(batch_rows(inputs, modality) for modality in MODALITY_INPUT) <= chunk_size:
@@ -177,15 +166,9 @@ class MedBindTrainer(TokenFreeTrainer):
         # chunks but the last do, so gradients are reduced once per optimizer step.
         no_sync = partial(self.accelerator.no_sync, model) if self.accelerator.sync_gradients else nullcontext
         outputs = gradient_cached_step(
-            model,
-            inputs,
-            chunk_size,
-            loss_model=unwrapped,
-            backward=self.accelerator.backward,
-            no_sync=no_sync,
-            loss_scale=scale,
-            context=self.compute_loss_context_manager,
-        )
+            model, inputs, chunk_size, loss_model=unwrapped, backward=self.accelerator.backward, no_sync=no_sync,
+            loss_scale=scale, context=self.compute_loss_context_manager,
+        )  # fmt: skip
         self._record_loss_parts(outputs)
         return outputs.loss * scale
 
@@ -203,12 +186,9 @@ class MedBindTrainer(TokenFreeTrainer):
             raise ValueError(f"MedBindTrainer evaluates a RetrievalSplit (validation CXR / ECG data), got {type(split)}")
         # Every process embeds the whole split: the metrics need all of it and no collective is involved.
         with self.autocast_smart_context_manager():
+            model, args = self.accelerator.unwrap_model(self.model), self.args
             metrics = validation_retrieval(
-                self.accelerator.unwrap_model(self.model),
-                self.processing_class,
-                split,
-                self.args.per_device_eval_batch_size,
-                self.args.device,
+                model, self.processing_class, split, args.per_device_eval_batch_size, args.device
             )
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in metrics.items()}
         self.log(metrics)
