@@ -73,18 +73,8 @@ class CXRAugmentation:
         self.crop_size = crop_size
 
     def __call__(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Augment a batch.
-
-        Args:
-            pixel_values: `[B, 3, H, W]` normalised floating tensor (the processor's output).
-            generator: source of randomness, for reproducible augmentation (its device is used to draw).
-
-        Returns:
-            A new `[B, 3, H, W]` tensor (`[B, 3, crop_size, crop_size]` with a crop), normalised like the input.
-
-        Raises:
-            ValueError: `pixel_values` is not a 4-D floating tensor, or smaller than `crop_size`.
-        """
+        """Augment a normalised `[B, 3, H, W]` batch (the processor's output), drawing on `generator`'s device: a new
+        tensor (`[B, 3, crop_size, crop_size]` with a crop), normalised like the input."""
         if not (isinstance(pixel_values, torch.Tensor) and pixel_values.ndim == 4 and pixel_values.is_floating_point()):
             raise ValueError("pixel_values must be a floating tensor [batch, channels, height, width]")
         batch_size, _, height, width = pixel_values.shape
@@ -173,18 +163,8 @@ class ECGNoiseAugmentation:
         self.noise_std = noise_std
 
     def __call__(self, ecg_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Add noise to a batch.
-
-        Args:
-            ecg_values: `[B, leads, samples]` floating tensor.
-            generator: source of randomness, for reproducible augmentation (its device is used to draw).
-
-        Returns:
-            A new tensor of the same shape, dtype and device.
-
-        Raises:
-            ValueError: `ecg_values` is not a 3-D floating tensor.
-        """
+        """Add noise to a `[B, leads, samples]` batch, drawn on `generator`'s device: a new tensor, same shape, dtype
+        and device."""
         if not (isinstance(ecg_values, torch.Tensor) and ecg_values.ndim == 3 and ecg_values.is_floating_point()):
             raise ValueError("ecg_values must be a floating tensor [batch, leads, samples]")
         device = generator.device if generator is not None else ecg_values.device

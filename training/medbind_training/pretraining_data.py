@@ -63,10 +63,6 @@ def training_set(
     """
     The training set, in memory or streamed (`--streaming`), and the reports a trained WordPiece vocabulary learns
     from (a streamed run's first `STREAMED_TOKENIZER_REPORTS` per stream).
-
-    Raises:
-        ValueError: streaming without `--max_steps`.
-        FileNotFoundError: no CXR or ECG training data.
     """
     if data_args.streaming:
         if training_args.max_steps <= 0:

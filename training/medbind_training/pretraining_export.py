@@ -36,10 +36,8 @@ def export(
     The test-split evaluation (`results.json`, its figures) and the model card that reports it, beside the saved
     model. Validation served to choose the checkpoint; the card reports what `training/run_evaluation.py` measures on the
     held-out test split, with every task it can run (the demo with `DEMO_FEW_SHOT_SETS` few-shot support sets and
-    its own prompts, `training/medbind_training/prompts/demo`).
-
-    Returns:
-        The evaluation results (`{}` when the data has no local test split, e.g. streamed Hub datasets).
+    its own prompts, `training/medbind_training/prompts/demo`). The results are `{}` when the data has no local test
+    split (e.g. streamed Hub datasets).
     """
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -40,16 +40,8 @@ class PromptSet:
 
 def read_prompt_file(path: str | Path) -> tuple[list[str], PromptSet]:
     """
-    One prompt file (format: `training/medbind_training/prompts/ecg_superclasses.yaml`; JSON is YAML too).
-
-    Args:
-        path: the file.
-
-    Returns:
-        `(dataset names, prompts)`: the `datasets:` it names (its file stem when it names none) and its `PromptSet`.
-
-    Raises:
-        ValueError: a file that cannot be read or parsed, has unknown keys, no classes, or an empty prompt.
+    One prompt file (format: `training/medbind_training/prompts/ecg_superclasses.yaml`; JSON is YAML too):
+    `(dataset names, prompts)`, the `datasets:` it names (its file stem when it names none) and its `PromptSet`.
     """
     path = Path(path)
     try:
@@ -72,16 +64,8 @@ def read_prompt_file(path: str | Path) -> tuple[list[str], PromptSet]:
 
 def load_prompt_sets(directory: str | Path | None = None) -> dict[str, PromptSet]:
     """
-    Every prompt file (`*.yaml`) of a folder, by dataset name.
-
-    Args:
-        directory: a folder of prompt files; None for the ones shipped in the package (`training/medbind_training/prompts`).
-
-    Returns:
-        `{dataset name: PromptSet}`.
-
-    Raises:
-        ValueError: a malformed file (`read_prompt_file`), or a dataset named by two files.
+    Every prompt file (`*.yaml`) of a folder (None: the packaged `training/medbind_training/prompts`), by dataset name;
+    a dataset named by two files is an error.
     """
     folder = Path(directory) if directory is not None else PROMPTS
     sets: dict[str, PromptSet] = {}

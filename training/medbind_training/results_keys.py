@@ -96,21 +96,15 @@ def classification_keys(prefix: str, scores: np.ndarray, targets: np.ndarray) ->
     """
     `{prefix}/balanced_accuracy` (prediction = the class of highest score, the first on a tie) and `{prefix}/auroc`
     (two classes: of the score difference, class 1 minus class 0; more: macro one-vs-rest; left out with a warning
-    when the split holds one class only), each with a `/chance` sibling.
-
-    Args:
-        prefix: e.g. `zero_shot/ptbxl`.
-        scores: `[n, C]` class scores.
-        targets: `[n]` true classes in `range(C)`.
+    when the split holds one class only), each with a `/chance` sibling. `prefix` is e.g. `zero_shot/ptbxl`.
     """
     results = {
         f"{prefix}/balanced_accuracy": float(balanced_accuracy(scores.argmax(axis=1), targets)),
         f"{prefix}/balanced_accuracy/chance": chance_balanced_accuracy(targets),
     }
     if len(np.unique(targets)) > 1:
-        results[f"{prefix}/auroc"] = macro_auroc(
-            scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores, targets
-        )
+        auroc_scores = scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+        results[f"{prefix}/auroc"] = macro_auroc(auroc_scores, targets)
         results[f"{prefix}/auroc/chance"] = CHANCE_AUROC
     else:
         logger.warning("%s: one class only among %d samples, no AUROC", prefix, len(targets))
@@ -125,12 +119,8 @@ def rsum(results: Mapping[str, float]) -> dict[str, float]:
     sums: dict[str, float] = {}
     for key, value in results.items():
         match = RETRIEVAL_KEY.match(key)
-        if (
-            match
-            and match["name"] == "recall"
-            and int(match["k"]) in RSUM_KS
-            and match["direction"].endswith("_to_text")
-        ):
+        to_text = match is not None and match["direction"].endswith("_to_text")
+        if to_text and match["name"] == "recall" and int(match["k"]) in RSUM_KS:
             modality = match["direction"].removesuffix("_to_text")
             sums[f"retrieval/rsum_{modality}"] = sums.get(f"retrieval/rsum_{modality}", 0.0) + value
     return sums

@@ -17,18 +17,8 @@ def normalize_report(text: str, max_words: int, name: str = "report") -> str:
 
     Normalisation = the model's own truncation to `max_words` words + whitespace collapsed to single spaces +
     lower case. Two reports whose first `max_words` words agree reach the encoder as the same words, so they are
-    the same text for the loss; case and line breaks are formatting, not content.
-
-    Args:
-        text: one report.
-        max_words: the word limit the processor applies before tokenising (`MedBindProcessor.max_words`).
-        name: how the report is named in error messages.
-
-    Returns:
-        The normalised report.
-
-    Raises:
-        ValueError: as [`truncate_words`].
+    the same text for the loss; case and line breaks are formatting, not content. `max_words` is the processor's
+    limit (`MedBindProcessor.max_words`); `name` is how error messages name the report.
     """
     return truncate_words(text, max_words=max_words, name=name).lower()
 
@@ -40,16 +30,6 @@ def text_group_ids(texts: Sequence[str], max_words: int) -> list[int]:
     ids instead of strings. The id is the first 8 bytes of `blake2b(normalize_report(text))`, read as a signed
     little-endian integer so it fits `torch.int64`. Unlike Python's `hash`, it is the same across processes, runs
     and machines (no `PYTHONHASHSEED` salt), so ids computed by dataloader workers or stored in a dataset agree.
-
-    Args:
-        texts: `B` reports.
-        max_words: the processor's word limit (see [`normalize_report`]).
-
-    Returns:
-        `B` ints in [-2**63, 2**63).
-
-    Raises:
-        ValueError: a report is not a string or is empty (the message gives its position).
     """
     return [
         int.from_bytes(

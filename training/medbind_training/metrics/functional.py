@@ -25,17 +25,8 @@ def accuracy(predictions: ArrayLike, references: ArrayLike) -> np.ndarray:
     Accuracy, the share of correct predictions in percent: 100 / n * |{i : yhat_i = y_i}|.
 
     The paper's metric for the prompt-tuning outcomes (Table 4). It rewards the majority class: its chance level is
-    `chance_accuracy` (always predicting the most frequent class), not 100 / |C|.
-
-    Args:
-        predictions: `[..., n]` integer class predictions (leading dimensions score several classifiers at once).
-        references: `[n]` integer true classes.
-
-    Returns:
-        `[...]` accuracies (a 0-d array for one classifier).
-
-    Raises:
-        ValueError: when the sample counts disagree or there is no sample.
+    `chance_accuracy` (always predicting the most frequent class), not 100 / |C|. Leading dimensions of the `[..., n]`
+    predictions score several classifiers at once: `[...]` accuracies (a 0-d array for one classifier).
     """
     predictions, references = np.asarray(predictions), np.asarray(references)
     _check_classifications(predictions, references, "accuracy")
@@ -56,18 +47,8 @@ def balanced_accuracy(predictions: ArrayLike, references: ArrayLike) -> np.ndarr
 
     where C is the set of classes present in `references` (a class that never occurs has no recall; a prediction of
     such a class counts as a miss). Equals scikit-learn's `balanced_accuracy_score` x 100. Any classifier that
-    ignores its input (constant, or random) scores 100 / |C| in expectation.
-
-    Args:
-        predictions: `[..., n]` integer class predictions; leading dimensions score several classifiers at once
-            against the same references (e.g. `[num_support_sets, n]`).
-        references: `[n]` integer true classes.
-
-    Returns:
-        `[...]` balanced accuracies (a 0-d array for one classifier).
-
-    Raises:
-        ValueError: when the sample counts disagree or there is no sample.
+    ignores its input (constant, or random) scores 100 / |C| in expectation. Leading dimensions of the `[..., n]`
+    predictions score several classifiers at once against the same references (e.g. `[num_support_sets, n]`).
     """
     predictions, references = np.asarray(predictions), np.asarray(references)
     _check_classifications(predictions, references, "balanced_accuracy")
@@ -87,17 +68,8 @@ def macro_auroc(scores: ArrayLike, references: ArrayLike) -> float:
     One-vs-rest AUROC of class c is the probability that a random sample of class c scores higher on column c than
     a random sample of another class, a tie counting one half (the Mann-Whitney statistic; scikit-learn's
     `roc_auc_score`). The scores need not be probabilities (cosine similarities are fine: only their order within
-    a column matters). Classes absent from `references` have no AUROC and are left out of the mean.
-
-    Args:
-        scores: `[n]` scores of the positive class (binary references 0 / 1), or `[n, C]` one column per class.
-        references: `[n]` integer true classes (in `range(C)` for `[n, C]` scores).
-
-    Returns:
-        The AUROC in percent (50 = chance, 100 = every positive above every negative).
-
-    Raises:
-        ValueError: when fewer than two classes occur in `references`, or the shapes disagree.
+    a column matters). Classes absent from `references` have no AUROC and are left out of the mean. `scores` are
+    `[n]` scores of the positive class (binary references 0 / 1), or `[n, C]`, one column per class.
     """
     scores, references = np.asarray(scores, dtype=np.float64), np.asarray(references)
     present = np.unique(references)
