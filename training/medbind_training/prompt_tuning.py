@@ -50,10 +50,7 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments, set_seed
 
 from medbind_model_cards.medbind_clinical_prediction import render_model_card
 from modeling_medbind import (
-    MedBindClinicalPredictionConfig,
-    MedBindConfig,
-    MedBindForClinicalPrediction,
-    load_text_tokenizer,
+    MedBindClinicalPredictionConfig, MedBindConfig, MedBindForClinicalPrediction, load_text_tokenizer
 )
 from modeling_medbind.configuration_medbind import MODALITIES, TRAINED_VOCAB_SIZE
 

@@ -225,8 +225,7 @@ class StreamingPretrainingDataset(IterableDataset):
         self.pairs: list[tuple[Any, Any]] = []  # pairs whose two studies are streamed, in an order each epoch shuffles
         if cxr_to_ecg:
             self.partners = {
-                "cxr": PartnerIndex(cxr, set(cxr_to_ecg)),
-                "ecg": PartnerIndex(ecg, set(cxr_to_ecg.values())),
+                "cxr": PartnerIndex(cxr, set(cxr_to_ecg)), "ecg": PartnerIndex(ecg, set(cxr_to_ecg.values()))
             }
             self.pairs = sorted(
                 (c, e) for c, e in cxr_to_ecg.items() if c in self.partners["cxr"] and e in self.partners["ecg"]

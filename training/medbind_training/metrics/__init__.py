@@ -17,12 +17,7 @@ from typing import Any
 import evaluate
 
 from .functional import (
-    CHANCE_AUROC,
-    accuracy,
-    balanced_accuracy,
-    chance_accuracy,
-    chance_balanced_accuracy,
-    macro_auroc,
+    CHANCE_AUROC, accuracy, balanced_accuracy, chance_accuracy, chance_balanced_accuracy, macro_auroc
 )
 
 METRIC_NAMES = ("accuracy", "auroc", "balanced_accuracy", "recall_at_k")
