@@ -141,11 +141,8 @@ class RandomState:
 
 def _embeddings(output: MedBindOutput, chunk: Chunk) -> dict[str, torch.Tensor]:
     """The chunk's embeddings by tower, from the forward output of `chunk.model_inputs`."""
-    embeds = {"text": output.text_embeds}
-    for modality in MODALITY_INPUT:
-        if _rows(getattr(chunk, modality)) > 0:
-            embeds[modality] = output[f"{modality}_embeds"]
-    return embeds
+    present = [modality for modality in MODALITY_INPUT if _rows(getattr(chunk, modality)) > 0]
+    return {"text": output.text_embeds} | {modality: output[f"{modality}_embeds"] for modality in present}
 
 
 def _whole_batch(parts: list[dict[str, torch.Tensor]], chunks: list[Chunk]) -> dict[str, torch.Tensor]:

@@ -107,12 +107,9 @@ def pretrain(
 
 def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     """`--resume_from_checkpoint auto`: the newest complete checkpoint in output_dir, or None for a fresh run."""
-    requested = training_args.resume_from_checkpoint
-    if requested != "auto":
-        return requested
-    if not os.path.isdir(training_args.output_dir):
-        return None
-    return get_last_checkpoint(training_args.output_dir)
+    if training_args.resume_from_checkpoint != "auto":
+        return training_args.resume_from_checkpoint
+    return get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
 
 
 def describe_contrastive_batch(training_args: TrainingArguments) -> str:

@@ -1,10 +1,6 @@
 """Multimodal prompt tuning (MEDBind, "Multimodal prompt tuning", paper Table 4): a LoRA-adapted BERT predicts 30-day
 readmission or in-hospital mortality from a visit's clinical text followed by the frozen MedBind embeddings of the
-visit's chest X-ray and ECG, one input token each.
-
-    python training/prompt_tune.py --preset demo --task mortality --mode medbind      # synthetic demo, CPU, minutes
-    accelerate launch training/prompt_tune.py --dataset_dir DATA --medbind_model MODEL --task readmission \\
-        --mode medbind --output_dir OUT [--bf16]
+visit's chest X-ray and ECG, one input token each (usage: `training/prompt_tune.py`).
 
 Modes (the paper's three rows per task):
 - `medbind`: CXR and ECG embeddings of `--medbind_model` (a folder or Hub id of a pretrained MedBind).

@@ -163,13 +163,9 @@ class PartnerIndex:
 
 class StreamingPretrainingDataset(IterableDataset):
     """
-    Pretraining slots dealt from streamed CXR and ECG datasets, as `PretrainingDataset` deals them from Arrow files.
-
-    Each epoch every sample of both streams is dealt once, paired with its visit partner where it has one (see the
-    module docstring); the modality with fewer unpaired samples is cycled to fill the others' slots. The slots are
-    a function of `(seed, epoch)` and, when given, `rank` / `world_size` (and of the DataLoader worker): without
-    `rank`, every process deals the same slots, and a resumed run that skips the batches it has seen continues with
-    the same data (see the module docstring for the Trainer's limit on that).
+    Pretraining slots dealt from streamed CXR and ECG datasets, as `PretrainingDataset` deals them from Arrow files
+    (see the module docstring). The slots are a function of `(seed, epoch)` and, when given, `rank` / `world_size`
+    (and of the DataLoader worker): without `rank`, every process deals the same slots.
 
     A slot's `key` is `(cxr_position, ecg_position, paired)`: each sample's running position in the epoch, offset
     per epoch, process and worker so that keys never repeat; `-1` for an absent modality. The collator seeds the

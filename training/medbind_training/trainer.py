@@ -103,8 +103,7 @@ class MedBindTrainer(TokenFreeTrainer):
     - evaluates by retrieval recall@K on `eval_dataset`, a `RetrievalSplit`, with `processing_class` (the
       `MedBindProcessor`), through `medbind_training.evaluation_tasks.validation_retrieval`, the test evaluation's code
       (`eval_recall_sum`, the sum of every recall, makes a good `metric_for_best_model`);
-    - writes each checkpoint into a staging folder that `AtomicCheckpoints` renames into place, so a killed run never
-      leaves a half-written `checkpoint-N` for `resume_from_checkpoint` to pick up.
+    - writes each checkpoint atomically (`AtomicCheckpoints`).
 
     With gradient accumulation the contrastive negatives are those of each micro-batch, not of the accumulated batch;
     for a contrastive batch larger than memory allows, keep it as one micro-batch and set `contrastive_chunk_size`
