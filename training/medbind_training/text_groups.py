@@ -1,7 +1,5 @@
-"""Which reports of a batch are identical: the text-group ids TMCL takes as positives (training only).
-
-TMCL (the paper's text-modality contrastive loss) treats every sample whose report is identical to sample i's as a positive of i. The collator
-turns each report into an integer id with `text_group_ids`; `medbind_training.losses.tmcl_loss` compares ids, not strings.
+"""Which reports of a batch are identical: the text-group ids TMCL (the paper's text-modality contrastive loss) takes
+as positives; the collator computes them, `medbind_training.losses.tmcl_loss` compares them (training only).
 """
 
 from __future__ import annotations
@@ -31,13 +29,6 @@ def text_group_ids(texts: Sequence[str], max_words: int) -> list[int]:
     little-endian integer so it fits `torch.int64`. Unlike Python's `hash`, it is the same across processes, runs
     and machines (no `PYTHONHASHSEED` salt), so ids computed by dataloader workers or stored in a dataset agree.
     """
-    return [
-        int.from_bytes(
-            hashlib.blake2b(
-                normalize_report(text, max_words=max_words, name=f"report {index}").encode("utf-8"), digest_size=8
-            ).digest(),
-            "little",
-            signed=True,
-        )
-        for index, text in enumerate(texts)
-    ]
+    reports = [normalize_report(text, max_words=max_words, name=f"report {index}") for index, text in enumerate(texts)]
+    digests = (hashlib.blake2b(report.encode("utf-8"), digest_size=8).digest() for report in reports)
+    return [int.from_bytes(digest, "little", signed=True) for digest in digests]
