@@ -24,10 +24,9 @@ from .arguments import parse_arguments
 from .augmentation import ECGNoiseAugmentation, cxr_augmentation
 from .data import MedBindPretrainingCollator
 from .pretraining_arguments import DataArguments, ModelArguments, PretrainingArguments
-from .pretraining_data import build_demo_data_if_absent, load_splits, training_set
+from .pretraining_data import build_demo_data_if_absent, load_splits, training_set, validation_split
 from .pretraining_export import export
 from .pretraining_model import build_config, build_model_and_processor
-from .splits import retrieval_split
 from .trainer import MedBindTrainer
 
 logger = logging.getLogger(__name__)
@@ -67,9 +66,8 @@ def pretrain(
 
     config = build_config(model_args)
     data = load_splits(data_args)
-    # The towers the model has (a variant's, or a saved model's) decide which data it trains and validates on; the
-    # validation split chooses the best checkpoint (`MedBindTrainer.evaluate`).
-    validation = retrieval_split(data, "validation", data_args.max_eval_samples, config.modalities)
+    # The towers the model has (a variant's, or a saved model's) decide which data it trains and validates on.
+    validation = validation_split(data_args, data, config.modalities)
     train_dataset, reports = training_set(data_args, training_args, data, config.modalities)
     model, processor = build_model_and_processor(model_args, data_args, training_args, config, reports)
 

@@ -16,7 +16,7 @@ from modeling_medbind.configuration_medbind import MODALITIES
 
 from .data import PretrainingDataset
 from .pretraining_arguments import DataArguments
-from .splits import dataset_paths, load_dataset_dicts, retrieval_split
+from .splits import RetrievalSplit, dataset_paths, load_dataset_dicts, retrieval_split
 from .streaming import StreamingPretrainingDataset
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,13 @@ def training_set(
         )
     reports = [text for part in (train.cxr, train.ecg) if part is not None for text in part["text"]]
     return PretrainingDataset(train.cxr, train.ecg, train.pairs, data_args.pair_fraction), reports
+
+
+def validation_split(
+    data_args: DataArguments, data: dict[str, datasets.DatasetDict | None], modalities: Sequence[str]
+) -> RetrievalSplit:
+    """The validation split that chooses the best checkpoint (`MedBindTrainer.evaluate`)."""
+    return retrieval_split(data, "validation", data_args.max_eval_samples, modalities)
 
 
 def build_demo_data_if_absent(data_args: DataArguments, training_args: TrainingArguments) -> None:
