@@ -1,25 +1,22 @@
 """MEDBind's evaluation (paper Section 3 and Tables 2-3, Figures 2-3): one implementation for every caller.
 
-`medbind_training.evaluation` runs all of it on a saved model's test split; `MedBindTrainer.evaluate` runs the retrieval part
-on the validation split during pretraining (`validation_retrieval`, which picks the best checkpoint).
-
-Tasks, each a function of embeddings (a `TaskEmbedder` turns datasets and texts into L2-normalised embeddings:
-MedBind's `Embedder`, or a baseline's `BaselineEmbedder`):
+`medbind_training.evaluation` runs all of it on a saved model's test split; `MedBindTrainer.evaluate` runs the retrieval
+part on the validation split (`validation_retrieval`, which picks the best checkpoint). Every task is a function of
+L2-normalised embeddings from a `TaskEmbedder` (MedBind's `Embedder`, or a baseline's `BaselineEmbedder`):
 
 - **Retrieval** (`modality_text_retrieval`, `pair_retrieval`): recall@1/5/10 of modality -> report (identical reports
   are all hits) and CXR <-> ECG over a split's visit pairs; the paper's RSUM per modality (`rsum`).
-- **Zero-shot** (`zero_shot_scores`): cosine similarity to each class's prompts (`prompt_files`),
-  averaged over the prompts; balanced accuracy and macro one-vs-rest AUROC.
-- **Few-shot** (`few_shot_balanced_accuracy`): a logistic-regression probe on frozen embeddings, trained on K labelled
-  samples per class drawn from the support split (`support_sets`), scored on the whole evaluated split.
-- **Cross-modality zero-shot** (`prototype_scores`): a class prototype per class from the *other* modality's
-  labelled embeddings (ECG HYP vs not; CXR Cardiomegaly vs not), cosine to the query modality's paired samples.
+- **Zero-shot** (`zero_shot_scores`): cosine similarity to each class's prompts (`prompt_files`), averaged over the
+  prompts; balanced accuracy and macro one-vs-rest AUROC.
+- **Few-shot** (`few_shot_balanced_accuracy`): logistic-regression probes on K labelled support samples per class
+  (`support_sets`), scored on the whole evaluated split.
+- **Cross-modality zero-shot** (`prototype_scores`): class prototypes from the *other* modality's labelled embeddings
+  (ECG HYP vs not; CXR Cardiomegaly vs not), cosine to the query modality's paired samples.
 - **t-SNE** (`tsne_map`): CXR and ECG embeddings in 2-D, coloured by modality and by class.
 
-Multi-label rows (MIMIC's and the demo's CXR and ECG datasets): for classification against a class list (zero-shot,
-few-shot, t-SNE colours), a row counts when exactly one of the listed classes is among its labels, as the paper uses
-single-class ECGs; rows with none or several are left out, and the numbers kept are logged. The binary
-cross-modality tasks need no such rule (a row is positive when the class is among its labels).
+Multi-label rows (MIMIC's and the demo's): for classification against a class list (zero-shot, few-shot, t-SNE
+colours), a row counts when exactly one of the listed classes is among its labels, as the paper uses single-class
+ECGs; the others are left out and the numbers kept are logged. The binary cross-modality tasks need no such rule.
 """
 
 from __future__ import annotations
@@ -113,14 +110,12 @@ def single_class_rows(labels: Sequence[Sequence[str]], classes: Sequence[str]) -
 
 def zero_shot_scores(embeds: torch.Tensor, class_prompt_embeds: Sequence[torch.Tensor]) -> np.ndarray:
     """
-    Zero-shot class scores: the cosine similarity of each sample to each class's prompts, averaged over the prompts,
+    Zero-shot class scores `[n, C]`: the cosine similarity of each sample to each class's prompts, averaged over them,
 
         s_c(x) = 1 / |P_c| * sum_{p in P_c} x . t_p  =  x . mean_{p in P_c} t_p
 
-    (the paper averages the similarities of COVID's sampled prompts; by linearity that is the similarity to the
-    mean prompt embedding, which is what is computed).
-
-    `embeds` `[n, d]` and each class's `[P_c, d]` prompt embeddings are L2-normalised; the scores are `[n, C]`.
+    (the paper averages the similarities of COVID's sampled prompts; by linearity that is the similarity to the mean
+    prompt embedding, which is what is computed). `class_prompt_embeds` holds each class's `[P_c, d]` prompts.
     """
     prototypes = torch.stack([prompts.mean(dim=0) for prompts in class_prompt_embeds])
     return (embeds @ prototypes.T).numpy()
@@ -129,14 +124,12 @@ def zero_shot_scores(embeds: torch.Tensor, class_prompt_embeds: Sequence[torch.T
 def prototype_scores(
     query_embeds: torch.Tensor, support_embeds: torch.Tensor, support_targets: np.ndarray
 ) -> np.ndarray:
-    """
-    Cross-modality zero-shot scores (paper Table 3): the cosine similarity of each query to each class prototype,
-    the normalised mean of that class's support embeddings (from the other modality),
+    """Cross-modality zero-shot scores `[n, C]` (paper Table 3): the cosine similarity of each query to each class
+    prototype, the normalised mean of that class's support embeddings (from the other modality),
 
         s_c(q) = q . mu_c / ||mu_c||,   mu_c = mean_{i : y_i = c} z_i
 
-    `query_embeds` `[n, d]` (e.g. CXRs) and `support_embeds` `[m, d]` (e.g. ECGs) are L2-normalised,
-    `support_targets` `[m]` in `range(C)`; the scores are `[n, C]`.
+    with `query_embeds` `[n, d]`, `support_embeds` `[m, d]` (L2-normalised) and `support_targets` `[m]` in `range(C)`.
     """
     num_classes = int(support_targets.max()) + 1
     prototypes = torch.stack(
@@ -171,17 +164,10 @@ def few_shot_balanced_accuracy(
     shots: Sequence[int] = FEW_SHOT_SHOTS,
     regularization: float = 1.0,
 ) -> dict[int, np.ndarray]:
-    """
-    Few-shot linear probes (paper Figure 3): per support set and K, a multinomial logistic regression (scikit-learn,
-    L2 penalty of inverse strength `regularization`) on the frozen embeddings of K samples per class, scored on every
-    test sample. The probes' weights are stacked so that all test predictions are one batched product.
-
-    Args:
-        sets: `[S, C, K_max]` indices into `support_embeds` (`support_sets`); class c's rows have target c.
-        shots: the K values (at most K_max).
-
-    Returns:
-        `{K: [S] balanced accuracies in percent}`.
+    """Few-shot linear probes (paper Figure 3), `{K: [S] balanced accuracies in percent}`: per support set and K, a
+    multinomial logistic regression (scikit-learn, L2 penalty of inverse strength `regularization`) on the frozen
+    embeddings of K samples per class, scored on every test sample, all probes in one batched product. `sets` is
+    `[S, C, K_max]` indices into `support_embeds` (`support_sets`); class c's rows have target c.
     """
     num_sets, num_classes, _ = sets.shape
     features, test = support_embeds.numpy(), test_embeds.numpy()
@@ -217,15 +203,11 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float]:
 
 @dataclass
 class TsneMap:
-    """2-D t-SNE coordinates of CXR and ECG embeddings (paper Figure 2, left) and what the map shows.
+    """2-D t-SNE coordinates `points` `[n, 2]` of CXR and ECG embeddings (paper Figure 2, left) and what the map shows.
 
-    Attributes:
-        points: `[n, 2]`.
-        modalities: per point, `"cxr"` or `"ecg"`.
-        classes: per point, its single class (`single_class_rows`) or `"other"`.
-        agreement: `{"modality": (share, chance), "class": (share, chance)}`: among each point's nearest
-            `TSNE_NEIGHBOURS` neighbours on the map, the share with the same modality / class (percent), and what
-            a map with no structure would give (two random other points agree).
+    `classes` holds each point's single class (`single_class_rows`) or `"other"`; `agreement` is `{"modality": (share,
+    chance), "class": (share, chance)}`: among each point's `TSNE_NEIGHBOURS` nearest neighbours on the map, the share
+    with the same modality / class (percent), and what a map with no structure would give.
     """
 
     points: np.ndarray
@@ -250,12 +232,10 @@ def neighbour_agreement(
 
 
 def tsne_map(embeds: Mapping[str, torch.Tensor], classes: Mapping[str, Sequence[str]], seed: int = 0) -> TsneMap:
-    """
-    t-SNE of the CXR and ECG embeddings together (scikit-learn, PCA initialisation, perplexity 30 or less).
+    """t-SNE of the CXR and ECG embeddings together (scikit-learn, PCA initialisation, perplexity 30 or less).
 
     An encoder-zoo pair embeds each modality into its own, unrelated space, possibly of another size: the smaller
-    embeddings are zero-padded to the larger size, which keeps every distance within a modality (and across, the
-    two spaces are unrelated whatever their sizes). `classes` holds each modality's `[n_m]` class names.
+    embeddings are zero-padded to the larger size, which keeps every distance within a modality.
     """
     size = max(embeds[m].shape[1] for m in embeds)
     stacked = torch.cat([F.pad(embeds[m], (0, size - embeds[m].shape[1])) for m in embeds]).numpy()
@@ -388,12 +368,11 @@ def few_shot_results(
     regularization: float = 1.0,
 ) -> dict[str, float]:
     """
-    `few_shot/{name}/k{K}/{balanced_accuracy,ci95,chance}`: the mean balanced accuracy of `num_sets` probes per K
-    (`few_shot_balanced_accuracy`) on the evaluated split's single-class rows, the half-width of its 95% confidence
-    interval (`mean_ci95`: how precisely the mean is known, not the spread between support sets), and chance.
-    Support sets are drawn from `support`'s single-class rows; only the rows they use are embedded. A class without
-    any support row is left out (with its test rows), and so is a K larger than the smallest class's support pool
-    (both with a warning). `support` is the split the K shots come from (train).
+    `few_shot/{name}/k{K}/{balanced_accuracy,ci95,chance}`: the mean balanced accuracy of `num_sets` probes per K on the
+    evaluated split's single-class rows, the half-width of its 95% confidence interval (`mean_ci95`: how precisely the
+    mean is known, not the spread between support sets), and chance. The K shots come from `support`'s (train)
+    single-class rows; only the rows used are embedded. A class without support rows is left out (with its test rows),
+    and so is a K larger than the smallest class's support pool (both with a warning).
     """
     modality = modality_of(support)
     support_labels = row_labels(support)
@@ -446,17 +425,12 @@ def cross_modal_results(
     protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
     """
-    The tasks that need both modalities, on the evaluated split's visit pairs (none without pairs or without both
-    modalities):
-
-    - `"retrieval"` in `tasks`: CXR <-> ECG retrieval (`pair_retrieval`).
-    - `"cross_modality"` in `tasks`: `cross_modality/{task}/{balanced_accuracy,auroc}` (+ `/chance`) for each of
-      `CROSS_MODALITY_TASKS` (paper Table 3). The queries are the paired samples of the query modality, each labelled
-      by its visit partner (an ECG's HYP, a CXR's Cardiomegaly); the prototypes (`prototype_scores`) come from up to
-      `support_size` labelled samples per class (positive, negative) of the support split's other modality, so no
-      test label is used.
-
-    `embedders` maps each modality to its model's embedder (one model, or the encoder zoo's two).
+    The tasks that need both modalities, on the evaluated split's visit pairs (none without pairs or both modalities):
+    CXR <-> ECG `"retrieval"` (`pair_retrieval`), and `"cross_modality"`:
+    `cross_modality/{task}/{balanced_accuracy,auroc}` (+ `/chance`) for each of `CROSS_MODALITY_TASKS` (paper Table 3).
+    Each query is labelled by its visit partner (an ECG's HYP, a CXR's Cardiomegaly); the prototypes come from up to
+    `support_size` samples per class (positive, negative) of the support split's other modality, so no test label is
+    used.
     """
     if not evaluated.pairs or set(embedders) != set(MODALITIES):
         return {}
