@@ -57,15 +57,12 @@ def process_counts(counts: Sequence[int], device: torch.device | str) -> list[li
 def gather_across_processes(
     tensor: torch.Tensor, rows: Sequence[int] | None = None, with_grad: bool = True
 ) -> torch.Tensor:
-    """
-    Concatenate `tensor` from every process along dim 0, in rank order; processes may hold different row counts
+    """Concatenate `tensor` from every process along dim 0, in rank order; processes may hold different row counts
     (0 included). `tensor` itself when not running distributed.
 
-    Args:
-        rows: every process's row count, in rank order (`process_counts`), when the caller already has them;
-            default: exchanged here (one host sync).
-        with_grad: keep the autograd graph so gradients flow back to every process's rows (needed for embeddings;
-            off for integer ids).
+    `rows` is every process's row count, in rank order (`process_counts`), when the caller already has them (default:
+    exchanged here, one host sync); `with_grad` keeps the autograd graph so gradients flow back to every process's rows
+    (needed for embeddings, off for integer ids).
     """
     world_size = _world_size()
     if world_size == 1:
@@ -129,8 +126,7 @@ def tmcl_loss(
     temperature: float | torch.Tensor = 0.07,
     reduction: str = "sum",
 ) -> torch.Tensor:
-    r"""
-    Text-modality contrastive loss (TMCL) for one modality j (CXR or ECG), symmetric.
+    """Text-modality contrastive loss (TMCL) for one modality j (CXR or ECG), symmetric, a 0-d tensor.
 
     With text embeddings t_i, modality embeddings z_i (row i of each is one sample and its own report) and P(i) the
     rows whose text is identical to text i (i included):
@@ -140,14 +136,10 @@ def tmcl_loss(
     and L^{z->t} the same with the roles of t and z swapped (the positives of z_i are the texts identical to its own).
     Returns L^{t->z} + L^{z->t}. Identical reports are positives, not negatives, unlike plain InfoNCE.
 
-    Args:
-        text_embeds: `[n, d]` L2-normalised report embeddings.
-        modality_embeds: `[n, d]` L2-normalised CXR or ECG embeddings, row-aligned with `text_embeds`.
-        text_group_ids: `[n]` integer ids, equal exactly where the (normalised) report texts are identical.
-        temperature: tau (a float, or a 0-d tensor when learned).
-        reduction: `"sum"` over anchors as in the paper, or `"mean"` (each direction divided by n).
-
-    Under `torch.distributed`, the global-batch loss (see the module docstring).
+    `text_embeds` and `modality_embeds` are `[n, d]`, L2-normalised and row-aligned; `text_group_ids` `[n]` are equal
+    exactly where the (normalised) report texts are identical; `temperature` is tau (a 0-d tensor when learned);
+    `reduction` is `"sum"` over anchors as in the paper, or `"mean"` (each direction divided by n). Under
+    `torch.distributed`, the global-batch loss (see the module docstring).
     """
     if not (text_embeds.shape[0] == modality_embeds.shape[0] == text_group_ids.shape[0]):
         raise ValueError(
@@ -175,8 +167,7 @@ def emcl_loss(
     temperature: float | torch.Tensor = 0.07,
     reduction: str = "sum",
 ) -> torch.Tensor:
-    r"""
-    Edge-modality contrastive loss (EMCL) over the m CXR-ECG pairs of a batch, symmetric.
+    """Edge-modality contrastive loss (EMCL) over the m CXR-ECG pairs of a batch, symmetric, a 0-d tensor.
 
     With z^c_u, z^e_u the CXR and ECG embeddings of pair u, n the batch size and m the number of pairs:
 
@@ -186,15 +177,9 @@ def emcl_loss(
     inside the log: it adds m * log(n/m) per direction to the value and leaves the gradient unchanged. It is kept so
     the value matches the equation. With m = 0 the loss is 0 (not NaN), still attached to the graph.
 
-    Args:
-        cxr_embeds: `[m, d]` L2-normalised CXR embeddings of the paired rows.
-        ecg_embeds: `[m, d]` L2-normalised ECG embeddings, row u paired with `cxr_embeds[u]`.
-        batch_size: n, the number of samples per modality in this process's batch (summed over processes when
-            running distributed).
-        temperature: tau (a float, or a 0-d tensor when learned).
-        reduction: `"sum"` as in the paper, or `"mean"` (each direction divided by m).
-
-    Under `torch.distributed`, the global-batch loss (see the module docstring).
+    `cxr_embeds` and `ecg_embeds` are `[m, d]`, L2-normalised, row u of each one pair; `batch_size` is n, the samples
+    per modality in this process's batch (summed over processes when running distributed); `reduction` is `"sum"` as in
+    the paper, or `"mean"` (each direction divided by m). Under `torch.distributed`, the global-batch loss.
     """
     if cxr_embeds.shape[0] != ecg_embeds.shape[0]:
         raise ValueError(
@@ -229,26 +214,21 @@ def medbind_loss(
     text_group_ids: torch.Tensor | None = None,
     pair_index: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    r"""
-    The MEDBind loss of a training batch from its embeddings:
+    """The MEDBind loss of a training batch from its embeddings, `(loss, tmcl, emcl)`:
 
         L = sum_{j in {CXR, ECG} present} TMCL_j  (+ EMCL for MEDBind_BD)
 
-    TMCL for each modality present against its reports, plus EMCL over the visit pairs for variant `"bd"`. It takes
-    embeddings, not inputs, so that a trainer can embed a batch in chunks (gradient caching) and take the loss of the
-    whole batch at once.
+    TMCL for each modality present against its reports, plus EMCL over the visit pairs for variant `"bd"` (`emcl` is
+    None otherwise, and for a one-modality batch). It takes embeddings, not inputs, so that a trainer can embed a batch
+    in chunks (gradient caching) and take the loss of the whole batch at once.
 
     Args:
         cxr_embeds: `[n_cxr, d]` or None; ecg_embeds: `[n_ecg, d]` or None (L2-normalised).
         text_embeds: `[n_cxr + n_ecg, d]`: the reports of the CXRs, then those of the ECGs.
         temperature: tau (`MedBindModel.temperature`: the config's constant or the learned one).
-        variant: `MedBindConfig.variant`; EMCL is added for `"bd"`.
         reduction: `"sum"` over anchors as in the paper, or `"mean"` (`MedBindConfig.loss_reduction`).
         text_group_ids: `[n_cxr + n_ecg]` equal where reports are identical (default: all distinct).
         pair_index: `[m, 2]` (CXR row, ECG row) visit pairs.
-
-    Returns:
-        `(loss, tmcl, emcl)`; `emcl` is None for the variants without EMCL (and for a one-modality batch).
     """
     counts = {"cxr": _rows(cxr_embeds), "ecg": _rows(ecg_embeds)}
     if cxr_embeds is None and ecg_embeds is None:

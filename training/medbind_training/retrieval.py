@@ -71,19 +71,13 @@ def recall_at_k(
     device: torch.device | str | None = None,
     block_elements: int = BLOCK_ELEMENTS,
 ) -> dict[int, float]:
-    """
-    Recall@K: the share of queries with a relevant candidate among their K most similar, in percent (ties broken
-    at random, in expectation: `hit_probability`).
+    """Recall@K: the share of queries with a relevant candidate among their K most similar, in percent (ties broken
+    at random, in expectation: `hit_probability`); K larger than c counts every candidate.
 
-    Memory: the two embedding matrices plus one block of `block_elements` similarities (about 12 bytes per entry
-    with the masks), never the `[q, c]` matrix.
-
-    Args:
-        query_embeds: `[q, d]` L2-normalised embeddings (cosine similarity is their dot product).
-        query_groups: `[q]` integer ids; candidate j is relevant for query i when `candidate_groups[j] ==
-            query_groups[i]`.
-        ks: the cut-offs; K larger than c counts every candidate.
-        device: where to score (default: the queries' device); the result is the same on any device.
+    The `[q, d]` and `[c, d]` embeddings are L2-normalised (cosine similarity is their dot product); candidate j is
+    relevant for query i when `candidate_groups[j] == query_groups[i]`. Scored on `device` (default: the queries'; the
+    result is the same on any), in blocks: the two embedding matrices plus one block of `block_elements` similarities
+    (about 12 bytes per entry with the masks), never the `[q, c]` matrix.
     """
     if query_groups.shape != query_embeds.shape[:1] or candidate_groups.shape != candidate_embeds.shape[:1]:
         raise ValueError(
@@ -108,10 +102,9 @@ def recall_at_k(
 def chance_recall_at_k(
     query_groups: torch.Tensor, candidate_groups: torch.Tensor, ks: Iterable[int] = RECALL_KS
 ) -> dict[int, float]:
-    """
-    Recall@K of a random ranking, in percent: the baseline a recall@K should be read against (identical reports make
+    """Recall@K of a random ranking, in percent: the baseline a recall@K should be read against (identical reports make
     it far higher than K / candidates). For a query with r relevant among c candidates, a uniformly random top K
-    misses all of them with probability `prod_{i<K} (c - r - i) / (c - i)`. Group ids as for `recall_at_k`.
+    misses all of them with probability `prod_{i<K} (c - r - i) / (c - i)`.
     """
     values, counts = torch.unique(candidate_groups, return_counts=True)
     position = torch.searchsorted(values, query_groups).clamp(max=len(values) - 1)
@@ -124,8 +117,7 @@ def chance_recall_at_k(
 
 @dataclass(frozen=True)
 class RetrievalProtocol:
-    """
-    How a retrieval is scored; the paper does not say (Section 4.2 reports Recall@K only), so every run writes its
+    """How a retrieval is scored; the paper does not say (Section 4.2 reports Recall@K only), so every run writes its
     protocol beside its recalls (`describe`).
 
     Args:
@@ -133,10 +125,8 @@ class RetrievalProtocol:
             normalisation) to the query's own is a hit, as TMCL treats them as positives; `"instance"`: only the
             query's own report is, and identical copies of it tie with it (ranked at random, in expectation).
         gallery: None: every row of the split is a candidate; N: queries are ranked within fixed-size galleries of
-            N rows drawn at random (each draw cuts a seeded permutation into galleries of N, so every gallery holds
-            each of its queries' own candidate), and recalls are averaged over all galleries of `draws` draws; a
-            gallery at least as large as the split is the whole split.
-        draws: permutations drawn for fixed-size galleries, from `seed`.
+            N rows (each of `draws` seeded permutations cut into galleries of N, so every gallery holds each of its
+            queries' own candidate), recalls averaged over all galleries; one as large as the split is the whole split.
     """
 
     positives: str = "identical_text"

@@ -6,17 +6,13 @@ or `Dataset.to_iterable_dataset(num_shards=N)` over local Arrow files.
 
 Visit pairs do not depend on the order of the streams. The pair table is small and read whole; before the first
 epoch, one pass over each stream counts its rows and copies the rows that have a partner (a visit pair) into a
-local Arrow file, indexed by study id. Each epoch then deals:
-
-- the paired slots from the pair table, shuffled by `(seed, epoch)`, each fetching its CXR and its ECG from the
-  index by study id;
-- the unpaired slots from the two streams, which skip the rows dealt as pairs; the modality whose stream ends first
-  is streamed again to fill the other's unpaired slots, as `PretrainingDataset` cycles the smaller one;
-
-mixed so that the share of paired slots is the same all through the epoch (`interleave`), as in the map-style
-dataset's shuffled slots: a MIMIC batch carries ~P/(P+U) x batch pairs whether the builders sorted each modality
-by its own study ids or not. The index holds only the paired rows (MIMIC-PAIR: ~22k CXRs and ECGs, a quarter of
-the data), on the local disk, memory-mapped and shared by DataLoader workers; the extra pass reads each stream once.
+local Arrow file, indexed by study id (MIMIC-PAIR: ~22k CXRs and ECGs, a quarter of the data; memory-mapped and
+shared by DataLoader workers). Each epoch then deals the paired slots from the pair table, shuffled by `(seed,
+epoch)`, each fetching its CXR and its ECG from the index; and the unpaired slots from the two streams, which skip
+the rows dealt as pairs (the modality whose stream ends first is streamed again to fill the other's unpaired slots,
+as `PretrainingDataset` cycles the smaller one). The two are mixed so that the share of paired slots is the same all
+through the epoch (`interleave`), as in the map-style dataset's shuffled slots: a MIMIC batch carries ~P/(P+U) x
+batch pairs whether the builders sorted each modality by its own study ids or not.
 
 Training with `Trainer` / `MedBindTrainer`:
 
@@ -69,13 +65,12 @@ Sample = tuple[int, dict[str, Any]]  # (running position of the sample, its row)
 
 
 def visit_pair_map(pairs: datasets.Dataset | datasets.IterableDataset | Iterable[Mapping[str, Any]]) -> dict[int, int]:
-    """
-    Load a visit-pair table (small even when the samples are not) into `{cxr_study_id: ecg_study_id}`.
+    """Load a visit-pair table (MIMIC-PAIR, the demo's `pairs`; small even when the samples are not, streamed or not)
+    into `{cxr_study_id: ecg_study_id}`.
 
-    As in `pair_rows`, a study linked to several studies of the other modality keeps its first link, so every sample
-    sits in at most one pair. Unlike `pair_rows`, the table is read before the streams, so a first link to a study
-    of another split still wins (that pair is then dropped, as its partner is not streamed). `pairs` is MIMIC-PAIR or
-    the demo's `pairs`, streamed or not.
+    As in `pair_rows`, a study linked to several studies of the other modality keeps its first link. Unlike `pair_rows`,
+    the table is read before the streams, so a first link to a study of another split still wins (that pair is then
+    dropped, as its partner is not streamed).
     """
 
     def links() -> Iterator[tuple[int, int]]:
@@ -90,11 +85,8 @@ def visit_pair_map(pairs: datasets.Dataset | datasets.IterableDataset | Iterable
 def interleave(
     paired: Iterator[dict[str, Any]], unpaired: Iterator[dict[str, Any]], num_paired: int, num_unpaired: int
 ) -> Iterator[dict[str, Any]]:
-    r"""
-    Mix paired and unpaired slots so that every stretch of the epoch carries the same share of pairs.
-
-    With P = `num_paired`, U = `num_unpaired` and p_k the paired slots dealt before slot k (0-based), slot k is
-    paired when
+    """Mix paired and unpaired slots so that every stretch of the epoch carries the same share of pairs: with
+    P = `num_paired`, U = `num_unpaired` and p_k the paired slots dealt before slot k (0-based), slot k is paired when
 
         p_k < (k + 1) * P / (P + U)
 
@@ -122,10 +114,8 @@ def _remove_in_owner(folder: str, owner: int) -> None:
 
 
 class PartnerIndex:
-    """
-    The rows of one modality that have a visit partner, copied from its stream into a local Arrow file and looked
-    up by study id; and the number of rows the stream holds. The stream is read once, in its own order, without
-    decoding.
+    """The rows of one modality that have a visit partner, copied from its stream (read once, in its own order, without
+    decoding) into a local Arrow file and looked up by study id; and the number of rows the stream holds.
     """
 
     def __init__(self, stream: datasets.IterableDataset, studies: set[Any]):
@@ -162,8 +152,7 @@ class PartnerIndex:
 
 
 class StreamingPretrainingDataset(IterableDataset):
-    """
-    Pretraining slots dealt from streamed CXR and ECG datasets, as `PretrainingDataset` deals them from Arrow files
+    """Pretraining slots dealt from streamed CXR and ECG datasets, as `PretrainingDataset` deals them from Arrow files
     (see the module docstring). The slots are a function of `(seed, epoch)` and, when given, `rank` / `world_size`
     (and of the DataLoader worker): without `rank`, every process deals the same slots.
 
@@ -175,7 +164,7 @@ class StreamingPretrainingDataset(IterableDataset):
         cxr: streamed CXR dataset (`image`, `text`, `study_id`), or None for an ECG-only run (ECG-CLIP).
         ecg: streamed ECG dataset (`ecg` array or `ecg_path`, `sampling_rate`, `text`, `study_id`), or None.
         pairs: visit pairs (`visit_pair_map`'s input, or its dict); None: no paired slots (m = 0). With pairs, both
-            streams are read once here to index the paired rows (see the module docstring).
+            streams are read once here to index the paired rows.
         seed: seed of the shuffles of the streams and of the pairs (the same on every process).
         rank, world_size: split both streams and the pairs between processes (see the module docstring for when,
             and when not, to use it with the Trainer).
