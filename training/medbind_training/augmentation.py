@@ -17,29 +17,20 @@ from modeling_medbind import MedBindCXRConfig, MedBindImageProcessor
 
 
 class CXRAugmentation:
-    r"""
-    MedCLIP's train-time chest X-ray augmentation, on a normalised batch: horizontal flip, brightness/contrast
+    """MedCLIP's train-time chest X-ray augmentation, on a normalised batch: horizontal flip, brightness/contrast
     jitter and a random affine (rotation, translation, scale), with MedCLIP's ranges as defaults
     (`RandomHorizontalFlip(0.5)`, `ColorJitter(0.2, 0.2)`, `RandomAffine(degrees=10, translate=(0.0625, 0.0625),
     scale=(0.8, 1.1))`), and with `crop_size` MedCLIP's `RandomCrop(224)` of its 256 x 256 resize, last (the
     processor's `preprocessing="medclip"`; the collator then asks the processor for the uncropped resize).
 
-    Used by the training data pipeline after [`MedBindImageProcessor`]; never applied at inference. Each image
-    draws its own parameters. The jitter acts on intensities, so the batch is un-normalised with `image_mean` /
-    `image_std`, jittered and clamped to [0, 1] like torchvision's `ColorJitter`, warped (the area moved in from
-    outside the image is black, like `RandomAffine`'s fill 0) and normalised again. Contrast blends each image
-    with its mean intensity over all channels (torchvision uses the luminance mean; radiographs are gray, so the
-    two agree).
-
-    Args:
-        image_mean, image_std (`Sequence[float]`): the processor's normalisation (default: the processor's).
-        degrees (`float`): rotations are uniform in [-degrees, degrees].
-        translate (`float`): shifts are uniform in [-translate, translate] of the width and of the height.
-        scale (`tuple[float, float]`): zoom factor range.
-        flip_probability (`float`): chance of a horizontal flip.
-        brightness, contrast (`float`): factors are uniform in [1 - value, 1 + value].
-        crop_size (`int`, *optional*): the side of a square crop at a uniformly drawn place in each image; None:
-            no crop (the processor has centre-cropped already).
+    Each image draws its own parameters. The jitter acts on intensities, so the batch is un-normalised with
+    `image_mean` / `image_std` (default: the processor's), jittered and clamped to [0, 1] like torchvision's
+    `ColorJitter`, warped (the area moved in from outside the image is black, like `RandomAffine`'s fill 0) and
+    normalised again. Contrast blends each image with its mean intensity over all channels (torchvision uses the
+    luminance mean; radiographs are gray, so the two agree). Rotations are uniform in [-degrees, degrees], shifts in
+    [-translate, translate] of the width and of the height, zooms in `scale`, brightness and contrast factors in
+    [1 - value, 1 + value]; a crop of side `crop_size` sits at a uniformly drawn place (None: no crop, the processor
+    has centre-cropped already).
     """
 
     def __init__(
@@ -146,15 +137,9 @@ def _affine_theta(
 
 
 class ECGNoiseAugmentation:
-    r"""
-    Train-time ECG augmentation: additive Gaussian noise (the paper's "Gaussian-noise augmentation").
-
-    Applied by the training data pipeline to already extracted (normalised) `ecg_values`; never part of
-    [`MedBindECGFeatureExtractor`], so inference is deterministic.
-
-    Args:
-        noise_std (`float`): standard deviation of the noise, in the units of `ecg_values` (z-scores by default,
-            so 0.05 is 5% of each lead's standard deviation).
+    """Train-time ECG augmentation: additive Gaussian noise (the paper's "Gaussian-noise augmentation") on already
+    extracted `ecg_values`, never part of [`MedBindECGFeatureExtractor`], so inference is deterministic. `noise_std` is
+    in the units of `ecg_values` (z-scores by default, so 0.05 is 5% of each lead's standard deviation).
     """
 
     def __init__(self, noise_std: float = 0.05):

@@ -2,19 +2,14 @@
 
 `--baseline NAME=PATH` names a folder in one of these formats (`detect_format` tells them apart):
 
-- `clip` / `siglip`: a `transformers` `CLIPModel` or `SiglipModel` folder (OpenAI CLIP, MedSigLIP-style), with its
-  own `AutoProcessor`;
+- `clip` / `siglip`: a `transformers` `CLIPModel` or `SiglipModel` folder (OpenAI CLIP, MedSigLIP-style);
 - `open_clip`: an open_clip folder (`open_clip_config.json` + weights: BiomedCLIP's format; needs the optional
   extra `pip install "medbind[baselines]"`);
 - `medbind`: a MedBind folder of any variant (BD, NM, ECG-CLIP, CXR-CLIP), through `AutoModel` / `AutoProcessor`.
 
-Every adapter embeds with its model's own processor and conventions and returns L2-normalised `[N, d]` float32
-tensors on the CPU; `modalities` says which of `"cxr"`, `"ecg"`, `"text"` it embeds. Radiographs reach the
-general-domain models as 8-bit RGB read by MedBind's image processor (grayscale replicated, 16-bit scaled by its
-full range, DICOM decoded), which is what their processors expect.
-
-The evaluation tasks embed through `task_embedder(adapter)`, a `medbind_training.embedding.TaskEmbedder`: a MedBind
-folder becomes an `Embedder` (cached on disk as the evaluated model is), any other format a `BaselineEmbedder`.
+Every adapter embeds with its model's own processor and conventions. Radiographs reach the general-domain models as
+8-bit RGB read by MedBind's image processor (`radiograph_rgb`), which is what their processors expect. The
+evaluation tasks embed through `task_embedder(adapter)`.
 """
 
 from __future__ import annotations
@@ -154,11 +149,9 @@ class BaselineEncoder(ABC):
 
 
 class TransformersDualEncoder(BaselineEncoder):
-    """
-    A `transformers` `CLIPModel` or `SiglipModel` folder, embedding CXR and text with its own processor.
-
-    Text is truncated to the model's positions; SigLIP's is padded to them (`padding="max_length"`), as it was
-    trained, which changes its embeddings. Texts are embedded as given: the prompt files already hold sentences.
+    """A `transformers` `CLIPModel` or `SiglipModel` folder, embedding CXR and text with its own processor. Text is
+    truncated to the model's positions; SigLIP's is padded to them (`padding="max_length"`), as it was trained, which
+    changes its embeddings. Texts are embedded as given: the prompt files already hold sentences.
     """
 
     modalities = ("cxr", "text")
@@ -289,12 +282,10 @@ def _dataset_items(dataset: datasets.Dataset, modality: str) -> tuple[list[Any],
 
 
 class BaselineEmbedder:
-    """
-    A `BaselineEncoder` as the evaluation tasks take a model (`TaskEmbedder`): datasets and texts embedded once per
-    `BaselineEmbedder` (in memory: these are public checkpoints, quick to embed again).
-
-    `max_words` is effectively unbounded: these tokenizers cut reports by tokens, not words, so two reports are one
-    report for retrieval only when they are identical (after MedBind's whitespace and case normalisation).
+    """A `BaselineEncoder` as the evaluation tasks take a model (`TaskEmbedder`): datasets and texts embedded once per
+    `BaselineEmbedder` (in memory: these are public checkpoints, quick to embed again). `max_words` is effectively
+    unbounded: these tokenizers cut reports by tokens, not words, so two reports are one report for retrieval only when
+    they are identical (after MedBind's whitespace and case normalisation).
     """
 
     max_words = 1_000_000

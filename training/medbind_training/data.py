@@ -59,8 +59,7 @@ def pair_rows(cxr: datasets.Dataset, ecg: datasets.Dataset, pairs: datasets.Data
 
 
 class PretrainingDataset(Dataset):
-    """
-    Map-style dataset over slots, indexed by the `(cxr_row, ecg_row, paired)` keys that `slots` produces.
+    """Map-style dataset over slots, indexed by the `(cxr_row, ecg_row, paired)` keys that `slots` produces.
 
     Args:
         cxr: CXR dataset (`image`, `text`, `study_id`), or None for an ECG-only run (ECG-CLIP).
@@ -92,11 +91,9 @@ class PretrainingDataset(Dataset):
         return self.num_paired_slots + unpaired
 
     def slots(self, seed: int, epoch: int) -> list[tuple[int, int, int]]:
-        """
-        The slot keys of one epoch, in training order: a pure function of `(seed, epoch)`, so every process of a
-        distributed run, and a resumed run, deals the same batches: `len(self)` keys `(cxr_row, ecg_row, paired)`, `-1`
-        for an absent modality. Every CXR and every ECG appears at least once; the modality with fewer samples is
-        cycled to fill the unpaired slots.
+        """The slot keys of one epoch, in training order: a pure function of `(seed, epoch)`, so every process of a
+        distributed run, and a resumed run, deals the same batches. Every CXR and every ECG appears at least once; the
+        modality with fewer samples is cycled to fill the unpaired slots.
         """
         rng = np.random.default_rng([seed, epoch])
         chosen = [self.pairs[i] for i in rng.permutation(len(self.pairs))[: self.num_paired_slots]]
@@ -146,16 +143,14 @@ class SlotSampler(Sampler):
 
 @dataclass
 class MedBindPretrainingCollator:
-    """
-    Turns slots into one `MedBindModel.forward` training batch: `pixel_values [n_cxr, ...]`, `ecg_values
+    """Turns slots into one `MedBindModel.forward` training batch: `pixel_values [n_cxr, ...]`, `ecg_values
     [n_ecg, ...]`, `input_ids` / `attention_mask [n_cxr + n_ecg, L]` (the CXRs' reports, then the ECGs', the layout
     the model's loss reads), `text_group_ids [n_cxr + n_ecg]` (equal for identical reports: TMCL's positives) and
     `pair_index [m, 2]` (CXR position, ECG position) of the paired slots.
 
-    Augmentation draws from a generator seeded by `seed` and the batch's slot keys, not from the global RNG: the
-    Trainer's loader prepares the next batch before the current step ends, so global draws would land in a
-    different order after a resume and the resumed run would see different augmentations. The augmentations are
-    None for evaluation.
+    Augmentation (None for evaluation) draws from a generator seeded by `seed` and the batch's slot keys, not from the
+    global RNG: the Trainer's loader prepares the next batch before the current step ends, so global draws would land
+    in a different order after a resume and the resumed run would see different augmentations.
     """
 
     processor: MedBindProcessor

@@ -78,15 +78,10 @@ def _batches(dataset: datasets.Dataset, columns: Sequence[str], batch_size: int,
 
 
 class TaskEmbedder(Protocol):
-    """
-    What an evaluation task needs of a model: L2-normalised `[N, d]` float32 CPU embeddings of a dataset's samples
-    (all rows, or some), and of texts, in one space.
-
-    Attributes:
-        modalities: the sample modalities it embeds (`"cxr"`, `"ecg"`); every one embeds text.
-        device: where its model runs (retrieval ranks there).
-        max_words: reports whose first `max_words` words agree reach its text encoder as the same text, so they are
-            one report for retrieval's identical-report rule.
+    """What an evaluation task needs of a model: L2-normalised `[N, d]` float32 CPU embeddings of a dataset's samples
+    (all rows, or some), and of texts, in one space; `modalities` the sample modalities it embeds (every one embeds
+    text), `device` where its model runs (retrieval ranks there). Reports whose first `max_words` words agree reach its
+    text encoder as the same text, so they are one report for retrieval's identical-report rule.
     """
 
     modalities: Sequence[str]
@@ -104,15 +99,13 @@ class TaskEmbedder(Protocol):
 
 class Embedder:
     """
-    Embeds datasets of one modality, and texts, with a model and its processor: L2-normalised `[N, d]` float32 on
-    the CPU, each pass with a progress bar.
+    Embeds datasets of one modality, and texts, with a model (in eval mode meanwhile, on `device`, by default where its
+    parameters are) and its processor: L2-normalised `[N, d]` float32 on the CPU, each pass with a progress bar.
 
     With `cache_dir`, embeddings are stored as safetensors files named by a hash of the model (weights, config,
     processor and vocabulary) and of the dataset (its `datasets` fingerprint) or the texts, so a second evaluation
     of the same model on the same data (another task, another run) reads them instead of embedding again. Within
-    one `Embedder`, a dataset is embedded once however many tasks use it: do not train the model in between. The
-    model is in eval mode while embedding (its training mode is restored), on `device` (default: where its
-    parameters are).
+    one `Embedder`, a dataset is embedded once however many tasks use it: do not train the model in between.
     """
 
     def __init__(

@@ -50,11 +50,9 @@ MODALITY_INPUT = {modality: TOWER_INPUTS[modality][0] for modality in MODALITIES
 @dataclass(frozen=True)
 class Chunk:
     """
-    One chunk of a training batch: CXR rows `cxr`, ECG rows `ecg`, and their reports.
-
-    A training batch's texts are the CXRs' reports, then the ECGs' (`MedBindModel.forward`), so the chunk's reports
-    are text rows `cxr` and `num_cxr + ecg`, in that order: the same layout, so the chunk is a training batch itself.
-    `num_cxr` counts the whole batch's CXR rows (where the ECGs' reports start among the texts).
+    One chunk of a training batch: CXR rows `cxr`, ECG rows `ecg`, and their reports. A training batch's texts are the
+    CXRs' reports, then the ECGs' (`MedBindModel.forward`), so the chunk's reports are text rows `cxr` and
+    `num_cxr + ecg` (`num_cxr`: the whole batch's CXR rows), in that order: the chunk is a training batch itself.
     """
 
     cxr: slice
@@ -88,11 +86,9 @@ def _rows(rows: slice) -> int:
 
 
 def chunk_batch(batch: Mapping[str, torch.Tensor], chunk_size: int) -> list[Chunk]:
-    """
-    Cut a training batch into chunks of at most `chunk_size` CXRs and `chunk_size` ECGs (with their reports).
-
-    Chunk k holds CXR rows and ECG rows `[k * chunk_size, (k + 1) * chunk_size)`; visit pairs may straddle chunks
-    (the loss sees the whole batch). Chunk 0 holds rows of every modality the batch has.
+    """Cut a training batch into chunks of at most `chunk_size` CXRs and `chunk_size` ECGs (with their reports): chunk k
+    holds CXR and ECG rows `[k * chunk_size, (k + 1) * chunk_size)`, so chunk 0 holds every modality the batch has;
+    visit pairs may straddle chunks (the loss sees the whole batch).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -168,12 +164,10 @@ def gradient_cached_step(
     loss_scale: float = 1.0,
     context: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> MedBindLossOutput:
-    """
-    Forward and backward of one MEDBind training batch in chunks of `chunk_size` samples per modality, with the
-    loss and parameter gradients of the whole batch (see the module docstring for the equation and its limits).
-
-    Gradients are accumulated into the parameters' `.grad` as `backward(loss * loss_scale)` would; nothing else of
-    the training step (clipping, optimizer) happens here.
+    """Forward and backward of one MEDBind training batch in chunks of `chunk_size` samples per modality, with the loss
+    and parameter gradients of the whole batch (see the module docstring for the equation and its limits): gradients
+    are accumulated into `.grad` as `backward(loss * loss_scale)` would; nothing else of the training step (clipping,
+    optimizer) happens here. Returns the batch's unscaled losses and its embeddings, detached.
 
     Args:
         model: what embeds a chunk: the `MedBindModel`, or the training wrapper around it (DDP, FSDP), whose forward
@@ -184,9 +178,6 @@ def gradient_cached_step(
             chunk but the last runs in it, so a data-parallel model reduces its gradients once per step.
         loss_scale: factor of the loss whose gradients are accumulated (1 / gradient accumulation steps).
         context: a context for the forward passes and the loss (the Trainer's autocast).
-
-    Returns:
-        [`MedBindLossOutput`] with the batch's unscaled `loss`, `tmcl_loss`, `emcl_loss` and its embeddings, detached.
     """
     loss_model = loss_model if loss_model is not None else model
     chunks = chunk_batch(inputs, chunk_size)
