@@ -91,9 +91,9 @@ class PretrainingDataset(Dataset):
         return self.num_paired_slots + unpaired
 
     def slots(self, seed: int, epoch: int) -> list[tuple[int, int, int]]:
-        """The slot keys of one epoch, in training order: a pure function of `(seed, epoch)`, so every process of a
-        distributed run, and a resumed run, deals the same batches. Every CXR and every ECG appears at least once; the
-        modality with fewer samples is cycled to fill the unpaired slots.
+        """The `len(self)` slot keys of one epoch (`-1` for an absent modality), in training order: a pure function of
+        `(seed, epoch)`, so every process of a distributed run, and a resumed run, deals the same batches. Every CXR and
+        every ECG appears at least once; the modality with fewer samples is cycled to fill the unpaired slots.
         """
         rng = np.random.default_rng([seed, epoch])
         chosen = [self.pairs[i] for i in rng.permutation(len(self.pairs))[: self.num_paired_slots]]
