@@ -6,18 +6,14 @@
 
 `DATA` holds the `cxr/`, `ecg/`, `pairs/` DatasetDicts that `medbind_processing.demo` or the MIMIC builders write;
 `--eval_dataset NAME=PATH` adds the external sets the other `medbind_processing` builders write (ptbxl, cpsc2018,
-covid, rsna, chexpert5x200, openi). Writes `OUT/results.json` (flat keys, percent: `retrieval/...`, `zero_shot/...`,
-`few_shot/...`, `cross_modality/...`) and the figures `retrieval.png`, `few_shot.png`, `tsne.png`.
+covid, rsna, chexpert5x200, openi). Writes `OUT/results.json` (flat keys, percent: `medbind_training.results_keys`)
+and the figures `retrieval.png`, `few_shot.png`, `tsne.png`.
 
-Other models run every task that applies to them on the same splits, support sets and prompt files, their keys the
-evaluated model's behind a prefix (`results_keys.model_key`): each `--baseline NAME=PATH` (a CLIP, SigLIP, open_clip or
-MedBind folder: `medbind_training.baselines`) under `baselines/NAME/`, the tasks of the modalities it embeds
-(CXR-text models: CXR retrieval and zero-/few-shot; cross-modality only with CXR and ECG towers); the encoder zoo
-(`--zoo_cxr_model`, `--zoo_ecg_model`, each any of those formats) under `zoo/`, CXR datasets with the CXR model,
-ECG datasets with the ECG model, CXR <-> ECG tasks with both. The t-SNE map is drawn for every model with CXR and ECG
-towers (a zoo pair has both), a row per model in `tsne.png`; it writes no keys. Embeddings are
-cached in `OUT/embedding_cache` (`--embedding_cache_dir`), so a second run with other tasks does not embed again.
-What each task computes, and the multi-label rule, are documented in `medbind_training.evaluation_tasks`.
+Other models run every task that applies to their modalities on the same splits, support sets and prompt files,
+their keys behind a prefix: each `--baseline NAME=PATH` under `baselines/NAME/`; the encoder zoo (`--zoo_cxr_model`,
+`--zoo_ecg_model`) under `zoo/`, CXR datasets with the CXR model, ECG datasets with the ECG model, CXR <-> ECG tasks
+with both. The t-SNE map is drawn for every model with CXR and ECG towers, a row per model in `tsne.png`. Embeddings
+are cached in `OUT/embedding_cache` (`--embedding_cache_dir`), so a second run with other tasks does not embed again.
 """
 
 from __future__ import annotations
@@ -182,14 +178,11 @@ def evaluate_datasets(
     support: RetrievalSplit,
     args: EvaluationArguments,
 ) -> tuple[dict[str, float], TsneMap | None]:
-    """
-    Every task of `args.tasks` on every dataset a model can embed; `evaluated` and `support` are the DATA folder's
-    `args.split` (with its visit pairs) and `args.support_split` (`retrieval_split`). A dataset of modality m (and
-    its reports and prompts) is embedded by `embedders[m]`, and skipped without one.
-
-    Returns:
-        `(results, tsne)`: the flat results (percent) and the t-SNE map (None unless asked and both modalities exist
-        and are embedded: by one model, or by a zoo pair, each modality in its own model's space).
+    """Every task of `args.tasks` on every dataset a model can embed, `(results, tsne)`; `evaluated` and `support` are
+    the DATA folder's `args.split` (with its visit pairs) and `args.support_split` (`retrieval_split`). A dataset of
+    modality m (and its reports and prompts) is embedded by `embedders[m]`, and skipped without one. The t-SNE map is
+    None unless asked and both modalities exist and are embedded (by one model, or by a zoo pair, each modality in its
+    own model's space).
     """
     tasks, prompts = set(args.tasks), prompt_sets(args.prompt_dir)
     results: dict[str, float] = {}

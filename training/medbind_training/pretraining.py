@@ -1,7 +1,6 @@
 """Pretraining MEDBind_BD, MEDBind_NM or ECG-CLIP (paper Section 3): data, model, `MedBindTrainer`, then the test
-evaluation and the model card of the exported Hub-ready folder.
-
-    python -m medbind_training.pretraining --preset demo      # as training/pretrain.py, from an installed wheel
+evaluation and the model card of the exported Hub-ready folder (`training/pretrain.py`; from an installed wheel,
+`python -m medbind_training.pretraining`).
 
 `DATA` holds `cxr/`, `ecg/` and `pairs/` DatasetDicts (`medbind_processing.demo`, or `medbind_processing.mimic_cxr`,
 `medbind_processing.mimic_ecg` and `medbind_processing.mimic_pair`; each may also be given alone with `--cxr_dataset`

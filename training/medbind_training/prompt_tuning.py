@@ -9,19 +9,14 @@ Modes (the paper's three rows per task):
 - `encoder-zoo`: the CXR embedding of `--zoo_cxr_model` and the ECG embedding of `--zoo_ecg_model`, two separately
   trained models (a CXR-text model and ECG-CLIP in the paper).
 
-`--baseline NAME=PATH` (repeatable; a CLIP, SigLIP, open_clip or MedBind folder, `medbind_training.baselines`) adds a
-row per baseline: a model of its own, trained after the mode's with the same recipe and seed, whose tokens carry that
-model's CXR and / or ECG embeddings (those it has: a CXR-text CLIP gives a CXR token only), embedded as the evaluation
-embeds it. Its results go under `baselines/NAME/prompt_tuning/TASK/...`, its model to `OUTPUT_DIR/_baselines/NAME`;
-the card shows every row (`results_keys.prompt_tuning_rows`).
+Each `--baseline NAME=PATH` adds a row: a model of its own, trained after the mode's with the same recipe and seed,
+whose tokens carry that model's CXR and / or ECG embeddings (`tune_baseline`); the card shows every row.
 
 `DATA` holds `outcomes/` (`medbind_processing.mimic_outcomes`, or the demo's), and `cxr/` and `ecg/`, whose
-`study_id`s the outcomes' `cxr_study_id` / `ecg_study_id` name (`--outcomes_dataset`, `--cxr_dataset`, `--ecg_dataset`
-give them one by one). The embeddings of the attached studies are computed once per model and cached on disk
-(`medbind_training.embedding.Embedder`). Writes the model (LoRA adapter, projections, head: see
-`modeling_medbind.modeling_clinical_prediction`), its tokenizer, `results.json` (accuracy, the paper's metric,
-balanced accuracy and AUROC on the test split, each with its chance level) and a model card to `--output_dir`;
-`--push_to_hub` uploads that folder.
+`study_id`s the outcomes' `cxr_study_id` / `ecg_study_id` name. The studies' embeddings are computed once per model
+and cached on disk. Writes the model (LoRA adapter, projections, head), its tokenizer, `results.json` (accuracy, the
+paper's metric, balanced accuracy and AUROC on the test split, each with its chance level) and a model card to
+`--output_dir`; `--push_to_hub` uploads that folder.
 
 LoRA's rank, alpha and targets, the epochs and the learning rate are not given by the paper; the defaults are the
 LoRA paper's for BERT-size encoders and a common LoRA fine-tuning recipe.
@@ -146,10 +141,9 @@ def build_model(
 
 
 def outcome_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """
-    Accuracy (the paper's metric), balanced accuracy and AUROC of the positive class in percent, each with its chance
-    level: the majority class's share, 100 / classes, and 50. AUROC is left out (with a warning) when the labels
-    hold one class only. `logits` are `[n, 2]`, `labels` `[n]` 0 / 1.
+    """Accuracy (the paper's metric), balanced accuracy and AUROC of the positive class (`logits` `[n, 2]`) in percent,
+    each with its chance level: the majority class's share, 100 / classes, and 50. AUROC is left out (with a warning)
+    when the labels hold one class only.
     """
     # The arithmetic of the metric modules, called directly: `load_metric` would load each module's script again
     # at every evaluation of the run.
@@ -289,10 +283,8 @@ def tune_baseline(
 def prompt_tune(
     model_args: ModelArguments, data_args: DataArguments, training_args: PromptTuningArguments
 ) -> dict[str, float | str]:
-    """
-    Run prompt tuning, in the mode's model and in one model per `--baseline`; returns the test results (percent,
-    flat keys: `prompt_tuning/{task}/{mode}/...`, `baselines/{NAME}/prompt_tuning/{task}/...`) also written to
-    results.json.
+    """Run prompt tuning, in the mode's model and in one model per `--baseline`; returns the test results (percent, flat
+    keys: `prompt_tuning/{task}/{mode}/...`, `baselines/{NAME}/prompt_tuning/{task}/...`), also in results.json.
     """
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())

@@ -4,8 +4,8 @@ Every number is flat and in percent: `retrieval/{dataset}/{direction}/{recall,ch
 `zero_shot/{dataset}/{metric}`, `few_shot/{dataset}/k{K}/{metric}`, `cross_modality/{task}/{metric}` (paper Tables 2-3,
 Figure 3), `prompt_tuning/{task}/{mode}/{metric}` (Table 4), each classification metric with a `/chance` sibling.
 Other models' keys are the same behind a prefix (`model_key`): `baselines/{NAME}/...` for each `--baseline NAME=PATH`,
-`zoo/...` for the encoder zoo. A baseline's prompt-tuning keys have no mode (`baselines/{NAME}/prompt_tuning/{task}/
-{metric}`): its name says whose embeddings its tokens carry.
+`zoo/...` for the encoder zoo. A baseline's prompt-tuning keys have no mode: its name says whose embeddings its
+tokens carry.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""An offline report tokenizer: a small BERT WordPiece vocabulary trained on local report text.
-
-The paper's BioBERT vocabulary cannot be downloaded where there is no network (CI, air-gapped hospital machines), so
-the demo and the tests train one of the same kind on their reports. Training code: the model folder only loads
-tokenizers (`modeling_medbind.load_text_tokenizer`).
+"""An offline report tokenizer: a small BERT WordPiece vocabulary trained on local report text, as the paper's BioBERT
+vocabulary cannot be downloaded without a network (CI, air-gapped hospital machines).
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""The arithmetic of MedBind's classification metrics, as plain array functions (percent).
-
-The `evaluate` modules beside this file (`load_metric`) wrap these for the HF-style `compute` / `add_batch` API;
-evaluation code that scores hundreds of probes at once (few-shot support sets) calls them directly, so both paths
-share one implementation.
+"""The arithmetic of MedBind's classification metrics, as plain array functions (percent): the `evaluate` modules
+beside this file wrap them, and evaluation code that scores hundreds of probes at once calls them directly.
 """
 
 from __future__ import annotations
