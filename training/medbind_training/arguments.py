@@ -66,8 +66,7 @@ def read_preset(preset: str, entry: str) -> tuple[str, dict[str, Any]]:
 def parse_arguments(
     dataclass_types: Sequence[type], entry: str, argv: Sequence[str] | None = None, default_preset: str | None = None
 ) -> tuple:
-    """
-    Parse a preset (`--preset NAME_OR_FILE`, or a `FILE.yaml` / `.json` first argument) and the command line into
+    """Parse a preset (`--preset NAME_OR_FILE`, or a `FILE.yaml` / `.json` first argument) and the command line into
     `dataclass_types`' instances, in order; the command line (default `sys.argv[1:]`) wins over the preset, the
     preset over the dataclass defaults. `entry` names the packaged presets' folder (`presets/{entry}/`).
     """

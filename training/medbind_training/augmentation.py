@@ -108,8 +108,7 @@ def _random_crops(images: torch.Tensor, corners: torch.Tensor, size: int) -> tor
 
 
 def cxr_augmentation(cxr_config: MedBindCXRConfig, image_processor: MedBindImageProcessor) -> CXRAugmentation:
-    """
-    The train-time augmentation of a CXR tower: `CXRAugmentation` in its processor's normalisation, with MedCLIP's
+    """The train-time augmentation of a CXR tower: `CXRAugmentation` in its processor's normalisation, with MedCLIP's
     random crop of `image_size` where the tower takes MedCLIP's preprocessing (`cxr_config.preprocessing`).
     """
     crop_size = cxr_config.image_size if cxr_config.preprocessing == "medclip" else None

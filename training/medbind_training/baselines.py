@@ -45,8 +45,7 @@ _RADIOGRAPH_READER = MedBindImageProcessor()
 
 
 def parse_baselines(specs: Sequence[str]) -> dict[str, Path]:
-    """
-    `--baseline NAME=PATH` values -> `{NAME: PATH}`, in order; a malformed item, a name given twice or a path that
+    """`--baseline NAME=PATH` values -> `{NAME: PATH}`, in order; a malformed item, a name given twice or a path that
     is not a folder is an error.
     """
     baselines: dict[str, Path] = {}
@@ -63,8 +62,7 @@ def parse_baselines(specs: Sequence[str]) -> dict[str, Path]:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """
-    The format of a model folder: `"open_clip"` when it holds `open_clip_config.json`, else its `config.json`'s
+    """The format of a model folder: `"open_clip"` when it holds `open_clip_config.json`, else its `config.json`'s
     `model_type` (`"clip"`, `"siglip"` or `"medbind"`).
     """
     folder = Path(path)
@@ -88,8 +86,7 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def radiograph_rgb(image: ImageItem) -> Image.Image:
-    """
-    A radiograph as the 8-bit RGB picture general-domain processors expect: read as MedBind's image processor reads
+    """A radiograph as the 8-bit RGB picture general-domain processors expect: read as MedBind's image processor reads
     it (paths, DICOM, 16-bit scaled by its full range, alpha onto black), grayscale replicated to 3 channels.
     """
     pixels = _RADIOGRAPH_READER.process_image(_RADIOGRAPH_READER.fetch_images(image))
@@ -183,8 +180,7 @@ class TransformersDualEncoder(BaselineEncoder):
 
 
 class OpenCLIPEncoder(BaselineEncoder):
-    """
-    An open_clip folder (`open_clip_config.json` and its weights, as BiomedCLIP ships), embedding CXR and text with
+    """An open_clip folder (`open_clip_config.json` and its weights, as BiomedCLIP ships), embedding CXR and text with
     the transform and tokenizer its config names (BiomedCLIP: 224 px, its own mean / std, 256 tokens). Loading fails
     when a Hugging Face text tower the config names is not cached.
     """
@@ -216,8 +212,7 @@ class OpenCLIPEncoder(BaselineEncoder):
 
 
 class MedBindEncoder(BaselineEncoder):
-    """
-    A MedBind folder of any variant, through `AutoModel` / `AutoProcessor` (remote code where MedBind is not
+    """A MedBind folder of any variant, through `AutoModel` / `AutoProcessor` (remote code where MedBind is not
     installed): the towers its config has, with its own processor (reports cut to its `max_words`).
     """
 
@@ -323,8 +318,7 @@ class BaselineEmbedder:
 
 
 def task_embedder(encoder: BaselineEncoder, cache_dir: str | os.PathLike | None = None) -> TaskEmbedder:
-    """
-    What the evaluation tasks embed with: a MedBind folder's `Embedder` (its model and processor, cached in
+    """What the evaluation tasks embed with: a MedBind folder's `Embedder` (its model and processor, cached in
     `cache_dir` like the evaluated model), or a `BaselineEmbedder` for the other formats.
     """
     if isinstance(encoder, MedBindEncoder):

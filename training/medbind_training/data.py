@@ -28,8 +28,7 @@ NO_ROW = -1
 
 
 def first_links(links: Iterable[tuple[Hashable, Hashable]]) -> list[tuple[Hashable, Hashable]]:
-    """
-    Keep each CXR and each ECG in at most one pair: a study linked to several studies of the other modality (two
+    """Keep each CXR and each ECG in at most one pair: a study linked to several studies of the other modality (two
     ECGs within 24 h of one CXR) keeps its first link, in the order given.
     """
     used_cxr, used_ecg, kept = set(), set(), []
@@ -43,8 +42,7 @@ def first_links(links: Iterable[tuple[Hashable, Hashable]]) -> list[tuple[Hashab
 
 
 def pair_rows(cxr: datasets.Dataset, ecg: datasets.Dataset, pairs: datasets.Dataset) -> list[tuple[int, int]]:
-    """
-    Turn visit pairs (`cxr_study_id`, `ecg_study_id`: MIMIC-PAIR or the demo's `pairs`) into disjoint (CXR row, ECG
+    """Turn visit pairs (`cxr_study_id`, `ecg_study_id`: MIMIC-PAIR or the demo's `pairs`) into disjoint (CXR row, ECG
     row) pairs of two datasets with a `study_id` column (`first_links`, so that every sample sits in at most one
     paired slot). Pairs whose studies are not in `cxr` / `ecg` (another split) are dropped before links are chosen,
     so such a pair never blocks one inside the split.
@@ -121,8 +119,7 @@ class PretrainingDataset(Dataset):
 
 
 class SlotSampler(Sampler):
-    """
-    Yields one epoch of `PretrainingDataset.slots`; the Trainer (through accelerate) calls `set_epoch`, and
+    """Yields one epoch of `PretrainingDataset.slots`; the Trainer (through accelerate) calls `set_epoch`, and
     accelerate shards the resulting batches across processes.
     """
 
@@ -205,8 +202,7 @@ class MedBindPretrainingCollator:
 def processed_ecgs(
     processor: MedBindProcessor, signals: Sequence[Any], sampling_rates: Sequence[float | None]
 ) -> torch.Tensor:
-    """
-    `[n, leads, samples]` model inputs of ECG dataset rows, in order: each a record path (its header carries the
+    """`[n, leads, samples]` model inputs of ECG dataset rows, in order: each a record path (its header carries the
     rate, the row's is ignored) or an array (`[leads, samples]`) at its row's rate; one processor call per rate.
     """
     signals = [item if isinstance(item, str | os.PathLike) else np.asarray(item, np.float32) for item in signals]

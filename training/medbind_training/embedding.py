@@ -28,8 +28,7 @@ from .data import processed_ecgs
 
 
 def load_model(name_or_path: str, trust_remote_code: bool = True) -> tuple[MedBindModel, MedBindProcessor]:
-    """
-    A saved MedBind model (folder or Hub id) and its processor, through the Auto classes; `trust_remote_code` runs
+    """A saved MedBind model (folder or Hub id) and its processor, through the Auto classes; `trust_remote_code` runs
     the folder's own code (a model saved by another MedBind version), False the installed `modeling_medbind` classes.
     """
     return load_pretrained(
@@ -54,8 +53,7 @@ def modality_of(dataset: datasets.Dataset) -> str:
 
 
 def modality_inputs(processor: MedBindProcessor, batch: Mapping[str, list], modality: str) -> dict[str, torch.Tensor]:
-    """
-    A batch of dataset rows (columns as lists) -> `{"pixel_values": [B, 3, H, W]}` for CXR, `{"ecg_values": [B, 12,
+    """A batch of dataset rows (columns as lists) -> `{"pixel_values": [B, 3, H, W]}` for CXR, `{"ecg_values": [B, 12,
     T]}` for ECG (record paths carry their own rate; arrays are resampled from their row's `sampling_rate`).
     """
     if modality == "cxr":
@@ -143,8 +141,7 @@ class Embedder:
         return self._cached(key, compute)
 
     def embed_rows(self, dataset: datasets.Dataset, rows: Sequence[int], modality: str, name: str = "") -> torch.Tensor:
-        """
-        `[len(rows), d]` embeddings of some rows of a dataset (support samples drawn from a large train split): only
+        """`[len(rows), d]` embeddings of some rows of a dataset (support samples drawn from a large train split): only
         the rows this `Embedder` has not embedded yet, for any task, are embedded (and cached as that selection).
         """
         known = self._rows.setdefault((dataset._fingerprint, modality), {})

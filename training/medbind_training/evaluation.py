@@ -244,8 +244,7 @@ def dataset_tsne(
 def run_evaluation(
     args: EvaluationArguments, model: torch.nn.Module | None = None, processor: Any | None = None
 ) -> dict[str, Any]:
-    """
-    Evaluate, write `results.json` and the figures into `args.output_dir`, and return the results. `model` and
+    """Evaluate, write `results.json` and the figures into `args.output_dir`, and return the results. `model` and
     `processor` may be an already loaded model (e.g. at the end of pretraining); default: `args.model_name_or_path`.
     """
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -94,8 +94,7 @@ def row_labels(dataset: datasets.Dataset) -> list[list[str]]:
 
 
 def single_class_rows(labels: Sequence[Sequence[str]], classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """
-    The rows with exactly one of `classes` among their labels (the multi-label policy of this module): `(rows,
+    """The rows with exactly one of `classes` among their labels (the multi-label policy of this module): `(rows,
     targets)`, the kept row indices and each one's class as an index into `classes`.
     """
     index = {name: i for i, name in enumerate(classes)}
@@ -139,8 +138,7 @@ def prototype_scores(
 
 
 def support_sets(targets: np.ndarray, num_classes: int, shots: int, num_sets: int, seed: int) -> np.ndarray:
-    """
-    Seeded few-shot support sets, nested across K: set s of K shots is the first K of set s's `shots` per class, so
+    """Seeded few-shot support sets, nested across K: set s of K shots is the first K of set s's `shots` per class, so
     every K sees the same draws and the curves over K are not blurred by different samples. `shots` is the largest K
     (every class needs as many rows), the seed of set s is `(seed, s)`; returns `[num_sets, C, shots]` row indices
     into `targets`.
@@ -219,8 +217,7 @@ class TsneMap:
 def neighbour_agreement(
     points: np.ndarray, groups: Sequence[str], neighbours: int = TSNE_NEIGHBOURS
 ) -> tuple[float, float]:
-    """
-    The share of each point's nearest neighbours in its own group, in percent, and its chance level
+    """The share of each point's nearest neighbours in its own group, in percent, and its chance level
     `sum_g n_g (n_g - 1) / (n (n - 1))` (the probability that another point drawn at random shares the group).
     """
     groups = np.asarray(groups)
@@ -266,8 +263,7 @@ def modality_text_retrieval(
     embeds: torch.Tensor,
     protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
-    """
-    `retrieval/{name}/{modality}_to_text/{recall,chance}@K`: each sample's report among the split's reports
+    """`retrieval/{name}/{modality}_to_text/{recall,chance}@K`: each sample's report among the split's reports
     (by default identical reports are all hits, the gallery the whole split: `protocol`); no keys for a dataset
     without a `text` column. The embedder's `max_words` decides which reports are identical.
     """
@@ -288,8 +284,7 @@ def pair_retrieval(
     name: str = PAIRS,
     protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
-    """
-    `retrieval/pairs/{cxr_to_ecg,ecg_to_cxr}/{recall,chance}@K` over a split's disjoint visit pairs: the query is a
+    """`retrieval/pairs/{cxr_to_ecg,ecg_to_cxr}/{recall,chance}@K` over a split's disjoint visit pairs: the query is a
     paired CXR (ECG), the gallery every paired ECG (CXR) or `protocol`'s fixed-size galleries of them, the hit its
     own visit's partner (both positive rules agree here).
     """
@@ -302,8 +297,7 @@ def pair_retrieval(
 
 
 def split_retrieval(embedders: Mapping[str, TaskEmbedder], split: RetrievalSplit) -> dict[str, float]:
-    """
-    Retrieval on one split of a DATA folder: `cxr` and `ecg` to their reports, and CXR <-> ECG over its visit pairs,
+    """Retrieval on one split of a DATA folder: `cxr` and `ecg` to their reports, and CXR <-> ECG over its visit pairs,
     with RSUM. `embedders` maps each modality to the embedder of its model (the same one for MedBind; two for the
     encoder zoo).
     """
@@ -322,8 +316,7 @@ def split_retrieval(embedders: Mapping[str, TaskEmbedder], split: RetrievalSplit
 def validation_retrieval(
     model: MedBindModel, processor: MedBindProcessor, split: RetrievalSplit, batch_size: int = 64, device=None
 ) -> dict[str, float]:
-    """
-    The Trainer's validation metrics: `split_retrieval`'s keys and `recall_sum`, the checkpoint-selection metric.
+    """The Trainer's validation metrics: `split_retrieval`'s keys and `recall_sum`, the checkpoint-selection metric.
     Nothing is cached: the weights change between calls.
     """
     embedder = Embedder(model, processor, batch_size=batch_size, device=device)
@@ -337,8 +330,7 @@ def validation_retrieval(
 def zero_shot_results(
     embedder: TaskEmbedder, name: str, dataset: datasets.Dataset, embeds: torch.Tensor, prompt_set: PromptSet, seed: int = 0
 ) -> dict[str, float]:
-    """
-    `zero_shot/{name}/{balanced_accuracy,auroc}` (+ `/chance`): `zero_shot_scores` of the single-class rows of the
+    """`zero_shot/{name}/{balanced_accuracy,auroc}` (+ `/chance`): `zero_shot_scores` of the single-class rows of the
     prompt file's classes (`single_class_rows`), with each class's prompts drawn by `PromptSet.sample(seed)`. A
     prompt class the dataset does not have is an error (a typo would silently drop it).
     """

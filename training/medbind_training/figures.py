@@ -85,8 +85,7 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
 
 
 def plot_few_shot(metrics: Mapping[str, float], path: str | Path, title: str = "Few-shot linear probe") -> Path:
-    """
-    Balanced accuracy vs K shots per class, one panel per dataset (paper Figure 3): per model (the evaluated model,
+    """Balanced accuracy vs K shots per class, one panel per dataset (paper Figure 3): per model (the evaluated model,
     each `baselines/{NAME}/`, the `zoo/`: `split_models`), in its own colour, the mean over support sets with its 95%
     confidence interval and its zero-shot balanced accuracy as a dashed line; chance as a dotted line; a legend.
     `metrics` holds flat `few_shot/{dataset}/k{K}/{balanced_accuracy,ci95,chance}` and
@@ -133,8 +132,7 @@ def plot_few_shot(metrics: Mapping[str, float], path: str | Path, title: str = "
 
 
 def plot_tsne(maps: Mapping[str, TsneMap], path: str | Path, title: str = "t-SNE of CXR and ECG embeddings") -> Path:
-    """
-    Each model's t-SNE map twice (paper Figure 2, left), a row per model: coloured by modality, and by class (marker
+    """Each model's t-SNE map twice (paper Figure 2, left), a row per model: coloured by modality, and by class (marker
     by modality). Each panel's title gives the share of nearest map neighbours of the same modality / class and its
     chance level, behind the model's name when there are several. Returns the path written.
     """

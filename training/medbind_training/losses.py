@@ -40,8 +40,7 @@ def _world_size() -> int:
 
 
 def process_counts(counts: Sequence[int], device: torch.device | str) -> list[list[int]]:
-    """
-    Every process's `counts`, in rank order: one `all_gather` and one host sync, whatever the number of counts;
+    """Every process's `counts`, in rank order: one `all_gather` and one host sync, whatever the number of counts;
     `[list(counts)]` when not running distributed (no collective, no sync). `device` is where the collective's tensors
     live (the device of the embeddings: CUDA for NCCL, CPU for gloo).
     """
@@ -86,8 +85,7 @@ def _all_gather(tensor: torch.Tensor) -> torch.Tensor:
 
 
 class _AllGather(torch.autograd.Function):
-    """
-    `_all_gather` with a backward pass: each process's loss depends on every process's rows, so the gradient of
+    """`_all_gather` with a backward pass: each process's loss depends on every process's rows, so the gradient of
     the local rows is the sum over processes of their loss's gradient w.r.t. those rows (an all-reduce).
 
     Written here because `torch.distributed.nn.all_gather`, which does the same, warns that it is deprecated and
@@ -257,8 +255,7 @@ def medbind_loss(
 
 @dataclass
 class MedBindLossOutput(ModelOutput):
-    """
-    The MEDBind loss of a training batch (TMCL + EMCL, per the variant), its parts and the embeddings it was taken
+    """The MEDBind loss of a training batch (TMCL + EMCL, per the variant), its parts and the embeddings it was taken
     on. `tmcl_loss` is summed over the modalities present; `emcl_loss` is 0 with no pairs, None for the variants
     without EMCL.
     """
@@ -293,8 +290,7 @@ def embeddings_loss(
 def batch_loss(
     model: nn.Module, batch: Mapping[str, torch.Tensor], loss_model: nn.Module | None = None
 ) -> MedBindLossOutput:
-    """
-    Embed a training batch (`MedBindPretrainingCollator`'s output: `LOSS_INPUTS` go to the loss, the rest to
+    """Embed a training batch (`MedBindPretrainingCollator`'s output: `LOSS_INPUTS` go to the loss, the rest to
     `model`) and take its MEDBind loss. `model` may be the training wrapper (DDP, FSDP) around the bare `MedBindModel`
     `loss_model`, whose temperature and config the loss reads (default: `model`).
     """

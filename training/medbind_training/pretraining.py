@@ -46,8 +46,7 @@ def parse_pretraining_arguments(
 def pretrain(
     model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments
 ) -> dict[str, Any]:
-    """
-    Run pretraining (the best checkpoint chosen on validation), then evaluate the exported model on the test split
+    """Run pretraining (the best checkpoint chosen on validation), then evaluate the exported model on the test split
     (`medbind_training.evaluation`); returns what results.json holds (percent, flat keys), `{}` on other processes.
     """
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -112,8 +111,7 @@ def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
 
 
 def describe_contrastive_batch(training_args: TrainingArguments) -> str:
-    """
-    The start-up line saying what the contrastive loss sees: n per modality = per-device batch x processes (the
+    """The start-up line saying what the contrastive loss sees: n per modality = per-device batch x processes (the
     losses gather every process's embeddings), which is what the paper's "batch 128" means, per micro-batch.
     """
     per_device, processes = training_args.per_device_train_batch_size, training_args.world_size

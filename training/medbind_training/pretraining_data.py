@@ -60,8 +60,7 @@ def training_set(
     data: dict[str, datasets.DatasetDict | None],
     modalities: Sequence[str],
 ) -> tuple[PretrainingDataset | StreamingPretrainingDataset, list[str]]:
-    """
-    The training set, in memory or streamed (`--streaming`), and the reports a trained WordPiece vocabulary learns
+    """The training set, in memory or streamed (`--streaming`), and the reports a trained WordPiece vocabulary learns
     from (a streamed run's first `STREAMED_TOKENIZER_REPORTS` per stream).
     """
     if data_args.streaming:

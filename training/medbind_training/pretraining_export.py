@@ -32,8 +32,7 @@ def export(
     training_args: TrainingArguments,
     train_metrics: dict[str, float],
 ) -> dict[str, Any]:
-    """
-    The test-split evaluation (`results.json`, its figures) and the model card that reports it, beside the saved
+    """The test-split evaluation (`results.json`, its figures) and the model card that reports it, beside the saved
     model. Validation served to choose the checkpoint; the card reports what `training/run_evaluation.py` measures on the
     held-out test split, with every task it can run (the demo with `DEMO_FEW_SHOT_SETS` few-shot support sets and
     its own prompts, `training/medbind_training/prompts/demo`). The results are `{}` when the data has no local test

@@ -59,8 +59,7 @@ def build_model_and_processor(
     config: MedBindConfig,
     reports: list[str],
 ) -> tuple[MedBindModel, MedBindProcessor]:
-    """
-    The model (`build_model`) and its processor: a saved model's own, or `MedBindProcessor.from_config` of the
+    """The model (`build_model`) and its processor: a saved model's own, or `MedBindProcessor.from_config` of the
     model's config (image size, mean / std of the CXR tower it really has, ECG samples, rate and leads) with
     `build_tokenizer`'s tokenizer.
     """

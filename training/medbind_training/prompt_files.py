@@ -39,8 +39,7 @@ class PromptSet:
 
 
 def read_prompt_file(path: str | Path) -> tuple[list[str], PromptSet]:
-    """
-    One prompt file (format: `training/medbind_training/prompts/ecg_superclasses.yaml`; JSON is YAML too):
+    """One prompt file (format: `training/medbind_training/prompts/ecg_superclasses.yaml`; JSON is YAML too):
     `(dataset names, prompts)`, the `datasets:` it names (its file stem when it names none) and its `PromptSet`.
     """
     path = Path(path)

@@ -85,8 +85,7 @@ def parse_prompt_tuning_arguments(
 
 
 class ClinicalPredictionTrainer(TokenFreeTrainer):
-    """
-    The Trainer, with the model card of `render_model_card` in place of its generic one (set `model_card`), and
+    """The Trainer, with the model card of `render_model_card` in place of its generic one (set `model_card`), and
     without the Hub token in the `training_args.bin` it saves and uploads (`TokenFreeTrainer`).
     """
 
@@ -98,8 +97,7 @@ class ClinicalPredictionTrainer(TokenFreeTrainer):
 
 
 def load_tokenizer(model_args: ModelArguments, outcomes: datasets.DatasetDict, task: str) -> PreTrainedTokenizerBase:
-    """
-    The backbone's tokenizer (or `--tokenizer_name`); for a random BERT, a WordPiece vocabulary trained on the
+    """The backbone's tokenizer (or `--tokenizer_name`); for a random BERT, a WordPiece vocabulary trained on the
     training split's texts (the task's text and both reports, whatever the mode, so every mode reads the same tokens).
     """
     name = optional_argument(model_args.tokenizer_name) or optional_argument(model_args.text_backbone)
@@ -117,8 +115,7 @@ def build_model(
     embedding_dim: int,
     labels: datasets.ClassLabel,
 ) -> MedBindForClinicalPrediction:
-    """
-    BioBERT (or `--text_backbone`) with LoRA, one projection per modality of `sources`, a head for `labels`; with
+    """BioBERT (or `--text_backbone`) with LoRA, one projection per modality of `sources`, a head for `labels`; with
     `--text_backbone none`, a random BERT of MedBind's tiny preset sized to the tokenizer.
     """
     config = {
@@ -171,8 +168,7 @@ def export(
     results: Mapping[str, float | str],
     test_metrics: Mapping[str, float],
 ) -> None:
-    """
-    results.json and the model card (README.md, written when the model is saved or pushed) in `output_dir`; the card
+    """results.json and the model card (README.md, written when the model is saved or pushed) in `output_dir`; the card
     lists every row of `results` (the mode's, each baseline's) when there is more than one.
     """
     output_dir = Path(training_args.output_dir)
@@ -217,8 +213,7 @@ def tune_and_test(
     data_args: DataArguments,
     training_args: PromptTuningArguments,
 ) -> TunedModel:
-    """
-    Build a model whose tokens carry `embeddings` (from `sources`, in their order), train it on the training visits
+    """Build a model whose tokens carry `embeddings` (from `sources`, in their order), train it on the training visits
     and test it: the same recipe for the mode's model and for each baseline's.
     """
     # Every row's model starts from the seed, so that a baseline that is the mode's own model gives the mode's row.
@@ -259,8 +254,7 @@ def tune_baseline(
     data_args: DataArguments,
     training_args: PromptTuningArguments,
 ) -> TunedModel:
-    """
-    A `--baseline`'s row: its CXR and / or ECG embeddings (those it has) as the tokens, in place of MedBind's, and
+    """A `--baseline`'s row: its CXR and / or ECG embeddings (those it has) as the tokens, in place of MedBind's, and
     otherwise the run's recipe from the same seed (a MedBind folder gives the row `--mode medbind` would). The model
     is saved to `OUTPUT_DIR/_baselines/NAME` (`_*` stays out of the Hub upload, which is the mode's model's).
     """

@@ -37,8 +37,7 @@ class StudyEmbeddings:
     embeds: torch.Tensor
 
     def lookup(self, study_ids: Sequence[int | None]) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        `(embeds [B, embedding_dim], present [B] bool)` of one study id per visit; None (no study attached) or an id
+        """`(embeds [B, embedding_dim], present [B] bool)` of one study id per visit; None (no study attached) or an id
         without embedding is absent, its row zeros.
         """
         rows = [self.rows.get(study_id, -1) if study_id is not None else -1 for study_id in study_ids]
@@ -50,8 +49,7 @@ class StudyEmbeddings:
 
 @dataclass
 class VisitCollator:
-    """
-    Pads tokenised visits and adds what `MedBindForClinicalPrediction.forward` reads: `modality_embeds
+    """Pads tokenised visits and adds what `MedBindForClinicalPrediction.forward` reads: `modality_embeds
     [B, M, d]` and `modality_mask [B, M]` looked up from the visits' `cxr_study_id` / `ecg_study_id` (none in
     text-only mode), and `labels [B]`. Padding is on the right: the model appends the modality tokens after each
     visit's text. `embeddings` follow the model's `config.modalities` order.
@@ -145,8 +143,7 @@ def visits_with_text(outcomes: datasets.DatasetDict, task: str) -> datasets.Data
 def study_embeddings(
     embedder: TaskEmbedder, studies: datasets.DatasetDict, modality: str, wanted: set[int], name: str
 ) -> StudyEmbeddings:
-    """
-    Embed the studies of `studies` (every split) whose `study_id` is in `wanted`; wanted ids the datasets lack are
+    """Embed the studies of `studies` (every split) whose `study_id` is in `wanted`; wanted ids the datasets lack are
     logged and left absent. `name` is how the progress bar names the model.
     """
     every_split = datasets.concatenate_datasets(list(studies.values()))
@@ -178,8 +175,7 @@ def mode_embedders(
 
 
 def baseline_embedders(encoder: BaselineEncoder, cache_dir: str | None) -> dict[str, TaskEmbedder]:
-    """
-    `{modality: embedder}` of a `--baseline`: the evaluation's embedder of that model (`task_embedder`) for each of
+    """`{modality: embedder}` of a `--baseline`: the evaluation's embedder of that model (`task_embedder`) for each of
     CXR and ECG it embeds, in `MODALITIES` order (a CXR-text CLIP gives a CXR token only).
     """
     embedder = task_embedder(encoder, cache_dir)
@@ -192,8 +188,7 @@ def compute_embeddings(
     data: Mapping[str, datasets.DatasetDict],
     training_args: TrainingArguments,
 ) -> dict[str, StudyEmbeddings]:
-    """
-    `{modality: StudyEmbeddings}` of every study the visits (all splits) name, each modality from its embedder
+    """`{modality: StudyEmbeddings}` of every study the visits (all splits) name, each modality from its embedder
     (`mode_embedders`, `baseline_embedders`; `sources` names their models for the progress bars). The main process
     computes first; the others read its cache.
     """
@@ -210,8 +205,7 @@ def compute_embeddings(
 def tokenize_visits(
     batch: Mapping[str, list], tokenizer: PreTrainedTokenizerBase, task: str, mode: str, max_length: int
 ) -> dict[str, list]:
-    """
-    `datasets.map(batched=True)` function: the task's text as the first segment; in text-only mode the reports of the
+    """`datasets.map(batched=True)` function: the task's text as the first segment; in text-only mode the reports of the
     visit's CXR and ECG (those it has, joined by the separator token) as the second. Pairs are cut longest first, so
     a long discharge summary gives way before the reports.
     """

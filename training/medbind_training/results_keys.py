@@ -54,8 +54,7 @@ def model_name(prefix: str, main: str = MAIN_MODEL) -> str:
 
 
 def split_models(metrics: Mapping[str, float], main: str = MAIN_MODEL) -> dict[str, dict[str, float]]:
-    """
-    `{model: its metrics without the prefix}`: the unprefixed keys under `main`, `baselines/{NAME}/...` under NAME,
+    """`{model: its metrics without the prefix}`: the unprefixed keys under `main`, `baselines/{NAME}/...` under NAME,
     `zoo/...` under `ZOO_MODEL` (`model_name`); the evaluated model first, then in the order met.
     """
     models: dict[str, dict[str, float]] = {main: {}}
@@ -80,8 +79,7 @@ def prompt_tuning_prefix(task: str, mode: str | None = None) -> str:
 
 
 def prompt_tuning_rows(results: Mapping[str, float], mode: str) -> dict[str, dict[str, float]]:
-    """
-    The rows of the paper's Table 4 that a prompt-tuning `results.json` holds: `{model: {metric: value,
+    """The rows of the paper's Table 4 that a prompt-tuning `results.json` holds: `{model: {metric: value,
     metric/chance: value}}`, the run's own mode first (named `mode`), then each baseline by its name.
     """
     rows: dict[str, dict[str, float]] = {}
@@ -93,8 +91,7 @@ def prompt_tuning_rows(results: Mapping[str, float], mode: str) -> dict[str, dic
 
 
 def classification_keys(prefix: str, scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """
-    `{prefix}/balanced_accuracy` (prediction = the class of highest score, the first on a tie) and `{prefix}/auroc`
+    """`{prefix}/balanced_accuracy` (prediction = the class of highest score, the first on a tie) and `{prefix}/auroc`
     (two classes: of the score difference, class 1 minus class 0; more: macro one-vs-rest; left out with a warning
     when the split holds one class only), each with a `/chance` sibling. `prefix` is e.g. `zero_shot/ptbxl`.
     """
@@ -112,8 +109,7 @@ def classification_keys(prefix: str, scores: np.ndarray, targets: np.ndarray) ->
 
 
 def rsum(results: Mapping[str, float]) -> dict[str, float]:
-    """
-    The paper's RSUM (Table 2): per modality m, the sum over datasets of R@1 + R@10 of m -> text retrieval, as
+    """The paper's RSUM (Table 2): per modality m, the sum over datasets of R@1 + R@10 of m -> text retrieval, as
     `retrieval/rsum_cxr`, `retrieval/rsum_ecg` (only for modalities with a result).
     """
     sums: dict[str, float] = {}

@@ -25,8 +25,7 @@ WHOLE_SPLIT = "all"  # `--retrieval_gallery all`: every row of the split is a ca
 
 
 def miss_probability(total: torch.Tensor, marked: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
-    """
-    Probability that `draws` items taken uniformly without replacement from `total` items, `marked` of them marked,
+    """Probability that `draws` items taken uniformly without replacement from `total` items, `marked` of them marked,
     include no marked item: `prod_{i < draws} (total - marked - i) / (total - i)` (1 when `draws` <= 0), as float64;
     the three integer tensors broadcast, `0 <= marked <= total`.
     """
@@ -194,8 +193,7 @@ class RetrievalProtocol:
 
 
 def random_galleries(num_rows: int, size: int, draws: int, seed: int = 0) -> torch.Tensor:
-    """
-    Fixed-size galleries of row indices: each draw is a seeded permutation of the rows cut into `num_rows // size`
+    """Fixed-size galleries of row indices: each draw is a seeded permutation of the rows cut into `num_rows // size`
     consecutive galleries of `size` (the `num_rows % size` rows left over sit that draw out):
     `[draws * (num_rows // size), size]` int64 row indices.
     """
@@ -215,8 +213,7 @@ def gallery_recall_at_k(
     device: torch.device | str | None = None,
     block_elements: int = BLOCK_ELEMENTS,
 ) -> tuple[dict[int, float], dict[int, float]]:
-    """
-    Recall@K and its chance level when each query is ranked only among the candidates of its gallery: rows are
+    """Recall@K and its chance level when each query is ranked only among the candidates of its gallery: rows are
     aligned (query i's own candidate is candidate i), and in a gallery of rows g every query `g[j]` is ranked
     against the candidates `g`. Both are the mean over every (gallery, query), in percent. Candidate j is relevant
     for query i when `groups[j] == groups[i]`; `galleries` is `[G, N]` (`random_galleries`), scored in blocks of
@@ -254,8 +251,7 @@ def protocol_recall_at_k(
     ks: Iterable[int] = RECALL_KS,
     device: torch.device | str | None = None,
 ) -> tuple[dict[int, float], dict[int, float]]:
-    """
-    Recall@K and its chance level of row-aligned queries and candidates (query i's own candidate is candidate i)
+    """Recall@K and its chance level of row-aligned queries and candidates (query i's own candidate is candidate i)
     under a `RetrievalProtocol`. The default protocol is exactly `recall_at_k` and `chance_recall_at_k` with
     `text_groups` as both group ids: `[n]` ids equal where two rows' reports are identical (`text_group_ids`; for
     visit pairs, the pair number, which makes the two positive rules agree).
@@ -288,8 +284,7 @@ def first_of_group(groups: torch.Tensor) -> torch.Tensor:
 
 
 def pair_groups(pairs: Sequence[tuple[int, int]]) -> tuple[list[int], list[int], torch.Tensor]:
-    """
-    `(cxr_rows, ecg_rows, groups)` for CXR <-> ECG retrieval over (CXR row, ECG row) pairs in which every row appears
+    """`(cxr_rows, ecg_rows, groups)` for CXR <-> ECG retrieval over (CXR row, ECG row) pairs in which every row appears
     once (`medbind_training.data.pair_rows`): row i of each list belongs to pair i, whose group id is i.
     """
     cxr_rows, ecg_rows = [c for c, _ in pairs], [e for _, e in pairs]

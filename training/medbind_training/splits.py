@@ -29,8 +29,7 @@ def dataset_paths(dataset_dir: str | None, **explicit: str | None) -> dict[str, 
 
 
 def load_dataset_dicts(paths: Mapping[str, str | None], streaming: bool = False) -> dict[str, datasets.DatasetDict | None]:
-    """
-    `{name: DatasetDict}` of `dataset_paths`' folders (None where absent); with `streaming`, a path that is no folder
+    """`{name: DatasetDict}` of `dataset_paths`' folders (None where absent); with `streaming`, a path that is no folder
     is a Hub dataset, of which only the validation split is downloaded (the training split is streamed).
     """
     return {name: _load(path, streaming) for name, path in paths.items()}
@@ -74,8 +73,7 @@ def retrieval_split(
     modalities: Sequence[str] = MODALITIES,
     with_pairs: bool = True,
 ) -> RetrievalSplit:
-    """
-    One split of a DATA folder's `cxr`, `ecg` and `pairs` DatasetDicts (missing names or splits: None), the CXR and
+    """One split of a DATA folder's `cxr`, `ecg` and `pairs` DatasetDicts (missing names or splits: None), the CXR and
     ECG datasets cut to their first `limit` rows, and their disjoint visit pairs (`pair_rows`; pairs whose studies
     fall outside the kept rows are dropped). Only the `modalities` named are read (ECG-CLIP: ECG, CXR-CLIP: CXR); `with_pairs=False`
     leaves the pairs out, for a caller that reads only the datasets (matching pairs reads the whole pair split).

@@ -50,8 +50,7 @@ class TokenFreeTrainer(Trainer):
 
 
 class AtomicCheckpoints(TrainerCallback):
-    """
-    Publishes each checkpoint the Trainer wrote into `output_dir/STAGING_DIR` by renaming it to `output_dir`
+    """Publishes each checkpoint the Trainer wrote into `output_dir/STAGING_DIR` by renaming it to `output_dir`
     (rename is atomic on one filesystem), once every process has written its part, then applies
     `save_total_limit`: a run killed while saving never leaves a half-written `checkpoint-N` for
     `resume_from_checkpoint` to pick up. At the start of training it clears what an interrupted save left staged.
@@ -94,8 +93,7 @@ class AtomicCheckpoints(TrainerCallback):
 
 
 class MedBindTrainer(TokenFreeTrainer):
-    """
-    A `Trainer` for MedBind pretraining. On top of the library's loop it:
+    """A `Trainer` for MedBind pretraining. On top of the library's loop it:
 
     - computes TMCL + EMCL on the model's embeddings (`medbind_training.losses.batch_loss`) and logs `tmcl_loss` and `emcl_loss` beside `loss`;
     - deals batches with `SlotSampler` (n CXR and n ECG per batch, m of them visit pairs), identical on every
@@ -142,8 +140,7 @@ class MedBindTrainer(TokenFreeTrainer):
                 self._loss_parts[name].append(value.detach())
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
-        """
-        The library's step, or, with `contrastive_chunk_size` smaller than the batch, the same step by gradient
+        """The library's step, or, with `contrastive_chunk_size` smaller than the batch, the same step by gradient
         caching (`medbind_training.gradient_cache`): the loss and gradients of the whole micro-batch, embedded
         `contrastive_chunk_size` samples per modality at a time. Returns the detached loss divided by the gradient
         accumulation steps, as the library's step returns it.

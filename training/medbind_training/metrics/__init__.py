@@ -24,8 +24,7 @@ METRIC_NAMES = ("accuracy", "auroc", "balanced_accuracy", "recall_at_k")
 
 
 def load_metric(name: str, config_name: str | None = None, **kwargs: Any) -> evaluate.EvaluationModule:
-    """
-    One of MedBind's metric modules (`METRIC_NAMES`), loaded from the package with `evaluate.load` (which takes
+    """One of MedBind's metric modules (`METRIC_NAMES`), loaded from the package with `evaluate.load` (which takes
     `kwargs`); `config_name` is `"multiclass"` for the AUROC of several classes (default `"binary"`).
     """
     if name not in METRIC_NAMES:

@@ -18,8 +18,7 @@ def _check_classifications(predictions: np.ndarray, references: np.ndarray, metr
 
 
 def accuracy(predictions: ArrayLike, references: ArrayLike) -> np.ndarray:
-    """
-    Accuracy, the share of correct predictions in percent: 100 / n * |{i : yhat_i = y_i}|.
+    """Accuracy, the share of correct predictions in percent: 100 / n * |{i : yhat_i = y_i}|.
 
     The paper's metric for the prompt-tuning outcomes (Table 4). It rewards the majority class: its chance level is
     `chance_accuracy` (always predicting the most frequent class), not 100 / |C|. Leading dimensions of the `[..., n]`
@@ -37,8 +36,7 @@ def chance_accuracy(references: ArrayLike) -> float:
 
 
 def balanced_accuracy(predictions: ArrayLike, references: ArrayLike) -> np.ndarray:
-    """
-    Balanced accuracy: the mean over classes of the recall of that class, in percent,
+    """Balanced accuracy: the mean over classes of the recall of that class, in percent,
 
         BA = 100 / |C| * sum_{c in C} |{i : y_i = c, yhat_i = c}| / |{i : y_i = c}|
 
@@ -59,8 +57,7 @@ def chance_balanced_accuracy(references: ArrayLike) -> float:
 
 
 def macro_auroc(scores: ArrayLike, references: ArrayLike) -> float:
-    """
-    Area under the ROC curve in percent: binary, or the macro mean of one-vs-rest AUROCs for several classes.
+    """Area under the ROC curve in percent: binary, or the macro mean of one-vs-rest AUROCs for several classes.
 
     One-vs-rest AUROC of class c is the probability that a random sample of class c scores higher on column c than
     a random sample of another class, a tie counting one half (the Mann-Whitney statistic; scikit-learn's
