@@ -96,9 +96,8 @@ class TaskEmbedder(Protocol):
 
 
 class Embedder:
-    """
-    Embeds datasets of one modality, and texts, with a model (in eval mode meanwhile, on `device`, by default where its
-    parameters are) and its processor: L2-normalised `[N, d]` float32 on the CPU, each pass with a progress bar.
+    """Embeds datasets of one modality, and texts, with a model (in eval mode meanwhile, on `device`, by default where
+    its parameters are) and its processor: L2-normalised `[N, d]` float32 on the CPU, each pass with a progress bar.
 
     With `cache_dir`, embeddings are stored as safetensors files named by a hash of the model (weights, config,
     processor and vocabulary) and of the dataset (its `datasets` fingerprint) or the texts, so a second evaluation

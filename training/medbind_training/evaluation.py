@@ -223,9 +223,8 @@ def evaluate_datasets(
 def dataset_tsne(
     embedders: dict[str, TaskEmbedder], evaluated: RetrievalSplit, prompts: dict, args: EvaluationArguments
 ) -> TsneMap:
-    """
-    t-SNE of up to `tsne_max_points` CXR and ECG samples of the evaluated split, each embedded by `embedders[modality]`,
-    classes from their prompt files.
+    """t-SNE of up to `tsne_max_points` CXR and ECG samples of the evaluated split, each embedded by
+    `embedders[modality]`, classes from their prompt files.
     """
     rng = np.random.default_rng(args.seed)
     embeds, classes = {}, {}

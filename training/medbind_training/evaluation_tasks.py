@@ -359,10 +359,9 @@ def few_shot_results(
     seed: int = 0,
     regularization: float = 1.0,
 ) -> dict[str, float]:
-    """
-    `few_shot/{name}/k{K}/{balanced_accuracy,ci95,chance}`: the mean balanced accuracy of `num_sets` probes per K on the
-    evaluated split's single-class rows, the half-width of its 95% confidence interval (`mean_ci95`: how precisely the
-    mean is known, not the spread between support sets), and chance. The K shots come from `support`'s (train)
+    """`few_shot/{name}/k{K}/{balanced_accuracy,ci95,chance}`: the mean balanced accuracy of `num_sets` probes per K on
+    the evaluated split's single-class rows, the half-width of its 95% confidence interval (`mean_ci95`: how precisely
+    the mean is known, not the spread between support sets), and chance. The K shots come from `support`'s (train)
     single-class rows; only the rows used are embedded. A class without support rows is left out (with its test rows),
     and so is a K larger than the smallest class's support pool (both with a warning).
     """

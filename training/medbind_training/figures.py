@@ -36,11 +36,10 @@ def _model_colors(models: Sequence[str]) -> dict[str, object]:
 
 
 def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "Retrieval recall@K") -> Path:
-    """
-    Recall@1/5/10 (one panel per K, stacked) per dataset and retrieval direction, a bar per model (the evaluated model, each
-    `baselines/{NAME}/`, the `zoo/`: `split_models`) with a legend, and each group's chance level as a black tick.
-    `metrics` holds flat `retrieval/{dataset}/{direction}/{recall,chance}@{k}` keys (an `eval_` prefix is accepted;
-    other models' behind their prefixes), in percent. Returns the path written.
+    """Recall@1/5/10 (one panel per K, stacked) per dataset and retrieval direction, a bar per model (the evaluated
+    model, each `baselines/{NAME}/`, the `zoo/`: `split_models`) with a legend, and each group's chance level as a black
+    tick. `metrics` holds flat `retrieval/{dataset}/{direction}/{recall,chance}@{k}` keys (an `eval_` prefix is
+    accepted; other models' behind their prefixes), in percent. Returns the path written.
     """
     tables: dict[str, dict[str, dict[str, dict[int, float]]]] = {}
     for model, found in split_models({key.removeprefix("eval_"): value for key, value in metrics.items()}).items():

@@ -62,9 +62,8 @@ def read_prompt_file(path: str | Path) -> tuple[list[str], PromptSet]:
 
 
 def load_prompt_sets(directory: str | Path | None = None) -> dict[str, PromptSet]:
-    """
-    Every prompt file (`*.yaml`) of a folder (None: the packaged `training/medbind_training/prompts`), by dataset name;
-    a dataset named by two files is an error.
+    """Every prompt file (`*.yaml`) of a folder (None: the packaged `training/medbind_training/prompts`), by dataset
+    name; a dataset named by two files is an error.
     """
     folder = Path(directory) if directory is not None else PROMPTS
     sets: dict[str, PromptSet] = {}

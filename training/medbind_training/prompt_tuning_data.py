@@ -70,9 +70,8 @@ class VisitCollator:
 
 
 def embedding_sources(mode: str, model_args: ModelArguments) -> dict[str, str]:
-    """
-    `{modality: MedBind model}` whose embeddings the visits' tokens carry: both from `--medbind_model` (medbind), from
-    `--zoo_cxr_model` and `--zoo_ecg_model` (encoder-zoo), none (text-only).
+    """`{modality: MedBind model}` whose embeddings the visits' tokens carry: both from `--medbind_model` (medbind),
+    from `--zoo_cxr_model` and `--zoo_ecg_model` (encoder-zoo), none (text-only).
     """
     if mode == "text-only":
         return {}
@@ -128,7 +127,9 @@ def load_data(data_args: DataArguments, modalities: Sequence[str]) -> dict[str, 
 
 
 def visits_with_text(outcomes: datasets.DatasetDict, task: str) -> datasets.DatasetDict:
-    """The visits that have the task's text (`readmission_text` is None where MIMIC-IV-Note has no discharge summary)."""
+    """The visits that have the task's text (`readmission_text` is None where MIMIC-IV-Note has no discharge
+    summary).
+    """
     column = f"{task}_text"
     kept = outcomes.filter(lambda text: text is not None and text.strip() != "", input_columns=column)
     for split in outcomes:

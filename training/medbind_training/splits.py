@@ -19,9 +19,8 @@ PAIRS = "pairs"  # the visit-pair dataset of a DATA folder
 
 
 def dataset_paths(dataset_dir: str | None, **explicit: str | None) -> dict[str, str | None]:
-    """
-    `{name: folder}` for each name of `explicit`: its explicit folder (or, streamed, Hub id), else `dataset_dir/name`,
-    None where neither is given.
+    """`{name: folder}` for each name of `explicit`: its explicit folder (or, streamed, Hub id), else
+    `dataset_dir/name`, None where neither is given.
 
     Example: `dataset_paths(args.dataset_dir, cxr=args.cxr_dataset, ecg=args.ecg_dataset, pairs=args.pair_dataset)`.
     """

@@ -118,9 +118,8 @@ class MedBindTrainer(TokenFreeTrainer):
         self.add_callback(AtomicCheckpoints())
 
     def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
-        """
-        The parameters AdamW decays: the Trainer's choice (all but biases and LayerNorm weights) unless the arguments'
-        `weight_decay_exemptions` is False, then every parameter (the paper names AdamW's weight decay and no
+        """The parameters AdamW decays: the Trainer's choice (all but biases and LayerNorm weights) unless the
+        arguments' `weight_decay_exemptions` is False, then every parameter (the paper names AdamW's weight decay and no
         exemption).
         """
         if getattr(self.args, "weight_decay_exemptions", True):
