@@ -220,13 +220,10 @@ def medbind_loss(
     None otherwise, and for a one-modality batch). It takes embeddings, not inputs, so that a trainer can embed a batch
     in chunks (gradient caching) and take the loss of the whole batch at once.
 
-    Args:
-        cxr_embeds: `[n_cxr, d]` or None; ecg_embeds: `[n_ecg, d]` or None (L2-normalised).
-        text_embeds: `[n_cxr + n_ecg, d]`: the reports of the CXRs, then those of the ECGs.
-        temperature: tau (`MedBindModel.temperature`: the config's constant or the learned one).
-        reduction: `"sum"` over anchors as in the paper, or `"mean"` (`MedBindConfig.loss_reduction`).
-        text_group_ids: `[n_cxr + n_ecg]` equal where reports are identical (default: all distinct).
-        pair_index: `[m, 2]` (CXR row, ECG row) visit pairs.
+    The `[n_cxr, d]` / `[n_ecg, d]` embeddings (either may be None) are L2-normalised; `text_embeds` `[n_cxr + n_ecg,
+    d]` holds the CXRs' reports, then the ECGs'; `text_group_ids` `[n_cxr + n_ecg]` are equal where reports are
+    identical (default: all distinct); `pair_index` `[m, 2]` holds (CXR row, ECG row) visit pairs; `temperature` is
+    `MedBindModel.temperature` and `reduction` `MedBindConfig.loss_reduction` (`"sum"` over anchors as in the paper).
     """
     counts = {"cxr": _rows(cxr_embeds), "ecg": _rows(ecg_embeds)}
     if cxr_embeds is None and ecg_embeds is None:

@@ -95,18 +95,17 @@ class AtomicCheckpoints(TrainerCallback):
 class MedBindTrainer(TokenFreeTrainer):
     """A `Trainer` for MedBind pretraining. On top of the library's loop it:
 
-    - computes TMCL + EMCL on the model's embeddings (`medbind_training.losses.batch_loss`) and logs `tmcl_loss` and `emcl_loss` beside `loss`;
+    - computes TMCL + EMCL on the model's embeddings (`medbind_training.losses.batch_loss`) and logs `tmcl_loss` and
+      `emcl_loss` beside `loss`;
     - deals batches with `SlotSampler` (n CXR and n ECG per batch, m of them visit pairs), identical on every
       process and after a resume, since the order is a function of (seed, epoch);
-    - evaluates by retrieval recall@K on `eval_dataset`, a `RetrievalSplit`, with `processing_class` (the
-      `MedBindProcessor`), through `medbind_training.evaluation_tasks.validation_retrieval`, the test evaluation's code
-      (`eval_recall_sum`, the sum of every recall, makes a good `metric_for_best_model`);
+    - evaluates by retrieval recall@K on `eval_dataset`, a `RetrievalSplit`, with the test evaluation's code
+      (`validation_retrieval`; `eval_recall_sum`, the sum of every recall, makes a good `metric_for_best_model`);
     - writes each checkpoint atomically (`AtomicCheckpoints`).
 
     With gradient accumulation the contrastive negatives are those of each micro-batch, not of the accumulated batch;
     for a contrastive batch larger than memory allows, keep it as one micro-batch and set `contrastive_chunk_size`
-    (gradient caching, exact: see `training_step`): each micro-batch is then embedded this many samples per
-    modality at a time.
+    (gradient caching, exact: see `training_step`), the samples per modality embedded at a time.
     """
 
     def __init__(self, *args: Any, contrastive_chunk_size: int | None = None, **kwargs: Any):
