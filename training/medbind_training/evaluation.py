@@ -178,11 +178,11 @@ def evaluate_datasets(
     support: RetrievalSplit,
     args: EvaluationArguments,
 ) -> tuple[dict[str, float], TsneMap | None]:
-    """Every task of `args.tasks` on every dataset a model can embed, `(results, tsne)`; `evaluated` and `support` are
-    the DATA folder's `args.split` (with its visit pairs) and `args.support_split` (`retrieval_split`). A dataset of
-    modality m (and its reports and prompts) is embedded by `embedders[m]`, and skipped without one. The t-SNE map is
-    None unless asked and both modalities exist and are embedded (by one model, or by a zoo pair, each modality in its
-    own model's space).
+    """
+    Every task of `args.tasks` on every dataset a model can embed, `(results, tsne)`: a dataset of modality m (and its
+    reports and prompts) is embedded by `embedders[m]`, and skipped without one; `evaluated` and `support` are the DATA
+    folder's `args.split` and `args.support_split` (`retrieval_split`). The t-SNE map is None unless asked and both
+    modalities exist and are embedded.
     """
     tasks, prompts = set(args.tasks), prompt_sets(args.prompt_dir)
     results: dict[str, float] = {}

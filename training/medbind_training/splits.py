@@ -1,7 +1,4 @@
-"""One split of a DATA folder: its datasets found by name, cut for quick checks, and its CXR-ECG visit pairs.
-
-Pretraining reads its training and validation data here, evaluation its evaluated and support splits.
-"""
+"""One split of a DATA folder: its datasets found by name, cut for quick checks, and its CXR-ECG visit pairs."""
 
 from __future__ import annotations
 
@@ -19,10 +16,9 @@ PAIRS = "pairs"  # the visit-pair dataset of a DATA folder
 
 
 def dataset_paths(dataset_dir: str | None, **explicit: str | None) -> dict[str, str | None]:
-    """`{name: folder}` for each name of `explicit`: its explicit folder (or, streamed, Hub id), else
-    `dataset_dir/name`, None where neither is given.
-
-    Example: `dataset_paths(args.dataset_dir, cxr=args.cxr_dataset, ecg=args.ecg_dataset, pairs=args.pair_dataset)`.
+    """
+    `{name: folder}` for each name of `explicit`: its explicit folder (or, streamed, Hub id), else `dataset_dir/name`,
+    None where neither is given (`dataset_paths(args.dataset_dir, cxr=args.cxr_dataset, ecg=args.ecg_dataset)`).
     """
     return {name: path or (dataset_dir and os.path.join(dataset_dir, name)) for name, path in explicit.items()}
 
@@ -74,8 +70,9 @@ def retrieval_split(
 ) -> RetrievalSplit:
     """One split of a DATA folder's `cxr`, `ecg` and `pairs` DatasetDicts (missing names or splits: None), the CXR and
     ECG datasets cut to their first `limit` rows, and their disjoint visit pairs (`pair_rows`; pairs whose studies
-    fall outside the kept rows are dropped). Only the `modalities` named are read (ECG-CLIP: ECG, CXR-CLIP: CXR); `with_pairs=False`
-    leaves the pairs out, for a caller that reads only the datasets (matching pairs reads the whole pair split).
+    fall outside the kept rows are dropped). Only the `modalities` named are read (ECG-CLIP: ECG, CXR-CLIP: CXR);
+    `with_pairs=False` leaves the pairs out, for a caller that reads only the datasets (matching pairs reads the whole
+    pair split).
     """
 
     def part(name: str, cut: int | None) -> datasets.Dataset | None:

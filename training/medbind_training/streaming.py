@@ -18,23 +18,20 @@ Training with `Trainer` / `MedBindTrainer`:
 
 - The dataset has no length: set `max_steps`. Each pass over the streams is one epoch; the Trainer calls `set_epoch`
   (through accelerate's data loader) before each one, which reshuffles.
-- Set `accelerator_config={"dispatch_batches": False}`. accelerate's default for an `IterableDataset` is to let
-  process 0 read `num_processes` batches, concatenate them and slice one per process: that mixes up `pair_index`
-  and the padded text of different batches, and even on one process it cuts every tensor to the length of the first
-  one (the CXR count), which drops ECGs from batches where some slots have no CXR.
-- With `dispatch_batches=False` and several processes, accelerate wraps the dataset in its `IterableDatasetShard`:
-  every process reads the whole stream and keeps its own `per_device_train_batch_size` slots of each global batch,
-  so all processes take the same number of steps and the global batches equal those of a one-process run (but the
-  last of an epoch, which accelerate completes with the epoch's first slots). Leave `rank` / `world_size` unset
-  then, or the data would be split twice.
-- `rank` / `world_size` (`datasets.distributed.split_dataset_by_node`) make each process read only its share of
-  the shards and deal only its share of the pairs, for a loop that does not re-shard (a plain `DataLoader`). Shards
-  differ in size, so processes may then reach the end of an epoch at different steps.
+- Set `accelerator_config={"dispatch_batches": False}`: accelerate's default for an `IterableDataset` (process 0
+  reads `num_processes` batches, concatenates them and slices one per process) mixes up `pair_index` and the padded
+  text of different batches, and even on one process cuts every tensor to the length of the first one (the CXR
+  count), which drops ECGs from batches where some slots have no CXR.
+- With several processes, accelerate then wraps the dataset in its `IterableDatasetShard`: every process reads the
+  whole stream and keeps its own slots of each global batch, so the global batches equal those of a one-process run
+  (but the last of an epoch, which accelerate completes with the epoch's first slots). Leave `rank` / `world_size`
+  unset then, or the data would be split twice; they are for a loop that does not re-shard (a plain `DataLoader`):
+  each process reads only its share of the shards and pairs, and may reach the end of an epoch at another step.
 - Resuming: without a length the Trainer counts every step as part of the first epoch and skips that many batches
   of it. A run stopped within its first pass over the streams resumes on the same slots; one stopped later skips
   the whole first epoch and resumes at the start of the second, not where it stopped.
-- `dataloader_num_workers` > 0 splits each stream's shards (`datasets` does it) and the pairs between the workers:
-  give both streams at least that many shards.
+- `dataloader_num_workers` > 0 splits each stream's shards and the pairs between the workers: give both streams at
+  least that many shards.
 """
 
 from __future__ import annotations
