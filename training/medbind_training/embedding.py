@@ -1,8 +1,7 @@
 """Embedding datasets and texts with a saved MedBind model, with an on-disk cache (`Embedder`), and loading that model.
 
-Evaluation, pretraining's validation and prompt tuning embed through this one class. The evaluation tasks ask only
-for `TaskEmbedder`, which `Embedder` is and which `medbind_training.baselines.BaselineEmbedder` provides for
-checkpoints of other formats (CLIP, SigLIP, open_clip).
+Evaluation, pretraining's validation and prompt tuning embed through this one class; the evaluation tasks ask only
+for a `TaskEmbedder`, which `medbind_training.baselines.BaselineEmbedder` also is.
 """
 
 from __future__ import annotations

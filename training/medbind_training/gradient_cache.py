@@ -12,11 +12,10 @@ the whole batch, activations are held for one chunk at a time, and the price is 
 (Gao et al., "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup", 2021).
 
 Exactness: the loss and gradients equal the whole-batch ones to float tolerance when every tower computes each row
-independently of the others (Swin, BERT and the ECG transformer do; dropout is replayed, see below). A tower with
-BatchNorm in training mode (the `tiny` preset's ResNet) normalises with per-chunk statistics, so chunking changes its
-output, and its running statistics are updated twice per chunk (both passes); put such a tower in eval mode, or use
-a LayerNorm tower, when chunking. Each chunk's second forward restores the random state of its first, so dropout and
-drop-path draw the same masks in both passes and g is the gradient of the embeddings that are back-propagated.
+independently of the others (Swin, BERT and the ECG transformer do). A BatchNorm tower in training mode (the `tiny`
+preset's ResNet) normalises per chunk and updates its running statistics twice per chunk: put it in eval mode, or
+use a LayerNorm tower, when chunking. Each chunk's second forward restores the random state of its first, so dropout
+and drop-path draw the same masks in both passes.
 
 Under `torch.distributed` the loss gathers every process's embeddings (`medbind_training.losses`), so g is the
 gradient of the global batch's loss; every process must run the same number of chunks, since each forward of a

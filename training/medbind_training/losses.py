@@ -10,11 +10,10 @@ into the local rows, i.e. the local gradient is `world_size` times the single-pr
 divides that back, so a data-parallel run takes exactly the step a single process takes on the global batch.
 Every process must call the losses in the same order (the gathers are collectives), even with an empty local batch.
 
-Host syncs: processes may hold different row counts, and a gather must know them before it can shape its output,
-so each loss exchanges its per-process counts once (`process_counts`) and reads them on the host: one sync per
-`tmcl_loss` / `emcl_loss` call under `torch.distributed` (three per MEDBind_BD step: TMCL for CXR and ECG, EMCL), none
-in a single process. Removing them would need a row bound known to every process in advance (padding to it and
-masking the padded rows out of the softmax).
+Host syncs: a gather must know every process's row count before it can shape its output, so each loss exchanges the
+counts once (`process_counts`): one sync per `tmcl_loss` / `emcl_loss` call under `torch.distributed` (three per
+MEDBind_BD step), none in a single process. Removing them would need a row bound known to every process in advance
+(padding to it and masking the padded rows out of the softmax).
 """
 
 from __future__ import annotations

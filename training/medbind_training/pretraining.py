@@ -1,17 +1,9 @@
 """Pretraining MEDBind_BD, MEDBind_NM or ECG-CLIP (paper Section 3) (`training/pretrain.py`; from an installed wheel,
-`python -m medbind_training.pretraining`), in the order a run takes:
-
-- data: the DATA folder's `cxr/`, `ecg/` and `pairs/` DatasetDicts (`medbind_processing.demo`, or
-  `medbind_processing.mimic_cxr`, `medbind_processing.mimic_ecg` and `medbind_processing.mimic_pair`; each may also be
-  given alone with `--cxr_dataset` etc.) as the training set, in memory or streamed, and the validation split; the
-  synthetic demo's data built where absent;
-- model: its config (a preset, the variant and overrides, or a saved model's), its tokenizer (the text backbone's,
-  or a WordPiece vocabulary trained on the reports for a random text tower), the model and its processor;
-- `MedBindTrainer`;
-- export: the exported model evaluated on the test split (`results.json` and its figures) and the model card that
-  reports it, beside the saved model.
-
-The arguments and their paper defaults: `medbind_training.pretraining_arguments`.
+`python -m medbind_training.pretraining`), in the order of a run: the data (the DATA folder's `cxr/`, `ecg/` and
+`pairs/` DatasetDicts, from `medbind_processing.demo` or the MIMIC builders, each also given alone with
+`--cxr_dataset` etc.; in memory or streamed), the model (config, tokenizer, model, processor), `MedBindTrainer`, and
+the export: the test-split evaluation (`results.json`, its figures) and the model card of the Hub-ready folder. The
+arguments and their paper defaults: `medbind_training.pretraining_arguments`.
 """
 
 from __future__ import annotations
@@ -38,7 +30,7 @@ from .data import MedBindPretrainingCollator, PretrainingDataset
 from .evaluation import EvaluationArguments, run_evaluation
 from .pretraining_arguments import DataArguments, ModelArguments, PretrainingArguments
 from .prompt_files import DEMO_PROMPTS
-from .splits import RetrievalSplit, dataset_paths, load_dataset_dicts, retrieval_split
+from .splits import dataset_paths, load_dataset_dicts, retrieval_split
 from .streaming import StreamingPretrainingDataset
 from .tokenizer import train_wordpiece_tokenizer
 from .trainer import MedBindTrainer
@@ -82,9 +74,10 @@ def pretrain(
     set_seed(training_args.seed)
 
     config = build_config(model_args)
-    data = load_splits(data_args)
-    # The towers the model has (a variant's, or a saved model's) decide which data it trains and validates on.
-    validation = validation_split(data_args, data, config.modalities)
+    data = load_dataset_dicts(pretraining_paths(data_args), data_args.streaming)
+    # The towers the model has (a variant's, or a saved model's) decide which data it trains and validates on; the
+    # validation split chooses the best checkpoint (`MedBindTrainer.evaluate`).
+    validation = retrieval_split(data, "validation", data_args.max_eval_samples, config.modalities)
     train_dataset, reports = training_set(data_args, training_args, data, config.modalities)
     model, processor = build_model_and_processor(model_args, data_args, training_args, config, reports)
 
@@ -159,11 +152,6 @@ def pretraining_paths(data_args: DataArguments) -> dict[str, str | None]:
     )
 
 
-def load_splits(data_args: DataArguments) -> dict[str, datasets.DatasetDict | None]:
-    """`{"cxr", "ecg", "pairs"}` DatasetDicts from disk, or from the Hub when streaming (None where absent)."""
-    return load_dataset_dicts(pretraining_paths(data_args), data_args.streaming)
-
-
 def streamed_train_set(
     data_args: DataArguments, data: dict[str, datasets.DatasetDict | None], modalities: Sequence[str], seed: int
 ) -> StreamingPretrainingDataset:
@@ -213,13 +201,6 @@ def training_set(
         )
     reports = [text for part in (train.cxr, train.ecg) if part is not None for text in part["text"]]
     return PretrainingDataset(train.cxr, train.ecg, train.pairs, data_args.pair_fraction), reports
-
-
-def validation_split(
-    data_args: DataArguments, data: dict[str, datasets.DatasetDict | None], modalities: Sequence[str]
-) -> RetrievalSplit:
-    """The validation split that chooses the best checkpoint (`MedBindTrainer.evaluate`)."""
-    return retrieval_split(data, "validation", data_args.max_eval_samples, modalities)
 
 
 def build_demo_data_if_absent(data_args: DataArguments, training_args: TrainingArguments) -> None:

@@ -9,14 +9,10 @@ Modes (the paper's three rows per task):
 - `encoder-zoo`: the CXR embedding of `--zoo_cxr_model` and the ECG embedding of `--zoo_ecg_model`, two separately
   trained models (a CXR-text model and ECG-CLIP in the paper).
 
-Each `--baseline NAME=PATH` adds a row: a model of its own, trained after the mode's with the same recipe and seed,
-whose tokens carry that model's CXR and / or ECG embeddings (`tune_baseline`); the card shows every row.
-
-`DATA` holds `outcomes/` (`medbind_processing.mimic_outcomes`, or the demo's), and `cxr/` and `ecg/`, whose
-`study_id`s the outcomes' `cxr_study_id` / `ecg_study_id` name. The studies' embeddings are computed once per model
-and cached on disk. Writes the model (LoRA adapter, projections, head), its tokenizer, `results.json` (accuracy, the
-paper's metric, balanced accuracy and AUROC on the test split, each with its chance level) and a model card to
-`--output_dir`; `--push_to_hub` uploads that folder.
+Each `--baseline NAME=PATH` adds a row (`tune_baseline`). `DATA` holds `outcomes/` (`medbind_processing.mimic_outcomes`,
+or the demo's), and `cxr/` and `ecg/`, whose `study_id`s the outcomes' `cxr_study_id` / `ecg_study_id` name. Writes
+the model (LoRA adapter, projections, head), its tokenizer, `results.json` (accuracy, the paper's metric, balanced
+accuracy and AUROC on the test split, each with its chance level) and a model card to `--output_dir`.
 
 LoRA's rank, alpha and targets, the epochs and the learning rate are not given by the paper; the defaults are the
 LoRA paper's for BERT-size encoders and a common LoRA fine-tuning recipe.
