@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -69,11 +69,6 @@ def _input_columns(dataset: datasets.Dataset, modality: str) -> list[str]:
     return [signal] + (["sampling_rate"] if "sampling_rate" in dataset.column_names else [])
 
 
-def _batches(dataset: datasets.Dataset, columns: Sequence[str], batch_size: int, desc: str) -> Iterator[dict]:
-    subset = dataset.select_columns(list(columns))
-    yield from tqdm(subset.iter(batch_size=batch_size), total=math.ceil(len(subset) / batch_size), desc=desc)
-
-
 class TaskEmbedder(Protocol):
     """What an evaluation task needs of a model: L2-normalised `[N, d]` float32 CPU embeddings of a dataset's samples
     (all rows, or some), and of texts, in one space; `modalities` the sample modalities it embeds (every one embeds
@@ -130,9 +125,11 @@ class Embedder:
         key = ("dataset", modality, dataset._fingerprint)
 
         def compute() -> torch.Tensor:
-            batches = _batches(
-                dataset, _input_columns(dataset, modality), self.batch_size, f"embedding {name} {modality.upper()}"
-            )
+            subset = dataset.select_columns(_input_columns(dataset, modality))
+            batches = tqdm(
+                subset.iter(batch_size=self.batch_size), total=math.ceil(len(subset) / self.batch_size),
+                desc=f"embedding {name} {modality.upper()}",
+            )  # fmt: skip
             features = getattr(self.model, f"get_{modality}_features")
             return self._run(features, lambda batch: modality_inputs(self.processor, batch, modality), batches)
 
