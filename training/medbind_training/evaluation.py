@@ -248,10 +248,6 @@ def run_evaluation(
     """
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
-    def embedder(name_or_path: str, loaded: tuple | None = None) -> Embedder:
-        model_, processor_ = loaded or load_model(name_or_path)
-        return Embedder(model_.to(device), processor_, args.batch_size, device, args.cache_dir)
-
     def other_model(name: str, path: str, modality: str | None = None) -> TaskEmbedder:
         other = task_embedder(load_baseline(name, path, args.batch_size, device), args.cache_dir)
         if modality is not None and modality not in other.modalities:
@@ -262,7 +258,9 @@ def run_evaluation(
     # Split and pairs once, for every model: the support split serves prototypes (its datasets), not its pairs.
     evaluated = retrieval_split(data, args.split, args.max_samples)
     support = retrieval_split(data, args.support_split, args.max_samples, with_pairs=False)
-    main_embedder = embedder(args.model_name_or_path, (model, processor) if model is not None else None)
+    if model is None:
+        model, processor = load_model(args.model_name_or_path)
+    main_embedder = Embedder(model.to(device), processor, args.batch_size, device, args.cache_dir)
     results, tsne = evaluate_datasets(
         {modality: main_embedder for modality in main_embedder.modalities}, data, evaluated, support, args
     )
