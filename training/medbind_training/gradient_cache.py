@@ -49,8 +49,8 @@ MODALITY_INPUT = {modality: TOWER_INPUTS[modality][0] for modality in MODALITIES
 @dataclass(frozen=True)
 class Chunk:
     """One chunk of a training batch: CXR rows `cxr`, ECG rows `ecg`, and their reports. A training batch's texts are
-    the CXRs' reports, then the ECGs' (`MedBindModel.forward`), so the chunk's reports are text rows `cxr` and `num_cxr
-    + ecg` (`num_cxr`: the whole batch's CXR rows), in that order: the chunk is a training batch itself.
+    the CXRs' reports, then the ECGs' (`MedBindModel.forward`), so the chunk's reports are text rows `cxr` and
+    `num_cxr + ecg` (`num_cxr`: the whole batch's CXR rows), in that order: the chunk is a training batch itself.
     """
 
     cxr: slice

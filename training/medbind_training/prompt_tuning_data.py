@@ -101,8 +101,9 @@ def check_demo_inputs(data_args: DataArguments, sources: Mapping[str, str]) -> N
 
 def outcomes_paths(data_args: DataArguments) -> dict[str, str | None]:
     """`{"outcomes", "cxr", "ecg"}`: each DatasetDict's folder (explicit argument, else under `--dataset_dir`)."""
-    args = data_args
-    return dataset_paths(args.dataset_dir, outcomes=args.outcomes_dataset, cxr=args.cxr_dataset, ecg=args.ecg_dataset)
+    return dataset_paths(
+        data_args.dataset_dir, outcomes=data_args.outcomes_dataset, cxr=data_args.cxr_dataset, ecg=data_args.ecg_dataset
+    )
 
 
 def load_data(data_args: DataArguments, modalities: Sequence[str]) -> dict[str, datasets.DatasetDict]:

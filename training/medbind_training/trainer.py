@@ -180,10 +180,10 @@ class MedBindTrainer(TokenFreeTrainer):
             raise ValueError(f"MedBindTrainer evaluates a RetrievalSplit (validation CXR / ECG data), got {type(split)}")
         # Every process embeds the whole split: the metrics need all of it and no collective is involved.
         with self.autocast_smart_context_manager():
-            model, args = self.accelerator.unwrap_model(self.model), self.args
             metrics = validation_retrieval(
-                model, self.processing_class, split, args.per_device_eval_batch_size, args.device
-            )
+                self.accelerator.unwrap_model(self.model), self.processing_class, split,
+                self.args.per_device_eval_batch_size, self.args.device,
+            )  # fmt: skip
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in metrics.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
