@@ -144,7 +144,6 @@ class PartnerIndex:
         return study in self.position
 
     def __getitem__(self, study: Any) -> dict[str, Any]:
-        """The decoded row of `study`."""
         return self.rows[self.position[study]]
 
 

@@ -22,12 +22,10 @@ def normalize_report(text: str, max_words: int, name: str = "report") -> str:
 
 
 def text_group_ids(texts: Sequence[str], max_words: int) -> list[int]:
-    """Deterministic signed 64-bit ids such that identical normalised reports share one id.
-
-    TMCL treats every sample whose text is identical to sample i's as a positive of i; the model compares these
-    ids instead of strings. The id is the first 8 bytes of `blake2b(normalize_report(text))`, read as a signed
-    little-endian integer so it fits `torch.int64`. Unlike Python's `hash`, it is the same across processes, runs
-    and machines (no `PYTHONHASHSEED` salt), so ids computed by dataloader workers or stored in a dataset agree.
+    """Deterministic signed 64-bit ids such that identical normalised reports share one id (the model compares ids, not
+    strings): the first 8 bytes of `blake2b(normalize_report(text))`, read as a signed little-endian integer so it fits
+    `torch.int64`. Unlike Python's `hash`, it is the same across processes, runs and machines (no `PYTHONHASHSEED`
+    salt), so ids computed by dataloader workers or stored in a dataset agree.
     """
     reports = [normalize_report(text, max_words=max_words, name=f"report {index}") for index, text in enumerate(texts)]
     digests = (hashlib.blake2b(report.encode("utf-8"), digest_size=8).digest() for report in reports)
