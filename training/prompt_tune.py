@@ -1,6 +1,8 @@
 """Prompt-tune a clinical language model with MedBind embedding tokens (the paper's Table 4).
 
-    accelerate launch training/prompt_tune.py --preset demo --task mortality --mode medbind
+    accelerate launch training/prompt_tune.py --preset demo --task mortality --mode medbind      # synthetic, CPU
+    accelerate launch training/prompt_tune.py --dataset_dir DATA --medbind_model MODEL --task readmission \\
+        --mode medbind --output_dir OUT [--bf16]
 
 Presets: `training/medbind_training/presets/prompt_tune/{demo,paper}.yaml` (`paper` unless another is named);
 arguments on the command line override the preset's. `--help` lists every argument

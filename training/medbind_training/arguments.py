@@ -44,13 +44,7 @@ def packaged_presets(entry: str) -> list[str]:
 
 
 def read_preset(preset: str, entry: str) -> tuple[str, dict[str, Any]]:
-    """
-    `(where, values)` of a preset: a packaged name of `entry`'s, or a YAML / JSON file.
-
-    Raises:
-        FileNotFoundError: neither a packaged name nor a file; the message lists the packaged names.
-        ValueError: a file that is not a mapping of argument names to values.
-    """
+    """`(where, values)` of a preset: a packaged name of `entry`'s, or a YAML / JSON file."""
     packaged = PRESETS / entry / f"{preset}.yaml"  # (a folder that does not exist holds no file)
     if packaged.is_file():
         where, text = f"preset {preset!r} ({packaged})", packaged.read_text()
@@ -72,21 +66,9 @@ def read_preset(preset: str, entry: str) -> tuple[str, dict[str, Any]]:
 def parse_arguments(
     dataclass_types: Sequence[type], entry: str, argv: Sequence[str] | None = None, default_preset: str | None = None
 ) -> tuple:
-    """
-    Parse a preset (`--preset NAME_OR_FILE`, or a `FILE.yaml` / `.json` first argument) and the command line into
-    `dataclass_types`' instances; the command line wins over the preset, the preset over the dataclass defaults.
-
-    Args:
-        dataclass_types: the argument dataclasses, in the order they are returned.
-        entry: whose packaged presets a name refers to (`presets/{entry}/`).
-        argv: the arguments (default: `sys.argv[1:]`).
-        default_preset: the preset read when none is given.
-
-    Returns:
-        One instance per dataclass type.
-
-    Raises:
-        ValueError: a preset names an argument none of the dataclasses has (the message names the file and key).
+    """Parse a preset (`--preset NAME_OR_FILE`, or a `FILE.yaml` / `.json` first argument) and the command line into
+    `dataclass_types`' instances, in order; the command line (default `sys.argv[1:]`) wins over the preset, the
+    preset over the dataclass defaults. `entry` names the packaged presets' folder (`presets/{entry}/`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith(PRESET_SUFFIXES) and not argv[0].startswith("-"):

@@ -17,29 +17,20 @@ from modeling_medbind import MedBindCXRConfig, MedBindImageProcessor
 
 
 class CXRAugmentation:
-    r"""
-    MedCLIP's train-time chest X-ray augmentation, on a normalised batch: horizontal flip, brightness/contrast
+    """MedCLIP's train-time chest X-ray augmentation, on a normalised batch: horizontal flip, brightness/contrast
     jitter and a random affine (rotation, translation, scale), with MedCLIP's ranges as defaults
     (`RandomHorizontalFlip(0.5)`, `ColorJitter(0.2, 0.2)`, `RandomAffine(degrees=10, translate=(0.0625, 0.0625),
     scale=(0.8, 1.1))`), and with `crop_size` MedCLIP's `RandomCrop(224)` of its 256 x 256 resize, last (the
     processor's `preprocessing="medclip"`; the collator then asks the processor for the uncropped resize).
 
-    Used by the training data pipeline after [`MedBindImageProcessor`]; never applied at inference. Each image
-    draws its own parameters. The jitter acts on intensities, so the batch is un-normalised with `image_mean` /
-    `image_std`, jittered and clamped to [0, 1] like torchvision's `ColorJitter`, warped (the area moved in from
-    outside the image is black, like `RandomAffine`'s fill 0) and normalised again. Contrast blends each image
-    with its mean intensity over all channels (torchvision uses the luminance mean; radiographs are gray, so the
-    two agree).
-
-    Args:
-        image_mean, image_std (`Sequence[float]`): the processor's normalisation (default: the processor's).
-        degrees (`float`): rotations are uniform in [-degrees, degrees].
-        translate (`float`): shifts are uniform in [-translate, translate] of the width and of the height.
-        scale (`tuple[float, float]`): zoom factor range.
-        flip_probability (`float`): chance of a horizontal flip.
-        brightness, contrast (`float`): factors are uniform in [1 - value, 1 + value].
-        crop_size (`int`, *optional*): the side of a square crop at a uniformly drawn place in each image; None:
-            no crop (the processor has centre-cropped already).
+    Each image draws its own parameters. The jitter acts on intensities, so the batch is un-normalised with
+    `image_mean` / `image_std` (default: the processor's), jittered and clamped to [0, 1] like torchvision's
+    `ColorJitter`, warped (the area moved in from outside the image is black, like `RandomAffine`'s fill 0) and
+    normalised again. Contrast blends each image with its mean intensity over all channels (torchvision uses the
+    luminance mean; radiographs are gray, so the two agree). Rotations are uniform in [-degrees, degrees], shifts in
+    [-translate, translate] of the width and of the height, zooms in `scale`, brightness and contrast factors in
+    [1 - value, 1 + value]; a crop of side `crop_size` sits at a uniformly drawn place (None: no crop, the processor
+    has centre-cropped already).
     """
 
     def __init__(
@@ -73,18 +64,8 @@ class CXRAugmentation:
         self.crop_size = crop_size
 
     def __call__(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Augment a batch.
-
-        Args:
-            pixel_values: `[B, 3, H, W]` normalised floating tensor (the processor's output).
-            generator: source of randomness, for reproducible augmentation (its device is used to draw).
-
-        Returns:
-            A new `[B, 3, H, W]` tensor (`[B, 3, crop_size, crop_size]` with a crop), normalised like the input.
-
-        Raises:
-            ValueError: `pixel_values` is not a 4-D floating tensor, or smaller than `crop_size`.
-        """
+        """Augment a normalised `[B, 3, H, W]` batch (the processor's output), drawing on `generator`'s device: a new
+        tensor (`[B, 3, crop_size, crop_size]` with a crop), normalised like the input."""
         if not (isinstance(pixel_values, torch.Tensor) and pixel_values.ndim == 4 and pixel_values.is_floating_point()):
             raise ValueError("pixel_values must be a floating tensor [batch, channels, height, width]")
         batch_size, _, height, width = pixel_values.shape
@@ -127,8 +108,7 @@ def _random_crops(images: torch.Tensor, corners: torch.Tensor, size: int) -> tor
 
 
 def cxr_augmentation(cxr_config: MedBindCXRConfig, image_processor: MedBindImageProcessor) -> CXRAugmentation:
-    """
-    The train-time augmentation of a CXR tower: `CXRAugmentation` in its processor's normalisation, with MedCLIP's
+    """The train-time augmentation of a CXR tower: `CXRAugmentation` in its processor's normalisation, with MedCLIP's
     random crop of `image_size` where the tower takes MedCLIP's preprocessing (`cxr_config.preprocessing`).
     """
     crop_size = cxr_config.image_size if cxr_config.preprocessing == "medclip" else None
@@ -156,15 +136,9 @@ def _affine_theta(
 
 
 class ECGNoiseAugmentation:
-    r"""
-    Train-time ECG augmentation: additive Gaussian noise (the paper's "Gaussian-noise augmentation").
-
-    Applied by the training data pipeline to already extracted (normalised) `ecg_values`; never part of
-    [`MedBindECGFeatureExtractor`], so inference is deterministic.
-
-    Args:
-        noise_std (`float`): standard deviation of the noise, in the units of `ecg_values` (z-scores by default,
-            so 0.05 is 5% of each lead's standard deviation).
+    """Train-time ECG augmentation: additive Gaussian noise (the paper's "Gaussian-noise augmentation") on already
+    extracted `ecg_values`, never part of [`MedBindECGFeatureExtractor`], so inference is deterministic. `noise_std` is
+    in the units of `ecg_values` (z-scores by default, so 0.05 is 5% of each lead's standard deviation).
     """
 
     def __init__(self, noise_std: float = 0.05):
@@ -173,23 +147,10 @@ class ECGNoiseAugmentation:
         self.noise_std = noise_std
 
     def __call__(self, ecg_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Add noise to a batch.
-
-        Args:
-            ecg_values: `[B, leads, samples]` floating tensor.
-            generator: source of randomness, for reproducible augmentation (its device is used to draw).
-
-        Returns:
-            A new tensor of the same shape, dtype and device.
-
-        Raises:
-            ValueError: `ecg_values` is not a 3-D floating tensor.
-        """
+        """Add noise to a `[B, leads, samples]` batch, drawn on `generator`'s device: a new tensor, same shape, dtype
+        and device."""
         if not (isinstance(ecg_values, torch.Tensor) and ecg_values.ndim == 3 and ecg_values.is_floating_point()):
             raise ValueError("ecg_values must be a floating tensor [batch, leads, samples]")
         device = generator.device if generator is not None else ecg_values.device
         noise = torch.randn(ecg_values.shape, generator=generator, device=device, dtype=ecg_values.dtype)
         return ecg_values + self.noise_std * noise.to(ecg_values.device)
-
-
-__all__ = ["CXRAugmentation", "ECGNoiseAugmentation", "cxr_augmentation"]

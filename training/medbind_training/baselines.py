@@ -2,19 +2,14 @@
 
 `--baseline NAME=PATH` names a folder in one of these formats (`detect_format` tells them apart):
 
-- `clip` / `siglip`: a `transformers` `CLIPModel` or `SiglipModel` folder (OpenAI CLIP, MedSigLIP-style), with its
-  own `AutoProcessor`;
+- `clip` / `siglip`: a `transformers` `CLIPModel` or `SiglipModel` folder (OpenAI CLIP, MedSigLIP-style);
 - `open_clip`: an open_clip folder (`open_clip_config.json` + weights: BiomedCLIP's format; needs the optional
   extra `pip install "medbind[baselines]"`);
 - `medbind`: a MedBind folder of any variant (BD, NM, ECG-CLIP, CXR-CLIP), through `AutoModel` / `AutoProcessor`.
 
-Every adapter embeds with its model's own processor and conventions and returns L2-normalised `[N, d]` float32
-tensors on the CPU; `modalities` says which of `"cxr"`, `"ecg"`, `"text"` it embeds. Radiographs reach the
-general-domain models as 8-bit RGB read by MedBind's image processor (grayscale replicated, 16-bit scaled by its
-full range, DICOM decoded), which is what their processors expect.
-
-The evaluation tasks embed through `task_embedder(adapter)`, a `medbind_training.embedding.TaskEmbedder`: a MedBind
-folder becomes an `Embedder` (cached on disk as the evaluated model is), any other format a `BaselineEmbedder`.
+Every adapter embeds with its model's own processor and conventions. Radiographs reach the general-domain models as
+8-bit RGB read by MedBind's image processor (`radiograph_rgb`), which is what their processors expect. The
+evaluation tasks embed through `task_embedder(adapter)`.
 """
 
 from __future__ import annotations
@@ -50,12 +45,8 @@ _RADIOGRAPH_READER = MedBindImageProcessor()
 
 
 def parse_baselines(specs: Sequence[str]) -> dict[str, Path]:
-    """
-    `--baseline NAME=PATH` values -> `{NAME: PATH}`, in order.
-
-    Raises:
-        ValueError: an item without `=`, an empty name, or a name given twice.
-        FileNotFoundError: a path that is not a folder.
+    """`--baseline NAME=PATH` values -> `{NAME: PATH}`, in order; a malformed item, a name given twice or a path that
+    is not a folder is an error.
     """
     baselines: dict[str, Path] = {}
     for spec in specs:
@@ -71,13 +62,8 @@ def parse_baselines(specs: Sequence[str]) -> dict[str, Path]:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """
-    The format of a model folder: `"open_clip"` when it holds `open_clip_config.json`, else its `config.json`'s
+    """The format of a model folder: `"open_clip"` when it holds `open_clip_config.json`, else its `config.json`'s
     `model_type` (`"clip"`, `"siglip"` or `"medbind"`).
-
-    Raises:
-        FileNotFoundError: `path` is not a folder.
-        ValueError: neither file is there, or the `model_type` has no adapter.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -100,12 +86,8 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def radiograph_rgb(image: ImageItem) -> Image.Image:
-    """
-    A radiograph as the 8-bit RGB picture general-domain processors expect: read as MedBind's image processor reads
+    """A radiograph as the 8-bit RGB picture general-domain processors expect: read as MedBind's image processor reads
     it (paths, DICOM, 16-bit scaled by its full range, alpha onto black), grayscale replicated to 3 channels.
-
-    Raises:
-        FileNotFoundError, ValueError: as `MedBindImageProcessor` (the message names the file or the array).
     """
     pixels = _RADIOGRAPH_READER.process_image(_RADIOGRAPH_READER.fetch_images(image))
     rgb = pixels.float().round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
@@ -119,15 +101,8 @@ def pooled_embedding(output: torch.Tensor | ModelOutput) -> torch.Tensor:
 
 
 class BaselineEncoder(ABC):
-    """
-    A model that embeds some of CXR, ECG and text into one space, whatever its format.
-
-    Args:
-        name: how the baseline is named in results and messages.
-        path: its folder.
-        batch_size: items per forward pass.
-        device: where the model runs.
-    """
+    """A model that embeds some of CXR, ECG and text into one space, whatever its format; `name` is how results and
+    messages name the baseline."""
 
     format: str
     modalities: tuple[str, ...]
@@ -139,19 +114,11 @@ class BaselineEncoder(ABC):
         self.device = torch.device(device)
 
     def embed_images(self, images: Sequence[ImageItem]) -> torch.Tensor:
-        """`[N, d]` embeddings of radiographs (paths, PIL images, arrays).
-
-        Raises:
-            ValueError: the model has no CXR tower.
-        """
+        """`[N, d]` embeddings of radiographs (paths, PIL images, arrays)."""
         return self.embed("cxr", images)
 
     def embed_ecgs(self, ecgs: Sequence[Any], sampling_rate: float | None = None) -> torch.Tensor:
-        """`[N, d]` embeddings of ECGs (WFDB record paths, or `[leads, samples]` arrays at `sampling_rate` Hz).
-
-        Raises:
-            ValueError: the model has no ECG tower.
-        """
+        """`[N, d]` embeddings of ECGs (WFDB record paths, or `[leads, samples]` arrays at `sampling_rate` Hz)."""
         return self.embed("ecg", ecgs, sampling_rate=sampling_rate)
 
     def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
@@ -159,11 +126,7 @@ class BaselineEncoder(ABC):
         return self.embed("text", texts)
 
     def embed(self, modality: str, items: Sequence[Any], **kwargs: Any) -> torch.Tensor:
-        """`[len(items), d]` L2-normalised float32 embeddings on the CPU, `batch_size` items per forward pass.
-
-        Raises:
-            ValueError: `modality` is not one this model embeds.
-        """
+        """`[len(items), d]` L2-normalised float32 embeddings on the CPU, `batch_size` items per forward pass."""
         if modality not in self.modalities:
             raise ValueError(
                 f"baseline {self.name!r} ({self.format} model at {self.path}) embeds {', '.join(self.modalities)}, "
@@ -183,11 +146,9 @@ class BaselineEncoder(ABC):
 
 
 class TransformersDualEncoder(BaselineEncoder):
-    """
-    A `transformers` `CLIPModel` or `SiglipModel` folder, embedding CXR and text with its own processor.
-
-    Text is truncated to the model's positions; SigLIP's is padded to them (`padding="max_length"`), as it was
-    trained, which changes its embeddings. Texts are embedded as given: the prompt files already hold sentences.
+    """A `transformers` `CLIPModel` or `SiglipModel` folder, embedding CXR and text with its own processor. Text is
+    truncated to the model's positions; SigLIP's is padded to them (`padding="max_length"`), as it was trained, which
+    changes its embeddings. Texts are embedded as given: the prompt files already hold sentences.
     """
 
     modalities = ("cxr", "text")
@@ -219,13 +180,9 @@ class TransformersDualEncoder(BaselineEncoder):
 
 
 class OpenCLIPEncoder(BaselineEncoder):
-    """
-    An open_clip folder (`open_clip_config.json` and its weights, as BiomedCLIP ships), embedding CXR and text with
-    the transform and tokenizer its config names (BiomedCLIP: 224 px, its own mean / std, 256 tokens).
-
-    Raises (at construction):
-        ImportError: open_clip is not installed (the message names the extra).
-        FileNotFoundError: the folder cannot be loaded (e.g. a Hugging Face text tower it names is not cached).
+    """An open_clip folder (`open_clip_config.json` and its weights, as BiomedCLIP ships), embedding CXR and text with
+    the transform and tokenizer its config names (BiomedCLIP: 224 px, its own mean / std, 256 tokens). Loading fails
+    when a Hugging Face text tower the config names is not cached.
     """
 
     format = "open_clip"
@@ -255,8 +212,7 @@ class OpenCLIPEncoder(BaselineEncoder):
 
 
 class MedBindEncoder(BaselineEncoder):
-    """
-    A MedBind folder of any variant, through `AutoModel` / `AutoProcessor` (remote code where MedBind is not
+    """A MedBind folder of any variant, through `AutoModel` / `AutoProcessor` (remote code where MedBind is not
     installed): the towers its config has, with its own processor (reports cut to its `max_words`).
     """
 
@@ -299,15 +255,7 @@ ADAPTERS: dict[str, type[BaselineEncoder]] = {
 def load_baseline(
     name: str, path: str | os.PathLike, batch_size: int = 64, device: torch.device | str = "cpu"
 ) -> BaselineEncoder:
-    """
-    The adapter for a baseline folder, by its format (`detect_format`).
-
-    Raises:
-        FileNotFoundError: `path` is not a folder, or it cannot be loaded (the message names it and
-            `HF_HUB_OFFLINE`).
-        ValueError: an unknown format.
-        ImportError: an open_clip folder without open_clip installed.
-    """
+    """The adapter for a baseline folder, by its format (`detect_format`)."""
     return ADAPTERS[detect_format(path)](name, path, batch_size=batch_size, device=device)
 
 
@@ -329,12 +277,10 @@ def _dataset_items(dataset: datasets.Dataset, modality: str) -> tuple[list[Any],
 
 
 class BaselineEmbedder:
-    """
-    A `BaselineEncoder` as the evaluation tasks take a model (`TaskEmbedder`): datasets and texts embedded once per
-    `BaselineEmbedder` (in memory: these are public checkpoints, quick to embed again).
-
-    `max_words` is effectively unbounded: these tokenizers cut reports by tokens, not words, so two reports are one
-    report for retrieval only when they are identical (after MedBind's whitespace and case normalisation).
+    """A `BaselineEncoder` as the evaluation tasks take a model (`TaskEmbedder`): datasets and texts embedded once per
+    `BaselineEmbedder` (in memory: these are public checkpoints, quick to embed again). `max_words` is effectively
+    unbounded: these tokenizers cut reports by tokens, not words, so two reports are one report for retrieval only when
+    they are identical (after MedBind's whitespace and case normalisation).
     """
 
     max_words = 1_000_000
@@ -346,11 +292,7 @@ class BaselineEmbedder:
         self._memory: dict[tuple[str, ...], torch.Tensor] = {}
 
     def embed(self, dataset: datasets.Dataset, modality: str, name: str = "") -> torch.Tensor:
-        """`[len(dataset), d]` embeddings of a CXR or ECG dataset's samples (ECG arrays grouped by their rate).
-
-        Raises:
-            ValueError: the baseline has no tower for `modality`.
-        """
+        """`[len(dataset), d]` embeddings of a CXR or ECG dataset's samples (ECG arrays grouped by their rate)."""
         key = ("dataset", modality, dataset._fingerprint)
         if key not in self._memory:
             items, rates = _dataset_items(dataset, modality)
@@ -376,28 +318,9 @@ class BaselineEmbedder:
 
 
 def task_embedder(encoder: BaselineEncoder, cache_dir: str | os.PathLike | None = None) -> TaskEmbedder:
-    """
-    What the evaluation tasks embed with: a MedBind folder's `Embedder` (its model and processor, cached in
+    """What the evaluation tasks embed with: a MedBind folder's `Embedder` (its model and processor, cached in
     `cache_dir` like the evaluated model), or a `BaselineEmbedder` for the other formats.
     """
     if isinstance(encoder, MedBindEncoder):
         return Embedder(encoder.model, encoder.processor, encoder.batch_size, encoder.device, cache_dir)
     return BaselineEmbedder(encoder)
-
-
-__all__ = [
-    "BaselineEmbedder",
-    "ADAPTERS",
-    "BASELINE_MODALITIES",
-    "BaselineEncoder",
-    "MedBindEncoder",
-    "OpenCLIPEncoder",
-    "TransformersDualEncoder",
-    "detect_format",
-    "load_baseline",
-    "load_baselines",
-    "parse_baselines",
-    "pooled_embedding",
-    "radiograph_rgb",
-    "task_embedder",
-]

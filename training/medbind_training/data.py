@@ -28,8 +28,7 @@ NO_ROW = -1
 
 
 def first_links(links: Iterable[tuple[Hashable, Hashable]]) -> list[tuple[Hashable, Hashable]]:
-    """
-    Keep each CXR and each ECG in at most one pair: a study linked to several studies of the other modality (two
+    """Keep each CXR and each ECG in at most one pair: a study linked to several studies of the other modality (two
     ECGs within 24 h of one CXR) keeps its first link, in the order given.
     """
     used_cxr, used_ecg, kept = set(), set(), []
@@ -43,17 +42,10 @@ def first_links(links: Iterable[tuple[Hashable, Hashable]]) -> list[tuple[Hashab
 
 
 def pair_rows(cxr: datasets.Dataset, ecg: datasets.Dataset, pairs: datasets.Dataset) -> list[tuple[int, int]]:
-    """
-    Turn visit pairs (`cxr_study_id`, `ecg_study_id`) into disjoint (CXR row, ECG row) pairs of two datasets
-    (`first_links`, so that every sample sits in at most one paired slot).
-
-    Args:
-        cxr, ecg: datasets with a `study_id` column.
-        pairs: a dataset with `cxr_study_id` and `ecg_study_id` columns (MIMIC-PAIR or the demo's `pairs`).
-
-    Returns:
-        `[(cxr_row, ecg_row), ...]`; pairs whose studies are not in `cxr` / `ecg` (another split) are dropped before
-        links are chosen, so such a pair never blocks one inside the split.
+    """Turn visit pairs (`cxr_study_id`, `ecg_study_id`: MIMIC-PAIR or the demo's `pairs`) into disjoint (CXR row, ECG
+    row) pairs of two datasets with a `study_id` column (`first_links`, so that every sample sits in at most one
+    paired slot). Pairs whose studies are not in `cxr` / `ecg` (another split) are dropped before links are chosen,
+    so such a pair never blocks one inside the split.
     """
     cxr_row = {study: row for row, study in enumerate(cxr["study_id"])}
     ecg_row = {study: row for row, study in enumerate(ecg["study_id"])}
@@ -65,8 +57,7 @@ def pair_rows(cxr: datasets.Dataset, ecg: datasets.Dataset, pairs: datasets.Data
 
 
 class PretrainingDataset(Dataset):
-    """
-    Map-style dataset over slots, indexed by the `(cxr_row, ecg_row, paired)` keys that `slots` produces.
+    """Map-style dataset over slots, indexed by the `(cxr_row, ecg_row, paired)` keys that `slots` produces.
 
     Args:
         cxr: CXR dataset (`image`, `text`, `study_id`), or None for an ECG-only run (ECG-CLIP).
@@ -76,12 +67,9 @@ class PretrainingDataset(Dataset):
     """
 
     def __init__(
-        self,
-        cxr: datasets.Dataset | None,
-        ecg: datasets.Dataset | None,
-        pairs: Sequence[tuple[int, int]] = (),
+        self, cxr: datasets.Dataset | None, ecg: datasets.Dataset | None, pairs: Sequence[tuple[int, int]] = (),
         pair_fraction: float = 1.0,
-    ):
+    ):  # fmt: skip
         if cxr is None and ecg is None:
             raise ValueError("PretrainingDataset needs a CXR dataset, an ECG dataset or both")
         if not 0.0 <= pair_fraction <= 1.0:
@@ -101,13 +89,9 @@ class PretrainingDataset(Dataset):
         return self.num_paired_slots + unpaired
 
     def slots(self, seed: int, epoch: int) -> list[tuple[int, int, int]]:
-        """
-        The slot keys of one epoch, in training order: a pure function of `(seed, epoch)`, so every process of a
-        distributed run, and a resumed run, deals the same batches.
-
-        Returns:
-            `len(self)` keys `(cxr_row, ecg_row, paired)`, `-1` for an absent modality. Every CXR and every ECG
-            appears at least once; the modality with fewer samples is cycled to fill the unpaired slots.
+        """The `len(self)` slot keys of one epoch (`-1` for an absent modality), in training order: a pure function of
+        `(seed, epoch)`, so every process of a distributed run, and a resumed run, deals the same batches. Every CXR and
+        every ECG appears at least once; the modality with fewer samples is cycled to fill the unpaired slots.
         """
         rng = np.random.default_rng([seed, epoch])
         chosen = [self.pairs[i] for i in rng.permutation(len(self.pairs))[: self.num_paired_slots]]
@@ -121,9 +105,7 @@ class PretrainingDataset(Dataset):
                 continue
             cycles = -(-num_unpaired // len(rows))
             rest[modality] = np.concatenate([rng.permutation(rows) for _ in range(cycles)])[:num_unpaired]
-        keys = [(c, e, 1) for c, e in chosen] + [
-            (int(c), int(e), 0) for c, e in zip(rest["cxr"], rest["ecg"])
-        ]
+        keys = [(c, e, 1) for c, e in chosen] + [(int(c), int(e), 0) for c, e in zip(rest["cxr"], rest["ecg"])]
         return [keys[i] for i in rng.permutation(len(keys))]
 
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
@@ -137,8 +119,7 @@ class PretrainingDataset(Dataset):
 
 
 class SlotSampler(Sampler):
-    """
-    Yields one epoch of `PretrainingDataset.slots`; the Trainer (through accelerate) calls `set_epoch`, and
+    """Yields one epoch of `PretrainingDataset.slots`; the Trainer (through accelerate) calls `set_epoch`, and
     accelerate shards the resulting batches across processes.
     """
 
@@ -159,20 +140,14 @@ class SlotSampler(Sampler):
 
 @dataclass
 class MedBindPretrainingCollator:
-    """
-    Turns slots into one `MedBindModel.forward` training batch: `pixel_values [n_cxr, ...]`, `ecg_values
+    """Turns slots into one `MedBindModel.forward` training batch: `pixel_values [n_cxr, ...]`, `ecg_values
     [n_ecg, ...]`, `input_ids` / `attention_mask [n_cxr + n_ecg, L]` (the CXRs' reports, then the ECGs', the layout
     the model's loss reads), `text_group_ids [n_cxr + n_ecg]` (equal for identical reports: TMCL's positives) and
     `pair_index [m, 2]` (CXR position, ECG position) of the paired slots.
 
-    Augmentation draws from a generator seeded by `seed` and the batch's slot keys, not from the global RNG: the
-    Trainer's loader prepares the next batch before the current step ends, so global draws would land in a
-    different order after a resume and the resumed run would see different augmentations.
-
-    Args:
-        processor: the [`MedBindProcessor`] (image processor, ECG feature extractor, tokenizer).
-        cxr_augmentation, ecg_augmentation: train-time augmentations, None for evaluation.
-        seed: the run's seed, mixed into each batch's augmentation seed.
+    Augmentation (None for evaluation) draws from a generator seeded by `seed` and the batch's slot keys, not from the
+    global RNG: the Trainer's loader prepares the next batch before the current step ends, so global draws would land
+    in a different order after a resume and the resumed run would see different augmentations.
     """
 
     processor: MedBindProcessor
@@ -195,13 +170,13 @@ class MedBindPretrainingCollator:
                 images = [row["image"] for row in rows]
                 image_processor = self.processor.image_processor
                 pixel_values = image_processor(images, return_tensors="pt", **self._image_settings)["pixel_values"]
-                batch["pixel_values"] = (
-                    self.cxr_augmentation(pixel_values, generator) if self.cxr_augmentation else pixel_values
-                )
+                augment = self.cxr_augmentation
+                batch["pixel_values"] = augment(pixel_values, generator) if augment else pixel_values
             else:
                 signals = [row["ecg_path"] if "ecg_path" in row else row["ecg"] for row in rows]
                 ecg_values = processed_ecgs(self.processor, signals, [row.get("sampling_rate") for row in rows])
-                batch["ecg_values"] = self.ecg_augmentation(ecg_values, generator) if self.ecg_augmentation else ecg_values
+                augment = self.ecg_augmentation
+                batch["ecg_values"] = augment(ecg_values, generator) if augment else ecg_values
         text = self.processor(text=reports, return_tensors="pt")
         batch["input_ids"], batch["attention_mask"] = text["input_ids"], text["attention_mask"]
         batch["text_group_ids"] = torch.tensor(text_group_ids(reports, max_words=self.processor.max_words))
@@ -227,8 +202,7 @@ class MedBindPretrainingCollator:
 def processed_ecgs(
     processor: MedBindProcessor, signals: Sequence[Any], sampling_rates: Sequence[float | None]
 ) -> torch.Tensor:
-    """
-    `[n, leads, samples]` model inputs of ECG dataset rows, in order: each a record path (its header carries the
+    """`[n, leads, samples]` model inputs of ECG dataset rows, in order: each a record path (its header carries the
     rate, the row's is ignored) or an array (`[leads, samples]`) at its row's rate; one processor call per rate.
     """
     signals = [item if isinstance(item, str | os.PathLike) else np.asarray(item, np.float32) for item in signals]
@@ -239,13 +213,3 @@ def processed_ecgs(
         for row, value in zip(rows, extracted, strict=True):
             values[row] = value
     return torch.stack(values)
-
-
-__all__ = [
-    "MedBindPretrainingCollator",
-    "PretrainingDataset",
-    "SlotSampler",
-    "first_links",
-    "pair_rows",
-    "processed_ecgs",
-]

@@ -1,8 +1,7 @@
 """Embedding datasets and texts with a saved MedBind model, with an on-disk cache (`Embedder`), and loading that model.
 
-Evaluation, pretraining's validation and prompt tuning embed through this one class. The evaluation tasks ask only
-for `TaskEmbedder`, which `Embedder` is and which `medbind_training.baselines.BaselineEmbedder` provides for
-checkpoints of other formats (CLIP, SigLIP, open_clip).
+Evaluation, pretraining's validation and prompt tuning embed through this one class; the evaluation tasks ask only
+for a `TaskEmbedder`, which `medbind_training.baselines.BaselineEmbedder` also is.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,16 +27,8 @@ from .data import processed_ecgs
 
 
 def load_model(name_or_path: str, trust_remote_code: bool = True) -> tuple[MedBindModel, MedBindProcessor]:
-    """
-    A saved MedBind model and its processor, through the Auto classes.
-
-    Args:
-        name_or_path: a folder or Hub id.
-        trust_remote_code: run the folder's own code (a model saved by another MedBind version); False: the
-            installed `modeling_medbind` classes.
-
-    Raises:
-        FileNotFoundError: when it cannot be loaded; the message names it and `HF_HUB_OFFLINE`.
+    """A saved MedBind model (folder or Hub id) and its processor, through the Auto classes; `trust_remote_code` runs
+    the folder's own code (a model saved by another MedBind version), False the installed `modeling_medbind` classes.
     """
     return load_pretrained(
         name_or_path,
@@ -51,11 +42,7 @@ def load_model(name_or_path: str, trust_remote_code: bool = True) -> tuple[MedBi
 
 
 def modality_of(dataset: datasets.Dataset) -> str:
-    """`"cxr"` for a dataset with an `image` column, `"ecg"` for one with `ecg` or `ecg_path`.
-
-    Raises:
-        ValueError: for a dataset with neither.
-    """
+    """`"cxr"` for a dataset with an `image` column, `"ecg"` for one with `ecg` or `ecg_path`."""
     columns = set(dataset.column_names)
     if "image" in columns:
         return "cxr"
@@ -65,12 +52,8 @@ def modality_of(dataset: datasets.Dataset) -> str:
 
 
 def modality_inputs(processor: MedBindProcessor, batch: Mapping[str, list], modality: str) -> dict[str, torch.Tensor]:
-    """
-    A batch of dataset rows (columns as lists) -> the model inputs of that modality.
-
-    Returns:
-        `{"pixel_values": [B, 3, H, W]}` for CXR, `{"ecg_values": [B, 12, T]}` for ECG (record paths carry their own
-        rate; arrays are resampled from their row's `sampling_rate`, one processor call per rate).
+    """A batch of dataset rows (columns as lists) -> `{"pixel_values": [B, 3, H, W]}` for CXR, `{"ecg_values": [B, 12,
+    T]}` for ECG (record paths carry their own rate; arrays are resampled from their row's `sampling_rate`).
     """
     if modality == "cxr":
         return {"pixel_values": processor(images=batch["image"], return_tensors="pt")["pixel_values"]}
@@ -86,21 +69,11 @@ def _input_columns(dataset: datasets.Dataset, modality: str) -> list[str]:
     return [signal] + (["sampling_rate"] if "sampling_rate" in dataset.column_names else [])
 
 
-def _batches(dataset: datasets.Dataset, columns: Sequence[str], batch_size: int, desc: str) -> Iterator[dict]:
-    subset = dataset.select_columns(list(columns))
-    yield from tqdm(subset.iter(batch_size=batch_size), total=math.ceil(len(subset) / batch_size), desc=desc)
-
-
 class TaskEmbedder(Protocol):
-    """
-    What an evaluation task needs of a model: L2-normalised `[N, d]` float32 CPU embeddings of a dataset's samples
-    (all rows, or some), and of texts, in one space.
-
-    Attributes:
-        modalities: the sample modalities it embeds (`"cxr"`, `"ecg"`); every one embeds text.
-        device: where its model runs (retrieval ranks there).
-        max_words: reports whose first `max_words` words agree reach its text encoder as the same text, so they are
-            one report for retrieval's identical-report rule.
+    """What an evaluation task needs of a model: L2-normalised `[N, d]` float32 CPU embeddings of a dataset's samples
+    (all rows, or some), and of texts, in one space; `modalities` the sample modalities it embeds (every one embeds
+    text), `device` where its model runs (retrieval ranks there). Reports whose first `max_words` words agree reach its
+    text encoder as the same text, so they are one report for retrieval's identical-report rule.
     """
 
     modalities: Sequence[str]
@@ -117,31 +90,19 @@ class TaskEmbedder(Protocol):
 
 
 class Embedder:
-    """
-    Embeds datasets of one modality, and texts, with a model and its processor: L2-normalised `[N, d]` float32 on
-    the CPU, each pass with a progress bar.
+    """Embeds datasets of one modality, and texts, with a model (in eval mode meanwhile, on `device`, by default where
+    its parameters are) and its processor: L2-normalised `[N, d]` float32 on the CPU, each pass with a progress bar.
 
     With `cache_dir`, embeddings are stored as safetensors files named by a hash of the model (weights, config,
     processor and vocabulary) and of the dataset (its `datasets` fingerprint) or the texts, so a second evaluation
     of the same model on the same data (another task, another run) reads them instead of embedding again. Within
     one `Embedder`, a dataset is embedded once however many tasks use it: do not train the model in between.
-
-    Args:
-        model: a `MedBindModel` (in eval mode while embedding; its training mode is restored).
-        processor: its `MedBindProcessor`.
-        batch_size: samples per forward pass.
-        device: where to run the model (default: where its parameters are).
-        cache_dir: folder of the on-disk cache, None for none.
     """
 
     def __init__(
-        self,
-        model: MedBindModel,
-        processor: MedBindProcessor,
-        batch_size: int = 64,
-        device: torch.device | str | None = None,
-        cache_dir: str | Path | None = None,
-    ):
+        self, model: MedBindModel, processor: MedBindProcessor, batch_size: int = 64,
+        device: torch.device | str | None = None, cache_dir: str | Path | None = None,
+    ):  # fmt: skip
         self.model = model
         self.processor = processor
         self.batch_size = batch_size
@@ -158,30 +119,24 @@ class Embedder:
         return self.processor.max_words
 
     def embed(self, dataset: datasets.Dataset, modality: str, name: str = "") -> torch.Tensor:
-        """`[len(dataset), d]` embeddings of a CXR or ECG dataset's samples.
-
-        Raises:
-            ValueError: when the model has no tower for `modality`.
-        """
+        """`[len(dataset), d]` embeddings of a CXR or ECG dataset's samples."""
         if modality not in self.modalities:
             raise ValueError(f"this model embeds {self.modalities}, not {modality!r}")
         key = ("dataset", modality, dataset._fingerprint)
 
         def compute() -> torch.Tensor:
-            batches = _batches(
-                dataset, _input_columns(dataset, modality), self.batch_size, f"embedding {name} {modality.upper()}"
-            )
+            subset = dataset.select_columns(_input_columns(dataset, modality))
+            batches = tqdm(
+                subset.iter(batch_size=self.batch_size), total=math.ceil(len(subset) / self.batch_size),
+                desc=f"embedding {name} {modality.upper()}",
+            )  # fmt: skip
             features = getattr(self.model, f"get_{modality}_features")
-            return self._run(
-                lambda batch: features(**self._to_device(modality_inputs(self.processor, batch, modality))).pooler_output,
-                batches,
-            )
+            return self._run(features, lambda batch: modality_inputs(self.processor, batch, modality), batches)
 
         return self._cached(key, compute)
 
     def embed_rows(self, dataset: datasets.Dataset, rows: Sequence[int], modality: str, name: str = "") -> torch.Tensor:
-        """
-        `[len(rows), d]` embeddings of some rows of a dataset (support samples drawn from a large train split): only
+        """`[len(rows), d]` embeddings of some rows of a dataset (support samples drawn from a large train split): only
         the rows this `Embedder` has not embedded yet, for any task, are embedded (and cached as that selection).
         """
         known = self._rows.setdefault((dataset._fingerprint, modality), {})
@@ -200,24 +155,24 @@ class Embedder:
             chunks = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
             batches = tqdm(chunks, desc=f"embedding {name} text")
             return self._run(
-                lambda chunk: self.model.get_text_features(
-                    **self._to_device(self.processor(text=chunk, return_tensors="pt"))
-                ).pooler_output,
-                batches,
+                self.model.get_text_features, lambda chunk: self.processor(text=chunk, return_tensors="pt"), batches
             )
 
         return self._cached(key, compute)
 
-    def _to_device(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {key: value.to(self.device) for key, value in inputs.items()}
-
     @torch.no_grad()
-    def _run(self, features: Callable[[Any], torch.Tensor], batches: Iterable[Any]) -> torch.Tensor:
-        """`features(batch)` for every batch, on `self.device`, in eval mode: `[N, d]` float32 on the CPU."""
+    def _run(
+        self, features: Callable[..., Any], inputs: Callable[[Any], Mapping[str, torch.Tensor]], batches: Iterable[Any]
+    ) -> torch.Tensor:
+        """`features(**inputs(batch)).pooler_output` for every batch, on `self.device`, in eval mode: `[N, d]` float32
+        on the CPU."""
         was_training = self.model.training
         self.model.eval()
         try:
-            parts = [features(batch).float().cpu() for batch in batches]
+            parts = []
+            for batch in batches:
+                on_device = {key: value.to(self.device) for key, value in inputs(batch).items()}
+                parts.append(features(**on_device).pooler_output.float().cpu())
         finally:
             self.model.train(was_training)
         return torch.cat(parts) if parts else torch.zeros(0, self.model.config.projection_dim)

@@ -6,18 +6,14 @@
 
 `DATA` holds the `cxr/`, `ecg/`, `pairs/` DatasetDicts that `medbind_processing.demo` or the MIMIC builders write;
 `--eval_dataset NAME=PATH` adds the external sets the other `medbind_processing` builders write (ptbxl, cpsc2018,
-covid, rsna, chexpert5x200, openi). Writes `OUT/results.json` (flat keys, percent: `retrieval/...`, `zero_shot/...`,
-`few_shot/...`, `cross_modality/...`) and the figures `retrieval.png`, `few_shot.png`, `tsne.png`.
+covid, rsna, chexpert5x200, openi). Writes `OUT/results.json` (flat keys, percent: `medbind_training.results_keys`)
+and the figures `retrieval.png`, `few_shot.png`, `tsne.png`.
 
-Other models run every task that applies to them on the same splits, support sets and prompt files, their keys the
-evaluated model's behind a prefix (`results_keys.model_key`): each `--baseline NAME=PATH` (a CLIP, SigLIP, open_clip or
-MedBind folder: `medbind_training.baselines`) under `baselines/NAME/`, the tasks of the modalities it embeds
-(CXR-text models: CXR retrieval and zero-/few-shot; cross-modality only with CXR and ECG towers); the encoder zoo
-(`--zoo_cxr_model`, `--zoo_ecg_model`, each any of those formats) under `zoo/`, CXR datasets with the CXR model,
-ECG datasets with the ECG model, CXR <-> ECG tasks with both. The t-SNE map is drawn for every model with CXR and ECG
-towers (a zoo pair has both), a row per model in `tsne.png`; it writes no keys. Embeddings are
-cached in `OUT/embedding_cache` (`--embedding_cache_dir`), so a second run with other tasks does not embed again.
-What each task computes, and the multi-label rule, are documented in `medbind_training.evaluation_tasks`.
+Other models run every task that applies to their modalities on the same splits, support sets and prompt files,
+their keys behind a prefix: each `--baseline NAME=PATH` under `baselines/NAME/`; the encoder zoo (`--zoo_cxr_model`,
+`--zoo_ecg_model`) under `zoo/`, CXR datasets with the CXR model, ECG datasets with the ECG model, CXR <-> ECG tasks
+with both. The t-SNE map is drawn for every model with CXR and ECG towers, a row per model in `tsne.png`. Embeddings
+are cached in `OUT/embedding_cache` (`--embedding_cache_dir`), so a second run with other tasks does not embed again.
 """
 
 from __future__ import annotations
@@ -164,11 +160,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def load_evaluation_data(args: EvaluationArguments) -> dict[str, datasets.DatasetDict]:
-    """`{name: DatasetDict}`: `cxr`, `ecg`, `pairs` of `--dataset_dir` (those present) and every `--eval_dataset`.
-
-    Raises:
-        FileNotFoundError: an `--eval_dataset` path that is not a saved DatasetDict folder.
-    """
+    """`{name: DatasetDict}`: `cxr`, `ecg`, `pairs` of `--dataset_dir` (those present) and every `--eval_dataset`."""
     found = load_dataset_dicts(dataset_paths(args.dataset_dir, **dict.fromkeys((*MODALITIES, PAIRS))))
     data = {name: dataset_dict for name, dataset_dict in found.items() if dataset_dict is not None}
     for item in args.eval_dataset:
@@ -187,16 +179,10 @@ def evaluate_datasets(
     args: EvaluationArguments,
 ) -> tuple[dict[str, float], TsneMap | None]:
     """
-    Every task of `args.tasks` on every dataset a model can embed; `evaluated` and `support` are the DATA folder's
-    `args.split` (with its visit pairs) and `args.support_split` (`retrieval_split`).
-
-    Args:
-        embedders: `{modality: TaskEmbedder}`: a dataset of modality m (and its reports and prompts) is embedded by
-            `embedders[m]`, and skipped without one; one model for every modality it has, or the encoder zoo's two.
-
-    Returns:
-        `(results, tsne)`: the flat results (percent) and the t-SNE map (None unless asked and both modalities exist
-        and are embedded: by one model, or by a zoo pair, each modality in its own model's space).
+    Every task of `args.tasks` on every dataset a model can embed, `(results, tsne)`: a dataset of modality m (and its
+    reports and prompts) is embedded by `embedders[m]`, and skipped without one; `evaluated` and `support` are the DATA
+    folder's `args.split` and `args.support_split` (`retrieval_split`). The t-SNE map is None unless asked and both
+    modalities exist and are embedded.
     """
     tasks, prompts = set(args.tasks), prompt_sets(args.prompt_dir)
     results: dict[str, float] = {}
@@ -213,9 +199,7 @@ def evaluate_datasets(
         embeds[name] = embedder.embed(dataset, modality, name)
         prompt_set = prompts.get(name)
         if "retrieval" in tasks:
-            results |= modality_text_retrieval(
-                embedder, name, dataset, modality, embeds[name], args.retrieval_protocol
-            )
+            results |= modality_text_retrieval(embedder, name, dataset, modality, embeds[name], args.retrieval_protocol)
         labelled = {"label", "labels"} & set(dataset.column_names)
         if "zero_shot" in tasks and prompt_set is not None and labelled:
             results |= zero_shot_results(embedder, name, dataset, embeds[name], prompt_set, args.seed)
@@ -239,9 +223,8 @@ def evaluate_datasets(
 def dataset_tsne(
     embedders: dict[str, TaskEmbedder], evaluated: RetrievalSplit, prompts: dict, args: EvaluationArguments
 ) -> TsneMap:
-    """
-    t-SNE of up to `tsne_max_points` CXR and ECG samples of the evaluated split, each embedded by `embedders[modality]`,
-    classes from their prompt files.
+    """t-SNE of up to `tsne_max_points` CXR and ECG samples of the evaluated split, each embedded by
+    `embedders[modality]`, classes from their prompt files.
     """
     rng = np.random.default_rng(args.seed)
     embeds, classes = {}, {}
@@ -260,21 +243,10 @@ def dataset_tsne(
 def run_evaluation(
     args: EvaluationArguments, model: torch.nn.Module | None = None, processor: Any | None = None
 ) -> dict[str, Any]:
-    """
-    Evaluate, write `results.json` and the figures into `args.output_dir`, and return the results.
-
-    Args:
-        args: the settings.
-        model, processor: an already loaded model (e.g. at the end of pretraining); default: `args.model_name_or_path`.
-
-    Returns:
-        `{"model": ..., "split": ..., **flat results in percent}`.
+    """Evaluate, write `results.json` and the figures into `args.output_dir`, and return the results. `model` and
+    `processor` may be an already loaded model (e.g. at the end of pretraining); default: `args.model_name_or_path`.
     """
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-    def embedder(name_or_path: str, loaded: tuple | None = None) -> Embedder:
-        model_, processor_ = loaded or load_model(name_or_path)
-        return Embedder(model_.to(device), processor_, args.batch_size, device, args.cache_dir)
 
     def other_model(name: str, path: str, modality: str | None = None) -> TaskEmbedder:
         other = task_embedder(load_baseline(name, path, args.batch_size, device), args.cache_dir)
@@ -286,7 +258,9 @@ def run_evaluation(
     # Split and pairs once, for every model: the support split serves prototypes (its datasets), not its pairs.
     evaluated = retrieval_split(data, args.split, args.max_samples)
     support = retrieval_split(data, args.support_split, args.max_samples, with_pairs=False)
-    main_embedder = embedder(args.model_name_or_path, (model, processor) if model is not None else None)
+    if model is None:
+        model, processor = load_model(args.model_name_or_path)
+    main_embedder = Embedder(model.to(device), processor, args.batch_size, device, args.cache_dir)
     results, tsne = evaluate_datasets(
         {modality: main_embedder for modality in main_embedder.modalities}, data, evaluated, support, args
     )

@@ -1,25 +1,22 @@
 """MEDBind's evaluation (paper Section 3 and Tables 2-3, Figures 2-3): one implementation for every caller.
 
-`medbind_training.evaluation` runs all of it on a saved model's test split; `MedBindTrainer.evaluate` runs the retrieval part
-on the validation split during pretraining (`validation_retrieval`, which picks the best checkpoint).
-
-Tasks, each a function of embeddings (a `TaskEmbedder` turns datasets and texts into L2-normalised embeddings:
-MedBind's `Embedder`, or a baseline's `BaselineEmbedder`):
+`medbind_training.evaluation` runs all of it on a saved model's test split; `MedBindTrainer.evaluate` runs the retrieval
+part on the validation split (`validation_retrieval`, which picks the best checkpoint). Every task is a function of
+L2-normalised embeddings from a `TaskEmbedder` (MedBind's `Embedder`, or a baseline's `BaselineEmbedder`):
 
 - **Retrieval** (`modality_text_retrieval`, `pair_retrieval`): recall@1/5/10 of modality -> report (identical reports
   are all hits) and CXR <-> ECG over a split's visit pairs; the paper's RSUM per modality (`rsum`).
-- **Zero-shot** (`zero_shot_scores`): cosine similarity to each class's prompts (`prompt_files`),
-  averaged over the prompts; balanced accuracy and macro one-vs-rest AUROC.
-- **Few-shot** (`few_shot_balanced_accuracy`): a logistic-regression probe on frozen embeddings, trained on K labelled
-  samples per class drawn from the support split (`support_sets`), scored on the whole evaluated split.
-- **Cross-modality zero-shot** (`prototype_scores`): a class prototype per class from the *other* modality's
-  labelled embeddings (ECG HYP vs not; CXR Cardiomegaly vs not), cosine to the query modality's paired samples.
+- **Zero-shot** (`zero_shot_scores`): cosine similarity to each class's prompts (`prompt_files`), averaged over the
+  prompts; balanced accuracy and macro one-vs-rest AUROC.
+- **Few-shot** (`few_shot_balanced_accuracy`): logistic-regression probes on K labelled support samples per class
+  (`support_sets`), scored on the whole evaluated split.
+- **Cross-modality zero-shot** (`prototype_scores`): class prototypes from the *other* modality's labelled embeddings
+  (ECG HYP vs not; CXR Cardiomegaly vs not), cosine to the query modality's paired samples.
 - **t-SNE** (`tsne_map`): CXR and ECG embeddings in 2-D, coloured by modality and by class.
 
-Multi-label rows (MIMIC's and the demo's CXR and ECG datasets): for classification against a class list (zero-shot,
-few-shot, t-SNE colours), a row counts when exactly one of the listed classes is among its labels, as the paper uses
-single-class ECGs; rows with none or several are left out, and the numbers kept are logged. The binary
-cross-modality tasks need no such rule (a row is positive when the class is among its labels).
+Multi-label rows (MIMIC's and the demo's): for classification against a class list (zero-shot, few-shot, t-SNE
+colours), a row counts when exactly one of the listed classes is among its labels, as the paper uses single-class
+ECGs; the others are left out and the numbers kept are logged. The binary cross-modality tasks need no such rule.
 """
 
 from __future__ import annotations
@@ -73,7 +70,6 @@ CROSS_MODALITY_TASKS = {
 }
 
 
-
 # ---- labels ----------------------------------------------------------------------------------------------------
 
 
@@ -86,31 +82,20 @@ def _label_column(dataset: datasets.Dataset) -> tuple[str, datasets.ClassLabel]:
 
 
 def class_names(dataset: datasets.Dataset) -> list[str]:
-    """The classes of a dataset's single-label `label` or multi-label `labels` `ClassLabel` column.
-
-    Raises:
-        ValueError: when the dataset has neither column.
-    """
+    """The classes of a dataset's single-label `label` or multi-label `labels` `ClassLabel` column."""
     return list(_label_column(dataset)[1].names)
 
 
 def row_labels(dataset: datasets.Dataset) -> list[list[str]]:
-    """Each row's class names, from a single-label `label` or a multi-label `labels` `ClassLabel` column.
-
-    Raises:
-        ValueError: when the dataset has neither column.
-    """
+    """Each row's class names, from a single-label `label` or a multi-label `labels` `ClassLabel` column."""
     column, feature = _label_column(dataset)
     values = dataset[column]
     return [[feature.names[i] for i in value] if column == "labels" else [feature.names[value]] for value in values]
 
 
 def single_class_rows(labels: Sequence[Sequence[str]], classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """
-    The rows with exactly one of `classes` among their labels (the multi-label policy of this module).
-
-    Returns:
-        `(rows, targets)`: the kept row indices and each one's class as an index into `classes`.
+    """The rows with exactly one of `classes` among their labels (the multi-label policy of this module): `(rows,
+    targets)`, the kept row indices and each one's class as an index into `classes`.
     """
     index = {name: i for i, name in enumerate(classes)}
     kept = [(row, [index[name] for name in names if name in index]) for row, names in enumerate(labels)]
@@ -124,19 +109,12 @@ def single_class_rows(labels: Sequence[Sequence[str]], classes: Sequence[str]) -
 
 def zero_shot_scores(embeds: torch.Tensor, class_prompt_embeds: Sequence[torch.Tensor]) -> np.ndarray:
     """
-    Zero-shot class scores: the cosine similarity of each sample to each class's prompts, averaged over the prompts,
+    Zero-shot class scores `[n, C]`: the cosine similarity of each sample to each class's prompts, averaged over them,
 
         s_c(x) = 1 / |P_c| * sum_{p in P_c} x . t_p  =  x . mean_{p in P_c} t_p
 
-    (the paper averages the similarities of COVID's sampled prompts; by linearity that is the similarity to the
-    mean prompt embedding, which is what is computed).
-
-    Args:
-        embeds: `[n, d]` L2-normalised sample embeddings.
-        class_prompt_embeds: per class, `[P_c, d]` L2-normalised prompt embeddings.
-
-    Returns:
-        `[n, C]` scores.
+    (the paper averages the similarities of COVID's sampled prompts; by linearity that is the similarity to the mean
+    prompt embedding, which is what is computed). `class_prompt_embeds` holds each class's `[P_c, d]` prompts.
     """
     prototypes = torch.stack([prompts.mean(dim=0) for prompts in class_prompt_embeds])
     return (embeds @ prototypes.T).numpy()
@@ -145,43 +123,25 @@ def zero_shot_scores(embeds: torch.Tensor, class_prompt_embeds: Sequence[torch.T
 def prototype_scores(
     query_embeds: torch.Tensor, support_embeds: torch.Tensor, support_targets: np.ndarray
 ) -> np.ndarray:
-    """
-    Cross-modality zero-shot scores (paper Table 3): the cosine similarity of each query to each class prototype,
-    the normalised mean of that class's support embeddings (from the other modality),
+    """Cross-modality zero-shot scores `[n, C]` (paper Table 3): the cosine similarity of each query to each class
+    prototype, the normalised mean of that class's support embeddings (from the other modality),
 
         s_c(q) = q . mu_c / ||mu_c||,   mu_c = mean_{i : y_i = c} z_i
 
-    Args:
-        query_embeds: `[n, d]` L2-normalised (e.g. CXRs).
-        support_embeds: `[m, d]` L2-normalised (e.g. ECGs), with `support_targets` `[m]` in `range(C)`.
-
-    Returns:
-        `[n, C]` scores.
+    with `query_embeds` `[n, d]`, `support_embeds` `[m, d]` (L2-normalised) and `support_targets` `[m]` in `range(C)`.
     """
     num_classes = int(support_targets.max()) + 1
     prototypes = torch.stack(
         [support_embeds[torch.from_numpy(support_targets == c)].mean(dim=0) for c in range(num_classes)]
     )
-    return (query_embeds @ torch.nn.functional.normalize(prototypes, dim=-1).T).numpy()
+    return (query_embeds @ F.normalize(prototypes, dim=-1).T).numpy()
 
 
 def support_sets(targets: np.ndarray, num_classes: int, shots: int, num_sets: int, seed: int) -> np.ndarray:
-    """
-    Seeded few-shot support sets, nested across K: set s of K shots is the first K of set s's `shots` per class, so
-    every K sees the same draws and the curves over K are not blurred by different samples.
-
-    Args:
-        targets: `[M]` classes of the support pool.
-        num_classes: C; every class must have at least `shots` rows.
-        shots: the largest K.
-        num_sets: how many sets.
-        seed: the seed of set s is `(seed, s)`.
-
-    Returns:
-        `[num_sets, C, shots]` row indices into `targets`.
-
-    Raises:
-        ValueError: when a class has fewer than `shots` rows.
+    """Seeded few-shot support sets, nested across K: set s of K shots is the first K of set s's `shots` per class, so
+    every K sees the same draws and the curves over K are not blurred by different samples. `shots` is the largest K
+    (every class needs as many rows), the seed of set s is `(seed, s)`; returns `[num_sets, C, shots]` row indices
+    into `targets`.
     """
     pools = [np.flatnonzero(targets == c) for c in range(num_classes)]
     if (smallest := min(len(pool) for pool in pools)) < shots:
@@ -202,20 +162,10 @@ def few_shot_balanced_accuracy(
     shots: Sequence[int] = FEW_SHOT_SHOTS,
     regularization: float = 1.0,
 ) -> dict[int, np.ndarray]:
-    """
-    Few-shot linear probes (paper Figure 3): per support set and K, a multinomial logistic regression (scikit-learn,
-    L2 penalty of inverse strength `regularization`) on the frozen embeddings of K samples per class, scored on every
-    test sample. The probes' weights are stacked so that all test predictions are one batched product.
-
-    Args:
-        support_embeds: `[M, d]` embeddings of the support rows.
-        sets: `[S, C, K_max]` indices into `support_embeds` (`support_sets`); class c's rows have target c.
-        test_embeds: `[n, d]`; `test_targets` `[n]` in `range(C)`.
-        shots: the K values (at most K_max).
-        regularization: scikit-learn's `C`.
-
-    Returns:
-        `{K: [S] balanced accuracies in percent}`.
+    """Few-shot linear probes (paper Figure 3), `{K: [S] balanced accuracies in percent}`: per support set and K, a
+    multinomial logistic regression (scikit-learn, L2 penalty of inverse strength `regularization`) on the frozen
+    embeddings of K samples per class, scored on every test sample, all probes in one batched product. `sets` is
+    `[S, C, K_max]` indices into `support_embeds` (`support_sets`); class c's rows have target c.
     """
     num_sets, num_classes, _ = sets.shape
     features, test = support_embeds.numpy(), test_embeds.numpy()
@@ -251,15 +201,11 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float]:
 
 @dataclass
 class TsneMap:
-    """2-D t-SNE coordinates of CXR and ECG embeddings (paper Figure 2, left) and what the map shows.
+    """2-D t-SNE coordinates `points` `[n, 2]` of CXR and ECG embeddings (paper Figure 2, left) and what the map shows.
 
-    Attributes:
-        points: `[n, 2]`.
-        modalities: per point, `"cxr"` or `"ecg"`.
-        classes: per point, its single class (`single_class_rows`) or `"other"`.
-        agreement: `{"modality": (share, chance), "class": (share, chance)}`: among each point's nearest
-            `TSNE_NEIGHBOURS` neighbours on the map, the share with the same modality / class (percent), and what
-            a map with no structure would give (two random other points agree).
+    `classes` holds each point's single class (`single_class_rows`) or `"other"`; `agreement` is `{"modality": (share,
+    chance), "class": (share, chance)}`: among each point's `TSNE_NEIGHBOURS` nearest neighbours on the map, the share
+    with the same modality / class (percent), and what a map with no structure would give.
     """
 
     points: np.ndarray
@@ -271,8 +217,7 @@ class TsneMap:
 def neighbour_agreement(
     points: np.ndarray, groups: Sequence[str], neighbours: int = TSNE_NEIGHBOURS
 ) -> tuple[float, float]:
-    """
-    The share of each point's nearest neighbours in its own group, in percent, and its chance level
+    """The share of each point's nearest neighbours in its own group, in percent, and its chance level
     `sum_g n_g (n_g - 1) / (n (n - 1))` (the probability that another point drawn at random shares the group).
     """
     groups = np.asarray(groups)
@@ -284,17 +229,10 @@ def neighbour_agreement(
 
 
 def tsne_map(embeds: Mapping[str, torch.Tensor], classes: Mapping[str, Sequence[str]], seed: int = 0) -> TsneMap:
-    """
-    t-SNE of the CXR and ECG embeddings together (scikit-learn, PCA initialisation, perplexity 30 or less).
+    """t-SNE of the CXR and ECG embeddings together (scikit-learn, PCA initialisation, perplexity 30 or less).
 
     An encoder-zoo pair embeds each modality into its own, unrelated space, possibly of another size: the smaller
-    embeddings are zero-padded to the larger size, which keeps every distance within a modality (and across, the
-    two spaces are unrelated whatever their sizes).
-
-    Args:
-        embeds: `{modality: [n_m, d_m]}`.
-        classes: `{modality: [n_m] class names}`.
-        seed: t-SNE's random state.
+    embeddings are zero-padded to the larger size, which keeps every distance within a modality.
     """
     size = max(embeds[m].shape[1] for m in embeds)
     stacked = torch.cat([F.pad(embeds[m], (0, size - embeds[m].shape[1])) for m in embeds]).numpy()
@@ -325,16 +263,9 @@ def modality_text_retrieval(
     embeds: torch.Tensor,
     protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
-    """
-    `retrieval/{name}/{modality}_to_text/{recall,chance}@K`: each sample's report among the split's reports
+    """`retrieval/{name}/{modality}_to_text/{recall,chance}@K`: each sample's report among the split's reports
     (by default identical reports are all hits, the gallery the whole split: `protocol`); no keys for a dataset
-    without a `text` column.
-
-    Args:
-        embedder: embeds the texts (its `max_words` decides which reports are identical).
-        name: the dataset's name in the keys.
-        dataset: the evaluated split; `embeds` `[len(dataset), d]` its samples' embeddings.
-        protocol: what counts as a hit and the gallery size.
+    without a `text` column. The embedder's `max_words` decides which reports are identical.
     """
     if "text" not in dataset.column_names:
         return {}
@@ -353,8 +284,7 @@ def pair_retrieval(
     name: str = PAIRS,
     protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
-    """
-    `retrieval/pairs/{cxr_to_ecg,ecg_to_cxr}/{recall,chance}@K` over a split's disjoint visit pairs: the query is a
+    """`retrieval/pairs/{cxr_to_ecg,ecg_to_cxr}/{recall,chance}@K` over a split's disjoint visit pairs: the query is a
     paired CXR (ECG), the gallery every paired ECG (CXR) or `protocol`'s fixed-size galleries of them, the hit its
     own visit's partner (both positive rules agree here).
     """
@@ -366,10 +296,8 @@ def pair_retrieval(
     }
 
 
-
 def split_retrieval(embedders: Mapping[str, TaskEmbedder], split: RetrievalSplit) -> dict[str, float]:
-    """
-    Retrieval on one split of a DATA folder: `cxr` and `ecg` to their reports, and CXR <-> ECG over its visit pairs,
+    """Retrieval on one split of a DATA folder: `cxr` and `ecg` to their reports, and CXR <-> ECG over its visit pairs,
     with RSUM. `embedders` maps each modality to the embedder of its model (the same one for MedBind; two for the
     encoder zoo).
     """
@@ -388,8 +316,7 @@ def split_retrieval(embedders: Mapping[str, TaskEmbedder], split: RetrievalSplit
 def validation_retrieval(
     model: MedBindModel, processor: MedBindProcessor, split: RetrievalSplit, batch_size: int = 64, device=None
 ) -> dict[str, float]:
-    """
-    The Trainer's validation metrics: `split_retrieval`'s keys and `recall_sum`, the checkpoint-selection metric.
+    """The Trainer's validation metrics: `split_retrieval`'s keys and `recall_sum`, the checkpoint-selection metric.
     Nothing is cached: the weights change between calls.
     """
     embedder = Embedder(model, processor, batch_size=batch_size, device=device)
@@ -403,15 +330,9 @@ def validation_retrieval(
 def zero_shot_results(
     embedder: TaskEmbedder, name: str, dataset: datasets.Dataset, embeds: torch.Tensor, prompt_set: PromptSet, seed: int = 0
 ) -> dict[str, float]:
-    """
-    `zero_shot/{name}/{balanced_accuracy,auroc}` (+ `/chance`): `zero_shot_scores` of the single-class rows of the
-    prompt file's classes (`single_class_rows`), with each class's prompts drawn by `PromptSet.sample(seed)`.
-
-    Args:
-        dataset: the evaluated split, with a `label` or `labels` column; `embeds` `[len(dataset), d]`.
-
-    Raises:
-        ValueError: when the prompt file names a class the dataset does not have (a typo would silently drop it).
+    """`zero_shot/{name}/{balanced_accuracy,auroc}` (+ `/chance`): `zero_shot_scores` of the single-class rows of the
+    prompt file's classes (`single_class_rows`), with each class's prompts drawn by `PromptSet.sample(seed)`. A
+    prompt class the dataset does not have is an error (a typo would silently drop it).
     """
     classes = list(prompt_set.classes)
     if unknown := sorted(set(classes) - set(class_names(dataset))):
@@ -438,18 +359,11 @@ def few_shot_results(
     seed: int = 0,
     regularization: float = 1.0,
 ) -> dict[str, float]:
-    """
-    `few_shot/{name}/k{K}/{balanced_accuracy,ci95,chance}`: the mean balanced accuracy of `num_sets` probes per K
-    (`few_shot_balanced_accuracy`) on the evaluated split's single-class rows, the half-width of its 95% confidence
-    interval (`mean_ci95`: how precisely the mean is known, not the spread between support sets), and chance.
-    Support sets are drawn from `support`'s single-class rows; only the rows they use are embedded. A class without
-    any support row is left out (with its test rows), and so is a K larger than the smallest class's support pool
-    (both with a warning).
-
-    Args:
-        support: the split the K shots come from (train); `evaluated` the scored split, `evaluated_embeds` its
-            `[len(evaluated), d]` embeddings.
-        classes: the classes (the prompt file's, or the dataset's).
+    """`few_shot/{name}/k{K}/{balanced_accuracy,ci95,chance}`: the mean balanced accuracy of `num_sets` probes per K on
+    the evaluated split's single-class rows, the half-width of its 95% confidence interval (`mean_ci95`: how precisely
+    the mean is known, not the spread between support sets), and chance. The K shots come from `support`'s (train)
+    single-class rows; only the rows used are embedded. A class without support rows is left out (with its test rows),
+    and so is a K larger than the smallest class's support pool (both with a warning).
     """
     modality = modality_of(support)
     support_labels = row_labels(support)
@@ -502,21 +416,12 @@ def cross_modal_results(
     protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
     """
-    The tasks that need both modalities, on the evaluated split's visit pairs (none without pairs or without both
-    modalities):
-
-    - `"retrieval"` in `tasks`: CXR <-> ECG retrieval (`pair_retrieval`).
-    - `"cross_modality"` in `tasks`: `cross_modality/{task}/{balanced_accuracy,auroc}` (+ `/chance`) for each of
-      `CROSS_MODALITY_TASKS` (paper Table 3). The queries are the paired samples of the query modality, each labelled
-      by its visit partner (an ECG's HYP, a CXR's Cardiomegaly); the prototypes (`prototype_scores`) come from up to
-      `support_size` labelled samples per class (positive, negative) of the support split's other modality, so no
-      test label is used.
-
-    Args:
-        embedders: `{modality: TaskEmbedder}` (one model, or the encoder zoo's two).
-        evaluated: the evaluated split with its visit pairs.
-        support: the split the prototypes' samples come from (train).
-        protocol: the retrieval protocol (gallery size) of the CXR <-> ECG retrieval.
+    The tasks that need both modalities, on the evaluated split's visit pairs (none without pairs or both modalities):
+    CXR <-> ECG `"retrieval"` (`pair_retrieval`), and `"cross_modality"`:
+    `cross_modality/{task}/{balanced_accuracy,auroc}` (+ `/chance`) for each of `CROSS_MODALITY_TASKS` (paper Table 3).
+    Each query is labelled by its visit partner (an ECG's HYP, a CXR's Cardiomegaly); the prototypes come from up to
+    `support_size` samples per class (positive, negative) of the support split's other modality, so no test label is
+    used.
     """
     if not evaluated.pairs or set(embedders) != set(MODALITIES):
         return {}
@@ -528,11 +433,8 @@ def cross_modal_results(
     if "cross_modality" not in tasks:
         return results
     for task_name, task in CROSS_MODALITY_TASKS.items():
-        query_data, partner_data, support_data = (
-            getattr(evaluated, task.query),
-            getattr(evaluated, task.support),
-            getattr(support, task.support),
-        )
+        query_data, partner_data = getattr(evaluated, task.query), getattr(evaluated, task.support)
+        support_data = getattr(support, task.support)
         if support_data is None:
             continue
         query_side = MODALITIES.index(task.query)

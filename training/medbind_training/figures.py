@@ -36,21 +36,10 @@ def _model_colors(models: Sequence[str]) -> dict[str, object]:
 
 
 def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "Retrieval recall@K") -> Path:
-    """
-    Recall@1/5/10 (one panel per K, stacked) per dataset and retrieval direction, a bar per model (the evaluated model, each
-    `baselines/{NAME}/`, the `zoo/`: `split_models`) with a legend, and each group's chance level as a black tick.
-
-    Args:
-        metrics: flat `retrieval/{dataset}/{direction}/{recall,chance}@{k}` keys (an `eval_` prefix is accepted; other
-            models' behind their prefixes), values in percent.
-        path: where to write the PNG.
-        title: the figure's title.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ValueError: when `metrics` holds no recall.
+    """Recall@1/5/10 (one panel per K, stacked) per dataset and retrieval direction, a bar per model (the evaluated
+    model, each `baselines/{NAME}/`, the `zoo/`: `split_models`) with a legend, and each group's chance level as a black
+    tick. `metrics` holds flat `retrieval/{dataset}/{direction}/{recall,chance}@{k}` keys (an `eval_` prefix is
+    accepted; other models' behind their prefixes), in percent. Returns the path written.
     """
     tables: dict[str, dict[str, dict[str, dict[int, float]]]] = {}
     for model, found in split_models({key.removeprefix("eval_"): value for key, value in metrics.items()}).items():
@@ -95,22 +84,11 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
 
 
 def plot_few_shot(metrics: Mapping[str, float], path: str | Path, title: str = "Few-shot linear probe") -> Path:
-    """
-    Balanced accuracy vs K shots per class, one panel per dataset (paper Figure 3): per model (the evaluated model,
+    """Balanced accuracy vs K shots per class, one panel per dataset (paper Figure 3): per model (the evaluated model,
     each `baselines/{NAME}/`, the `zoo/`: `split_models`), in its own colour, the mean over support sets with its 95%
     confidence interval and its zero-shot balanced accuracy as a dashed line; chance as a dotted line; a legend.
-
-    Args:
-        metrics: flat `few_shot/{dataset}/k{K}/{balanced_accuracy,ci95,chance}` and
-            `zero_shot/{dataset}/balanced_accuracy` keys (other models' behind their prefixes), in percent.
-        path: where to write the PNG.
-        title: the figure's title.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ValueError: when `metrics` holds no few-shot result.
+    `metrics` holds flat `few_shot/{dataset}/k{K}/{balanced_accuracy,ci95,chance}` and
+    `zero_shot/{dataset}/balanced_accuracy` keys (other models' behind their prefixes), in percent. Returns the path.
     """
     models = split_models(metrics)
     curves: dict[str, dict[str, dict[int, dict[str, float]]]] = {}  # dataset -> model -> K -> name -> value
@@ -153,21 +131,9 @@ def plot_few_shot(metrics: Mapping[str, float], path: str | Path, title: str = "
 
 
 def plot_tsne(maps: Mapping[str, TsneMap], path: str | Path, title: str = "t-SNE of CXR and ECG embeddings") -> Path:
-    """
-    Each model's t-SNE map twice (paper Figure 2, left), a row per model: coloured by modality, and by class (marker
+    """Each model's t-SNE map twice (paper Figure 2, left), a row per model: coloured by modality, and by class (marker
     by modality). Each panel's title gives the share of nearest map neighbours of the same modality / class and its
-    chance level, behind the model's name when there are several.
-
-    Args:
-        maps: `{model: its map}` (`medbind_training.evaluation_tasks.tsne_map`), drawn in this order.
-        path: where to write the PNG.
-        title: the figure's title.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ValueError: no map.
+    chance level, behind the model's name when there are several. Returns the path written.
     """
     if not maps:
         raise ValueError("no t-SNE map to draw")
@@ -204,6 +170,3 @@ def _draw_tsne(tsne: TsneMap, by_modality: plt.Axes, by_class: plt.Axes, model: 
         axes.set_xticks([])
         axes.set_yticks([])
         axes.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-
-
-__all__ = ["plot_few_shot", "plot_recalls", "plot_tsne"]

@@ -12,11 +12,10 @@ the whole batch, activations are held for one chunk at a time, and the price is 
 (Gao et al., "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup", 2021).
 
 Exactness: the loss and gradients equal the whole-batch ones to float tolerance when every tower computes each row
-independently of the others (Swin, BERT and the ECG transformer do; dropout is replayed, see below). A tower with
-BatchNorm in training mode (the `tiny` preset's ResNet) normalises with per-chunk statistics, so chunking changes its
-output, and its running statistics are updated twice per chunk (both passes); put such a tower in eval mode, or use
-a LayerNorm tower, when chunking. Each chunk's second forward restores the random state of its first, so dropout and
-drop-path draw the same masks in both passes and g is the gradient of the embeddings that are back-propagated.
+independently of the others (Swin, BERT and the ECG transformer do). A BatchNorm tower in training mode (the `tiny`
+preset's ResNet) normalises per chunk and updates its running statistics twice per chunk: put it in eval mode, or
+use a LayerNorm tower, when chunking. Each chunk's second forward restores the random state of its first, so dropout
+and drop-path draw the same masks in both passes.
 
 Under `torch.distributed` the loss gathers every process's embeddings (`medbind_training.losses`), so g is the
 gradient of the global batch's loss; every process must run the same number of chunks, since each forward of a
@@ -49,16 +48,9 @@ MODALITY_INPUT = {modality: TOWER_INPUTS[modality][0] for modality in MODALITIES
 
 @dataclass(frozen=True)
 class Chunk:
-    """
-    One chunk of a training batch: CXR rows `cxr`, ECG rows `ecg`, and their reports.
-
-    A training batch's texts are the CXRs' reports, then the ECGs' (`MedBindModel.forward`), so the chunk's reports
-    are text rows `cxr` and `num_cxr + ecg`, in that order: the same layout, so the chunk is a training batch itself.
-
-    Args:
-        cxr: rows of `pixel_values` (empty when the chunk has none).
-        ecg: rows of `ecg_values`.
-        num_cxr: CXR rows of the whole batch (where the ECGs' reports start among the texts).
+    """One chunk of a training batch: CXR rows `cxr`, ECG rows `ecg`, and their reports. A training batch's texts are
+    the CXRs' reports, then the ECGs' (`MedBindModel.forward`), so the chunk's reports are text rows `cxr` and
+    `num_cxr + ecg` (`num_cxr`: the whole batch's CXR rows), in that order: the chunk is a training batch itself.
     """
 
     cxr: slice
@@ -92,21 +84,9 @@ def _rows(rows: slice) -> int:
 
 
 def chunk_batch(batch: Mapping[str, torch.Tensor], chunk_size: int) -> list[Chunk]:
-    """
-    Cut a training batch into chunks of at most `chunk_size` CXRs and `chunk_size` ECGs (with their reports).
-
-    Chunk k holds CXR rows and ECG rows `[k * chunk_size, (k + 1) * chunk_size)`; visit pairs may straddle chunks
-    (the loss sees the whole batch). Chunk 0 holds rows of every modality the batch has.
-
-    Args:
-        batch: a training batch (`pixel_values` and / or `ecg_values`, the texts).
-        chunk_size: samples of each modality per chunk.
-
-    Returns:
-        `ceil(max(n_cxr, n_ecg) / chunk_size)` chunks, in row order.
-
-    Raises:
-        ValueError: `chunk_size` < 1, or a batch without CXRs or ECGs.
+    """Cut a training batch into chunks of at most `chunk_size` CXRs and `chunk_size` ECGs (with their reports): chunk k
+    holds CXR and ECG rows `[k * chunk_size, (k + 1) * chunk_size)`, so chunk 0 holds every modality the batch has;
+    visit pairs may straddle chunks (the loss sees the whole batch).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -155,11 +135,8 @@ class RandomState:
 
 def _embeddings(output: MedBindOutput, chunk: Chunk) -> dict[str, torch.Tensor]:
     """The chunk's embeddings by tower, from the forward output of `chunk.model_inputs`."""
-    embeds = {"text": output.text_embeds}
-    for modality in MODALITY_INPUT:
-        if _rows(getattr(chunk, modality)) > 0:
-            embeds[modality] = output[f"{modality}_embeds"]
-    return embeds
+    present = [modality for modality in MODALITY_INPUT if _rows(getattr(chunk, modality)) > 0]
+    return {"text": output.text_embeds} | {modality: output[f"{modality}_embeds"] for modality in present}
 
 
 def _whole_batch(parts: list[dict[str, torch.Tensor]], chunks: list[Chunk]) -> dict[str, torch.Tensor]:
@@ -185,31 +162,20 @@ def gradient_cached_step(
     loss_scale: float = 1.0,
     context: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> MedBindLossOutput:
-    """
-    Forward and backward of one MEDBind training batch in chunks of `chunk_size` samples per modality, with the
-    loss and parameter gradients of the whole batch (see the module docstring for the equation and its limits).
-
-    Gradients are accumulated into the parameters' `.grad` as `backward(loss * loss_scale)` would; nothing else of
-    the training step (clipping, optimizer) happens here.
+    """Forward and backward of one MEDBind training batch in chunks of `chunk_size` samples per modality, with the loss
+    and parameter gradients of the whole batch (see the module docstring for the equation and its limits): gradients
+    are accumulated into `.grad` as `backward(loss * loss_scale)` would; nothing else of the training step (clipping,
+    optimizer) happens here. Returns the batch's unscaled losses and its embeddings, detached.
 
     Args:
         model: what embeds a chunk: the `MedBindModel`, or the training wrapper around it (DDP, FSDP), whose forward
             takes `MedBindModel.forward`'s inputs.
-        inputs: one training batch (the collator's output on the model's device).
-        chunk_size: samples of each modality embedded at once.
         loss_model: the bare `MedBindModel` whose temperature and config the loss reads (default: `model`).
         backward: back-propagates a scalar (`accelerator.backward`, which applies an fp16 loss scaler).
         no_sync: a context in which a backward only accumulates gradients (`accelerator.no_sync(model)`); every
             chunk but the last runs in it, so a data-parallel model reduces its gradients once per step.
         loss_scale: factor of the loss whose gradients are accumulated (1 / gradient accumulation steps).
         context: a context for the forward passes and the loss (the Trainer's autocast).
-
-    Returns:
-        [`MedBindLossOutput`] with the batch's unscaled `loss`, `tmcl_loss`, `emcl_loss` and its embeddings, detached.
-
-    Raises:
-        ValueError: for a batch without CXRs or ECGs, `chunk_size` < 1, or processes holding different numbers of
-            chunks.
     """
     loss_model = loss_model if loss_model is not None else model
     chunks = chunk_batch(inputs, chunk_size)
@@ -232,13 +198,9 @@ def gradient_cached_step(
     # (2) The loss of the whole batch and its gradient w.r.t. the embeddings (and a learned temperature).
     with context():
         losses = embeddings_loss(
-            loss_model,
-            embeds.get("cxr"),
-            embeds.get("ecg"),
-            embeds["text"],
-            inputs.get("text_group_ids"),
+            loss_model, embeds.get("cxr"), embeds.get("ecg"), embeds["text"], inputs.get("text_group_ids"),
             inputs.get("pair_index"),
-        )
+        )  # fmt: skip
     loss = losses.loss
     temperature = [loss_model.logit_scale] if loss_model.logit_scale is not None else []
     gradients = torch.autograd.grad(loss * loss_scale, [*embeds.values(), *temperature])
@@ -265,6 +227,3 @@ def gradient_cached_step(
         emcl_loss=losses.emcl_loss.detach() if losses.emcl_loss is not None else None,
         **{f"{name}_embeds": value.detach() for name, value in embeds.items()},
     )
-
-
-__all__ = ["Chunk", "RandomState", "chunk_batch", "gradient_cached_step"]

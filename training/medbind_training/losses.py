@@ -10,11 +10,10 @@ into the local rows, i.e. the local gradient is `world_size` times the single-pr
 divides that back, so a data-parallel run takes exactly the step a single process takes on the global batch.
 Every process must call the losses in the same order (the gathers are collectives), even with an empty local batch.
 
-Host syncs: processes may hold different row counts, and a gather must know them before it can shape its output,
-so each loss exchanges its per-process counts once (`process_counts`) and reads them on the host: one sync per
-`tmcl_loss` / `emcl_loss` call under `torch.distributed` (three per MEDBind_BD step: TMCL for CXR and ECG, EMCL), none
-in a single process. Removing them would need a row bound known to every process in advance (padding to it and
-masking the padded rows out of the softmax).
+Host syncs: a gather must know every process's row count before it can shape its output, so each loss exchanges the
+counts once (`process_counts`): one sync per `tmcl_loss` / `emcl_loss` call under `torch.distributed` (three per
+MEDBind_BD step), none in a single process. Removing them would need a row bound known to every process in advance
+(padding to it and masking the padded rows out of the softmax).
 """
 
 from __future__ import annotations
@@ -40,15 +39,9 @@ def _world_size() -> int:
 
 
 def process_counts(counts: Sequence[int], device: torch.device | str) -> list[list[int]]:
-    """
-    Every process's `counts`, in rank order: one `all_gather` and one host sync, whatever the number of counts.
-
-    Args:
-        counts: integers this process knows on the host (row counts, a batch size).
-        device: where the collective's tensors live (the device of the embeddings: CUDA for NCCL, CPU for gloo).
-
-    Returns:
-        `[world_size][len(counts)]` integers; `[list(counts)]` when not running distributed (no collective, no sync).
+    """Every process's `counts`, in rank order: one `all_gather` and one host sync, whatever the number of counts;
+    `[list(counts)]` when not running distributed (no collective, no sync). `device` is where the collective's tensors
+    live (the device of the embeddings: CUDA for NCCL, CPU for gloo).
     """
     world_size = _world_size()
     if world_size == 1:
@@ -62,21 +55,12 @@ def process_counts(counts: Sequence[int], device: torch.device | str) -> list[li
 def gather_across_processes(
     tensor: torch.Tensor, rows: Sequence[int] | None = None, with_grad: bool = True
 ) -> torch.Tensor:
-    """
-    Concatenate `tensor` from every process along dim 0, in rank order; processes may hold different row counts.
+    """Concatenate `tensor` from every process along dim 0, in rank order; processes may hold different row counts
+    (0 included). `tensor` itself when not running distributed.
 
-    Args:
-        tensor: `[rows, ...]`, rows may differ between processes (0 included).
-        rows: every process's row count, in rank order (`process_counts`), when the caller already has them;
-            default: exchanged here (one host sync).
-        with_grad: keep the autograd graph so gradients flow back to every process's rows (needed for embeddings;
-            off for integer ids).
-
-    Returns:
-        `[sum of rows over processes, ...]`; `tensor` itself when not running distributed.
-
-    Raises:
-        ValueError: when `rows` disagrees with this process's row count or the number of processes.
+    `rows` is every process's row count, in rank order (`process_counts`), when the caller already has them (default:
+    exchanged here, one host sync); `with_grad` keeps the autograd graph so gradients flow back to every process's rows
+    (needed for embeddings, off for integer ids).
     """
     world_size = _world_size()
     if world_size == 1:
@@ -100,8 +84,7 @@ def _all_gather(tensor: torch.Tensor) -> torch.Tensor:
 
 
 class _AllGather(torch.autograd.Function):
-    """
-    `_all_gather` with a backward pass: each process's loss depends on every process's rows, so the gradient of
+    """`_all_gather` with a backward pass: each process's loss depends on every process's rows, so the gradient of
     the local rows is the sum over processes of their loss's gradient w.r.t. those rows (an all-reduce).
 
     Written here because `torch.distributed.nn.all_gather`, which does the same, warns that it is deprecated and
@@ -140,8 +123,7 @@ def tmcl_loss(
     temperature: float | torch.Tensor = 0.07,
     reduction: str = "sum",
 ) -> torch.Tensor:
-    r"""
-    Text-modality contrastive loss (TMCL) for one modality j (CXR or ECG), symmetric.
+    """Text-modality contrastive loss (TMCL) for one modality j (CXR or ECG), symmetric, a 0-d tensor.
 
     With text embeddings t_i, modality embeddings z_i (row i of each is one sample and its own report) and P(i) the
     rows whose text is identical to text i (i included):
@@ -151,18 +133,10 @@ def tmcl_loss(
     and L^{z->t} the same with the roles of t and z swapped (the positives of z_i are the texts identical to its own).
     Returns L^{t->z} + L^{z->t}. Identical reports are positives, not negatives, unlike plain InfoNCE.
 
-    Args:
-        text_embeds: `[n, d]` L2-normalised report embeddings.
-        modality_embeds: `[n, d]` L2-normalised CXR or ECG embeddings, row-aligned with `text_embeds`.
-        text_group_ids: `[n]` integer ids, equal exactly where the (normalised) report texts are identical.
-        temperature: tau (a float, or a 0-d tensor when learned).
-        reduction: `"sum"` over anchors as in the paper, or `"mean"` (each direction divided by n).
-
-    Returns:
-        0-d tensor. Under `torch.distributed`, the global-batch loss (see the module docstring).
-
-    Raises:
-        ValueError: when the three inputs disagree on n or the reduction is unknown.
+    `text_embeds` and `modality_embeds` are `[n, d]`, L2-normalised and row-aligned; `text_group_ids` `[n]` are equal
+    exactly where the (normalised) report texts are identical; `temperature` is tau (a 0-d tensor when learned);
+    `reduction` is `"sum"` over anchors as in the paper, or `"mean"` (each direction divided by n). Under
+    `torch.distributed`, the global-batch loss (see the module docstring).
     """
     if not (text_embeds.shape[0] == modality_embeds.shape[0] == text_group_ids.shape[0]):
         raise ValueError(
@@ -190,8 +164,7 @@ def emcl_loss(
     temperature: float | torch.Tensor = 0.07,
     reduction: str = "sum",
 ) -> torch.Tensor:
-    r"""
-    Edge-modality contrastive loss (EMCL) over the m CXR-ECG pairs of a batch, symmetric.
+    """Edge-modality contrastive loss (EMCL) over the m CXR-ECG pairs of a batch, symmetric, a 0-d tensor.
 
     With z^c_u, z^e_u the CXR and ECG embeddings of pair u, n the batch size and m the number of pairs:
 
@@ -201,19 +174,9 @@ def emcl_loss(
     inside the log: it adds m * log(n/m) per direction to the value and leaves the gradient unchanged. It is kept so
     the value matches the equation. With m = 0 the loss is 0 (not NaN), still attached to the graph.
 
-    Args:
-        cxr_embeds: `[m, d]` L2-normalised CXR embeddings of the paired rows.
-        ecg_embeds: `[m, d]` L2-normalised ECG embeddings, row u paired with `cxr_embeds[u]`.
-        batch_size: n, the number of samples per modality in this process's batch (summed over processes when
-            running distributed).
-        temperature: tau (a float, or a 0-d tensor when learned).
-        reduction: `"sum"` as in the paper, or `"mean"` (each direction divided by m).
-
-    Returns:
-        0-d tensor. Under `torch.distributed`, the global-batch loss (see the module docstring).
-
-    Raises:
-        ValueError: when the two inputs disagree on m, or m exceeds n.
+    `cxr_embeds` and `ecg_embeds` are `[m, d]`, L2-normalised, row u of each one pair; `batch_size` is n, the samples
+    per modality in this process's batch (summed over processes when running distributed); `reduction` is `"sum"` as in
+    the paper, or `"mean"` (each direction divided by m). Under `torch.distributed`, the global-batch loss.
     """
     if cxr_embeds.shape[0] != ecg_embeds.shape[0]:
         raise ValueError(
@@ -248,29 +211,18 @@ def medbind_loss(
     text_group_ids: torch.Tensor | None = None,
     pair_index: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    r"""
-    The MEDBind loss of a training batch from its embeddings:
+    """The MEDBind loss of a training batch from its embeddings, `(loss, tmcl, emcl)`:
 
         L = sum_{j in {CXR, ECG} present} TMCL_j  (+ EMCL for MEDBind_BD)
 
-    TMCL for each modality present against its reports, plus EMCL over the visit pairs for variant `"bd"`. It takes
-    embeddings, not inputs, so that a trainer can embed a batch in chunks (gradient caching) and take the loss of the
-    whole batch at once.
+    TMCL for each modality present against its reports, plus EMCL over the visit pairs for variant `"bd"` (`emcl` is
+    None otherwise, and for a one-modality batch). It takes embeddings, not inputs, so that a trainer can embed a batch
+    in chunks (gradient caching) and take the loss of the whole batch at once.
 
-    Args:
-        cxr_embeds: `[n_cxr, d]` or None; ecg_embeds: `[n_ecg, d]` or None (L2-normalised).
-        text_embeds: `[n_cxr + n_ecg, d]`: the reports of the CXRs, then those of the ECGs.
-        temperature: tau (`MedBindModel.temperature`: the config's constant or the learned one).
-        variant: `MedBindConfig.variant`; EMCL is added for `"bd"`.
-        reduction: `"sum"` over anchors as in the paper, or `"mean"` (`MedBindConfig.loss_reduction`).
-        text_group_ids: `[n_cxr + n_ecg]` equal where reports are identical (default: all distinct).
-        pair_index: `[m, 2]` (CXR row, ECG row) visit pairs.
-
-    Returns:
-        `(loss, tmcl, emcl)`; `emcl` is None for the variants without EMCL (and for a one-modality batch).
-
-    Raises:
-        ValueError: no modality, texts that are not one per sample, or pairs without both modalities.
+    The `[n_cxr, d]` / `[n_ecg, d]` embeddings (either may be None) are L2-normalised; `text_embeds` `[n_cxr + n_ecg,
+    d]` holds the CXRs' reports, then the ECGs'; `text_group_ids` `[n_cxr + n_ecg]` are equal where reports are
+    identical (default: all distinct); `pair_index` `[m, 2]` holds (CXR row, ECG row) visit pairs; `temperature` is
+    `MedBindModel.temperature` and `reduction` `MedBindConfig.loss_reduction` (`"sum"` over anchors as in the paper).
     """
     counts = {"cxr": _rows(cxr_embeds), "ecg": _rows(ecg_embeds)}
     if cxr_embeds is None and ecg_embeds is None:
@@ -299,14 +251,9 @@ def medbind_loss(
 
 @dataclass
 class MedBindLossOutput(ModelOutput):
-    """
-    The MEDBind loss of a training batch and its parts.
-
-    Args:
-        loss: TMCL + EMCL (per the variant).
-        tmcl_loss: TMCL summed over the modalities present.
-        emcl_loss: EMCL over the CXR-ECG pairs (0 with no pairs); None for the variants without EMCL.
-        cxr_embeds, ecg_embeds, text_embeds: the embeddings the loss was taken on.
+    """The MEDBind loss of a training batch (TMCL + EMCL, per the variant), its parts and the embeddings it was taken
+    on. `tmcl_loss` is summed over the modalities present; `emcl_loss` is 0 with no pairs, None for the variants
+    without EMCL.
     """
 
     loss: torch.FloatTensor | None = None
@@ -326,16 +273,11 @@ def embeddings_loss(
     pair_index: torch.Tensor | None = None,
 ) -> MedBindLossOutput:
     """`medbind_loss` with the temperature, variant and reduction of `model` (the bare `MedBindModel`)."""
+    config = model.config
     loss, tmcl, emcl = medbind_loss(
-        cxr_embeds,
-        ecg_embeds,
-        text_embeds,
-        model.temperature,
-        model.config.variant,
-        model.config.loss_reduction,
-        text_group_ids,
+        cxr_embeds, ecg_embeds, text_embeds, model.temperature, config.variant, config.loss_reduction, text_group_ids,
         pair_index,
-    )
+    )  # fmt: skip
     return MedBindLossOutput(
         loss=loss, tmcl_loss=tmcl, emcl_loss=emcl, cxr_embeds=cxr_embeds, ecg_embeds=ecg_embeds, text_embeds=text_embeds
     )
@@ -344,13 +286,9 @@ def embeddings_loss(
 def batch_loss(
     model: nn.Module, batch: Mapping[str, torch.Tensor], loss_model: nn.Module | None = None
 ) -> MedBindLossOutput:
-    """
-    Embed a training batch (the collator's output) and take its MEDBind loss.
-
-    Args:
-        model: the `MedBindModel`, or the training wrapper around it (DDP, FSDP); it gets the towers' inputs.
-        batch: `MedBindPretrainingCollator`'s output; `LOSS_INPUTS` go to the loss, the rest to `model`.
-        loss_model: the bare `MedBindModel` whose temperature and config the loss reads (default: `model`).
+    """Embed a training batch (`MedBindPretrainingCollator`'s output: `LOSS_INPUTS` go to the loss, the rest to
+    `model`) and take its MEDBind loss. `model` may be the training wrapper (DDP, FSDP) around the bare `MedBindModel`
+    `loss_model`, whose temperature and config the loss reads (default: `model`).
     """
     outputs = model(**{name: value for name, value in batch.items() if name not in LOSS_INPUTS})
     return embeddings_loss(
@@ -383,19 +321,4 @@ def _paired_emcl(
         pair_index = torch.zeros(0, 2, dtype=torch.long, device=cxr_embeds.device)
     # n: the paper's batch holds n of each modality; with unequal counts the pairs come from the larger.
     batch_size = max(cxr_embeds.shape[0], ecg_embeds.shape[0])
-    return emcl_loss(
-        cxr_embeds[pair_index[:, 0]], ecg_embeds[pair_index[:, 1]], batch_size, temperature, reduction
-    )
-
-
-__all__ = [
-    "LOSS_INPUTS",
-    "MedBindLossOutput",
-    "batch_loss",
-    "embeddings_loss",
-    "emcl_loss",
-    "gather_across_processes",
-    "medbind_loss",
-    "process_counts",
-    "tmcl_loss",
-]
+    return emcl_loss(cxr_embeds[pair_index[:, 0]], ecg_embeds[pair_index[:, 1]], batch_size, temperature, reduction)

@@ -80,8 +80,7 @@ class DataArguments:
 
 
 def default_dataloader_workers(max_workers: int = 8) -> int:
-    """
-    Loader processes for one training process: the cores this process may run on (its affinity mask), shared
+    """Loader processes for one training process: the cores this process may run on (its affinity mask), shared
     between the training processes of this machine (`LOCAL_WORLD_SIZE`, set by `accelerate launch` / torchrun),
     minus one for the training process itself; between 0 and `max_workers`.
     """

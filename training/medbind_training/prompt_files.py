@@ -17,11 +17,9 @@ _PROMPT_FILE_KEYS = {"datasets", "template", "classes", "prompts_per_class"}
 @dataclass(frozen=True)
 class PromptSet:
     """
-    The prompts of one dataset's classes, read from a prompt file (format: `training/medbind_training/prompts/ecg_superclasses.yaml`).
-
-    Attributes:
-        classes: class name (as in the dataset) -> its prompts, in file order.
-        prompts_per_class: how many of a class's prompts to draw (seeded) and average; None for all.
+    The prompts of one dataset's classes (`classes`: class name as in the dataset -> its prompts, in file order), read
+    from a prompt file (format: `training/medbind_training/prompts/ecg_superclasses.yaml`); `prompts_per_class` is how
+    many of a class's prompts to draw (seeded) and average, None for all.
     """
 
     classes: dict[str, tuple[str, ...]]
@@ -39,17 +37,8 @@ class PromptSet:
 
 
 def read_prompt_file(path: str | Path) -> tuple[list[str], PromptSet]:
-    """
-    One prompt file (format: `training/medbind_training/prompts/ecg_superclasses.yaml`; JSON is YAML too).
-
-    Args:
-        path: the file.
-
-    Returns:
-        `(dataset names, prompts)`: the `datasets:` it names (its file stem when it names none) and its `PromptSet`.
-
-    Raises:
-        ValueError: a file that cannot be read or parsed, has unknown keys, no classes, or an empty prompt.
+    """One prompt file (format: `training/medbind_training/prompts/ecg_superclasses.yaml`; JSON is YAML too):
+    `(dataset names, prompts)`, the `datasets:` it names (its file stem when it names none) and its `PromptSet`.
     """
     path = Path(path)
     try:
@@ -71,17 +60,8 @@ def read_prompt_file(path: str | Path) -> tuple[list[str], PromptSet]:
 
 
 def load_prompt_sets(directory: str | Path | None = None) -> dict[str, PromptSet]:
-    """
-    Every prompt file (`*.yaml`) of a folder, by dataset name.
-
-    Args:
-        directory: a folder of prompt files; None for the ones shipped in the package (`training/medbind_training/prompts`).
-
-    Returns:
-        `{dataset name: PromptSet}`.
-
-    Raises:
-        ValueError: a malformed file (`read_prompt_file`), or a dataset named by two files.
+    """Every prompt file (`*.yaml`) of a folder (None: the packaged `training/medbind_training/prompts`), by dataset
+    name; a dataset named by two files is an error.
     """
     folder = Path(directory) if directory is not None else PROMPTS
     sets: dict[str, PromptSet] = {}

@@ -1,10 +1,6 @@
 """Multimodal prompt tuning (MEDBind, "Multimodal prompt tuning", paper Table 4): a LoRA-adapted BERT predicts 30-day
 readmission or in-hospital mortality from a visit's clinical text followed by the frozen MedBind embeddings of the
-visit's chest X-ray and ECG, one input token each.
-
-    python training/prompt_tune.py --preset demo --task mortality --mode medbind      # synthetic demo, CPU, minutes
-    accelerate launch training/prompt_tune.py --dataset_dir DATA --medbind_model MODEL --task readmission \\
-        --mode medbind --output_dir OUT [--bf16]
+visit's chest X-ray and ECG, one input token each (usage: `training/prompt_tune.py`).
 
 Modes (the paper's three rows per task):
 - `medbind`: CXR and ECG embeddings of `--medbind_model` (a folder or Hub id of a pretrained MedBind).
@@ -13,19 +9,10 @@ Modes (the paper's three rows per task):
 - `encoder-zoo`: the CXR embedding of `--zoo_cxr_model` and the ECG embedding of `--zoo_ecg_model`, two separately
   trained models (a CXR-text model and ECG-CLIP in the paper).
 
-`--baseline NAME=PATH` (repeatable; a CLIP, SigLIP, open_clip or MedBind folder, `medbind_training.baselines`) adds a
-row per baseline: a model of its own, trained after the mode's with the same recipe and seed, whose tokens carry that
-model's CXR and / or ECG embeddings (those it has: a CXR-text CLIP gives a CXR token only), embedded as the evaluation
-embeds it. Its results go under `baselines/NAME/prompt_tuning/TASK/...`, its model to `OUTPUT_DIR/_baselines/NAME`;
-the card shows every row (`results_keys.prompt_tuning_rows`).
-
-`DATA` holds `outcomes/` (`medbind_processing.mimic_outcomes`, or the demo's), and `cxr/` and `ecg/`, whose
-`study_id`s the outcomes' `cxr_study_id` / `ecg_study_id` name (`--outcomes_dataset`, `--cxr_dataset`, `--ecg_dataset`
-give them one by one). The embeddings of the attached studies are computed once per model and cached on disk
-(`medbind_training.embedding.Embedder`). Writes the model (LoRA adapter, projections, head: see
-`modeling_medbind.modeling_clinical_prediction`), its tokenizer, `results.json` (accuracy, the paper's metric,
-balanced accuracy and AUROC on the test split, each with its chance level) and a model card to `--output_dir`;
-`--push_to_hub` uploads that folder.
+Each `--baseline NAME=PATH` adds a row (`tune_baseline`). `DATA` holds `outcomes/` (`medbind_processing.mimic_outcomes`,
+or the demo's), and `cxr/` and `ecg/`, whose `study_id`s the outcomes' `cxr_study_id` / `ecg_study_id` name. Writes
+the model (LoRA adapter, projections, head), its tokenizer, `results.json` (accuracy, the paper's metric, balanced
+accuracy and AUROC on the test split, each with its chance level) and a model card to `--output_dir`.
 
 LoRA's rank, alpha and targets, the epochs and the learning rate are not given by the paper; the defaults are the
 LoRA paper's for BERT-size encoders and a common LoRA fine-tuning recipe.
@@ -50,10 +37,7 @@ from transformers import PreTrainedTokenizerBase, TrainingArguments, set_seed
 
 from medbind_model_cards.medbind_clinical_prediction import render_model_card
 from modeling_medbind import (
-    MedBindClinicalPredictionConfig,
-    MedBindConfig,
-    MedBindForClinicalPrediction,
-    load_text_tokenizer,
+    MedBindClinicalPredictionConfig, MedBindConfig, MedBindForClinicalPrediction, load_text_tokenizer
 )
 from modeling_medbind.configuration_medbind import MODALITIES, TRAINED_VOCAB_SIZE
 
@@ -97,8 +81,7 @@ def parse_prompt_tuning_arguments(
 
 
 class ClinicalPredictionTrainer(TokenFreeTrainer):
-    """
-    The Trainer, with the model card of `render_model_card` in place of its generic one (set `model_card`), and
+    """The Trainer, with the model card of `render_model_card` in place of its generic one (set `model_card`), and
     without the Hub token in the `training_args.bin` it saves and uploads (`TokenFreeTrainer`).
     """
 
@@ -109,10 +92,8 @@ class ClinicalPredictionTrainer(TokenFreeTrainer):
             self.model_card.save(os.path.join(self.args.output_dir, "README.md"))
 
 
-
 def load_tokenizer(model_args: ModelArguments, outcomes: datasets.DatasetDict, task: str) -> PreTrainedTokenizerBase:
-    """
-    The backbone's tokenizer (or `--tokenizer_name`); for a random BERT, a WordPiece vocabulary trained on the
+    """The backbone's tokenizer (or `--tokenizer_name`); for a random BERT, a WordPiece vocabulary trained on the
     training split's texts (the task's text and both reports, whatever the mode, so every mode reads the same tokens).
     """
     name = optional_argument(model_args.tokenizer_name) or optional_argument(model_args.text_backbone)
@@ -130,8 +111,7 @@ def build_model(
     embedding_dim: int,
     labels: datasets.ClassLabel,
 ) -> MedBindForClinicalPrediction:
-    """
-    BioBERT (or `--text_backbone`) with LoRA, one projection per modality of `sources`, a head for `labels`; with
+    """BioBERT (or `--text_backbone`) with LoRA, one projection per modality of `sources`, a head for `labels`; with
     `--text_backbone none`, a random BERT of MedBind's tiny preset sized to the tokenizer.
     """
     config = {
@@ -153,19 +133,10 @@ def build_model(
     return MedBindForClinicalPrediction(MedBindClinicalPredictionConfig(text_config=text_config, **config))
 
 
-
 def outcome_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """
-    Accuracy (the paper's metric), balanced accuracy and AUROC of the positive class in percent, each with its chance
-    level: the majority class's share, 100 / classes, and 50. AUROC is left out (with a warning) when the labels
-    hold one class only.
-
-    Args:
-        logits: `[n, 2]` the model's logits.
-        labels: `[n]` 0 / 1.
-
-    Returns:
-        `{"accuracy": ..., "accuracy/chance": ..., "balanced_accuracy": ..., ..., "auroc": ..., "auroc/chance": 50.0}`.
+    """Accuracy (the paper's metric), balanced accuracy and AUROC of the positive class (`logits` `[n, 2]`) in percent,
+    each with its chance level: the majority class's share, 100 / classes, and 50. AUROC is left out (with a warning)
+    when the labels hold one class only.
     """
     # The arithmetic of the metric modules, called directly: `load_metric` would load each module's script again
     # at every evaluation of the run.
@@ -186,7 +157,6 @@ def outcome_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return results
 
 
-
 def export(
     trainer: ClinicalPredictionTrainer,
     data_args: DataArguments,
@@ -194,8 +164,7 @@ def export(
     results: Mapping[str, float | str],
     test_metrics: Mapping[str, float],
 ) -> None:
-    """
-    results.json and the model card (README.md, written when the model is saved or pushed) in `output_dir`; the card
+    """results.json and the model card (README.md, written when the model is saved or pushed) in `output_dir`; the card
     lists every row of `results` (the mode's, each baseline's) when there is more than one.
     """
     output_dir = Path(training_args.output_dir)
@@ -222,7 +191,6 @@ def export(
     )
 
 
-
 @dataclass
 class TunedModel:
     """One row of the paper's Table 4: a prompt-tuned model, its Trainer (and so its data) and its test metrics."""
@@ -241,8 +209,7 @@ def tune_and_test(
     data_args: DataArguments,
     training_args: PromptTuningArguments,
 ) -> TunedModel:
-    """
-    Build a model whose tokens carry `embeddings` (from `sources`, in their order), train it on the training visits
+    """Build a model whose tokens carry `embeddings` (from `sources`, in their order), train it on the training visits
     and test it: the same recipe for the mode's model and for each baseline's.
     """
     # Every row's model starts from the seed, so that a baseline that is the mode's own model gives the mode's row.
@@ -283,8 +250,7 @@ def tune_baseline(
     data_args: DataArguments,
     training_args: PromptTuningArguments,
 ) -> TunedModel:
-    """
-    A `--baseline`'s row: its CXR and / or ECG embeddings (those it has) as the tokens, in place of MedBind's, and
+    """A `--baseline`'s row: its CXR and / or ECG embeddings (those it has) as the tokens, in place of MedBind's, and
     otherwise the run's recipe from the same seed (a MedBind folder gives the row `--mode medbind` would). The model
     is saved to `OUTPUT_DIR/_baselines/NAME` (`_*` stays out of the Hub upload, which is the mode's model's).
     """
@@ -307,10 +273,8 @@ def tune_baseline(
 def prompt_tune(
     model_args: ModelArguments, data_args: DataArguments, training_args: PromptTuningArguments
 ) -> dict[str, float | str]:
-    """
-    Run prompt tuning, in the mode's model and in one model per `--baseline`; returns the test results (percent,
-    flat keys: `prompt_tuning/{task}/{mode}/...`, `baselines/{NAME}/prompt_tuning/{task}/...`) also written to
-    results.json.
+    """Run prompt tuning, in the mode's model and in one model per `--baseline`; returns the test results (percent, flat
+    keys: `prompt_tuning/{task}/{mode}/...`, `baselines/{NAME}/prompt_tuning/{task}/...`), also in results.json.
     """
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
@@ -358,8 +322,6 @@ def prompt_tune(
 def prefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
     """`{prefix/metric: value}`."""
     return {f"{prefix}/{key}": value for key, value in metrics.items()}
-
-
 
 
 if __name__ == "__main__":

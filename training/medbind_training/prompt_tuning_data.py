@@ -31,24 +31,14 @@ DEMO_PRETRAINING = "accelerate launch training/pretrain.py --preset demo"
 
 @dataclass
 class StudyEmbeddings:
-    """
-    Embeddings of one modality's studies, looked up by study id.
-
-    Args:
-        rows: `{study_id: row of embeds}`.
-        embeds: `[num_studies, embedding_dim]` L2-normalised embeddings.
-    """
+    """Embeddings of one modality's studies (`[num_studies, embedding_dim]`, L2-normalised), looked up by study id."""
 
     rows: dict[int, int]
     embeds: torch.Tensor
 
     def lookup(self, study_ids: Sequence[int | None]) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            study_ids: one study id per visit; None (no study attached) or an id without embedding is absent.
-
-        Returns:
-            `(embeds [B, embedding_dim], present [B] bool)`; absent rows hold zeros.
+        """`(embeds [B, embedding_dim], present [B] bool)` of one study id per visit; None (no study attached) or an id
+        without embedding is absent, its row zeros.
         """
         rows = [self.rows.get(study_id, -1) if study_id is not None else -1 for study_id in study_ids]
         index = torch.tensor(rows, dtype=torch.long)
@@ -59,15 +49,10 @@ class StudyEmbeddings:
 
 @dataclass
 class VisitCollator:
-    """
-    Pads tokenised visits and adds what `MedBindForClinicalPrediction.forward` reads: `modality_embeds
+    """Pads tokenised visits and adds what `MedBindForClinicalPrediction.forward` reads: `modality_embeds
     [B, M, d]` and `modality_mask [B, M]` looked up from the visits' `cxr_study_id` / `ecg_study_id` (none in
-    text-only mode), and `labels [B]`.
-
-    Args:
-        tokenizer: pads `input_ids`, `attention_mask`, `token_type_ids` (right padding: the model appends the
-            modality tokens after each visit's text).
-        embeddings: `{modality: StudyEmbeddings}` in the model's `config.modalities` order; empty for text only.
+    text-only mode), and `labels [B]`. Padding is on the right: the model appends the modality tokens after each
+    visit's text. `embeddings` follow the model's `config.modalities` order.
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -84,14 +69,9 @@ class VisitCollator:
         return batch
 
 
-
 def embedding_sources(mode: str, model_args: ModelArguments) -> dict[str, str]:
-    """
-    `{modality: MedBind model}` whose embeddings the visits' tokens carry: both from `--medbind_model` (medbind), from
-    `--zoo_cxr_model` and `--zoo_ecg_model` (encoder-zoo), none (text-only).
-
-    Raises:
-        ValueError: when the mode's models are not given.
+    """`{modality: MedBind model}` whose embeddings the visits' tokens carry: both from `--medbind_model` (medbind),
+    from `--zoo_cxr_model` and `--zoo_ecg_model` (encoder-zoo), none (text-only).
     """
     if mode == "text-only":
         return {}
@@ -104,14 +84,8 @@ def embedding_sources(mode: str, model_args: ModelArguments) -> dict[str, str]:
     return {"cxr": model_args.zoo_cxr_model, "ecg": model_args.zoo_ecg_model}
 
 
-
 def check_demo_inputs(data_args: DataArguments, sources: Mapping[str, str]) -> None:
-    """
-    The demo reads what the demo pretrainings write; say what to run when it is not there.
-
-    Raises:
-        FileNotFoundError: a missing demo model or demo outcomes table.
-    """
+    """The demo reads what the demo pretrainings write; say what to run when it is not there."""
     for model in dict.fromkeys(sources.values()):
         if not Path(model, "config.json").is_file():
             raise FileNotFoundError(
@@ -128,21 +102,12 @@ def check_demo_inputs(data_args: DataArguments, sources: Mapping[str, str]) -> N
 def outcomes_paths(data_args: DataArguments) -> dict[str, str | None]:
     """`{"outcomes", "cxr", "ecg"}`: each DatasetDict's folder (explicit argument, else under `--dataset_dir`)."""
     return dataset_paths(
-        data_args.dataset_dir,
-        outcomes=data_args.outcomes_dataset,
-        cxr=data_args.cxr_dataset,
-        ecg=data_args.ecg_dataset,
+        data_args.dataset_dir, outcomes=data_args.outcomes_dataset, cxr=data_args.cxr_dataset, ecg=data_args.ecg_dataset
     )
 
 
 def load_data(data_args: DataArguments, modalities: Sequence[str]) -> dict[str, datasets.DatasetDict]:
-    """
-    The outcomes DatasetDict and, for each modality whose embeddings are used, the DatasetDict of its studies.
-
-    Raises:
-        FileNotFoundError: a needed folder that is not a saved DatasetDict.
-        ValueError: outcomes without the task's columns (or, for text-only, without `cxr_text` / `ecg_text`).
-    """
+    """The outcomes DatasetDict and, for each modality whose embeddings are used, the DatasetDict of its studies."""
     paths = outcomes_paths(data_args)
     data = {}
     for name in ("outcomes", *modalities):
@@ -163,11 +128,8 @@ def load_data(data_args: DataArguments, modalities: Sequence[str]) -> dict[str, 
 
 
 def visits_with_text(outcomes: datasets.DatasetDict, task: str) -> datasets.DatasetDict:
-    """
-    The visits that have the task's text (`readmission_text` is None where MIMIC-IV-Note has no discharge summary).
-
-    Raises:
-        ValueError: when a split keeps no visit.
+    """The visits that have the task's text (`readmission_text` is None where MIMIC-IV-Note has no discharge
+    summary).
     """
     column = f"{task}_text"
     kept = outcomes.filter(lambda text: text is not None and text.strip() != "", input_columns=column)
@@ -183,18 +145,8 @@ def visits_with_text(outcomes: datasets.DatasetDict, task: str) -> datasets.Data
 def study_embeddings(
     embedder: TaskEmbedder, studies: datasets.DatasetDict, modality: str, wanted: set[int], name: str
 ) -> StudyEmbeddings:
-    """
-    Embed the studies of `studies` (every split) whose `study_id` is in `wanted`.
-
-    Args:
-        embedder: the frozen model's embedder (MedBind's `Embedder`: progress bar, on-disk cache; or a baseline's).
-        studies: the modality's DatasetDict (`study_id` plus `image`, or `ecg` / `ecg_path`).
-        modality: `"cxr"` or `"ecg"`.
-        wanted: the study ids the visits name.
-        name: how the progress bar names the model.
-
-    Returns:
-        The `StudyEmbeddings`; wanted ids the datasets lack are logged and left absent.
+    """Embed the studies of `studies` (every split) whose `study_id` is in `wanted`; wanted ids the datasets lack are
+    logged and left absent. `name` is how the progress bar names the model.
     """
     every_split = datasets.concatenate_datasets(list(studies.values()))
     study_ids = every_split["study_id"]
@@ -225,8 +177,7 @@ def mode_embedders(
 
 
 def baseline_embedders(encoder: BaselineEncoder, cache_dir: str | None) -> dict[str, TaskEmbedder]:
-    """
-    `{modality: embedder}` of a `--baseline`: the evaluation's embedder of that model (`task_embedder`) for each of
+    """`{modality: embedder}` of a `--baseline`: the evaluation's embedder of that model (`task_embedder`) for each of
     CXR and ECG it embeds, in `MODALITIES` order (a CXR-text CLIP gives a CXR token only).
     """
     embedder = task_embedder(encoder, cache_dir)
@@ -239,8 +190,7 @@ def compute_embeddings(
     data: Mapping[str, datasets.DatasetDict],
     training_args: TrainingArguments,
 ) -> dict[str, StudyEmbeddings]:
-    """
-    `{modality: StudyEmbeddings}` of every study the visits (all splits) name, each modality from its embedder
+    """`{modality: StudyEmbeddings}` of every study the visits (all splits) name, each modality from its embedder
     (`mode_embedders`, `baseline_embedders`; `sources` names their models for the progress bars). The main process
     computes first; the others read its cache.
     """
@@ -257,13 +207,9 @@ def compute_embeddings(
 def tokenize_visits(
     batch: Mapping[str, list], tokenizer: PreTrainedTokenizerBase, task: str, mode: str, max_length: int
 ) -> dict[str, list]:
-    """
-    `datasets.map(batched=True)` function: the task's text as the first segment; in text-only mode the reports of the
+    """`datasets.map(batched=True)` function: the task's text as the first segment; in text-only mode the reports of the
     visit's CXR and ECG (those it has, joined by the separator token) as the second. Pairs are cut longest first, so
     a long discharge summary gives way before the reports.
-
-    Returns:
-        `input_ids`, `attention_mask`, `token_type_ids` and `labels` per visit.
     """
     texts = batch[f"{task}_text"]
     if mode == "text-only":
@@ -280,7 +226,6 @@ def tokenize_visits(
     ]
     tokenized = {key: [visit[key] for visit in encoded] for key in encoded[0]}
     return {**tokenized, "labels": batch[task]}
-
 
 
 def tokenize_splits(

@@ -4,8 +4,8 @@ Every number is flat and in percent: `retrieval/{dataset}/{direction}/{recall,ch
 `zero_shot/{dataset}/{metric}`, `few_shot/{dataset}/k{K}/{metric}`, `cross_modality/{task}/{metric}` (paper Tables 2-3,
 Figure 3), `prompt_tuning/{task}/{mode}/{metric}` (Table 4), each classification metric with a `/chance` sibling.
 Other models' keys are the same behind a prefix (`model_key`): `baselines/{NAME}/...` for each `--baseline NAME=PATH`,
-`zoo/...` for the encoder zoo. A baseline's prompt-tuning keys have no mode (`baselines/{NAME}/prompt_tuning/{task}/
-{metric}`): its name says whose embeddings its tokens carry.
+`zoo/...` for the encoder zoo. A baseline's prompt-tuning keys have no mode: its name says whose embeddings its
+tokens carry.
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ def model_name(prefix: str, main: str = MAIN_MODEL) -> str:
 
 
 def split_models(metrics: Mapping[str, float], main: str = MAIN_MODEL) -> dict[str, dict[str, float]]:
-    """
-    `{model: its metrics without the prefix}`: the unprefixed keys under `main`, `baselines/{NAME}/...` under NAME,
+    """`{model: its metrics without the prefix}`: the unprefixed keys under `main`, `baselines/{NAME}/...` under NAME,
     `zoo/...` under `ZOO_MODEL` (`model_name`); the evaluated model first, then in the order met.
     """
     models: dict[str, dict[str, float]] = {main: {}}
@@ -80,8 +79,7 @@ def prompt_tuning_prefix(task: str, mode: str | None = None) -> str:
 
 
 def prompt_tuning_rows(results: Mapping[str, float], mode: str) -> dict[str, dict[str, float]]:
-    """
-    The rows of the paper's Table 4 that a prompt-tuning `results.json` holds: `{model: {metric: value,
+    """The rows of the paper's Table 4 that a prompt-tuning `results.json` holds: `{model: {metric: value,
     metric/chance: value}}`, the run's own mode first (named `mode`), then each baseline by its name.
     """
     rows: dict[str, dict[str, float]] = {}
@@ -93,45 +91,32 @@ def prompt_tuning_rows(results: Mapping[str, float], mode: str) -> dict[str, dic
 
 
 def classification_keys(prefix: str, scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """
-    `{prefix}/balanced_accuracy` (prediction = the class of highest score, the first on a tie) and `{prefix}/auroc`
+    """`{prefix}/balanced_accuracy` (prediction = the class of highest score, the first on a tie) and `{prefix}/auroc`
     (two classes: of the score difference, class 1 minus class 0; more: macro one-vs-rest; left out with a warning
-    when the split holds one class only), each with a `/chance` sibling.
-
-    Args:
-        prefix: e.g. `zero_shot/ptbxl`.
-        scores: `[n, C]` class scores.
-        targets: `[n]` true classes in `range(C)`.
+    when the split holds one class only), each with a `/chance` sibling. `prefix` is e.g. `zero_shot/ptbxl`.
     """
     results = {
         f"{prefix}/balanced_accuracy": float(balanced_accuracy(scores.argmax(axis=1), targets)),
         f"{prefix}/balanced_accuracy/chance": chance_balanced_accuracy(targets),
     }
     if len(np.unique(targets)) > 1:
-        results[f"{prefix}/auroc"] = macro_auroc(
-            scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores, targets
-        )
+        auroc_scores = scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+        results[f"{prefix}/auroc"] = macro_auroc(auroc_scores, targets)
         results[f"{prefix}/auroc/chance"] = CHANCE_AUROC
     else:
         logger.warning("%s: one class only among %d samples, no AUROC", prefix, len(targets))
     return results
 
 
-
 def rsum(results: Mapping[str, float]) -> dict[str, float]:
-    """
-    The paper's RSUM (Table 2): per modality m, the sum over datasets of R@1 + R@10 of m -> text retrieval, as
+    """The paper's RSUM (Table 2): per modality m, the sum over datasets of R@1 + R@10 of m -> text retrieval, as
     `retrieval/rsum_cxr`, `retrieval/rsum_ecg` (only for modalities with a result).
     """
     sums: dict[str, float] = {}
     for key, value in results.items():
         match = RETRIEVAL_KEY.match(key)
-        if (
-            match
-            and match["name"] == "recall"
-            and int(match["k"]) in RSUM_KS
-            and match["direction"].endswith("_to_text")
-        ):
+        to_text = match is not None and match["direction"].endswith("_to_text")
+        if to_text and match["name"] == "recall" and int(match["k"]) in RSUM_KS:
             modality = match["direction"].removesuffix("_to_text")
             sums[f"retrieval/rsum_{modality}"] = sums.get(f"retrieval/rsum_{modality}", 0.0) + value
     return sums

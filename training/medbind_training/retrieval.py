@@ -25,15 +25,9 @@ WHOLE_SPLIT = "all"  # `--retrieval_gallery all`: every row of the split is a ca
 
 
 def miss_probability(total: torch.Tensor, marked: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
-    """
-    Probability that `draws` items taken uniformly without replacement from `total` items, `marked` of them marked,
-    include no marked item: `prod_{i < draws} (total - marked - i) / (total - i)` (1 when `draws` <= 0).
-
-    Args:
-        total, marked, draws: integer tensors of one shape (broadcastable), `0 <= marked <= total`.
-
-    Returns:
-        float64 tensor of that shape.
+    """Probability that `draws` items taken uniformly without replacement from `total` items, `marked` of them marked,
+    include no marked item: `prod_{i < draws} (total - marked - i) / (total - i)` (1 when `draws` <= 0), as float64;
+    the three integer tensors broadcast, `0 <= marked <= total`.
     """
     total, marked, draws = (value.to(torch.float64) for value in torch.broadcast_tensors(total, marked, draws))
     steps = torch.arange(int(draws.max().clamp(min=0).item()), dtype=torch.float64, device=total.device)
@@ -53,15 +47,7 @@ def hit_probability(scores: torch.Tensor, relevant: torch.Tensor, ks: Sequence[i
 
     Without ties this is 1 when the best relevant candidate ranks within K and 0 otherwise; a model that scores every
     candidate alike gets exactly the chance level (`chance_recall_at_k`), not 0 or 100. A query without a relevant
-    candidate never hits.
-
-    Args:
-        scores: `[q, c]` similarities, higher is closer.
-        relevant: `[q, c]` boolean.
-        ks: the cut-offs.
-
-    Returns:
-        `[q, len(ks)]` float64 probabilities.
+    candidate never hits. `scores` and `relevant` are `[q, c]` (higher is closer); returns `[q, len(ks)]` float64.
     """
     best = scores.masked_fill(~relevant, float("-inf")).amax(dim=1, keepdim=True)
     above = (scores > best).sum(dim=1)
@@ -84,28 +70,13 @@ def recall_at_k(
     device: torch.device | str | None = None,
     block_elements: int = BLOCK_ELEMENTS,
 ) -> dict[int, float]:
-    """
-    Recall@K: the share of queries with a relevant candidate among their K most similar, in percent (ties broken
-    at random, in expectation: `hit_probability`).
+    """Recall@K: the share of queries with a relevant candidate among their K most similar, in percent (ties broken
+    at random, in expectation: `hit_probability`); K larger than c counts every candidate.
 
-    Memory: the two embedding matrices plus one block of `block_elements` similarities (about 12 bytes per entry
-    with the masks), never the `[q, c]` matrix.
-
-    Args:
-        query_embeds: `[q, d]` L2-normalised embeddings (cosine similarity is their dot product).
-        candidate_embeds: `[c, d]` L2-normalised embeddings.
-        query_groups: `[q]` integer ids; candidate j is relevant for query i when `candidate_groups[j] ==
-            query_groups[i]`.
-        candidate_groups: `[c]` integer ids.
-        ks: the cut-offs; K larger than c counts every candidate.
-        device: where to score (default: the queries' device); the result is the same on any device.
-        block_elements: similarity entries per block.
-
-    Returns:
-        `{K: recall in percent}`.
-
-    Raises:
-        ValueError: when the shapes disagree or there is no query.
+    The `[q, d]` and `[c, d]` embeddings are L2-normalised (cosine similarity is their dot product); candidate j is
+    relevant for query i when `candidate_groups[j] == query_groups[i]`. Scored on `device` (default: the queries'; the
+    result is the same on any), in blocks: the two embedding matrices plus one block of `block_elements` similarities
+    (about 12 bytes per entry with the masks), never the `[q, c]` matrix.
     """
     if query_groups.shape != query_embeds.shape[:1] or candidate_groups.shape != candidate_embeds.shape[:1]:
         raise ValueError(
@@ -130,17 +101,9 @@ def recall_at_k(
 def chance_recall_at_k(
     query_groups: torch.Tensor, candidate_groups: torch.Tensor, ks: Iterable[int] = RECALL_KS
 ) -> dict[int, float]:
-    """
-    Recall@K of a random ranking, in percent: the baseline a recall@K should be read against (identical reports make
+    """Recall@K of a random ranking, in percent: the baseline a recall@K should be read against (identical reports make
     it far higher than K / candidates). For a query with r relevant among c candidates, a uniformly random top K
     misses all of them with probability `prod_{i<K} (c - r - i) / (c - i)`.
-
-    Args:
-        query_groups, candidate_groups: group ids, as for `recall_at_k`.
-        ks: the cut-offs.
-
-    Returns:
-        `{K: expected recall in percent}`.
     """
     values, counts = torch.unique(candidate_groups, return_counts=True)
     position = torch.searchsorted(values, query_groups).clamp(max=len(values) - 1)
@@ -153,8 +116,7 @@ def chance_recall_at_k(
 
 @dataclass(frozen=True)
 class RetrievalProtocol:
-    """
-    How a retrieval is scored; the paper does not say (Section 4.2 reports Recall@K only), so every run writes its
+    """How a retrieval is scored; the paper does not say (Section 4.2 reports Recall@K only), so every run writes its
     protocol beside its recalls (`describe`).
 
     Args:
@@ -162,14 +124,8 @@ class RetrievalProtocol:
             normalisation) to the query's own is a hit, as TMCL treats them as positives; `"instance"`: only the
             query's own report is, and identical copies of it tie with it (ranked at random, in expectation).
         gallery: None: every row of the split is a candidate; N: queries are ranked within fixed-size galleries of
-            N rows drawn at random (each draw cuts a seeded permutation into galleries of N, so every gallery holds
-            each of its queries' own candidate), and recalls are averaged over all galleries of `draws` draws; a
-            gallery at least as large as the split is the whole split.
-        draws: permutations drawn for fixed-size galleries.
-        seed: seed of the draws.
-
-    Raises:
-        ValueError: for an unknown positive rule, a gallery below 2 or fewer than 1 draw.
+            N rows (each of `draws` seeded permutations cut into galleries of N, so every gallery holds each of its
+            queries' own candidate), recalls averaged over all galleries; one as large as the split is the whole split.
     """
 
     positives: str = "identical_text"
@@ -237,15 +193,9 @@ class RetrievalProtocol:
 
 
 def random_galleries(num_rows: int, size: int, draws: int, seed: int = 0) -> torch.Tensor:
-    """
-    Fixed-size galleries of row indices: each draw is a seeded permutation of the rows cut into `num_rows // size`
-    consecutive galleries of `size` (the `num_rows % size` rows left over sit that draw out).
-
-    Returns:
-        `[draws * (num_rows // size), size]` int64 row indices.
-
-    Raises:
-        ValueError: when `size` is not within [1, num_rows].
+    """Fixed-size galleries of row indices: each draw is a seeded permutation of the rows cut into `num_rows // size`
+    consecutive galleries of `size` (the `num_rows % size` rows left over sit that draw out):
+    `[draws * (num_rows // size), size]` int64 row indices.
     """
     if not 1 <= size <= num_rows:
         raise ValueError(f"a gallery of {size} rows cannot be drawn from {num_rows} rows")
@@ -263,19 +213,11 @@ def gallery_recall_at_k(
     device: torch.device | str | None = None,
     block_elements: int = BLOCK_ELEMENTS,
 ) -> tuple[dict[int, float], dict[int, float]]:
-    """
-    Recall@K and its chance level when each query is ranked only among the candidates of its gallery: rows are
+    """Recall@K and its chance level when each query is ranked only among the candidates of its gallery: rows are
     aligned (query i's own candidate is candidate i), and in a gallery of rows g every query `g[j]` is ranked
-    against the candidates `g`. Both are the mean over every (gallery, query), in percent.
-
-    Args:
-        query_embeds, candidate_embeds: `[n, d]` L2-normalised, row-aligned.
-        groups: `[n]` ids; candidate j is relevant for query i when `groups[j] == groups[i]`.
-        galleries: `[G, N]` row indices (`random_galleries`).
-        ks, device, block_elements: as for `recall_at_k` (blocks of whole galleries).
-
-    Returns:
-        `({K: recall}, {K: chance recall})`.
+    against the candidates `g`. Both are the mean over every (gallery, query), in percent. Candidate j is relevant
+    for query i when `groups[j] == groups[i]`; `galleries` is `[G, N]` (`random_galleries`), scored in blocks of
+    whole galleries.
     """
     ks = sorted(set(ks))
     device = torch.device(device) if device is not None else query_embeds.device
@@ -309,23 +251,10 @@ def protocol_recall_at_k(
     ks: Iterable[int] = RECALL_KS,
     device: torch.device | str | None = None,
 ) -> tuple[dict[int, float], dict[int, float]]:
-    """
-    Recall@K and its chance level of row-aligned queries and candidates (query i's own candidate is candidate i)
+    """Recall@K and its chance level of row-aligned queries and candidates (query i's own candidate is candidate i)
     under a `RetrievalProtocol`. The default protocol is exactly `recall_at_k` and `chance_recall_at_k` with
-    `text_groups` as both group ids.
-
-    Args:
-        query_embeds, candidate_embeds: `[n, d]` L2-normalised, row-aligned.
-        text_groups: `[n]` ids equal where two rows' reports are identical (`text_group_ids`; for visit pairs, the
-            pair number, which makes the two positive rules agree).
-        protocol: the positive rule and gallery.
-        ks, device: as for `recall_at_k`.
-
-    Returns:
-        `({K: recall}, {K: chance recall})`, in percent.
-
-    Raises:
-        ValueError: when the rows are not aligned.
+    `text_groups` as both group ids: `[n]` ids equal where two rows' reports are identical (`text_group_ids`; for
+    visit pairs, the pair number, which makes the two positive rules agree).
     """
     num_rows = query_embeds.shape[0]
     if candidate_embeds.shape[0] != num_rows or text_groups.shape != (num_rows,):
@@ -355,17 +284,8 @@ def first_of_group(groups: torch.Tensor) -> torch.Tensor:
 
 
 def pair_groups(pairs: Sequence[tuple[int, int]]) -> tuple[list[int], list[int], torch.Tensor]:
-    """
-    Queries, candidates and their group ids for CXR <-> ECG retrieval over disjoint visit pairs.
-
-    Args:
-        pairs: (CXR row, ECG row) pairs in which every row appears once (`medbind_training.data.pair_rows`).
-
-    Returns:
-        `(cxr_rows, ecg_rows, groups)`: row i of each list belongs to pair i, whose group id is i (`groups`, `[m]`).
-
-    Raises:
-        ValueError: when a CXR or an ECG appears in two pairs (relevance would no longer be one-to-one).
+    """`(cxr_rows, ecg_rows, groups)` for CXR <-> ECG retrieval over (CXR row, ECG row) pairs in which every row appears
+    once (`medbind_training.data.pair_rows`): row i of each list belongs to pair i, whose group id is i.
     """
     cxr_rows, ecg_rows = [c for c, _ in pairs], [e for _, e in pairs]
     if len(set(cxr_rows)) < len(cxr_rows) or len(set(ecg_rows)) < len(ecg_rows):
@@ -377,21 +297,3 @@ def recall_keys(prefix: str, recalls: dict[int, float], name: str = "recall") ->
     """`{"{prefix}/recall@1": ...}`: the flat keys of `results.json` and the Trainer's logs (`name="chance"` gives
     the random-ranking baseline's keys, `{prefix}/chance@1`)."""
     return {f"{prefix}/{name}@{k}": value for k, value in recalls.items()}
-
-
-__all__ = [
-    "BLOCK_ELEMENTS",
-    "POSITIVE_RULES",
-    "RECALL_KS",
-    "RetrievalProtocol",
-    "chance_recall_at_k",
-    "first_of_group",
-    "gallery_recall_at_k",
-    "hit_probability",
-    "miss_probability",
-    "pair_groups",
-    "protocol_recall_at_k",
-    "random_galleries",
-    "recall_at_k",
-    "recall_keys",
-]

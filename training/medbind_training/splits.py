@@ -1,7 +1,4 @@
-"""One split of a DATA folder: its datasets found by name, cut for quick checks, and its CXR-ECG visit pairs.
-
-Pretraining reads its training and validation data here, evaluation its evaluated and support splits.
-"""
+"""One split of a DATA folder: its datasets found by name, cut for quick checks, and its CXR-ECG visit pairs."""
 
 from __future__ import annotations
 
@@ -21,16 +18,13 @@ PAIRS = "pairs"  # the visit-pair dataset of a DATA folder
 def dataset_paths(dataset_dir: str | None, **explicit: str | None) -> dict[str, str | None]:
     """
     `{name: folder}` for each name of `explicit`: its explicit folder (or, streamed, Hub id), else `dataset_dir/name`,
-    None where neither is given.
-
-    Example: `dataset_paths(args.dataset_dir, cxr=args.cxr_dataset, ecg=args.ecg_dataset, pairs=args.pair_dataset)`.
+    None where neither is given (`dataset_paths(args.dataset_dir, cxr=args.cxr_dataset, ecg=args.ecg_dataset)`).
     """
     return {name: path or (dataset_dir and os.path.join(dataset_dir, name)) for name, path in explicit.items()}
 
 
 def load_dataset_dicts(paths: Mapping[str, str | None], streaming: bool = False) -> dict[str, datasets.DatasetDict | None]:
-    """
-    `{name: DatasetDict}` of `dataset_paths`' folders (None where absent); with `streaming`, a path that is no folder
+    """`{name: DatasetDict}` of `dataset_paths`' folders (None where absent); with `streaming`, a path that is no folder
     is a Hub dataset, of which only the validation split is downloaded (the training split is streamed).
     """
     return {name: _load(path, streaming) for name, path in paths.items()}
@@ -74,11 +68,11 @@ def retrieval_split(
     modalities: Sequence[str] = MODALITIES,
     with_pairs: bool = True,
 ) -> RetrievalSplit:
-    """
-    One split of a DATA folder's `cxr`, `ecg` and `pairs` DatasetDicts (missing names or splits: None), the CXR and
+    """One split of a DATA folder's `cxr`, `ecg` and `pairs` DatasetDicts (missing names or splits: None), the CXR and
     ECG datasets cut to their first `limit` rows, and their disjoint visit pairs (`pair_rows`; pairs whose studies
-    fall outside the kept rows are dropped). Only the `modalities` named are read (ECG-CLIP: ECG, CXR-CLIP: CXR); `with_pairs=False`
-    leaves the pairs out, for a caller that reads only the datasets (matching pairs reads the whole pair split).
+    fall outside the kept rows are dropped). Only the `modalities` named are read (ECG-CLIP: ECG, CXR-CLIP: CXR);
+    `with_pairs=False` leaves the pairs out, for a caller that reads only the datasets (matching pairs reads the whole
+    pair split).
     """
 
     def part(name: str, cut: int | None) -> datasets.Dataset | None:

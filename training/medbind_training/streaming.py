@@ -6,39 +6,32 @@ or `Dataset.to_iterable_dataset(num_shards=N)` over local Arrow files.
 
 Visit pairs do not depend on the order of the streams. The pair table is small and read whole; before the first
 epoch, one pass over each stream counts its rows and copies the rows that have a partner (a visit pair) into a
-local Arrow file, indexed by study id. Each epoch then deals:
-
-- the paired slots from the pair table, shuffled by `(seed, epoch)`, each fetching its CXR and its ECG from the
-  index by study id;
-- the unpaired slots from the two streams, which skip the rows dealt as pairs; the modality whose stream ends first
-  is streamed again to fill the other's unpaired slots, as `PretrainingDataset` cycles the smaller one;
-
-mixed so that the share of paired slots is the same all through the epoch (`interleave`), as in the map-style
-dataset's shuffled slots: a MIMIC batch carries ~P/(P+U) x batch pairs whether the builders sorted each modality
-by its own study ids or not. The index holds only the paired rows (MIMIC-PAIR: ~22k CXRs and ECGs, a quarter of
-the data), on the local disk, memory-mapped and shared by DataLoader workers; the extra pass reads each stream once.
+local Arrow file, indexed by study id (MIMIC-PAIR: ~22k CXRs and ECGs, a quarter of the data; memory-mapped and
+shared by DataLoader workers). Each epoch then deals the paired slots from the pair table, shuffled by `(seed,
+epoch)`, each fetching its CXR and its ECG from the index; and the unpaired slots from the two streams, which skip
+the rows dealt as pairs (the modality whose stream ends first is streamed again to fill the other's unpaired slots,
+as `PretrainingDataset` cycles the smaller one). The two are mixed so that the share of paired slots is the same all
+through the epoch (`interleave`), as in the map-style dataset's shuffled slots: a MIMIC batch carries ~P/(P+U) x
+batch pairs whether the builders sorted each modality by its own study ids or not.
 
 Training with `Trainer` / `MedBindTrainer`:
 
 - The dataset has no length: set `max_steps`. Each pass over the streams is one epoch; the Trainer calls `set_epoch`
   (through accelerate's data loader) before each one, which reshuffles.
-- Set `accelerator_config={"dispatch_batches": False}`. accelerate's default for an `IterableDataset` is to let
-  process 0 read `num_processes` batches, concatenate them and slice one per process: that mixes up `pair_index`
-  and the padded text of different batches, and even on one process it cuts every tensor to the length of the first
-  one (the CXR count), which drops ECGs from batches where some slots have no CXR.
-- With `dispatch_batches=False` and several processes, accelerate wraps the dataset in its `IterableDatasetShard`:
-  every process reads the whole stream and keeps its own `per_device_train_batch_size` slots of each global batch,
-  so all processes take the same number of steps and the global batches equal those of a one-process run (but the
-  last of an epoch, which accelerate completes with the epoch's first slots). Leave `rank` / `world_size` unset
-  then, or the data would be split twice.
-- `rank` / `world_size` (`datasets.distributed.split_dataset_by_node`) make each process read only its share of
-  the shards and deal only its share of the pairs, for a loop that does not re-shard (a plain `DataLoader`). Shards
-  differ in size, so processes may then reach the end of an epoch at different steps.
+- Set `accelerator_config={"dispatch_batches": False}`: accelerate's default for an `IterableDataset` (process 0
+  reads `num_processes` batches, concatenates them and slices one per process) mixes up `pair_index` and the padded
+  text of different batches, and even on one process cuts every tensor to the length of the first one (the CXR
+  count), which drops ECGs from batches where some slots have no CXR.
+- With several processes, accelerate then wraps the dataset in its `IterableDatasetShard`: every process reads the
+  whole stream and keeps its own slots of each global batch, so the global batches equal those of a one-process run
+  (but the last of an epoch, which accelerate completes with the epoch's first slots). Leave `rank` / `world_size`
+  unset then, or the data would be split twice; they are for a loop that does not re-shard (a plain `DataLoader`):
+  each process reads only its share of the shards and pairs, and may reach the end of an epoch at another step.
 - Resuming: without a length the Trainer counts every step as part of the first epoch and skips that many batches
   of it. A run stopped within its first pass over the streams resumes on the same slots; one stopped later skips
   the whole first epoch and resumes at the start of the second, not where it stopped.
-- `dataloader_num_workers` > 0 splits each stream's shards (`datasets` does it) and the pairs between the workers:
-  give both streams at least that many shards.
+- `dataloader_num_workers` > 0 splits each stream's shards and the pairs between the workers: give both streams at
+  least that many shards.
 """
 
 from __future__ import annotations
@@ -69,21 +62,12 @@ Sample = tuple[int, dict[str, Any]]  # (running position of the sample, its row)
 
 
 def visit_pair_map(pairs: datasets.Dataset | datasets.IterableDataset | Iterable[Mapping[str, Any]]) -> dict[int, int]:
-    """
-    Load a visit-pair table (small even when the samples are not) into `{cxr_study_id: ecg_study_id}`.
+    """Load a visit-pair table (MIMIC-PAIR, the demo's `pairs`; small even when the samples are not, streamed or not)
+    into `{cxr_study_id: ecg_study_id}`.
 
-    As in `pair_rows`, a study linked to several studies of the other modality keeps its first link, so every sample
-    sits in at most one pair. Unlike `pair_rows`, the table is read before the streams, so a first link to a study
-    of another split still wins (that pair is then dropped, as its partner is not streamed).
-
-    Args:
-        pairs: rows with `cxr_study_id` and `ecg_study_id` (MIMIC-PAIR, the demo's `pairs`), streamed or not.
-
-    Returns:
-        A dict from CXR study id to ECG study id, one-to-one.
-
-    Raises:
-        ValueError: a row lacks `cxr_study_id` or `ecg_study_id`.
+    As in `pair_rows`, a study linked to several studies of the other modality keeps its first link. Unlike `pair_rows`,
+    the table is read before the streams, so a first link to a study of another split still wins (that pair is then
+    dropped, as its partner is not streamed).
     """
 
     def links() -> Iterator[tuple[int, int]]:
@@ -98,23 +82,13 @@ def visit_pair_map(pairs: datasets.Dataset | datasets.IterableDataset | Iterable
 def interleave(
     paired: Iterator[dict[str, Any]], unpaired: Iterator[dict[str, Any]], num_paired: int, num_unpaired: int
 ) -> Iterator[dict[str, Any]]:
-    r"""
-    Mix paired and unpaired slots so that every stretch of the epoch carries the same share of pairs.
-
-    With P = `num_paired`, U = `num_unpaired` and p_k the paired slots dealt before slot k (0-based), slot k is
-    paired when
+    """Mix paired and unpaired slots so that every stretch of the epoch carries the same share of pairs: with
+    P = `num_paired`, U = `num_unpaired` and p_k the paired slots dealt before slot k (0-based), slot k is paired when
 
         p_k < (k + 1) * P / (P + U)
 
     so after any k slots the paired count is within one of k * P / (P + U). When one source ends, the other's
     remaining slots follow; the counts only set the pace and may be estimates.
-
-    Args:
-        paired, unpaired: the slots of each kind, in the order to deal them.
-        num_paired, num_unpaired: how many of each the sources are expected to hold.
-
-    Returns:
-        An iterator over every slot of both sources.
     """
     total = num_paired + num_unpaired
     paired_dealt = 0
@@ -137,16 +111,8 @@ def _remove_in_owner(folder: str, owner: int) -> None:
 
 
 class PartnerIndex:
-    """
-    The rows of one modality that have a visit partner, copied from its stream into a local Arrow file and looked
-    up by study id; and the number of rows the stream holds.
-
-    Args:
-        stream: the modality's stream (read once, in its own order, without decoding).
-        studies: the study ids to keep (those in a visit pair).
-
-    Raises:
-        ValueError: a row lacks `study_id`.
+    """The rows of one modality that have a visit partner, copied from its stream (read once, in its own order, without
+    decoding) into a local Arrow file and looked up by study id; and the number of rows the stream holds.
     """
 
     def __init__(self, stream: datasets.IterableDataset, studies: set[Any]):
@@ -178,19 +144,13 @@ class PartnerIndex:
         return study in self.position
 
     def __getitem__(self, study: Any) -> dict[str, Any]:
-        """The decoded row of `study`."""
         return self.rows[self.position[study]]
 
 
 class StreamingPretrainingDataset(IterableDataset):
-    """
-    Pretraining slots dealt from streamed CXR and ECG datasets, as `PretrainingDataset` deals them from Arrow files.
-
-    Each epoch every sample of both streams is dealt once, paired with its visit partner where it has one (see the
-    module docstring); the modality with fewer unpaired samples is cycled to fill the others' slots. The slots are
-    a function of `(seed, epoch)` and, when given, `rank` / `world_size` (and of the DataLoader worker): without
-    `rank`, every process deals the same slots, and a resumed run that skips the batches it has seen continues with
-    the same data (see the module docstring for the Trainer's limit on that).
+    """Pretraining slots dealt from streamed CXR and ECG datasets, as `PretrainingDataset` deals them from Arrow files
+    (see the module docstring). The slots are a function of `(seed, epoch)` and, when given, `rank` / `world_size`
+    (and of the DataLoader worker): without `rank`, every process deals the same slots.
 
     A slot's `key` is `(cxr_position, ecg_position, paired)`: each sample's running position in the epoch, offset
     per epoch, process and worker so that keys never repeat; `-1` for an absent modality. The collator seeds the
@@ -200,16 +160,10 @@ class StreamingPretrainingDataset(IterableDataset):
         cxr: streamed CXR dataset (`image`, `text`, `study_id`), or None for an ECG-only run (ECG-CLIP).
         ecg: streamed ECG dataset (`ecg` array or `ecg_path`, `sampling_rate`, `text`, `study_id`), or None.
         pairs: visit pairs (`visit_pair_map`'s input, or its dict); None: no paired slots (m = 0). With pairs, both
-            streams are read once here to index the paired rows (see the module docstring).
+            streams are read once here to index the paired rows.
         seed: seed of the shuffles of the streams and of the pairs (the same on every process).
-        buffer_size: shuffle buffer of each stream.
         rank, world_size: split both streams and the pairs between processes (see the module docstring for when,
             and when not, to use it with the Trainer).
-
-    Raises:
-        ValueError: neither stream is given, pairs without both streams, a stream that is not a
-            `datasets.IterableDataset`, `buffer_size` < 1, an invalid `rank` / `world_size`, or, with pairs, a
-            streamed row without `study_id`.
     """
 
     def __init__(
@@ -252,8 +206,7 @@ class StreamingPretrainingDataset(IterableDataset):
         self.pairs: list[tuple[Any, Any]] = []  # pairs whose two studies are streamed, in an order each epoch shuffles
         if cxr_to_ecg:
             self.partners = {
-                "cxr": PartnerIndex(cxr, set(cxr_to_ecg)),
-                "ecg": PartnerIndex(ecg, set(cxr_to_ecg.values())),
+                "cxr": PartnerIndex(cxr, set(cxr_to_ecg)), "ecg": PartnerIndex(ecg, set(cxr_to_ecg.values()))
             }
             self.pairs = sorted(
                 (c, e) for c, e in cxr_to_ecg.items() if c in self.partners["cxr"] and e in self.partners["ecg"]
@@ -353,6 +306,3 @@ def _slot(cxr: Sample | None = None, ecg: Sample | None = None, paired: bool = F
         "paired": paired,
         "key": (cxr[0] if cxr else NO_ROW, ecg[0] if ecg else NO_ROW, int(paired)),
     }
-
-
-__all__ = ["PartnerIndex", "StreamingPretrainingDataset", "interleave", "visit_pair_map"]

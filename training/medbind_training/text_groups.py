@@ -1,7 +1,5 @@
-"""Which reports of a batch are identical: the text-group ids TMCL takes as positives (training only).
-
-TMCL (the paper's text-modality contrastive loss) treats every sample whose report is identical to sample i's as a positive of i. The collator
-turns each report into an integer id with `text_group_ids`; `medbind_training.losses.tmcl_loss` compares ids, not strings.
+"""Which reports of a batch are identical: the text-group ids TMCL (the paper's text-modality contrastive loss) takes
+as positives; the collator computes them, `medbind_training.losses.tmcl_loss` compares them (training only).
 """
 
 from __future__ import annotations
@@ -17,50 +15,18 @@ def normalize_report(text: str, max_words: int, name: str = "report") -> str:
 
     Normalisation = the model's own truncation to `max_words` words + whitespace collapsed to single spaces +
     lower case. Two reports whose first `max_words` words agree reach the encoder as the same words, so they are
-    the same text for the loss; case and line breaks are formatting, not content.
-
-    Args:
-        text: one report.
-        max_words: the word limit the processor applies before tokenising (`MedBindProcessor.max_words`).
-        name: how the report is named in error messages.
-
-    Returns:
-        The normalised report.
-
-    Raises:
-        ValueError: as [`truncate_words`].
+    the same text for the loss; case and line breaks are formatting, not content. `max_words` is the processor's
+    limit (`MedBindProcessor.max_words`); `name` is how error messages name the report.
     """
     return truncate_words(text, max_words=max_words, name=name).lower()
 
 
 def text_group_ids(texts: Sequence[str], max_words: int) -> list[int]:
-    """Deterministic signed 64-bit ids such that identical normalised reports share one id.
-
-    TMCL treats every sample whose text is identical to sample i's as a positive of i; the model compares these
-    ids instead of strings. The id is the first 8 bytes of `blake2b(normalize_report(text))`, read as a signed
-    little-endian integer so it fits `torch.int64`. Unlike Python's `hash`, it is the same across processes, runs
-    and machines (no `PYTHONHASHSEED` salt), so ids computed by dataloader workers or stored in a dataset agree.
-
-    Args:
-        texts: `B` reports.
-        max_words: the processor's word limit (see [`normalize_report`]).
-
-    Returns:
-        `B` ints in [-2**63, 2**63).
-
-    Raises:
-        ValueError: a report is not a string or is empty (the message gives its position).
+    """Deterministic signed 64-bit ids such that identical normalised reports share one id (the model compares ids, not
+    strings): the first 8 bytes of `blake2b(normalize_report(text))`, read as a signed little-endian integer so it fits
+    `torch.int64`. Unlike Python's `hash`, it is the same across processes, runs and machines (no `PYTHONHASHSEED`
+    salt), so ids computed by dataloader workers or stored in a dataset agree.
     """
-    return [
-        int.from_bytes(
-            hashlib.blake2b(
-                normalize_report(text, max_words=max_words, name=f"report {index}").encode("utf-8"), digest_size=8
-            ).digest(),
-            "little",
-            signed=True,
-        )
-        for index, text in enumerate(texts)
-    ]
-
-
-__all__ = ["normalize_report", "text_group_ids"]
+    reports = [normalize_report(text, max_words=max_words, name=f"report {index}") for index, text in enumerate(texts)]
+    digests = (hashlib.blake2b(report.encode("utf-8"), digest_size=8).digest() for report in reports)
+    return [int.from_bytes(digest, "little", signed=True) for digest in digests]

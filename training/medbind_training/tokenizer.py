@@ -1,8 +1,5 @@
-"""An offline report tokenizer: a small BERT WordPiece vocabulary trained on local report text.
-
-The paper's BioBERT vocabulary cannot be downloaded where there is no network (CI, air-gapped hospital machines), so
-the demo and the tests train one of the same kind on their reports. Training code: the model folder only loads
-tokenizers (`modeling_medbind.load_text_tokenizer`).
+"""An offline report tokenizer: a small BERT WordPiece vocabulary trained on local report text, as the paper's BioBERT
+vocabulary cannot be downloaded without a network (CI, air-gapped hospital machines).
 """
 
 from __future__ import annotations
@@ -35,22 +32,8 @@ def train_wordpiece_tokenizer(
     WordPiece trainer learns it (BERT normalisation and pre-tokenisation, then pair merges by frequency;
     `wordpiece_vocabulary`), but with frequency ties broken by the pieces' text: the Rust trainer breaks them in
     hash-map order, which changes from process to process (huggingface/tokenizers#1794), so two runs on the same
-    reports gave two vocabularies and two different models.
-
-    Args:
-        corpus: report texts (any iterable; consumed once).
-        vocab_size: size of the vocabulary, special tokens included.
-        min_frequency: minimum count for a merge to enter the vocabulary.
-        lowercase: lower-case text before splitting (BERT-uncased style).
-        model_max_length: the tokenizer's default truncation length.
-
-    Returns:
-        A `BertTokenizerFast` with BERT's special tokens (`[PAD]`, `[UNK]`, `[CLS]`, `[SEP]`, `[MASK]`, ids 0-4),
-        ready for `save_pretrained` / `AutoTokenizer.from_pretrained`; the same corpus gives the same vocabulary,
-        ids included, in every process.
-
-    Raises:
-        ValueError: the corpus holds no non-blank text.
+    reports gave two vocabularies and two different models. `vocab_size` counts the special tokens (BERT's, ids
+    0-4); `min_frequency` is the fewest occurrences for a merge.
     """
     texts = [text for text in corpus if isinstance(text, str) and text.strip()]
     if not texts:
@@ -82,17 +65,7 @@ def wordpiece_vocabulary(
     continuation characters, then, merge after merge, the most frequent adjacent pair of pieces (counted over the
     words, weighted by word count) joined into one piece, until `vocab_size` pieces or no pair seen
     `min_frequency` times. Equally frequent pairs are merged in the order of their pieces' text, so the result is a
-    function of the counts alone.
-
-    Args:
-        word_counts: `{word: count}` of pre-tokenised words (no spaces).
-        vocab_size: the most pieces to return, special tokens included.
-        min_frequency: the fewest occurrences for a pair to be merged.
-        special_tokens: put first, in this order.
-        prefix: the mark of a piece that continues a word.
-
-    Returns:
-        The pieces in id order.
+    function of the counts alone. Returns the pieces in id order, `special_tokens` first.
     """
     words = sorted(word_counts)
     counts = [word_counts[word] for word in words]
@@ -148,6 +121,3 @@ def wordpiece_vocabulary(
                     del pair_counts[changed_pair]
         pair_counts.pop(pair, None)
     return vocabulary
-
-
-__all__ = ["BERT_SPECIAL_TOKENS", "train_wordpiece_tokenizer", "wordpiece_vocabulary"]

@@ -50,8 +50,7 @@ class TokenFreeTrainer(Trainer):
 
 
 class AtomicCheckpoints(TrainerCallback):
-    """
-    Publishes each checkpoint the Trainer wrote into `output_dir/STAGING_DIR` by renaming it to `output_dir`
+    """Publishes each checkpoint the Trainer wrote into `output_dir/STAGING_DIR` by renaming it to `output_dir`
     (rename is atomic on one filesystem), once every process has written its part, then applies
     `save_total_limit`: a run killed while saving never leaves a half-written `checkpoint-N` for
     `resume_from_checkpoint` to pick up. At the start of training it clears what an interrupted save left staged.
@@ -79,11 +78,9 @@ class AtomicCheckpoints(TrainerCallback):
             os.replace(staged, final)
             shutil.rmtree(os.path.join(args.output_dir, STAGING_DIR))
             rotate_checkpoints(
-                output_dir=args.output_dir,
-                save_total_limit=args.save_total_limit,
-                best_model_checkpoint=state.best_model_checkpoint,
-                use_mtime=False,
-            )
+                output_dir=args.output_dir, save_total_limit=args.save_total_limit,
+                best_model_checkpoint=state.best_model_checkpoint, use_mtime=False,
+            )  # fmt: skip
         PartialState().wait_for_everyone()
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -96,25 +93,19 @@ class AtomicCheckpoints(TrainerCallback):
 
 
 class MedBindTrainer(TokenFreeTrainer):
-    """
-    A `Trainer` for MedBind pretraining. On top of the library's loop it:
+    """A `Trainer` for MedBind pretraining. On top of the library's loop it:
 
-    - computes TMCL + EMCL on the model's embeddings (`medbind_training.losses.batch_loss`) and logs `tmcl_loss` and `emcl_loss` beside `loss`;
+    - computes TMCL + EMCL on the model's embeddings (`medbind_training.losses.batch_loss`) and logs `tmcl_loss` and
+      `emcl_loss` beside `loss`;
     - deals batches with `SlotSampler` (n CXR and n ECG per batch, m of them visit pairs), identical on every
       process and after a resume, since the order is a function of (seed, epoch);
-    - evaluates by retrieval recall@K on `eval_dataset`, a `RetrievalSplit`, with `processing_class` (the
-      `MedBindProcessor`), through `medbind_training.evaluation_tasks.validation_retrieval`, the test evaluation's code
-      (`eval_recall_sum`, the sum of every recall, makes a good `metric_for_best_model`);
-    - writes each checkpoint into a staging folder that `AtomicCheckpoints` renames into place, so a killed run never
-      leaves a half-written `checkpoint-N` for `resume_from_checkpoint` to pick up.
+    - evaluates by retrieval recall@K on `eval_dataset`, a `RetrievalSplit`, with the test evaluation's code
+      (`validation_retrieval`; `eval_recall_sum`, the sum of every recall, makes a good `metric_for_best_model`);
+    - writes each checkpoint atomically (`AtomicCheckpoints`).
 
     With gradient accumulation the contrastive negatives are those of each micro-batch, not of the accumulated batch;
     for a contrastive batch larger than memory allows, keep it as one micro-batch and set `contrastive_chunk_size`
-    (gradient caching, exact: see `training_step`).
-
-    Args:
-        contrastive_chunk_size: embed each micro-batch this many samples per modality at a time (None: whole).
-        *args, **kwargs: those of `transformers.Trainer`.
+    (gradient caching, exact: see `training_step`), the samples per modality embedded at a time.
     """
 
     def __init__(self, *args: Any, contrastive_chunk_size: int | None = None, **kwargs: Any):
@@ -126,9 +117,8 @@ class MedBindTrainer(TokenFreeTrainer):
         self.add_callback(AtomicCheckpoints())
 
     def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
-        """
-        The parameters AdamW decays: the Trainer's choice (all but biases and LayerNorm weights) unless the arguments'
-        `weight_decay_exemptions` is False, then every parameter (the paper names AdamW's weight decay and no
+        """The parameters AdamW decays: the Trainer's choice (all but biases and LayerNorm weights) unless the
+        arguments' `weight_decay_exemptions` is False, then every parameter (the paper names AdamW's weight decay and no
         exemption).
         """
         if getattr(self.args, "weight_decay_exemptions", True):
@@ -148,17 +138,10 @@ class MedBindTrainer(TokenFreeTrainer):
                 self._loss_parts[name].append(value.detach())
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
-        """
-        The library's step, or, with `contrastive_chunk_size` smaller than the batch, the same step by gradient
+        """The library's step, or, with `contrastive_chunk_size` smaller than the batch, the same step by gradient
         caching (`medbind_training.gradient_cache`): the loss and gradients of the whole micro-batch, embedded
-        `contrastive_chunk_size` samples per modality at a time.
-
-        Returns:
-            the detached loss divided by the gradient accumulation steps, as the library's step returns it.
-
-        Raises:
-            ValueError: gradient caching under DeepSpeed (its engine steps on every backward call), or under FSDP with
-                a learned temperature (read outside the sharded forward).
+        `contrastive_chunk_size` samples per modality at a time. Returns the detached loss divided by the gradient
+        accumulation steps, as the library's step returns it.
         """
         chunk_size = self.contrastive_chunk_size
         if not chunk_size or max(batch_rows(inputs, modality) for modality in MODALITY_INPUT) <= chunk_size:
@@ -177,15 +160,9 @@ class MedBindTrainer(TokenFreeTrainer):
         # chunks but the last do, so gradients are reduced once per optimizer step.
         no_sync = partial(self.accelerator.no_sync, model) if self.accelerator.sync_gradients else nullcontext
         outputs = gradient_cached_step(
-            model,
-            inputs,
-            chunk_size,
-            loss_model=unwrapped,
-            backward=self.accelerator.backward,
-            no_sync=no_sync,
-            loss_scale=scale,
-            context=self.compute_loss_context_manager,
-        )
+            model, inputs, chunk_size, loss_model=unwrapped, backward=self.accelerator.backward, no_sync=no_sync,
+            loss_scale=scale, context=self.compute_loss_context_manager,
+        )  # fmt: skip
         self._record_loss_parts(outputs)
         return outputs.loss * scale
 
@@ -204,12 +181,9 @@ class MedBindTrainer(TokenFreeTrainer):
         # Every process embeds the whole split: the metrics need all of it and no collective is involved.
         with self.autocast_smart_context_manager():
             metrics = validation_retrieval(
-                self.accelerator.unwrap_model(self.model),
-                self.processing_class,
-                split,
-                self.args.per_device_eval_batch_size,
-                self.args.device,
-            )
+                self.accelerator.unwrap_model(self.model), self.processing_class, split,
+                self.args.per_device_eval_batch_size, self.args.device,
+            )  # fmt: skip
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in metrics.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
@@ -235,6 +209,3 @@ class MedBindTrainer(TokenFreeTrainer):
         if trial is not None:
             raise ValueError("MedBindTrainer's atomic checkpoints do not support hyperparameter-search trials")
         return os.path.join(self.args.output_dir, STAGING_DIR)
-
-
-__all__ = ["AtomicCheckpoints", "MedBindTrainer", "TokenFreeTrainer"]

@@ -17,31 +17,15 @@ from typing import Any
 import evaluate
 
 from .functional import (
-    CHANCE_AUROC,
-    accuracy,
-    balanced_accuracy,
-    chance_accuracy,
-    chance_balanced_accuracy,
-    macro_auroc,
+    CHANCE_AUROC, accuracy, balanced_accuracy, chance_accuracy, chance_balanced_accuracy, macro_auroc
 )
 
 METRIC_NAMES = ("accuracy", "auroc", "balanced_accuracy", "recall_at_k")
 
 
 def load_metric(name: str, config_name: str | None = None, **kwargs: Any) -> evaluate.EvaluationModule:
-    """
-    One of MedBind's metric modules, loaded from the package with `evaluate.load`.
-
-    Args:
-        name: one of `METRIC_NAMES`.
-        config_name: the module's configuration (`"multiclass"` for the AUROC of several classes; default `"binary"`).
-        kwargs: passed to `evaluate.load` (`experiment_id`, `keep_in_memory`, ...).
-
-    Returns:
-        The `evaluate.EvaluationModule`.
-
-    Raises:
-        ValueError: for an unknown name.
+    """One of MedBind's metric modules (`METRIC_NAMES`), loaded from the package with `evaluate.load` (which takes
+    `kwargs`); `config_name` is `"multiclass"` for the AUROC of several classes (default `"binary"`).
     """
     if name not in METRIC_NAMES:
         raise ValueError(f"unknown MedBind metric {name!r}; choose one of {METRIC_NAMES}")

@@ -1,8 +1,5 @@
-"""The arithmetic of MedBind's classification metrics, as plain array functions (percent).
-
-The `evaluate` modules beside this file (`load_metric`) wrap these for the HF-style `compute` / `add_batch` API;
-evaluation code that scores hundreds of probes at once (few-shot support sets) calls them directly, so both paths
-share one implementation.
+"""The arithmetic of MedBind's classification metrics, as plain array functions (percent): the `evaluate` modules
+beside this file wrap them, and evaluation code that scores hundreds of probes at once calls them directly.
 """
 
 from __future__ import annotations
@@ -21,21 +18,11 @@ def _check_classifications(predictions: np.ndarray, references: np.ndarray, metr
 
 
 def accuracy(predictions: ArrayLike, references: ArrayLike) -> np.ndarray:
-    """
-    Accuracy, the share of correct predictions in percent: 100 / n * |{i : yhat_i = y_i}|.
+    """Accuracy, the share of correct predictions in percent: 100 / n * |{i : yhat_i = y_i}|.
 
     The paper's metric for the prompt-tuning outcomes (Table 4). It rewards the majority class: its chance level is
-    `chance_accuracy` (always predicting the most frequent class), not 100 / |C|.
-
-    Args:
-        predictions: `[..., n]` integer class predictions (leading dimensions score several classifiers at once).
-        references: `[n]` integer true classes.
-
-    Returns:
-        `[...]` accuracies (a 0-d array for one classifier).
-
-    Raises:
-        ValueError: when the sample counts disagree or there is no sample.
+    `chance_accuracy` (always predicting the most frequent class), not 100 / |C|. Leading dimensions of the `[..., n]`
+    predictions score several classifiers at once: `[...]` accuracies (a 0-d array for one classifier).
     """
     predictions, references = np.asarray(predictions), np.asarray(references)
     _check_classifications(predictions, references, "accuracy")
@@ -49,25 +36,14 @@ def chance_accuracy(references: ArrayLike) -> float:
 
 
 def balanced_accuracy(predictions: ArrayLike, references: ArrayLike) -> np.ndarray:
-    """
-    Balanced accuracy: the mean over classes of the recall of that class, in percent,
+    """Balanced accuracy: the mean over classes of the recall of that class, in percent,
 
         BA = 100 / |C| * sum_{c in C} |{i : y_i = c, yhat_i = c}| / |{i : y_i = c}|
 
     where C is the set of classes present in `references` (a class that never occurs has no recall; a prediction of
     such a class counts as a miss). Equals scikit-learn's `balanced_accuracy_score` x 100. Any classifier that
-    ignores its input (constant, or random) scores 100 / |C| in expectation.
-
-    Args:
-        predictions: `[..., n]` integer class predictions; leading dimensions score several classifiers at once
-            against the same references (e.g. `[num_support_sets, n]`).
-        references: `[n]` integer true classes.
-
-    Returns:
-        `[...]` balanced accuracies (a 0-d array for one classifier).
-
-    Raises:
-        ValueError: when the sample counts disagree or there is no sample.
+    ignores its input (constant, or random) scores 100 / |C| in expectation. Leading dimensions of the `[..., n]`
+    predictions score several classifiers at once against the same references (e.g. `[num_support_sets, n]`).
     """
     predictions, references = np.asarray(predictions), np.asarray(references)
     _check_classifications(predictions, references, "balanced_accuracy")
@@ -81,23 +57,13 @@ def chance_balanced_accuracy(references: ArrayLike) -> float:
 
 
 def macro_auroc(scores: ArrayLike, references: ArrayLike) -> float:
-    """
-    Area under the ROC curve in percent: binary, or the macro mean of one-vs-rest AUROCs for several classes.
+    """Area under the ROC curve in percent: binary, or the macro mean of one-vs-rest AUROCs for several classes.
 
     One-vs-rest AUROC of class c is the probability that a random sample of class c scores higher on column c than
     a random sample of another class, a tie counting one half (the Mann-Whitney statistic; scikit-learn's
     `roc_auc_score`). The scores need not be probabilities (cosine similarities are fine: only their order within
-    a column matters). Classes absent from `references` have no AUROC and are left out of the mean.
-
-    Args:
-        scores: `[n]` scores of the positive class (binary references 0 / 1), or `[n, C]` one column per class.
-        references: `[n]` integer true classes (in `range(C)` for `[n, C]` scores).
-
-    Returns:
-        The AUROC in percent (50 = chance, 100 = every positive above every negative).
-
-    Raises:
-        ValueError: when fewer than two classes occur in `references`, or the shapes disagree.
+    a column matters). Classes absent from `references` have no AUROC and are left out of the mean. `scores` are
+    `[n]` scores of the positive class (binary references 0 / 1), or `[n, C]`, one column per class.
     """
     scores, references = np.asarray(scores, dtype=np.float64), np.asarray(references)
     present = np.unique(references)
@@ -111,13 +77,3 @@ def macro_auroc(scores: ArrayLike, references: ArrayLike) -> float:
 
 
 CHANCE_AUROC = 50.0  # any score that ignores the input ranks positives above negatives half the time
-
-
-__all__ = [
-    "CHANCE_AUROC",
-    "accuracy",
-    "balanced_accuracy",
-    "chance_accuracy",
-    "chance_balanced_accuracy",
-    "macro_auroc",
-]
