@@ -8,7 +8,7 @@ from pathlib import Path
 import datasets
 import pandas as pd
 import pytest
-from fixtures import assert_radiographs_stored
+from fixtures import assert_radiographs_stored, raw_and_built
 from fixtures.public import CHEXPERT_IMAGES, write_chexpert
 
 from medbind_processing.chexpert5x200 import (
@@ -22,14 +22,7 @@ from medbind_processing.chexpert5x200 import (
 from medbind_processing.labels import CHEXPERT_COMPETITION_FINDINGS as COMPETITION_FINDINGS
 
 
-@pytest.fixture(scope="module")
-def chexpert_root(tmp_path_factory) -> Path:
-    return write_chexpert(tmp_path_factory.mktemp("chexpert"))
-
-
-@pytest.fixture(scope="module")
-def chexpert(chexpert_root) -> datasets.DatasetDict:
-    return build_chexpert5x200(chexpert_root, per_class=2)
+chexpert_root, chexpert = raw_and_built("chexpert", write_chexpert, build_chexpert5x200, per_class=2)
 
 
 def gloria_selection(table: pd.DataFrame, per_class: int) -> list[str]:

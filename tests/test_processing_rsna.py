@@ -6,7 +6,7 @@ import datasets
 import numpy as np
 import pydicom
 import pytest
-from fixtures import assert_radiographs_stored, rows_by_study
+from fixtures import assert_radiographs_stored, raw_and_built, rows_by_study
 from fixtures.public import RSNA_PATIENTS, rsna_pixels, write_rsna, write_rsna_dicom
 from PIL import Image
 
@@ -16,14 +16,7 @@ from medbind_processing.splits import patient_split
 REAL_PATIENT = "16d7f894-55d7-4d95-8957-d18987f0e981"  # the PatientID inside rsna_example.dcm
 
 
-@pytest.fixture(scope="module")
-def rsna_root(tmp_path_factory) -> Path:
-    return write_rsna(tmp_path_factory.mktemp("rsna"))
-
-
-@pytest.fixture(scope="module")
-def rsna(rsna_root) -> datasets.DatasetDict:
-    return build_rsna(rsna_root)
+rsna_root, rsna = raw_and_built("rsna", write_rsna, build_rsna)
 
 
 def test_one_row_per_patient_labelled_by_target(rsna):
