@@ -12,12 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 from tiny_medbind import CORPUS, TOWER, VISION, save_tiny_clip, save_tiny_medbind
-from transformers import (
-    SiglipConfig,
-    SiglipImageProcessor,
-    SiglipModel,
-    SiglipProcessor,
-)
+from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
 
 from medbind_training.baselines import (
     BaselineEmbedder,

@@ -9,21 +9,10 @@ import torch
 import torch.nn.functional as F
 from peft import PeftModel
 from safetensors import safe_open
-from transformers import (
-    AutoModel,
-    AutoModelForSequenceClassification,
-    BertConfig,
-    BertModel,
-)
+from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig, BertModel
 
-from modeling_medbind import (
-    MedBindClinicalPredictionConfig,
-    MedBindForClinicalPrediction,
-)
-from modeling_medbind.modeling_clinical_prediction import (
-    MODALITY_TOKEN_TYPE,
-    append_modality_tokens,
-)
+from modeling_medbind import MedBindClinicalPredictionConfig, MedBindForClinicalPrediction
+from modeling_medbind.modeling_clinical_prediction import MODALITY_TOKEN_TYPE, append_modality_tokens
 
 TINY_BERT = {
     "vocab_size": 60,

@@ -23,10 +23,7 @@ from transformers import AutoModel
 
 from medbind_training.tokenizer import train_wordpiece_tokenizer
 
-from modeling_medbind import (
-    MedBindClinicalPredictionConfig,
-    MedBindForClinicalPrediction,
-)
+from modeling_medbind import MedBindClinicalPredictionConfig, MedBindForClinicalPrediction
 
 METRICS = ("accuracy", "balanced_accuracy")  # AUROC too where the test split holds both classes
 
