@@ -3,9 +3,7 @@
 import itertools
 import random
 import re
-from pathlib import Path
 
-import datasets
 import pandas as pd
 import pytest
 from fixtures import assert_radiographs_stored, raw_and_built

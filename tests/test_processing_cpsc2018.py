@@ -1,7 +1,5 @@
 """Tests for processing/medbind_processing/cpsc2018.py on a miniature CPSC2018 (REFERENCE.csv + Challenge 2020 WFDB records)."""
 
-from pathlib import Path
-
 import datasets
 import numpy as np
 import pytest

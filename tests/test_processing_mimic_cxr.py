@@ -75,7 +75,8 @@ def test_radiographs_are_stored_shrunk_with_their_original_path(raw):
 
 def test_every_field_of_a_study(rows):
     row = rows[50000001]
-    assert row["text"] == "The heart is mildly enlarged. No focal consolidation. Dr. was notified at . Mild cardiomegaly."
+    assert row["text"] == ("The heart is mildly enlarged. No focal consolidation. Dr. was notified at . "
+                           "Mild cardiomegaly.")  # fmt: skip
     assert (row["subject_id"], row["study_time"]) == (10000032, "2180-05-06T09:00:00")
     # Uncertain (-1) and negative (0) observations are not labels.
     names = mimic_cxr.FEATURES["labels"].feature.names

@@ -1,7 +1,6 @@
 """Tests for processing/medbind_processing/openi.py on a miniature copy of the Kaggle Open-I layout."""
 
 import re
-from pathlib import Path
 
 import datasets
 import pytest

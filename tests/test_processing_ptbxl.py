@@ -1,7 +1,5 @@
 """Tests for processing/medbind_processing/ptbxl.py on a miniature PTB-XL 1.0.3 folder and on the real scp_statements.csv."""
 
-from pathlib import Path
-
 import datasets
 import numpy as np
 import pytest
