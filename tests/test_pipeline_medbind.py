@@ -86,9 +86,8 @@ def test_cxr_zero_shot_task_classifies_images(loaded):
     prompts = ["Findings suggesting pneumonia.", "Findings suggesting cardiomegaly."]
     with torch.no_grad():
         logits = model(**processor(images=radiograph(0), text=prompts, return_tensors="pt")).logits_per_cxr
-    assert {entry["label"]: entry["score"] for entry in result} == pytest.approx(
-        dict(zip(["pneumonia", "cardiomegaly"], logits.softmax(dim=-1)[0].tolist())), abs=1e-6
-    )
+    expected = dict(zip(["pneumonia", "cardiomegaly"], logits.softmax(dim=-1)[0].tolist()))
+    assert {entry["label"]: entry["score"] for entry in result} == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize("modality", ["cxr", "ecg", "text"])
