@@ -82,9 +82,14 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def load_benchmark(name: str):
     """Import `benchmarks/<name>.py` as a module (benchmarks/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    return load_script(BENCHMARKS / f"{name}.py")
+
+
+def load_script(path: Path):
+    """Import the script at `path` as a module named after its file."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     # dataclasses look their module up in sys.modules while the module body runs.
-    sys.modules[name] = module
+    sys.modules[path.stem] = module
     spec.loader.exec_module(module)
     return module

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from samples import load_script
 from tiny_medbind import TINY_IMAGE_SIZE, tiny_model
 
 from medbind_training.losses import batch_loss, emcl_loss, medbind_loss, tmcl_loss
@@ -180,11 +181,7 @@ DISTRIBUTED_SCRIPT = Path(__file__).parent / "distributed" / "loss_equivalence.p
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process_on_the_same_global_batch(accelerate_launch, tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("loss_equivalence", DISTRIBUTED_SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(DISTRIBUTED_SCRIPT)
     accelerate_launch(DISTRIBUTED_SCRIPT, tmp_path)
     reference = script.single_process_reference()
     world_size = 2
