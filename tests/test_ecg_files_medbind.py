@@ -28,10 +28,8 @@ def record(shared_data):
 
 @pytest.fixture
 def exports(record, tmp_path):
-    return {
-        "dicom": write_dicom_ecg(record, tmp_path / "s0010_re.dcm"),
-        "muse": write_muse_xml(record, tmp_path / "s0010_re.xml"),
-    }
+    return {"dicom": write_dicom_ecg(record, tmp_path / "s0010_re.dcm"),
+            "muse": write_muse_xml(record, tmp_path / "s0010_re.xml")}  # fmt: skip
 
 
 def test_the_limb_lead_derivation_matches_a_record_storing_all_twelve(record):
@@ -83,9 +81,8 @@ def test_missing_leads_are_named_with_the_file(record, tmp_path):
         MedBindECGFeatureExtractor()(str(muse))
 
 
-@pytest.mark.parametrize(
-    "write, unit", [(write_dicom_ecg, "furlong"), (write_muse_xml, "FURLONGS")], ids=["dicom", "muse"]
-)
+@pytest.mark.parametrize("write, unit", [(write_dicom_ecg, "furlong"), (write_muse_xml, "FURLONGS")],
+                         ids=["dicom", "muse"])  # fmt: skip
 def test_an_unknown_unit_is_named_with_the_file(record, tmp_path, write, unit):
     path = write(record, tmp_path / ("ecg.dcm" if write is write_dicom_ecg else "ecg.xml"), unit=unit)
     with pytest.raises(ValueError, match=rf"{path}: lead I is in unknown unit '{unit}'"):
@@ -119,17 +116,15 @@ def test_other_xml_and_missing_files_are_named(tmp_path):
         MedBindECGFeatureExtractor()(str(tmp_path / "absent.dcm"))
 
 
-def test_the_pipeline_and_the_cli_embed_an_export_as_the_wfdb_record(record, exports, tmp_path, capsys):
+def test_the_pipeline_and_the_cli_embed_an_export_as_the_wfdb_record(model_dir, record, exports, tmp_path, capsys):
     import json
 
     import torch
     from safetensors import safe_open
-    from tiny_medbind import save_tiny_medbind
     from transformers import AutoModel, AutoProcessor, pipeline
 
     from medbind.cli import EXIT_OK, main
 
-    model_dir = save_tiny_medbind(tmp_path / "model")
     assert (model_dir / "ecg_files_medbind.py").is_file()  # the Hub folder's remote code reads them too
     model, processor = AutoModel.from_pretrained(model_dir).eval(), AutoProcessor.from_pretrained(model_dir)
     embed = pipeline("medbind-feature-extraction", model=model, processor=processor, device="cpu")
