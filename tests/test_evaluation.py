@@ -147,9 +147,8 @@ def test_multi_label_rows_count_only_with_exactly_one_listed_class():
 def test_row_labels_read_single_and_multi_label_columns():
     names = datasets.ClassLabel(names=["a", "b"])
     single = datasets.Dataset.from_dict({"label": [1, 0]}, features=datasets.Features({"label": names}))
-    multi = datasets.Dataset.from_dict(
-        {"labels": [[0, 1], []]}, features=datasets.Features({"labels": datasets.List(names)})
-    )
+    multi = datasets.Dataset.from_dict({"labels": [[0, 1], []]},
+                                       features=datasets.Features({"labels": datasets.List(names)}))  # fmt: skip
     assert row_labels(single) == [["b"], ["a"]] and row_labels(multi) == [["a", "b"], []]
 
 
@@ -366,16 +365,13 @@ def test_report_retrieval_follows_the_protocol_it_is_given(model_dir):
 
 
 def test_retrieval_protocol_arguments_default_to_identical_reports_over_the_whole_split(tmp_path):
-    args = EvaluationArguments(model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path))
-    assert args.retrieval_protocol == RetrievalProtocol("identical_text", None)
-    chosen = EvaluationArguments(
-        model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path), retrieval_positives="instance",
-        retrieval_gallery="100", retrieval_gallery_draws=3, seed=4,
-    )  # fmt: skip
+    paths = {"model_name_or_path": "m", "output_dir": str(tmp_path), "dataset_dir": str(tmp_path)}
+    assert EvaluationArguments(**paths).retrieval_protocol == RetrievalProtocol("identical_text", None)
+    chosen = EvaluationArguments(**paths, retrieval_positives="instance", retrieval_gallery="100",
+                                 retrieval_gallery_draws=3, seed=4)  # fmt: skip
     assert chosen.retrieval_protocol == RetrievalProtocol("instance", 100, draws=3, seed=4)
     with pytest.raises(ValueError, match="number of candidates"):
-        EvaluationArguments(model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path),
-                            retrieval_gallery="half")  # fmt: skip
+        EvaluationArguments(**paths, retrieval_gallery="half")
 
 
 @pytest.mark.slow

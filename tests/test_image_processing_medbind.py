@@ -107,14 +107,12 @@ def test_image_file_path_is_opened(processor, tmp_path):
 
 def test_16_bit_png_is_scaled_by_its_full_range_not_clipped(processor, tmp_path):
     path = tmp_path / "dicom_derived.png"
-    sixteen_bit = quantised(gradient(), 65535, np.uint16)
-    Image.fromarray(sixteen_bit).save(path)
+    Image.fromarray(quantised(gradient(), 65535, np.uint16)).save(path)
     assert Image.open(path).mode == "I;16"
     recovered = intensities(process(processor, path), processor)
     expected = intensities(process(processor, gradient()), processor)
     torch.testing.assert_close(recovered, expected, atol=1e-4, rtol=0)
-    assert recovered.max() > 0.5  # clipping at 255 would leave an almost uniformly white image
-    assert recovered.min() < 0.2
+    assert recovered.max() > 0.5 and recovered.min() < 0.2  # clipping at 255 would leave an almost uniform white
 
 
 def test_8_bit_and_16_bit_of_the_same_level_agree(processor):
@@ -125,8 +123,7 @@ def test_8_bit_and_16_bit_of_the_same_level_agree(processor):
 
 def test_grayscale_is_replicated_to_three_channels(processor):
     restored = intensities(process(processor, IMAGE_BUILDERS["pil_L"]()), processor)[0]
-    torch.testing.assert_close(restored[0], restored[1], atol=1e-6, rtol=0)
-    torch.testing.assert_close(restored[0], restored[2], atol=1e-6, rtol=0)
+    torch.testing.assert_close((restored[0], restored[0]), (restored[1], restored[2]), atol=1e-6, rtol=0)
 
 
 def test_transparent_pixels_are_composited_onto_black(processor):
@@ -160,12 +157,9 @@ def test_unusable_images_are_errors(processor, image, error, message):
         processor(image)
 
 
-def test_missing_file_is_file_not_found(processor, tmp_path):
+def test_a_missing_file_is_file_not_found_and_an_undecodable_one_an_error_naming_it(processor, tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.png"):
         processor(tmp_path / "absent.png")
-
-
-def test_undecodable_file_is_an_error_naming_it(processor, tmp_path):
     path = tmp_path / "broken.png"
     path.write_bytes(b"not a png at all")
     with pytest.raises(ValueError, match="broken.png"):

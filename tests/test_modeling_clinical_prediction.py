@@ -14,14 +14,8 @@ from transformers import AutoModel, AutoModelForSequenceClassification, BertConf
 from modeling_medbind import MedBindClinicalPredictionConfig, MedBindForClinicalPrediction
 from modeling_medbind.modeling_clinical_prediction import MODALITY_TOKEN_TYPE, append_modality_tokens
 
-TINY_BERT = {
-    "vocab_size": 60,
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "max_position_embeddings": 32,
-}
+TINY_BERT = {"vocab_size": 60, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 64, "max_position_embeddings": 32}  # fmt: skip
 EMBEDDING_DIM = 256
 CLS, SEP, PAD = 2, 3, 0
 
@@ -40,9 +34,8 @@ def tiny_bert_folder(path) -> str:
 def mixed_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     """Four visits: text only, text + CXR, text + ECG, text + both; texts of 5, 3, 4 and 3 tokens, right-padded."""
     generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.tensor(
-        [[CLS, 7, 8, 9, SEP], [CLS, 10, SEP, PAD, PAD], [CLS, 11, 12, SEP, PAD], [CLS, 13, SEP, PAD, PAD]]
-    )
+    input_ids = torch.tensor([[CLS, 7, 8, 9, SEP], [CLS, 10, SEP, PAD, PAD], [CLS, 11, 12, SEP, PAD],
+                              [CLS, 13, SEP, PAD, PAD]])  # fmt: skip
     return {
         "input_ids": input_ids,
         "attention_mask": (input_ids != PAD).long(),
@@ -160,9 +153,8 @@ def test_lora_starts_as_the_identity_on_the_base_bert(tmp_path):
     bert = BertModel.from_pretrained(tmp_path / "bert", add_pooling_layer=False).eval()
     input_ids = mixed_batch()["input_ids"]
     with torch.no_grad():
-        torch.testing.assert_close(
-            model.text_model(input_ids=input_ids).last_hidden_state, bert(input_ids=input_ids).last_hidden_state
-        )
+        expected = bert(input_ids=input_ids).last_hidden_state
+        torch.testing.assert_close(model.text_model(input_ids=input_ids).last_hidden_state, expected)
 
 
 def test_medbind_mode_learns_a_label_only_the_ecg_embedding_carries_and_text_only_cannot():
@@ -264,9 +256,8 @@ def test_the_adapter_loads_onto_its_base_bert_with_peft_alone(tmp_path):
     peft_model = PeftModel.from_pretrained(base, tmp_path / "model", subfolder="text_adapter").eval()
     input_ids = mixed_batch()["input_ids"]
     with torch.no_grad():
-        torch.testing.assert_close(
-            peft_model(input_ids=input_ids).last_hidden_state, model.text_model(input_ids=input_ids).last_hidden_state
-        )
+        expected = model.text_model(input_ids=input_ids).last_hidden_state
+        torch.testing.assert_close(peft_model(input_ids=input_ids).last_hidden_state, expected)
 
 
 @pytest.mark.slow
