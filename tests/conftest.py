@@ -33,6 +33,14 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def loaded(model_dir):
+    """`model_dir` loaded once: `(MedBindModel in eval mode, MedBindProcessor)`, shared read-only."""
+    from transformers import AutoModel, AutoProcessor
+
+    return AutoModel.from_pretrained(model_dir).eval(), AutoProcessor.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="session")
 def image_processor():
     """The default `MedBindImageProcessor` (the timm Swin-T's input)."""
     from modeling_medbind import MedBindImageProcessor

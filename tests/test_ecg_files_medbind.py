@@ -116,18 +116,17 @@ def test_other_xml_and_missing_files_are_named(tmp_path):
         MedBindECGFeatureExtractor()(str(tmp_path / "absent.dcm"))
 
 
-def test_the_pipeline_and_the_cli_embed_an_export_as_the_wfdb_record(model_dir, record, exports, tmp_path, capsys):
+def test_the_pipeline_and_the_cli_embed_an_export_as_the_wfdb_record(model_dir, loaded, record, exports, tmp_path):
     import json
 
     import torch
     from safetensors import safe_open
-    from transformers import AutoModel, AutoProcessor, pipeline
+    from transformers import pipeline
 
     from medbind.cli import EXIT_OK, main
 
     assert (model_dir / "ecg_files_medbind.py").is_file()  # the Hub folder's remote code reads them too
-    model, processor = AutoModel.from_pretrained(model_dir).eval(), AutoProcessor.from_pretrained(model_dir)
-    embed = pipeline("medbind-feature-extraction", model=model, processor=processor, device="cpu")
+    embed = pipeline("medbind-feature-extraction", model=loaded[0], processor=loaded[1], device="cpu")
     inputs = [str(record), str(exports["dicom"]), str(exports["muse"])]
     by_pipeline = torch.stack([embed(item, modality="ecg", return_tensors=True) for item in inputs])
     torch.testing.assert_close(by_pipeline[1:], by_pipeline[:1].expand(2, -1), rtol=0, atol=1e-3)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import wfdb
 from PIL import Image
-from transformers import AutoModel, AutoProcessor, pipeline
+from transformers import pipeline
 
 from modeling_medbind import CANONICAL_LEAD_NAMES
 from modeling_medbind.pipeline_medbind import label_probabilities, prompts_by_label
@@ -31,11 +31,6 @@ def write_record(folder, name: str = "rec", seed: int = 0):
 
 def radiograph(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (64, 80), dtype=np.uint8)
-
-
-@pytest.fixture(scope="module")
-def loaded(model_dir):
-    return AutoModel.from_pretrained(model_dir).eval(), AutoProcessor.from_pretrained(model_dir)
 
 
 def zero_shot(loaded, task: str = "zero-shot-ecg-classification"):
