@@ -8,9 +8,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+import wfdb
 from PIL import Image
 
-from modeling_medbind import MedBindImageProcessor
+from modeling_medbind import CANONICAL_LEAD_NAMES, MedBindImageProcessor
 
 # Four radiograph and ECG reports, no two alike.
 REPORTS = [
@@ -55,6 +56,18 @@ def ecg_dataset(num_rows: int, first_study: int = 500) -> datasets.Dataset:
             }
         ),
     )
+
+
+def write_record(directory: Path, name: str, signal: np.ndarray, sampling_rate: float,
+                 lead_names=CANONICAL_LEAD_NAMES) -> Path:  # fmt: skip
+    """Write `signal [leads, samples]` (mV, 1 uV per unit) as a format-16 WFDB record; returns its path (no suffix).
+
+    The gain is fixed because wfdb cannot derive one for an all-NaN lead.
+    """
+    leads = len(lead_names)
+    wfdb.wrsamp(name, fs=sampling_rate, units=["mV"] * leads, sig_name=list(lead_names), p_signal=signal.T,
+                fmt=["16"] * leads, adc_gain=[1000.0] * leads, baseline=[0] * leads, write_dir=str(directory))
+    return directory / name
 
 
 def gradient(height: int = 60, width: int = 80) -> np.ndarray:

@@ -1,11 +1,10 @@
 """Tests of modeling_medbind/feature_extraction_medbind.py: WFDB/array ECGs -> `ecg_values [B, 12, 1000]`."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import wfdb
+from samples import write_record
 from scipy.signal import resample_poly
 
 from modeling_medbind.feature_extraction_medbind import CANONICAL_LEAD_NAMES, MedBindECGFeatureExtractor
@@ -18,17 +17,6 @@ def sinusoids(sampling_rate: float, seconds: float, frequency: float = 5.0, ampl
     """`[12, samples]`: lead k is `amplitude * sin(2 pi f t + k)` (distinct phases, so lead order is visible)."""
     time = np.arange(round(seconds * sampling_rate)) / sampling_rate
     return amplitude * np.sin(2 * np.pi * frequency * time[None, :] + np.arange(12)[:, None])
-
-
-def write_record(directory: Path, name: str, signal: np.ndarray, sampling_rate: float, lead_names) -> Path:
-    """Write `signal [leads, samples]` (mV, 1 uV per unit) as a format-16 WFDB record; returns its path (no suffix).
-
-    The gain is fixed because wfdb cannot derive one for an all-NaN lead.
-    """
-    leads = len(lead_names)
-    wfdb.wrsamp(name, fs=sampling_rate, units=["mV"] * leads, sig_name=list(lead_names), p_signal=signal.T,
-                fmt=["16"] * leads, adc_gain=[1000.0] * leads, baseline=[0] * leads, write_dir=str(directory))
-    return directory / name
 
 
 def zscore(signal: np.ndarray) -> np.ndarray:
@@ -61,7 +49,7 @@ def test_tensor_and_3d_array_inputs_match_a_list_of_arrays(extractor):
 
 
 def test_record_path_with_or_without_suffix_and_record_object_agree(extractor, tmp_path):
-    record_path = write_record(tmp_path, "rec500", sinusoids(500, 10), 500, MIMIC_NAMES)
+    record_path = write_record(tmp_path, "rec500", sinusoids(500, 10), 500)
     from_path = extractor(str(record_path))["ecg_values"]
     assert from_path.shape == (1, 12, 1000)
     np.testing.assert_array_equal(extractor(record_path.with_suffix(".hea"))["ecg_values"], from_path)
@@ -70,7 +58,7 @@ def test_record_path_with_or_without_suffix_and_record_object_agree(extractor, t
 
 def test_record_written_at_500_hz_matches_the_array_it_was_written_from(extractor, tmp_path):
     signal = sinusoids(500, 10)
-    record_path = write_record(tmp_path, "rec500", signal, 500, MIMIC_NAMES)
+    record_path = write_record(tmp_path, "rec500", signal, 500)
     from_file = extractor(record_path)["ecg_values"][0]
     np.testing.assert_allclose(from_file, extractor(signal, sampling_rate=500)["ecg_values"][0], atol=1e-3)
 
@@ -84,7 +72,7 @@ def test_sinusoid_keeps_its_frequency_and_amplitude(raw_extractor, sampling_rate
 
 
 def test_257_hz_record_file_is_resampled_to_1000_samples(raw_extractor, tmp_path):
-    record_path = write_record(tmp_path, "rec257", sinusoids(257, 10, amplitude=2.0), 257, MIMIC_NAMES)
+    record_path = write_record(tmp_path, "rec257", sinusoids(257, 10, amplitude=2.0), 257)
     values = raw_extractor(record_path)["ecg_values"][0]
     assert values.shape == (12, 1000)
     np.testing.assert_allclose(values[:, 20:-20], sinusoids(100, 10, amplitude=2.0)[:, 20:-20], atol=0.01)
@@ -179,7 +167,7 @@ def test_nan_samples_are_filled_by_linear_interpolation(raw_extractor):
 def test_nan_written_by_wfdb_is_interpolated(raw_extractor, tmp_path):
     signal = sinusoids(100, 10)
     signal[2, 500:510] = np.nan
-    record_path = write_record(tmp_path, "gappy", signal, 100, MIMIC_NAMES)
+    record_path = write_record(tmp_path, "gappy", signal, 100)
     assert np.isnan(wfdb.rdrecord(str(record_path)).p_signal).any()
     values = raw_extractor(record_path)["ecg_values"][0]
     expected = np.interp(np.arange(500, 510), [499, 510], signal[2, [499, 510]])
@@ -189,7 +177,7 @@ def test_nan_written_by_wfdb_is_interpolated(raw_extractor, tmp_path):
 def test_all_nan_lead_is_an_error_naming_the_lead(extractor, tmp_path):
     signal = sinusoids(100, 10)
     signal[7] = np.nan
-    record_path = write_record(tmp_path, "dead_lead", signal, 100, MIMIC_NAMES)
+    record_path = write_record(tmp_path, "dead_lead", signal, 100)
     with pytest.raises(ValueError, match="'dead_lead'.*lead V2 has no valid sample"):
         extractor(record_path)
 
@@ -221,7 +209,7 @@ def test_missing_header_is_file_not_found_naming_it(extractor, tmp_path):
 
 
 def test_missing_signal_file_is_file_not_found_naming_the_header(extractor, tmp_path):
-    record_path = write_record(tmp_path, "no_dat", sinusoids(100, 10), 100, MIMIC_NAMES)
+    record_path = write_record(tmp_path, "no_dat", sinusoids(100, 10), 100)
     record_path.with_suffix(".dat").unlink()
     with pytest.raises(FileNotFoundError, match="no_dat.hea"):
         extractor(record_path)

@@ -6,11 +6,10 @@ import json
 import numpy as np
 import pytest
 import torch
-import wfdb
 from PIL import Image
+from samples import write_record
 from transformers import pipeline
 
-from modeling_medbind import CANONICAL_LEAD_NAMES
 from modeling_medbind.pipeline_medbind import label_probabilities, prompts_by_label
 
 LABELS = ["myocardial infarction", "normal sinus rhythm"]
@@ -19,14 +18,6 @@ LABELS = ["myocardial infarction", "normal sinus rhythm"]
 def ecg(seed: int, seconds: float = 10.0, sampling_rate: int = 500) -> np.ndarray:
     """A 12-lead signal `[12, samples]` in mV."""
     return np.random.default_rng(seed).normal(size=(12, int(seconds * sampling_rate)))
-
-
-def write_record(folder, name: str = "rec", seed: int = 0):
-    """A WFDB record of `ecg(seed)` at 500 Hz; returns its path without suffix."""
-    folder.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(name, fs=500, units=["mV"] * 12, sig_name=list(CANONICAL_LEAD_NAMES), p_signal=ecg(seed).T,
-                fmt=["16"] * 12, write_dir=str(folder))  # fmt: skip
-    return folder / name
 
 
 def radiograph(seed: int) -> np.ndarray:
@@ -136,7 +127,7 @@ def test_bad_labels_are_rejected(labels, template, message):
 def test_pipelines_run_from_the_saved_folder_where_medbind_is_not_importable(
     model_dir, loaded, tmp_path, run_without_medbind
 ):
-    record = write_record(tmp_path / "records")
+    record = write_record(tmp_path, "rec", ecg(0), 500)
     png = tmp_path / "cxr.png"
     Image.fromarray(radiograph(3)).save(png)
     run_without_medbind(

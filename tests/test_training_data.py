@@ -6,11 +6,9 @@ import datasets
 import numpy as np
 import pytest
 import torch
-import wfdb
 
-from modeling_medbind import CANONICAL_LEAD_NAMES
 from medbind_training.data import MedBindPretrainingCollator, PretrainingDataset, SlotSampler, pair_rows
-from samples import cxr_dataset, ecg_dataset
+from samples import cxr_dataset, ecg_dataset, write_record
 
 
 def test_pair_rows_maps_studies_to_rows_and_keeps_each_sample_in_one_pair():
@@ -92,10 +90,7 @@ def test_identical_reports_share_a_group_id_in_the_batch(medbind_processor):
 
 
 def test_collator_reads_wfdb_records_by_path_at_their_own_rate(medbind_processor, tmp_path):
-    rng = np.random.default_rng(2)
-    signal = rng.standard_normal((5000, 12))
-    wfdb.wrsamp("rec1", fs=500, units=["mV"] * 12, sig_name=list(CANONICAL_LEAD_NAMES), p_signal=signal, fmt=["16"] * 12,
-                write_dir=str(tmp_path))  # fmt: skip
+    write_record(tmp_path, "rec1", np.random.default_rng(2).standard_normal((12, 5000)), 500)
     row = {"ecg_path": str(tmp_path / "rec1"), "sampling_rate": 500, "text": "ECG presents sinus rhythm."}
     batch = MedBindPretrainingCollator(medbind_processor)([{"cxr": None, "ecg": row, "paired": False}])
     expected = medbind_processor(ecgs=[str(tmp_path / "rec1")], return_tensors="pt")["ecg_values"]
