@@ -20,10 +20,8 @@ rsna_root, rsna = raw_and_built("rsna", write_rsna, build_rsna)
 
 
 def test_one_row_per_patient_labelled_by_target(rsna):
-    rows = rows_by_study(rsna)
-    assert len(rows) == len(RSNA_PATIENTS)  # patients with two boxes are one row
-    names = rsna["train"].features["label"].names
-    assert names == ["Normal", "Pneumonia"]
+    rows, names = rows_by_study(rsna), rsna["train"].features["label"].names
+    assert len(rows) == len(RSNA_PATIENTS) and names == ["Normal", "Pneumonia"]  # patients with two boxes: one row
     labels = {patient: names[row["label"]] for patient, (_, row) in rows.items()}
     assert labels == {patient: "Pneumonia" if boxes else "Normal" for patient, boxes, *_ in RSNA_PATIENTS}
 
@@ -37,8 +35,7 @@ def test_dicom_pixels_and_view_are_kept_and_monochrome1_is_inverted(rsna):
     rows = rows_by_study(rsna)
     for seed, (patient, _, _, view, photometric) in enumerate(RSNA_PATIENTS):
         row = rows[patient][1]
-        expected = rsna_pixels(seed)
-        expected = 255 - expected if photometric == "MONOCHROME1" else expected
+        expected = 255 - rsna_pixels(seed) if photometric == "MONOCHROME1" else rsna_pixels(seed)
         assert row["image"].mode == "L"
         np.testing.assert_array_equal(np.asarray(row["image"]), expected)
         assert row["view"] == view
