@@ -138,10 +138,9 @@ def test_demo_prompts_speak_the_demo_reports_words_and_replace_only_their_datase
 
 def test_multi_label_rows_count_only_with_exactly_one_listed_class():
     labels = [["NORM"], ["HYP", "STTC"], ["HYP", "CD"], [], ["MI"], ["Pneumonia"]]
-    rows, targets = single_class_rows(labels, ["NORM", "HYP", "MI"])
-    assert rows.tolist() == [0, 1, 2, 4] and targets.tolist() == [0, 1, 1, 2]
-    rows, targets = single_class_rows(labels, ["HYP", "CD"])
-    assert rows.tolist() == [1] and targets.tolist() == [0]  # ["HYP", "CD"] has two listed classes: left out
+    assert [part.tolist() for part in single_class_rows(labels, ["NORM", "HYP", "MI"])] == [[0, 1, 2, 4], [0, 1, 1, 2]]
+    # ["HYP", "CD"] has two listed classes: left out
+    assert [part.tolist() for part in single_class_rows(labels, ["HYP", "CD"])] == [[1], [0]]
 
 
 def test_row_labels_read_single_and_multi_label_columns():
@@ -233,8 +232,7 @@ def test_neighbour_agreement_and_its_chance():
 def test_tsne_map_takes_a_zoo_pair_whose_spaces_differ_in_size():
     generator = torch.Generator().manual_seed(0)
     embeds = {"cxr": torch.randn(12, 4, generator=generator), "ecg": torch.randn(10, 6, generator=generator) + 5}
-    classes = {"cxr": ["CXR a"] * 12, "ecg": ["ECG b"] * 10}
-    tsne = tsne_map(embeds, classes)
+    tsne = tsne_map(embeds, {"cxr": ["CXR a"] * 12, "ecg": ["ECG b"] * 10})
     assert tsne.points.shape == (22, 2) and tsne.modalities == ["cxr"] * 12 + ["ecg"] * 10
     assert tsne.agreement["modality"][0] == 100.0  # the ECGs sit apart, as their embeddings do
 

@@ -70,9 +70,8 @@ def test_only_lora_the_projections_and_the_head_are_trainable_and_receive_gradie
 @pytest.mark.parametrize("modalities", [[], ["cxr", "ecg"]])
 def test_gradient_checkpointing_keeps_lora_gradients_with_frozen_embeddings(modalities):
     # With the word embeddings frozen, a reentrant checkpoint would see inputs without grad and drop LoRA's gradients.
-    model = tiny_model(modalities=modalities)
+    model, batch = tiny_model(modalities=modalities), mixed_batch()
     model.gradient_checkpointing_enable()
-    batch = mixed_batch()
     if not modalities:
         batch = {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
     model.train()
@@ -135,8 +134,7 @@ def test_a_visit_is_classified_the_same_alone_as_in_a_mixed_padded_batch():
 
 
 def test_an_absent_modality_is_not_read():
-    model = tiny_model().eval()
-    batch = mixed_batch()
+    model, batch = tiny_model().eval(), mixed_batch()
     changed = batch["modality_embeds"].clone()
     changed[0] = 1.0  # visit 0 has neither modality
     changed[1, 1] = 1.0  # visit 1 has no ECG
@@ -304,8 +302,7 @@ def test_an_unreachable_base_bert_names_the_identifier_and_hf_hub_offline(monkey
 
 
 def test_bad_inputs_are_explained():
-    model = tiny_model()
-    batch = mixed_batch()
+    model, batch = tiny_model(), mixed_batch()
     with pytest.raises(ValueError, match=r"modality_embeds must be \[batch, 2 modalities \(cxr, ecg\), 256\]"):
         model(input_ids=batch["input_ids"], modality_embeds=batch["modality_embeds"][:, :1])
     left_padded = torch.tensor([[PAD, CLS, 7, SEP]])
