@@ -37,8 +37,7 @@ def processor() -> MedBindImageProcessor:
 def test_plain_constructor_defaults_equal_timm_swin_tiny_config(processor):
     data_config = resolve_data_config(pretrained_cfg=get_pretrained_cfg(SWIN).to_dict())
     assert processor.to_dict() == MedBindImageProcessor.from_timm(SWIN).to_dict()
-    assert tuple(processor.image_mean) == data_config["mean"]
-    assert tuple(processor.image_std) == data_config["std"]
+    assert (tuple(processor.image_mean), tuple(processor.image_std)) == (data_config["mean"], data_config["std"])
     assert (processor.crop_size.height, processor.crop_size.width) == data_config["input_size"][1:]
     assert processor.size.shortest_edge == math.floor(data_config["input_size"][1] / data_config["crop_pct"])
     assert processor.resample.name.lower() == data_config["interpolation"]
@@ -46,14 +45,12 @@ def test_plain_constructor_defaults_equal_timm_swin_tiny_config(processor):
 
 def test_default_crop_matches_the_cxr_tower_input_size(processor):
     config = MedBindCXRConfig()
-    assert config.model_name == SWIN
-    assert processor.crop_size.height == processor.crop_size.width == config.image_size
+    assert config.model_name == SWIN and processor.crop_size.height == processor.crop_size.width == config.image_size
 
 
 def test_from_timm_reads_another_models_preprocessing():
     vit = MedBindImageProcessor.from_timm("vit_base_patch16_384")
-    assert (vit.crop_size.height, vit.size.shortest_edge) == (384, 384)
-    assert tuple(vit.image_mean) == (0.5, 0.5, 0.5)
+    assert (vit.crop_size.height, vit.size.shortest_edge, tuple(vit.image_mean)) == (384, 384, (0.5, 0.5, 0.5))
     assert process(vit, gradient()).shape == (1, 3, 384, 384)
 
 

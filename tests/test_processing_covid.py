@@ -126,8 +126,8 @@ def test_covidqu_third_class_and_infection_subset_on_request(covidqu_root):
 
 
 def test_covidqu_root_may_be_the_subset_folder_itself(covidqu_root):
-    built = build_covid(covidqu_root / "Lung Segmentation Data" / "Lung Segmentation Data", source="covidqu")
-    assert built["train"].num_rows == 5
+    subset = covidqu_root / "Lung Segmentation Data" / "Lung Segmentation Data"
+    assert build_covid(subset, source="covidqu")["train"].num_rows == 5
 
 
 def test_covidqu_unknown_class_subset_and_missing_layout_are_errors(covidqu_root, tmp_path):
