@@ -111,8 +111,7 @@ def test_save_and_from_pretrained_round_trip(processor, tmp_path):
 
 def test_auto_processor_loads_the_saved_folder_in_process(processor, tmp_path):
     processor.save_pretrained(tmp_path)
-    loaded = AutoProcessor.from_pretrained(tmp_path)
-    assert isinstance(loaded, MedBindProcessor)
+    assert isinstance(AutoProcessor.from_pretrained(tmp_path), MedBindProcessor)
 
 
 @pytest.mark.slow
@@ -188,15 +187,11 @@ def test_processor_from_config_follows_each_input_setting_through_to_the_model(o
     processor = MedBindProcessor.from_config(config, train_wordpiece_tokenizer(REPORTS * 4, vocab_size=150))
     ecg_config, cxr_config = config.ecg_config, config.cxr_config
     pretrained = get_pretrained_cfg(cxr_config.model_name)
-    assert (processor.image_processor.crop_size.height, processor.image_processor.crop_size.width) == (
-        cxr_config.image_size, cxr_config.image_size,
-    )  # fmt: skip
-    assert tuple(processor.image_processor.image_mean) == pretrained.mean
-    assert tuple(processor.image_processor.image_std) == pretrained.std
-    extractor = processor.feature_extractor
+    images, extractor = processor.image_processor, processor.feature_extractor
+    assert (images.crop_size.height, images.crop_size.width) == (cxr_config.image_size, cxr_config.image_size)
+    assert (tuple(images.image_mean), tuple(images.image_std)) == (pretrained.mean, pretrained.std)
     assert (extractor.num_samples, extractor.sampling_rate, extractor.lead_names) == (
-        ecg_config.num_samples, ecg_config.sampling_rate, ecg_config.lead_names,
-    )  # fmt: skip
+        ecg_config.num_samples, ecg_config.sampling_rate, ecg_config.lead_names)  # fmt: skip
 
     # Saved with the model and loaded back, it still follows the config, and the model takes its output.
     processor.save_pretrained(tmp_path)
