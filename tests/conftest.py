@@ -1,6 +1,8 @@
 """Fixtures shared by the test suite."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,14 @@ def model_dir(tmp_path_factory):
     from tiny_medbind import save_tiny_medbind
 
     return save_tiny_medbind(tmp_path_factory.mktemp("medbind-tiny"))
+
+
+@pytest.fixture(scope="session")
+def loaded(model_dir):
+    """`model_dir` loaded once: `(MedBindModel in eval mode, MedBindProcessor)`, shared read-only."""
+    from transformers import AutoModel, AutoProcessor
+
+    return AutoModel.from_pretrained(model_dir).eval(), AutoProcessor.from_pretrained(model_dir)
 
 
 @pytest.fixture(scope="session")
@@ -68,15 +78,11 @@ except ImportError:
 @pytest.fixture
 def run_without_medbind(tmp_path):
     """Return a function that runs Python `code` in a subprocess where `modeling_medbind` cannot be imported."""
-    import os
-    import subprocess
-    import sys
 
     def run(code: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "hf_modules")}
-        result = subprocess.run(
-            [sys.executable, "-c", _BLOCK_MEDBIND + code], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
+        result = subprocess.run([sys.executable, "-c", _BLOCK_MEDBIND + code], cwd=tmp_path, env=env,
+                                capture_output=True, text=True)  # fmt: skip
         assert result.returncode == 0, f"subprocess failed:\n{result.stdout}\n{result.stderr}"
         return result
 
@@ -99,9 +105,6 @@ def accelerate_launch():
     accelerate's `--cpu` flag starts N processes only through mpirun; without MPI it starts one. `--multi_gpu` starts
     them through torchrun instead, and ACCELERATE_USE_CPU keeps them on the CPU, where accelerate picks gloo.
     """
-    import os
-    import subprocess
-    import sys
 
     def launch(script, *args: str, num_processes: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
         command = [

@@ -63,10 +63,8 @@ class FakeHub:
         if route == ("POST", f"{HUB}/api/validate-yaml"):
             return httpx2.Response(200, json={"errors": [], "warnings": []})
         if route == ("POST", f"{HUB}/api/models/{REPO_ID}/preupload/main"):
-            answer = [
-                {"path": file["path"], "uploadMode": upload_mode(file["sample"]), "shouldIgnore": False}
-                for file in json.loads(body)["files"]
-            ]
+            answer = [{"path": file["path"], "uploadMode": upload_mode(file["sample"]), "shouldIgnore": False}
+                      for file in json.loads(body)["files"]]  # fmt: skip
             return httpx2.Response(200, json={"files": answer})
         if route == ("POST", f"{HUB}/{REPO_ID}.git/info/lfs/objects/batch"):
             # No object is stored yet: each gets an upload action (a plain PUT to storage, no verify step).

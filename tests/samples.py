@@ -8,9 +8,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+import wfdb
 from PIL import Image
 
-from modeling_medbind import MedBindImageProcessor
+from modeling_medbind import CANONICAL_LEAD_NAMES, MedBindImageProcessor
 
 # Four radiograph and ECG reports, no two alike.
 REPORTS = [
@@ -57,6 +58,18 @@ def ecg_dataset(num_rows: int, first_study: int = 500) -> datasets.Dataset:
     )
 
 
+def write_record(directory: Path, name: str, signal: np.ndarray, sampling_rate: float,
+                 lead_names=CANONICAL_LEAD_NAMES) -> Path:  # fmt: skip
+    """Write `signal [leads, samples]` (mV, 1 uV per unit) as a format-16 WFDB record; returns its path (no suffix).
+
+    The gain is fixed because wfdb cannot derive one for an all-NaN lead.
+    """
+    leads = len(lead_names)
+    wfdb.wrsamp(name, fs=sampling_rate, units=["mV"] * leads, sig_name=list(lead_names), p_signal=signal.T,
+                fmt=["16"] * leads, adc_gain=[1000.0] * leads, baseline=[0] * leads, write_dir=str(directory))
+    return directory / name
+
+
 def gradient(height: int = 60, width: int = 80) -> np.ndarray:
     """A float image in [0.1, 0.9] varying along both axes (so resizing, cropping and flipping are visible).
 
@@ -82,9 +95,14 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def load_benchmark(name: str):
     """Import `benchmarks/<name>.py` as a module (benchmarks/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    return load_script(BENCHMARKS / f"{name}.py")
+
+
+def load_script(path: Path):
+    """Import the script at `path` as a module named after its file."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     # dataclasses look their module up in sys.modules while the module body runs.
-    sys.modules[name] = module
+    sys.modules[path.stem] = module
     spec.loader.exec_module(module)
     return module

@@ -61,19 +61,15 @@ def test_a_wfdb_upload_gives_probabilities_the_ecg_paper_plot_and_nearest_items(
 @pytest.mark.parametrize("write", [write_dicom_ecg, write_muse_xml], ids=["dicom", "muse"])
 def test_hospital_ecg_uploads_are_classified_as_the_wfdb_record(demo, wfdb_analysis, shared_data, tmp_path, write):
     export = write(shared_data / "ecg" / "s0010_re", tmp_path / ("ecg.dcm" if write is write_dicom_ecg else "ecg.xml"))
-    export_dir = tmp_path / "export"
-    export_dir.mkdir()
-    expected = wfdb_analysis[1]
-    status, probabilities, _, figure, _ = demo.analyse(uploads(export_dir, export), LABELS, None)
+    status, probabilities, _, figure, _ = demo.analyse(uploads(tmp_path, export), LABELS, None)
     assert status == f"ECG **{export.name}**" and figure is not None
-    assert probabilities == pytest.approx(expected, abs=1e-3)
+    assert probabilities == pytest.approx(wfdb_analysis[1], abs=1e-3)
 
 
 @pytest.mark.parametrize("name", ["nih_00000001_000.png", "padchest_16747_3_1.jpg", "rsna_example.dcm"])
 def test_a_radiograph_upload_is_shown_and_classified_with_a_prompt_set(demo, shared_data, tmp_path, name):
-    status, probabilities, radiograph, figure, neighbours = demo.analyse(
-        uploads(tmp_path, shared_data / "cxr" / name), "", "rsna"
-    )
+    status, probabilities, radiograph, figure, neighbours = demo.analyse(uploads(tmp_path, shared_data / "cxr" / name),
+                                                                         "", "rsna")  # fmt: skip
     assert status == f"radiograph **{name}**" and figure is None
     assert radiograph.dtype == np.uint8 and radiograph.ndim == 2 and min(radiograph.shape) > 100
     assert set(probabilities) == {"Normal", "Pneumonia"} and len(neighbours) == 3
@@ -93,9 +89,8 @@ def test_a_radiograph_upload_is_shown_and_classified_with_a_prompt_set(demo, sha
     ids=["nothing", "text-file", "dat-alone", "hea-alone", "two-images", "no-labels", "repeated-label"],
 )
 def test_a_bad_upload_gives_a_readable_message_not_a_traceback(demo, shared_data, tmp_path, files, labels, message):
-    status, probabilities, radiograph, figure, neighbours = demo.analyse(
-        uploads(tmp_path, *(shared_data / file for file in files)), labels, None
-    )
+    files = uploads(tmp_path, *(shared_data / file for file in files))
+    status, probabilities, radiograph, figure, neighbours = demo.analyse(files, labels, None)
     assert status.startswith("**Could not analyse the upload:**") and message in status
     assert (probabilities, radiograph, figure, neighbours) == (None, None, None, [])
 

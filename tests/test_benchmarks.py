@@ -6,12 +6,13 @@ import pytest
 import torch
 from samples import load_benchmark
 
+bench = load_benchmark("bench_train_step")
+
 # Patch sizes 50 and 100 keep the ECG tower at 21 and 11 tokens, so a whole run takes a few seconds.
 TINY = ["--presets", "tiny", "--batch_size", "2", "--repeats", "1", "--warmup", "0", "--threads", "1"]
 
 
 def test_train_step_benchmark_counts_flops_and_reports_mfu_and_memory(tmp_path, capsys):
-    bench = load_benchmark("bench_train_step")
     report_path = tmp_path / "nested" / "train_step.json"
     bench.main([*TINY, "--ecg_patch_sizes", "100", "--peak_tflops", "0.5", "--json", str(report_path)])
 
@@ -32,7 +33,6 @@ def test_train_step_benchmark_counts_flops_and_reports_mfu_and_memory(tmp_path, 
 
 
 def test_towers_that_do_not_run_the_ecg_are_timed_once_and_bf16_keeps_the_flop_count(capsys):
-    bench = load_benchmark("bench_train_step")
     # The towers without convolutions: bf16 is emulated, hence slow, on most CPUs.
     common = [*TINY, "--ecg_patch_sizes", "50", "100", "--workloads", "text", "ecg"]
     fp32 = bench.main(common)
@@ -46,7 +46,6 @@ def test_towers_that_do_not_run_the_ecg_are_timed_once_and_bf16_keeps_the_flop_c
 
 
 def test_train_step_benchmark_defaults_to_the_paper_batch_on_an_accelerator_only():
-    bench = load_benchmark("bench_train_step")
     assert bench.BenchmarkArguments().batch_size == 8
     if torch.cuda.is_available():
         assert bench.BenchmarkArguments(device="cuda").batch_size == 128
@@ -56,7 +55,6 @@ def test_train_step_benchmark_defaults_to_the_paper_batch_on_an_accelerator_only
 
 
 def test_gradient_caching_is_timed_with_its_extra_forward():
-    bench = load_benchmark("bench_train_step")
     common = [*TINY, "--ecg_patch_sizes", "100", "--workloads", "train_step"]
     (whole,) = bench.main(common)
     (chunked,) = bench.main([*common, "--contrastive_chunk_size", "1"])
@@ -66,7 +64,6 @@ def test_gradient_caching_is_timed_with_its_extra_forward():
 
 @pytest.mark.slow
 def test_compiled_tower_runs():
-    bench = load_benchmark("bench_train_step")
     # aot_eager traces and partitions the graph as inductor does, without generating code (no compiler needed).
     options = ["--ecg_patch_sizes", "100", "--workloads", "ecg", "--compile", "--compile_backend", "aot_eager"]
     (row,) = bench.main([*TINY, *options])
@@ -75,8 +72,8 @@ def test_compiled_tower_runs():
 
 @pytest.mark.slow
 def test_processor_benchmark_times_rows_of_a_built_dataset(tmp_path, capsys):
-    bench = load_benchmark("bench_processor")
-    results = bench.main(["--records", "2", "--images", "1", "--built-images", "2", "--json", str(tmp_path / "p.json")])
+    arguments = ["--records", "2", "--images", "1", "--built-images", "2", "--json", str(tmp_path / "p.json")]
+    results = load_benchmark("bench_processor").main(arguments)
     # Which is faster is the benchmark's finding, not a fact a test can rely on (it races on a loaded machine):
     # here, that every rate was measured.
     for source in ("png16", "jpeg8"):

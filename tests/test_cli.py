@@ -8,7 +8,7 @@ from importlib.resources import files
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoModel, AutoProcessor, pipeline
+from transformers import pipeline
 
 from medbind.cli import EXIT_BAD_INPUT, EXIT_OK, build_parser, main
 from medbind_model_cards.medbind_pretrained import render_model_card
@@ -18,8 +18,8 @@ LABELS = ["myocardial infarction", "normal sinus rhythm"]
 
 
 @pytest.fixture(scope="module")
-def embed(model_dir):
-    model, processor = AutoModel.from_pretrained(model_dir).eval(), AutoProcessor.from_pretrained(model_dir)
+def embed(loaded):
+    model, processor = loaded
     return pipeline("medbind-feature-extraction", model=model, processor=processor, device="cpu")
 
 
@@ -62,12 +62,13 @@ def test_embed_writes_each_inputs_embedding_with_its_source_and_modality(
     torch.testing.assert_close(embeddings, torch.stack(expected), rtol=1e-4, atol=1e-5)
 
 
-def test_zero_shot_prints_each_records_class_probabilities(model_dir, record, capsys):
+def test_zero_shot_prints_each_records_class_probabilities(model_dir, loaded, record, capsys):
     records = [record, f"{record}.hea"]  # a record with or without its header's suffix
     status, out, _ = run(capsys, "zero-shot", "--model", model_dir, "--ecg", *records, "--labels", *LABELS)
     header, *rows = table(out)
     assert status == EXIT_OK and header == ["ECG", *LABELS, "most probable"]
-    scores = {entry["label"]: entry["score"] for entry in _zero_shot(model_dir)(record, candidate_labels=LABELS)}
+    classify = pipeline("zero-shot-ecg-classification", model=loaded[0], processor=loaded[1], device="cpu")
+    scores = {entry["label"]: entry["score"] for entry in classify(record, candidate_labels=LABELS)}
     for row, source in zip(rows, records):
         assert row[0] == source and row[3] == max(scores, key=scores.get)
         assert [float(cell) for cell in row[1:3]] == pytest.approx([scores[label] for label in LABELS], abs=1e-3)
@@ -121,8 +122,3 @@ def test_every_command_and_flag_has_help():
     for name, command in commands.choices.items():
         undocumented = [action.dest for action in command._actions if not action.help]
         assert undocumented == [], f"medbind {name}: flags without help: {undocumented}"
-
-
-def _zero_shot(model_dir):
-    model, processor = AutoModel.from_pretrained(model_dir).eval(), AutoProcessor.from_pretrained(model_dir)
-    return pipeline("zero-shot-ecg-classification", model=model, processor=processor, device="cpu")

@@ -28,10 +28,8 @@ def record(shared_data):
 
 @pytest.fixture
 def exports(record, tmp_path):
-    return {
-        "dicom": write_dicom_ecg(record, tmp_path / "s0010_re.dcm"),
-        "muse": write_muse_xml(record, tmp_path / "s0010_re.xml"),
-    }
+    return {"dicom": write_dicom_ecg(record, tmp_path / "s0010_re.dcm"),
+            "muse": write_muse_xml(record, tmp_path / "s0010_re.xml")}  # fmt: skip
 
 
 def test_the_limb_lead_derivation_matches_a_record_storing_all_twelve(record):
@@ -83,9 +81,8 @@ def test_missing_leads_are_named_with_the_file(record, tmp_path):
         MedBindECGFeatureExtractor()(str(muse))
 
 
-@pytest.mark.parametrize(
-    "write, unit", [(write_dicom_ecg, "furlong"), (write_muse_xml, "FURLONGS")], ids=["dicom", "muse"]
-)
+@pytest.mark.parametrize("write, unit", [(write_dicom_ecg, "furlong"), (write_muse_xml, "FURLONGS")],
+                         ids=["dicom", "muse"])  # fmt: skip
 def test_an_unknown_unit_is_named_with_the_file(record, tmp_path, write, unit):
     path = write(record, tmp_path / ("ecg.dcm" if write is write_dicom_ecg else "ecg.xml"), unit=unit)
     with pytest.raises(ValueError, match=rf"{path}: lead I is in unknown unit '{unit}'"):
@@ -119,20 +116,17 @@ def test_other_xml_and_missing_files_are_named(tmp_path):
         MedBindECGFeatureExtractor()(str(tmp_path / "absent.dcm"))
 
 
-def test_the_pipeline_and_the_cli_embed_an_export_as_the_wfdb_record(record, exports, tmp_path, capsys):
+def test_the_pipeline_and_the_cli_embed_an_export_as_the_wfdb_record(model_dir, loaded, record, exports, tmp_path):
     import json
 
     import torch
     from safetensors import safe_open
-    from tiny_medbind import save_tiny_medbind
-    from transformers import AutoModel, AutoProcessor, pipeline
+    from transformers import pipeline
 
     from medbind.cli import EXIT_OK, main
 
-    model_dir = save_tiny_medbind(tmp_path / "model")
     assert (model_dir / "ecg_files_medbind.py").is_file()  # the Hub folder's remote code reads them too
-    model, processor = AutoModel.from_pretrained(model_dir).eval(), AutoProcessor.from_pretrained(model_dir)
-    embed = pipeline("medbind-feature-extraction", model=model, processor=processor, device="cpu")
+    embed = pipeline("medbind-feature-extraction", model=loaded[0], processor=loaded[1], device="cpu")
     inputs = [str(record), str(exports["dicom"]), str(exports["muse"])]
     by_pipeline = torch.stack([embed(item, modality="ecg", return_tensors=True) for item in inputs])
     torch.testing.assert_close(by_pipeline[1:], by_pipeline[:1].expand(2, -1), rtol=0, atol=1e-3)

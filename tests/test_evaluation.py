@@ -138,18 +138,16 @@ def test_demo_prompts_speak_the_demo_reports_words_and_replace_only_their_datase
 
 def test_multi_label_rows_count_only_with_exactly_one_listed_class():
     labels = [["NORM"], ["HYP", "STTC"], ["HYP", "CD"], [], ["MI"], ["Pneumonia"]]
-    rows, targets = single_class_rows(labels, ["NORM", "HYP", "MI"])
-    assert rows.tolist() == [0, 1, 2, 4] and targets.tolist() == [0, 1, 1, 2]
-    rows, targets = single_class_rows(labels, ["HYP", "CD"])
-    assert rows.tolist() == [1] and targets.tolist() == [0]  # ["HYP", "CD"] has two listed classes: left out
+    assert [part.tolist() for part in single_class_rows(labels, ["NORM", "HYP", "MI"])] == [[0, 1, 2, 4], [0, 1, 1, 2]]
+    # ["HYP", "CD"] has two listed classes: left out
+    assert [part.tolist() for part in single_class_rows(labels, ["HYP", "CD"])] == [[1], [0]]
 
 
 def test_row_labels_read_single_and_multi_label_columns():
     names = datasets.ClassLabel(names=["a", "b"])
     single = datasets.Dataset.from_dict({"label": [1, 0]}, features=datasets.Features({"label": names}))
-    multi = datasets.Dataset.from_dict(
-        {"labels": [[0, 1], []]}, features=datasets.Features({"labels": datasets.List(names)})
-    )
+    multi = datasets.Dataset.from_dict({"labels": [[0, 1], []]},
+                                       features=datasets.Features({"labels": datasets.List(names)}))  # fmt: skip
     assert row_labels(single) == [["b"], ["a"]] and row_labels(multi) == [["a", "b"], []]
 
 
@@ -234,8 +232,7 @@ def test_neighbour_agreement_and_its_chance():
 def test_tsne_map_takes_a_zoo_pair_whose_spaces_differ_in_size():
     generator = torch.Generator().manual_seed(0)
     embeds = {"cxr": torch.randn(12, 4, generator=generator), "ecg": torch.randn(10, 6, generator=generator) + 5}
-    classes = {"cxr": ["CXR a"] * 12, "ecg": ["ECG b"] * 10}
-    tsne = tsne_map(embeds, classes)
+    tsne = tsne_map(embeds, {"cxr": ["CXR a"] * 12, "ecg": ["ECG b"] * 10})
     assert tsne.points.shape == (22, 2) and tsne.modalities == ["cxr"] * 12 + ["ecg"] * 10
     assert tsne.agreement["modality"][0] == 100.0  # the ECGs sit apart, as their embeddings do
 
@@ -310,22 +307,13 @@ def test_evaluate_script_writes_every_task_key_and_figure_then_reuses_embeddings
     results = json.loads((output / "results.json").read_text())
     assert results["split"] == "test" and results["model"] == str(tiny_model)
     expected = {"retrieval/rsum_cxr", "retrieval/rsum_ecg"}
-    for dataset, direction in (
-        ("cxr", "cxr_to_text"),
-        ("ecg", "ecg_to_text"),
-        ("pairs", "cxr_to_ecg"),
-        ("pairs", "ecg_to_cxr"),
-    ):
-        expected |= {f"retrieval/{dataset}/{direction}/{name}@{k}" for name in ("recall", "chance") for k in (1, 5, 10)}
+    for direction in ("cxr/cxr_to_text", "ecg/ecg_to_text", "pairs/cxr_to_ecg", "pairs/ecg_to_cxr"):
+        expected |= {f"retrieval/{direction}/{name}@{k}" for name in ("recall", "chance") for k in (1, 5, 10)}
     for dataset in ("cxr", "ecg"):
-        expected |= {
-            f"zero_shot/{dataset}/{metric}{chance}"
-            for metric in ("balanced_accuracy", "auroc")
-            for chance in ("", "/chance")
-        }
-        expected |= {
-            f"few_shot/{dataset}/k{k}/{name}" for k in (1, 2) for name in ("balanced_accuracy", "ci95", "chance")
-        }
+        expected |= {f"zero_shot/{dataset}/{metric}{chance}" for metric in ("balanced_accuracy", "auroc")
+                     for chance in ("", "/chance")}  # fmt: skip
+        expected |= {f"few_shot/{dataset}/k{k}/{name}" for k in (1, 2)
+                     for name in ("balanced_accuracy", "ci95", "chance")}  # fmt: skip
     for task in ("hypertrophy_from_cxr", "cardiomegaly_from_ecg"):
         expected |= {f"cross_modality/{task}/balanced_accuracy", f"cross_modality/{task}/balanced_accuracy/chance"}
         expected.add(f"zoo/cross_modality/{task}/balanced_accuracy")
@@ -335,9 +323,8 @@ def test_evaluate_script_writes_every_task_key_and_figure_then_reuses_embeddings
     # the retrieval protocol the numbers were measured under, by default today's
     assert (results["protocol/retrieval_positives"], results["protocol/retrieval_gallery"]) == ("identical_text", "all")
     numbers = {key: value for key, value in results.items() if key not in ("model", "split") and "protocol/" not in key}
-    assert all(
-        isinstance(value, float) and 0.0 <= value <= 100.0 for key, value in numbers.items() if "rsum" not in key
-    )
+    assert all(isinstance(value, float) and 0.0 <= value <= 100.0
+               for key, value in numbers.items() if "rsum" not in key)  # fmt: skip
     for figure in ("retrieval.png", "few_shot.png", "tsne.png"):
         assert (output / figure).stat().st_size > 10_000
 
@@ -366,16 +353,13 @@ def test_report_retrieval_follows_the_protocol_it_is_given(model_dir):
 
 
 def test_retrieval_protocol_arguments_default_to_identical_reports_over_the_whole_split(tmp_path):
-    args = EvaluationArguments(model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path))
-    assert args.retrieval_protocol == RetrievalProtocol("identical_text", None)
-    chosen = EvaluationArguments(
-        model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path), retrieval_positives="instance",
-        retrieval_gallery="100", retrieval_gallery_draws=3, seed=4,
-    )  # fmt: skip
+    paths = {"model_name_or_path": "m", "output_dir": str(tmp_path), "dataset_dir": str(tmp_path)}
+    assert EvaluationArguments(**paths).retrieval_protocol == RetrievalProtocol("identical_text", None)
+    chosen = EvaluationArguments(**paths, retrieval_positives="instance", retrieval_gallery="100",
+                                 retrieval_gallery_draws=3, seed=4)  # fmt: skip
     assert chosen.retrieval_protocol == RetrievalProtocol("instance", 100, draws=3, seed=4)
     with pytest.raises(ValueError, match="number of candidates"):
-        EvaluationArguments(model_name_or_path="m", output_dir=str(tmp_path), dataset_dir=str(tmp_path),
-                            retrieval_gallery="half")  # fmt: skip
+        EvaluationArguments(**paths, retrieval_gallery="half")
 
 
 @pytest.mark.slow

@@ -39,12 +39,9 @@ def test_few_shot_figure_has_a_panel_per_dataset(tmp_path):
 
 def test_tsne_figure_shows_modalities_and_classes(tmp_path):
     rng = np.random.default_rng(0)
-    tsne = TsneMap(
-        points=rng.normal(size=(40, 2)),
-        modalities=["cxr"] * 20 + ["ecg"] * 20,
-        classes=["CXR Cardiomegaly"] * 10 + ["other"] * 10 + ["ECG HYP"] * 20,
-        agreement={"modality": (80.0, 48.7), "class": (60.0, 30.0)},
-    )
+    tsne = TsneMap(points=rng.normal(size=(40, 2)), modalities=["cxr"] * 20 + ["ecg"] * 20,
+                   classes=["CXR Cardiomegaly"] * 10 + ["other"] * 10 + ["ECG HYP"] * 20,
+                   agreement={"modality": (80.0, 48.7), "class": (60.0, 30.0)})  # fmt: skip
     assert is_png(plot_tsne({"MedBind": tsne}, tmp_path / "tsne.png"))
     with pytest.raises(ValueError, match="no t-SNE map"):
         plot_tsne({}, tmp_path / "none.png")
@@ -71,12 +68,8 @@ def test_retrieval_and_few_shot_figures_draw_every_model(tmp_path):
         "few_shot/cxr/k2/balanced_accuracy": 50.0, "few_shot/cxr/k2/ci95": 2.0, "few_shot/cxr/k2/chance": 33.3,
         "zero_shot/cxr/balanced_accuracy": 45.0,
     }  # fmt: skip
-    others = {
-        f"{prefix}{key}": value * 0.5
-        for prefix in ("baselines/clip/", "zoo/")
-        for key, value in metrics.items()
-        if "chance" not in key
-    }
+    others = {f"{prefix}{key}": value * 0.5 for prefix in ("baselines/clip/", "zoo/")
+              for key, value in metrics.items() if "chance" not in key}  # fmt: skip
     for plot, name in ((plot_recalls, "retrieval"), (plot_few_shot, "few_shot")):
         alone = np.asarray(Image.open(plot(metrics, tmp_path / f"{name}-alone.png")))
         every = np.asarray(Image.open(plot(metrics | others, tmp_path / f"{name}-every.png")))
@@ -87,8 +80,5 @@ def test_results_split_by_model_prefix():
     from medbind_training.results_keys import split_models
 
     models = split_models({"zero_shot/x/auroc": 1.0, "baselines/clip/zero_shot/x/auroc": 2.0, "zoo/zero_shot/x/auroc": 3.0})
-    assert models == {
-        "MedBind": {"zero_shot/x/auroc": 1.0},
-        "clip": {"zero_shot/x/auroc": 2.0},
-        "encoder zoo": {"zero_shot/x/auroc": 3.0},
-    }
+    assert models == {"MedBind": {"zero_shot/x/auroc": 1.0}, "clip": {"zero_shot/x/auroc": 2.0},
+                      "encoder zoo": {"zero_shot/x/auroc": 3.0}}  # fmt: skip

@@ -7,6 +7,7 @@ import torch
 from medbind_training.gradient_cache import chunk_batch, gradient_cached_step
 from medbind_training.losses import batch_loss, medbind_loss
 from safetensors.torch import load_file
+from samples import load_script
 
 from modeling_medbind import MedBindConfig, MedBindModel
 
@@ -27,9 +28,8 @@ DISTRIBUTED = Path(__file__).parent / "distributed"
 
 def swin_model(variant: str = "bd", dropout: bool = False, **overrides) -> MedBindModel:
     torch.manual_seed(0)
-    config = MedBindConfig.from_preset(
-        "tiny", variant=variant, cxr_config=SWIN, **({} if dropout else NO_DROPOUT), **overrides
-    )
+    config = MedBindConfig.from_preset("tiny", variant=variant, cxr_config=SWIN, **({} if dropout else NO_DROPOUT),
+                                       **overrides)  # fmt: skip
     # float64: the chunked and whole-batch sums differ in rounding order only, which float32 would make visible.
     return MedBindModel(config).double().train()
 
@@ -49,16 +49,14 @@ def training_batch(num_cxr: int = 5, num_ecg: int = 5) -> dict[str, torch.Tensor
     }
 
 
-def whole_batch_step(model: MedBindModel, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def cached_step(model: MedBindModel, batch: dict, chunk_size: int | None) -> tuple[torch.Tensor, dict]:
+    """The loss and gradients of a gradient-cached step in chunks of `chunk_size`, or of a whole-batch step (None)."""
     model.zero_grad(set_to_none=True)
-    output = batch_loss(model, batch)
-    output.loss.backward()
-    return output, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-
-
-def cached_step(model: MedBindModel, batch: dict, chunk_size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    model.zero_grad(set_to_none=True)
-    output = gradient_cached_step(model, batch, chunk_size)
+    if chunk_size is None:
+        output = batch_loss(model, batch)
+        output.loss.backward()
+    else:
+        output = gradient_cached_step(model, batch, chunk_size)
     return output, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
@@ -90,9 +88,8 @@ def test_chunks_cover_every_row_once_and_keep_each_report_with_its_sample():
 
 @pytest.mark.parametrize("chunk_size", [2, 3])
 def test_chunked_step_takes_the_whole_batch_loss_and_gradients(chunk_size):
-    model = swin_model()
-    batch = training_batch()
-    reference = whole_batch_step(model, batch)
+    model, batch = swin_model(), training_batch()
+    reference = cached_step(model, batch, None)
     assert reference[0].emcl_loss > 0 and reference[0].tmcl_loss > 0
     assert_same_step(reference, cached_step(model, batch, chunk_size))
 
@@ -100,7 +97,7 @@ def test_chunked_step_takes_the_whole_batch_loss_and_gradients(chunk_size):
 def test_chunked_step_is_exact_for_tmcl_alone_and_a_learned_temperature():
     model = swin_model(variant="nm", learnable_temperature=True)
     batch = training_batch(num_cxr=4, num_ecg=5)  # uneven modalities: the last chunk has ECGs only
-    reference = whole_batch_step(model, batch)
+    reference = cached_step(model, batch, None)
     assert reference[0].emcl_loss is None
     got = cached_step(model, batch, chunk_size=2)
     assert got[0].emcl_loss is None and "logit_scale" in got[1]
@@ -133,9 +130,8 @@ def test_dropout_masks_are_replayed_so_the_gradient_is_that_of_the_embeddings_us
 
 
 def test_gradients_accumulate_with_the_loss_scale():
-    model = swin_model()
-    batch = training_batch()
-    _, whole = whole_batch_step(model, batch)
+    model, batch = swin_model(), training_batch()
+    _, whole = cached_step(model, batch, None)
     model.zero_grad(set_to_none=True)
     for _ in range(2):  # two micro-batches of gradient accumulation, each scaled by 1/2
         gradient_cached_step(model, batch, chunk_size=3, loss_scale=0.5)
@@ -146,13 +142,8 @@ def test_gradients_accumulate_with_the_loss_scale():
 
 @pytest.mark.slow
 def test_two_processes_in_chunks_take_the_single_process_step(accelerate_launch, tmp_path):
-    import importlib.util
-
     # The script's batch and model: loss_equivalence's (tiny preset in eval mode), 4 of its 8 rows per process.
-    spec = importlib.util.spec_from_file_location("loss_equivalence", DISTRIBUTED / "loss_equivalence.py")
-    batches = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(batches)
-
+    batches = load_script(DISTRIBUTED / "loss_equivalence.py")
     accelerate_launch(DISTRIBUTED / "gradient_cache_equivalence.py", tmp_path)
     model = batches.tiny_model()
     output = batch_loss(model, batches.model_batch(slice(0, batches.GLOBAL_ROWS)))

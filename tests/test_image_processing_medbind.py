@@ -37,8 +37,7 @@ def processor() -> MedBindImageProcessor:
 def test_plain_constructor_defaults_equal_timm_swin_tiny_config(processor):
     data_config = resolve_data_config(pretrained_cfg=get_pretrained_cfg(SWIN).to_dict())
     assert processor.to_dict() == MedBindImageProcessor.from_timm(SWIN).to_dict()
-    assert tuple(processor.image_mean) == data_config["mean"]
-    assert tuple(processor.image_std) == data_config["std"]
+    assert (tuple(processor.image_mean), tuple(processor.image_std)) == (data_config["mean"], data_config["std"])
     assert (processor.crop_size.height, processor.crop_size.width) == data_config["input_size"][1:]
     assert processor.size.shortest_edge == math.floor(data_config["input_size"][1] / data_config["crop_pct"])
     assert processor.resample.name.lower() == data_config["interpolation"]
@@ -46,14 +45,12 @@ def test_plain_constructor_defaults_equal_timm_swin_tiny_config(processor):
 
 def test_default_crop_matches_the_cxr_tower_input_size(processor):
     config = MedBindCXRConfig()
-    assert config.model_name == SWIN
-    assert processor.crop_size.height == processor.crop_size.width == config.image_size
+    assert config.model_name == SWIN and processor.crop_size.height == processor.crop_size.width == config.image_size
 
 
 def test_from_timm_reads_another_models_preprocessing():
     vit = MedBindImageProcessor.from_timm("vit_base_patch16_384")
-    assert (vit.crop_size.height, vit.size.shortest_edge) == (384, 384)
-    assert tuple(vit.image_mean) == (0.5, 0.5, 0.5)
+    assert (vit.crop_size.height, vit.size.shortest_edge, tuple(vit.image_mean)) == (384, 384, (0.5, 0.5, 0.5))
     assert process(vit, gradient()).shape == (1, 3, 384, 384)
 
 
@@ -107,14 +104,12 @@ def test_image_file_path_is_opened(processor, tmp_path):
 
 def test_16_bit_png_is_scaled_by_its_full_range_not_clipped(processor, tmp_path):
     path = tmp_path / "dicom_derived.png"
-    sixteen_bit = quantised(gradient(), 65535, np.uint16)
-    Image.fromarray(sixteen_bit).save(path)
+    Image.fromarray(quantised(gradient(), 65535, np.uint16)).save(path)
     assert Image.open(path).mode == "I;16"
     recovered = intensities(process(processor, path), processor)
     expected = intensities(process(processor, gradient()), processor)
     torch.testing.assert_close(recovered, expected, atol=1e-4, rtol=0)
-    assert recovered.max() > 0.5  # clipping at 255 would leave an almost uniformly white image
-    assert recovered.min() < 0.2
+    assert recovered.max() > 0.5 and recovered.min() < 0.2  # clipping at 255 would leave an almost uniform white
 
 
 def test_8_bit_and_16_bit_of_the_same_level_agree(processor):
@@ -125,8 +120,7 @@ def test_8_bit_and_16_bit_of_the_same_level_agree(processor):
 
 def test_grayscale_is_replicated_to_three_channels(processor):
     restored = intensities(process(processor, IMAGE_BUILDERS["pil_L"]()), processor)[0]
-    torch.testing.assert_close(restored[0], restored[1], atol=1e-6, rtol=0)
-    torch.testing.assert_close(restored[0], restored[2], atol=1e-6, rtol=0)
+    torch.testing.assert_close((restored[0], restored[0]), (restored[1], restored[2]), atol=1e-6, rtol=0)
 
 
 def test_transparent_pixels_are_composited_onto_black(processor):
@@ -160,12 +154,9 @@ def test_unusable_images_are_errors(processor, image, error, message):
         processor(image)
 
 
-def test_missing_file_is_file_not_found(processor, tmp_path):
+def test_a_missing_file_is_file_not_found_and_an_undecodable_one_an_error_naming_it(processor, tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.png"):
         processor(tmp_path / "absent.png")
-
-
-def test_undecodable_file_is_an_error_naming_it(processor, tmp_path):
     path = tmp_path / "broken.png"
     path.write_bytes(b"not a png at all")
     with pytest.raises(ValueError, match="broken.png"):

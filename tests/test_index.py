@@ -136,7 +136,7 @@ def fake_embed(modality, items):
 def test_an_input_given_twice_is_indexed_once_and_hnsw_finds_exact_duplicates(tmp_path):
     calls = []
 
-    def embed(modality, items):
+    def embed(modality, items):  # fake_embed, counting what it is asked for
         calls.append(list(items))
         return fake_embed(modality, items)
 

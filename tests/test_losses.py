@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from samples import load_script
 from tiny_medbind import TINY_IMAGE_SIZE, tiny_model
 
 from medbind_training.losses import batch_loss, emcl_loss, medbind_loss, tmcl_loss
@@ -77,8 +78,7 @@ def test_emcl_matches_the_equation_written_as_loops():
 
 
 def test_emcl_pair_share_factor_shifts_value_not_gradient():
-    cxr = random_embeds(4, seed=9).requires_grad_()
-    ecg = random_embeds(4, seed=10)
+    cxr, ecg = random_embeds(4, seed=9).requires_grad_(), random_embeds(4, seed=10)
     small_batch = emcl_loss(cxr, ecg, batch_size=4)
     (grad_small,) = torch.autograd.grad(small_batch, cxr)
     large_batch = emcl_loss(cxr, ecg, batch_size=40)
@@ -89,8 +89,7 @@ def test_emcl_pair_share_factor_shifts_value_not_gradient():
 
 
 def test_emcl_without_pairs_is_zero_and_keeps_the_graph():
-    cxr = torch.zeros(0, 16, requires_grad=True)
-    ecg = torch.zeros(0, 16, requires_grad=True)
+    cxr, ecg = torch.zeros(0, 16, requires_grad=True), torch.zeros(0, 16, requires_grad=True)
     loss = emcl_loss(cxr, ecg, batch_size=8)
     assert loss.item() == 0.0 and not torch.isnan(loss)
     loss.backward()
@@ -100,12 +99,9 @@ def test_emcl_without_pairs_is_zero_and_keeps_the_graph():
 def test_mean_reduction_divides_each_direction_by_its_anchor_count():
     text, cxr = random_embeds(6, seed=11), random_embeds(6, seed=12)
     groups = torch.tensor([0, 0, 1, 2, 3, 4])
-    assert tmcl_loss(text, cxr, groups, reduction="mean").item() == pytest.approx(
-        tmcl_loss(text, cxr, groups, reduction="sum").item() / 6, rel=1e-10
-    )
-    assert emcl_loss(text[:3], cxr[:3], 6, reduction="mean").item() == pytest.approx(
-        emcl_loss(text[:3], cxr[:3], 6, reduction="sum").item() / 3, rel=1e-10
-    )
+    tmcl = {reduction: tmcl_loss(text, cxr, groups, reduction=reduction).item() for reduction in ("mean", "sum")}
+    emcl = {reduction: emcl_loss(text[:3], cxr[:3], 6, reduction=reduction).item() for reduction in ("mean", "sum")}
+    assert (tmcl["mean"], emcl["mean"]) == pytest.approx((tmcl["sum"] / 6, emcl["sum"] / 3), rel=1e-10)
 
 
 def test_unknown_reduction_and_misaligned_inputs_are_rejected():
@@ -121,8 +117,7 @@ def test_unknown_reduction_and_misaligned_inputs_are_rejected():
 
 
 def test_gradients_match_finite_differences():
-    text = random_embeds(5, dim=6, seed=13).requires_grad_()
-    ecg = random_embeds(5, dim=6, seed=14).requires_grad_()
+    text, ecg = random_embeds(5, dim=6, seed=13).requires_grad_(), random_embeds(5, dim=6, seed=14).requires_grad_()
     groups = torch.tensor([0, 1, 0, 2, 3])
     assert torch.autograd.gradcheck(lambda t, e: tmcl_loss(t, e, groups, 0.5), (text, ecg))
     assert torch.autograd.gradcheck(lambda c, e: emcl_loss(c, e, 9, 0.5), (text[:3], ecg[:3]))
@@ -167,10 +162,8 @@ def test_bd_without_pairs_has_zero_emcl_and_nm_has_none():
     with torch.no_grad():
         bound = batch_loss(tiny_model(), {**batch, "pair_index": torch.zeros(0, 2, dtype=torch.long)})
         normal = batch_loss(tiny_model(variant="nm"), batch)
-    assert bound.emcl_loss.item() == 0.0
-    torch.testing.assert_close(bound.loss, bound.tmcl_loss)
-    assert normal.emcl_loss is None
-    torch.testing.assert_close(normal.loss, normal.tmcl_loss)
+    assert bound.emcl_loss.item() == 0.0 and normal.emcl_loss is None
+    torch.testing.assert_close((bound.loss, normal.loss), (bound.tmcl_loss, normal.tmcl_loss))
 
 
 def test_medbind_loss_explains_bad_batches():
@@ -188,12 +181,7 @@ DISTRIBUTED_SCRIPT = Path(__file__).parent / "distributed" / "loss_equivalence.p
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process_on_the_same_global_batch(accelerate_launch, tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("loss_equivalence", DISTRIBUTED_SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-
+    script = load_script(DISTRIBUTED_SCRIPT)
     accelerate_launch(DISTRIBUTED_SCRIPT, tmp_path)
     reference = script.single_process_reference()
     world_size = 2

@@ -16,12 +16,8 @@ from medbind_training.metrics import (
 
 @pytest.fixture(scope="module")
 def metrics():
-    return {
-        "balanced_accuracy": load_metric("balanced_accuracy"),
-        "binary_auroc": load_metric("auroc"),
-        "auroc": load_metric("auroc", "multiclass"),
-        "recall_at_k": load_metric("recall_at_k"),
-    }
+    return {"balanced_accuracy": load_metric("balanced_accuracy"), "binary_auroc": load_metric("auroc"),
+            "auroc": load_metric("auroc", "multiclass"), "recall_at_k": load_metric("recall_at_k")}  # fmt: skip
 
 
 def shuffled(values, seed=0):
@@ -30,9 +26,8 @@ def shuffled(values, seed=0):
 
 def test_modules_load_from_the_package_without_the_hub(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert load_metric("balanced_accuracy").compute(predictions=[1, 0], references=[1, 0]) == {
-        "balanced_accuracy": 100.0
-    }
+    perfect = load_metric("balanced_accuracy").compute(predictions=[1, 0], references=[1, 0])
+    assert perfect == {"balanced_accuracy": 100.0}
     with pytest.raises(ValueError, match="unknown MedBind metric"):
         load_metric("f1")
 
@@ -45,10 +40,8 @@ def test_balanced_accuracy_is_the_mean_recall_per_class(metrics):
 
 def test_balanced_accuracy_is_100_when_perfect_and_chance_when_shuffled_or_constant(metrics):
     references = np.repeat([0, 1, 2, 3], [500, 300, 150, 50])
-    assert (
-        metrics["balanced_accuracy"].compute(predictions=references, references=references)["balanced_accuracy"]
-        == 100.0
-    )
+    perfect = metrics["balanced_accuracy"].compute(predictions=references, references=references)
+    assert perfect["balanced_accuracy"] == 100.0
     # the majority class everywhere: 25 % balanced (50 % plain accuracy)
     majority = metrics["balanced_accuracy"].compute(predictions=np.zeros_like(references), references=references)
     assert majority["balanced_accuracy"] == pytest.approx(25.0) == chance_balanced_accuracy(references)
@@ -63,9 +56,8 @@ def test_accuracy_rewards_the_majority_class_up_to_its_chance_level():
     majority = module.compute(predictions=np.zeros_like(references), references=references)["accuracy"]
     assert majority == pytest.approx(73.0) == pytest.approx(chance_accuracy(references))
     # a shuffled prediction agrees 0.73^2 + 0.27^2 = 60.6 % of the time: below the majority-class chance
-    assert np.mean([accuracy(shuffled(references, seed), references) for seed in range(20)]) == pytest.approx(
-        60.6, abs=1.5
-    )
+    permuted = [accuracy(shuffled(references, seed), references) for seed in range(20)]
+    assert np.mean(permuted) == pytest.approx(60.6, abs=1.5)
     with pytest.raises(ValueError, match="accuracy needs"):
         accuracy([0, 1], [0, 1, 1])
 

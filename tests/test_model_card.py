@@ -10,33 +10,23 @@ from medbind_model_cards.medbind_pretrained import read_results, render_model_ca
 
 # results.json as training/run_evaluation.py writes it (`medbind_training.results_keys`), with every kind of key.
 RESULTS = {
-    "model": "outputs/medbind-demo",
-    "split": "test",
-    "retrieval/cxr/cxr_to_text/recall@1": 12.5,
-    "retrieval/cxr/cxr_to_text/recall@10": 61.25,
-    "retrieval/cxr/cxr_to_text/chance@1": 1.5,
-    "retrieval/pairs/cxr_to_ecg/recall@5": 22.0,
-    "retrieval/rsum_cxr": 73.75,
-    "zero_shot/ptbxl/balanced_accuracy": 41.0,
-    "zero_shot/ptbxl/balanced_accuracy/chance": 20.0,
+    "model": "outputs/medbind-demo", "split": "test",
+    "retrieval/cxr/cxr_to_text/recall@1": 12.5, "retrieval/cxr/cxr_to_text/recall@10": 61.25,
+    "retrieval/cxr/cxr_to_text/chance@1": 1.5, "retrieval/pairs/cxr_to_ecg/recall@5": 22.0, "retrieval/rsum_cxr": 73.75,
+    "zero_shot/ptbxl/balanced_accuracy": 41.0, "zero_shot/ptbxl/balanced_accuracy/chance": 20.0,
     "zero_shot/ptbxl/auroc": 70.5,
-    "few_shot/ptbxl/k4/balanced_accuracy": 55.5,
-    "few_shot/ptbxl/k4/ci95": 1.25,
-    "few_shot/ptbxl/k4/chance": 20.0,
+    "few_shot/ptbxl/k4/balanced_accuracy": 55.5, "few_shot/ptbxl/k4/ci95": 1.25, "few_shot/ptbxl/k4/chance": 20.0,
     "cross_modality/hypertrophy_from_cxr/balanced_accuracy": 64.0,
     "cross_modality/hypertrophy_from_cxr/balanced_accuracy/chance": 50.0,
     "zoo/zero_shot/ptbxl/balanced_accuracy": 33.0,
-}
+}  # fmt: skip
 # What the model-index must hold: (dataset, metric, setting) -> value; no chance, interval, RSUM, zoo or string.
 MODEL_INDEX = {
-    ("cxr", "recall@1", "cxr_to_text"): 12.5,
-    ("cxr", "recall@10", "cxr_to_text"): 61.25,
-    ("pairs", "recall@5", "cxr_to_ecg"): 22.0,
-    ("ptbxl", "balanced_accuracy", None): 41.0,
-    ("ptbxl", "auroc", None): 70.5,
-    ("ptbxl", "balanced_accuracy", "k4"): 55.5,
+    ("cxr", "recall@1", "cxr_to_text"): 12.5, ("cxr", "recall@10", "cxr_to_text"): 61.25,
+    ("pairs", "recall@5", "cxr_to_ecg"): 22.0, ("ptbxl", "balanced_accuracy", None): 41.0,
+    ("ptbxl", "auroc", None): 70.5, ("ptbxl", "balanced_accuracy", "k4"): 55.5,
     ("pairs", "balanced_accuracy", "hypertrophy_from_cxr"): 64.0,
-}
+}  # fmt: skip
 
 
 def card_of(results=RESULTS, synthetic=False, **overrides) -> ModelCard:
@@ -46,10 +36,8 @@ def card_of(results=RESULTS, synthetic=False, **overrides) -> ModelCard:
 
 def test_model_index_holds_every_measured_number_of_results_json_and_nothing_else():
     parsed = ModelCard(str(card_of()))  # read back from the text, as the Hub reads it
-    entries = {
-        (result.dataset_type, result.metric_type, result.metric_config): result.metric_value
-        for result in parsed.data.eval_results
-    }
+    entries = {(result.dataset_type, result.metric_type, result.metric_config): result.metric_value
+               for result in parsed.data.eval_results}  # fmt: skip
     assert entries == MODEL_INDEX
     assert {result.dataset_split for result in parsed.data.eval_results} == {"test"}
     assert parsed.data.model_name == "medbind-x"
@@ -130,13 +118,10 @@ def test_card_states_the_retrieval_protocol_of_its_results_and_leaves_baselines_
     default = str(card_of())  # results.json without protocol keys: the default protocol
     assert "every report identical to the query's own" in default and "every row of the evaluated split" in default
     instance = {
-        **RESULTS,
-        "protocol/retrieval_positives": "instance",
-        "protocol/retrieval_gallery": "100",
-        "protocol/retrieval_gallery_draws": "5",
-        "protocol/retrieval_seed": "0",
+        **RESULTS, "protocol/retrieval_positives": "instance", "protocol/retrieval_gallery": "100",
+        "protocol/retrieval_gallery_draws": "5", "protocol/retrieval_seed": "0",
         "baselines/clip/zero_shot/ptbxl/balanced_accuracy": 27.5,
-    }
+    }  # fmt: skip
     text = str(card_of(instance))
     assert "only the query's own report counts as a hit" in text and "galleries of 100 rows, averaged over 5 draws" in text
     assert "--retrieval_positives instance --retrieval_gallery 100" in text

@@ -9,30 +9,13 @@ import torch
 import torch.nn.functional as F
 from peft import PeftModel
 from safetensors import safe_open
-from transformers import (
-    AutoModel,
-    AutoModelForSequenceClassification,
-    BertConfig,
-    BertModel,
-)
+from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig, BertModel
 
-from modeling_medbind import (
-    MedBindClinicalPredictionConfig,
-    MedBindForClinicalPrediction,
-)
-from modeling_medbind.modeling_clinical_prediction import (
-    MODALITY_TOKEN_TYPE,
-    append_modality_tokens,
-)
+from modeling_medbind import MedBindClinicalPredictionConfig, MedBindForClinicalPrediction
+from modeling_medbind.modeling_clinical_prediction import MODALITY_TOKEN_TYPE, append_modality_tokens
 
-TINY_BERT = {
-    "vocab_size": 60,
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "max_position_embeddings": 32,
-}
+TINY_BERT = {"vocab_size": 60, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 64, "max_position_embeddings": 32}  # fmt: skip
 EMBEDDING_DIM = 256
 CLS, SEP, PAD = 2, 3, 0
 
@@ -51,9 +34,8 @@ def tiny_bert_folder(path) -> str:
 def mixed_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     """Four visits: text only, text + CXR, text + ECG, text + both; texts of 5, 3, 4 and 3 tokens, right-padded."""
     generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.tensor(
-        [[CLS, 7, 8, 9, SEP], [CLS, 10, SEP, PAD, PAD], [CLS, 11, 12, SEP, PAD], [CLS, 13, SEP, PAD, PAD]]
-    )
+    input_ids = torch.tensor([[CLS, 7, 8, 9, SEP], [CLS, 10, SEP, PAD, PAD], [CLS, 11, 12, SEP, PAD],
+                              [CLS, 13, SEP, PAD, PAD]])  # fmt: skip
     return {
         "input_ids": input_ids,
         "attention_mask": (input_ids != PAD).long(),
@@ -88,9 +70,8 @@ def test_only_lora_the_projections_and_the_head_are_trainable_and_receive_gradie
 @pytest.mark.parametrize("modalities", [[], ["cxr", "ecg"]])
 def test_gradient_checkpointing_keeps_lora_gradients_with_frozen_embeddings(modalities):
     # With the word embeddings frozen, a reentrant checkpoint would see inputs without grad and drop LoRA's gradients.
-    model = tiny_model(modalities=modalities)
+    model, batch = tiny_model(modalities=modalities), mixed_batch()
     model.gradient_checkpointing_enable()
-    batch = mixed_batch()
     if not modalities:
         batch = {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
     model.train()
@@ -153,8 +134,7 @@ def test_a_visit_is_classified_the_same_alone_as_in_a_mixed_padded_batch():
 
 
 def test_an_absent_modality_is_not_read():
-    model = tiny_model().eval()
-    batch = mixed_batch()
+    model, batch = tiny_model().eval(), mixed_batch()
     changed = batch["modality_embeds"].clone()
     changed[0] = 1.0  # visit 0 has neither modality
     changed[1, 1] = 1.0  # visit 1 has no ECG
@@ -171,9 +151,8 @@ def test_lora_starts_as_the_identity_on_the_base_bert(tmp_path):
     bert = BertModel.from_pretrained(tmp_path / "bert", add_pooling_layer=False).eval()
     input_ids = mixed_batch()["input_ids"]
     with torch.no_grad():
-        torch.testing.assert_close(
-            model.text_model(input_ids=input_ids).last_hidden_state, bert(input_ids=input_ids).last_hidden_state
-        )
+        expected = bert(input_ids=input_ids).last_hidden_state
+        torch.testing.assert_close(model.text_model(input_ids=input_ids).last_hidden_state, expected)
 
 
 def test_medbind_mode_learns_a_label_only_the_ecg_embedding_carries_and_text_only_cannot():
@@ -275,9 +254,8 @@ def test_the_adapter_loads_onto_its_base_bert_with_peft_alone(tmp_path):
     peft_model = PeftModel.from_pretrained(base, tmp_path / "model", subfolder="text_adapter").eval()
     input_ids = mixed_batch()["input_ids"]
     with torch.no_grad():
-        torch.testing.assert_close(
-            peft_model(input_ids=input_ids).last_hidden_state, model.text_model(input_ids=input_ids).last_hidden_state
-        )
+        expected = model.text_model(input_ids=input_ids).last_hidden_state
+        torch.testing.assert_close(peft_model(input_ids=input_ids).last_hidden_state, expected)
 
 
 @pytest.mark.slow
@@ -324,8 +302,7 @@ def test_an_unreachable_base_bert_names_the_identifier_and_hf_hub_offline(monkey
 
 
 def test_bad_inputs_are_explained():
-    model = tiny_model()
-    batch = mixed_batch()
+    model, batch = tiny_model(), mixed_batch()
     with pytest.raises(ValueError, match=r"modality_embeds must be \[batch, 2 modalities \(cxr, ecg\), 256\]"):
         model(input_ids=batch["input_ids"], modality_embeds=batch["modality_embeds"][:, :1])
     left_padded = torch.tensor([[PAD, CLS, 7, SEP]])

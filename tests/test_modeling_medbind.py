@@ -55,9 +55,8 @@ def test_features_are_unit_norm_projections():
     for output in features:
         # transformers 5's convention (CLIP's get_*_features): the tower's output, the embedding as pooler_output.
         assert isinstance(output, BaseModelOutputWithPooling) and output.last_hidden_state.shape[0] == BATCH
-        embeds = output.pooler_output
-        assert embeds.shape == (BATCH, 256)
-        torch.testing.assert_close(embeds.norm(dim=-1), torch.ones(BATCH))
+        assert output.pooler_output.shape == (BATCH, 256)
+        torch.testing.assert_close(output.pooler_output.norm(dim=-1), torch.ones(BATCH))
 
 
 def test_get_image_features_is_the_cxr_alias_and_return_dict_false_gives_tuples():
@@ -71,9 +70,7 @@ def test_get_image_features_is_the_cxr_alias_and_return_dict_false_gives_tuples(
 
 
 def test_text_embedding_ignores_padding():
-    model = tiny_model()
-    ids = torch.tensor([[2, 17, 33, 3]])
-    padded = torch.tensor([[2, 17, 33, 3, 0, 0]])
+    model, ids, padded = tiny_model(), torch.tensor([[2, 17, 33, 3]]), torch.tensor([[2, 17, 33, 3, 0, 0]])
     with torch.no_grad():
         plain = model.get_text_features(ids, torch.ones_like(ids)).pooler_output
         with_padding = model.get_text_features(padded, torch.tensor([[1, 1, 1, 1, 0, 0]])).pooler_output
@@ -110,9 +107,7 @@ def test_model_takes_the_processor_output_of_one_cxr_one_ecg_and_two_texts():
         ecg = model.get_ecg_features(inputs["ecg_values"]).pooler_output
         text = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
     assert (out.logits_per_cxr.shape, out.logits_per_ecg.shape, out.logits_per_text.shape) == ((1, 2), (1, 2), (2, 1))
-    torch.testing.assert_close(out.cxr_embeds, cxr)
-    torch.testing.assert_close(out.ecg_embeds, ecg)
-    torch.testing.assert_close(out.text_embeds, text)
+    torch.testing.assert_close((out.cxr_embeds, out.ecg_embeds, out.text_embeds), (cxr, ecg, text))
     torch.testing.assert_close(out.logits_per_ecg, model.similarity_logits(ecg, text))
 
 
@@ -157,8 +152,7 @@ def test_output_flags_from_arguments_or_config_and_tuples():
         model.config.output_hidden_states = True
         from_config = model(**inputs)
         as_tuple = model(**inputs, return_dict=False)
-    layers = {"ecg": 2, "text": 2}
-    for tower, count in layers.items():
+    for tower, count in {"ecg": 2, "text": 2}.items():
         tower_output = out[f"{tower}_model_output"]
         assert len(tower_output.hidden_states) == count + 1 and len(tower_output.attentions) == count
         assert plain[f"{tower}_model_output"].hidden_states is None
@@ -191,8 +185,7 @@ def test_input_embeddings_are_the_text_towers_so_peft_input_gradients_work():
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_attn_implementation_reaches_the_ecg_and_text_towers(tmp_path, implementation):
-    model = tiny_model()
-    model.save_pretrained(tmp_path)
+    tiny_model().save_pretrained(tmp_path)
     loaded = MedBindModel.from_pretrained(tmp_path, attn_implementation=implementation)
     assert loaded.config.ecg_config._attn_implementation == implementation
     assert loaded.text_model.config._attn_implementation == implementation
@@ -211,8 +204,7 @@ def test_eager_and_sdpa_attention_agree():
 
 @pytest.mark.parametrize("modality", ["cxr", "ecg"])
 def test_single_modality_batches_train(modality):
-    model = tiny_model().train()
-    inputs = batch()
+    model, inputs = tiny_model().train(), batch()
     values = {"cxr": "pixel_values", "ecg": "ecg_values"}[modality]
     reports = {"input_ids": inputs["input_ids"][:BATCH], "attention_mask": inputs["attention_mask"][:BATCH]}
     out = model(**{values: inputs[values]}, **reports, return_loss=True)
@@ -222,21 +214,17 @@ def test_single_modality_batches_train(modality):
     assert all(p.grad is not None for p in tower.parameters())
 
 
-def test_ecg_clip_has_no_cxr_tower():
-    model = tiny_model(variant="ecg-clip")
-    assert model.cxr_model is None and model.cxr_projection is None
-    assert not any(name.startswith("cxr") for name, _ in model.named_parameters())
-    with pytest.raises(ValueError, match="no CXR tower"):
+@pytest.mark.parametrize("variant, absent", [("ecg-clip", "cxr"), ("cxr-clip", "ecg")])
+def test_single_modality_variants_have_no_tower_of_the_other(variant, absent):
+    model = tiny_model(variant=variant)
+    assert getattr(model, f"{absent}_model") is None and getattr(model, f"{absent}_projection") is None
+    assert not any(name.startswith(absent) for name, _ in model.named_parameters())
+    with pytest.raises(ValueError, match=f"no {absent.upper()} tower"):
         model(**batch())
 
 
-def test_cxr_clip_has_no_ecg_tower_and_learns_cxr_against_reports():
-    model = tiny_model(variant="cxr-clip")
-    assert model.ecg_model is None and model.ecg_projection is None
-    assert not any(name.startswith("ecg") for name, _ in model.named_parameters())
-    with pytest.raises(ValueError, match="no ECG tower"):
-        model(**batch())
-    inputs = batch()
+def test_cxr_clip_learns_cxr_against_reports():
+    model, inputs = tiny_model(variant="cxr-clip"), batch()
     reports = {"input_ids": inputs["input_ids"][:BATCH], "attention_mask": inputs["attention_mask"][:BATCH]}
     out = model(pixel_values=inputs["pixel_values"], **reports, return_loss=True)
     assert torch.isfinite(out.loss) and out.ecg_embeds is None and out.logits_per_ecg is None
@@ -311,8 +299,7 @@ def test_save_writes_safetensors_and_auto_model_reloads_identically(tmp_path, cx
     overrides = {"cxr_config": cxr_config} if cxr_config else {}
     model, inputs = tiny_model(ecg_config={"position_embedding_type": "sinusoidal"}, **overrides), batch()
     model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").exists()
-    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
+    assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin")) + list(tmp_path.glob("*.pt"))
     assert set(load_file(tmp_path / "model.safetensors")) == set(model.state_dict())
     reloaded = AutoModel.from_pretrained(tmp_path).eval()
     assert isinstance(reloaded, MedBindModel)

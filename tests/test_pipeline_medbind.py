@@ -6,11 +6,10 @@ import json
 import numpy as np
 import pytest
 import torch
-import wfdb
 from PIL import Image
-from transformers import AutoModel, AutoProcessor, pipeline
+from samples import write_record
+from transformers import pipeline
 
-from modeling_medbind import CANONICAL_LEAD_NAMES
 from modeling_medbind.pipeline_medbind import label_probabilities, prompts_by_label
 
 LABELS = ["myocardial infarction", "normal sinus rhythm"]
@@ -21,21 +20,8 @@ def ecg(seed: int, seconds: float = 10.0, sampling_rate: int = 500) -> np.ndarra
     return np.random.default_rng(seed).normal(size=(12, int(seconds * sampling_rate)))
 
 
-def write_record(folder, name: str = "rec", seed: int = 0):
-    """A WFDB record of `ecg(seed)` at 500 Hz; returns its path without suffix."""
-    folder.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(name, fs=500, units=["mV"] * 12, sig_name=list(CANONICAL_LEAD_NAMES), p_signal=ecg(seed).T,
-                fmt=["16"] * 12, write_dir=str(folder))  # fmt: skip
-    return folder / name
-
-
 def radiograph(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (64, 80), dtype=np.uint8)
-
-
-@pytest.fixture(scope="module")
-def loaded(model_dir):
-    return AutoModel.from_pretrained(model_dir).eval(), AutoProcessor.from_pretrained(model_dir)
 
 
 def zero_shot(loaded, task: str = "zero-shot-ecg-classification"):
@@ -86,9 +72,8 @@ def test_cxr_zero_shot_task_classifies_images(loaded):
     prompts = ["Findings suggesting pneumonia.", "Findings suggesting cardiomegaly."]
     with torch.no_grad():
         logits = model(**processor(images=radiograph(0), text=prompts, return_tensors="pt")).logits_per_cxr
-    assert {entry["label"]: entry["score"] for entry in result} == pytest.approx(
-        dict(zip(["pneumonia", "cardiomegaly"], logits.softmax(dim=-1)[0].tolist())), abs=1e-6
-    )
+    expected = dict(zip(["pneumonia", "cardiomegaly"], logits.softmax(dim=-1)[0].tolist()))
+    assert {entry["label"]: entry["score"] for entry in result} == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize("modality", ["cxr", "ecg", "text"])
@@ -142,7 +127,7 @@ def test_bad_labels_are_rejected(labels, template, message):
 def test_pipelines_run_from_the_saved_folder_where_medbind_is_not_importable(
     model_dir, loaded, tmp_path, run_without_medbind
 ):
-    record = write_record(tmp_path / "records")
+    record = write_record(tmp_path, "rec", ecg(0), 500)
     png = tmp_path / "cxr.png"
     Image.fromarray(radiograph(3)).save(png)
     run_without_medbind(

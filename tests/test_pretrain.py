@@ -182,10 +182,9 @@ def test_arguments_load_from_a_yaml_file(tmp_path):
     assert (model_args.config_preset, model_args.variant, data_args.dataset_dir) == ("tiny", "nm", "/data/mimic")
     assert training_args.num_train_epochs == 3
     # paper defaults where the file is silent
-    assert (training_args.learning_rate, training_args.weight_decay, training_args.per_device_train_batch_size) == (
-        4e-4, 0.1, 128
-    )
-    assert training_args.lr_scheduler_type == "cosine"
+    paper_defaults = (4e-4, 0.1, 128, "cosine")
+    assert (training_args.learning_rate, training_args.weight_decay, training_args.per_device_train_batch_size,
+            training_args.lr_scheduler_type) == paper_defaults  # fmt: skip
 
 
 def test_each_demo_variant_writes_its_own_folder_unless_told_otherwise():
@@ -308,9 +307,8 @@ def test_a_copied_preset_file_is_read_and_the_command_line_overrides_it(tmp_path
     edited.write_text(text)
     model_args, data_args, training_args = parse_arguments(["--preset", str(edited), "--num_train_epochs", "2"])
     assert (training_args.learning_rate, training_args.num_train_epochs) == (0.5, 2.0)
-    assert (model_args.config_preset, data_args.synthetic_demo, training_args.output_dir) == (
-        "tiny", True, "outputs/medbind-demo-bd"
-    )
+    expected = ("tiny", True, "outputs/medbind-demo-bd")
+    assert (model_args.config_preset, data_args.synthetic_demo, training_args.output_dir) == expected
 
 
 def test_a_preset_naming_an_unknown_argument_or_an_unknown_preset_is_refused(tmp_path):

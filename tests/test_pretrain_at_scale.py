@@ -30,7 +30,7 @@ SWIN = {
 
 @pytest.mark.slow
 def test_loader_workers_finish_with_tokenizers_parallelism_true(tmp_path):
-    # The fast tokenizer's thread pool deadlocks in forked workers when the variable is "true" (issue 13).
+    # The fast tokenizer's thread pool deadlocks in forked workers when the variable is "true".
     data = tmp_path / "data"
     save_demo(data, num_patients=150, seed=0)
     arguments = [
@@ -50,10 +50,8 @@ def test_loader_workers_finish_with_tokenizers_parallelism_true(tmp_path):
 
 def test_the_start_up_line_states_the_global_contrastive_batch():
     def arguments(per_device, processes, accumulation=1, chunk=None):
-        return SimpleNamespace(
-            per_device_train_batch_size=per_device, world_size=processes, gradient_accumulation_steps=accumulation,
-            contrastive_chunk_size=chunk,
-        )  # fmt: skip
+        return SimpleNamespace(per_device_train_batch_size=per_device, world_size=processes,
+                               gradient_accumulation_steps=accumulation, contrastive_chunk_size=chunk)  # fmt: skip
 
     # The shipped 8-GPU config with the paper's 128 per device is not the paper's batch: say so at start.
     assert describe_contrastive_batch(arguments(128, 8)).startswith("contrastive batch: 1024 CXR-report")
@@ -78,9 +76,7 @@ def test_chunk_size_is_a_pretrain_argument():
     assert training_args.contrastive_chunk_size == 32 and training_args.logging_nan_inf_filter is False
 
 
-def train_one_step(
-    medbind_processor, output: Path, contrastive_chunk_size: int | None = None
-) -> tuple[dict, dict[str, torch.Tensor]]:
+def train_one_step(medbind_processor, output: Path, contrastive_chunk_size: int | None = None) -> tuple[dict, dict]:
     """One optimizer step over two accumulated micro-batches of 5 slots; returns its log entry and the weights."""
     torch.manual_seed(0)
     config = MedBindConfig.from_preset(
@@ -104,9 +100,8 @@ def train_one_step(
     return log, {name: value.detach().clone() for name, value in trainer.model.state_dict().items()}
 
 
-def test_trainer_steps_in_chunks_equal_whole_batch_steps_with_gradient_accumulation(
-    medbind_processor, tmp_path, monkeypatch
-):
+def test_trainer_steps_in_chunks_equal_whole_batch_steps_with_gradient_accumulation(medbind_processor, tmp_path,
+                                                                                    monkeypatch):
     import medbind_training.trainer as trainer_module
 
     chunked_steps = []

@@ -8,7 +8,6 @@ from medbind_processing import building
 from medbind_processing.building import build_dataset_dict, temporary_build_dir
 
 
-
 def _read_note(record: dict) -> dict:
     return {"text": Path(record["path"]).read_text()}
 
@@ -22,8 +21,7 @@ def test_rebuilding_after_a_raw_file_changes_gives_the_new_content(tmp_path):
     note.write_text("first version")
     assert build_dataset_dict(records, features, "unit test", _read_note)["train"]["text"] == ["first version"]
     note.write_text("second version")
-    rebuilt = build_dataset_dict(records, features, "unit test", _read_note)
-    assert rebuilt["train"]["text"] == ["second version"]
+    assert build_dataset_dict(records, features, "unit test", _read_note)["train"]["text"] == ["second version"]
 
 
 def test_a_build_lives_in_memory_and_leaves_no_files_behind(tmp_path, monkeypatch):

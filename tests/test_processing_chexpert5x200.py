@@ -3,12 +3,10 @@
 import itertools
 import random
 import re
-from pathlib import Path
 
-import datasets
 import pandas as pd
 import pytest
-from fixtures import assert_radiographs_stored
+from fixtures import assert_radiographs_stored, raw_and_built
 from fixtures.public import CHEXPERT_IMAGES, write_chexpert
 
 from medbind_processing.chexpert5x200 import (
@@ -22,14 +20,7 @@ from medbind_processing.chexpert5x200 import (
 from medbind_processing.labels import CHEXPERT_COMPETITION_FINDINGS as COMPETITION_FINDINGS
 
 
-@pytest.fixture(scope="module")
-def chexpert_root(tmp_path_factory) -> Path:
-    return write_chexpert(tmp_path_factory.mktemp("chexpert"))
-
-
-@pytest.fixture(scope="module")
-def chexpert(chexpert_root) -> datasets.DatasetDict:
-    return build_chexpert5x200(chexpert_root, per_class=2)
+chexpert_root, chexpert = raw_and_built("chexpert", write_chexpert, build_chexpert5x200, per_class=2)
 
 
 def gloria_selection(table: pd.DataFrame, per_class: int) -> list[str]:
@@ -63,14 +54,12 @@ def test_only_single_finding_frontal_images_are_eligible(chexpert_root):
 
 def test_two_hundred_per_class_becomes_per_class_rows_each_in_one_test_split(chexpert):
     assert list(chexpert) == ["test"]
-    names = chexpert["test"].features["label"].names
-    assert names == list(COMPETITION_FINDINGS)
+    assert chexpert["test"].features["label"].names == list(COMPETITION_FINDINGS)
     assert sorted(chexpert["test"]["label"]) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
 
 
 def test_fields_come_from_path_and_view_columns(chexpert, chexpert_root):
-    by_subject = {row["subject_id"]: row for row in chexpert["test"]}
-    row = by_subject[21]
+    row = {row["subject_id"]: row for row in chexpert["test"]}[21]
     assert row["study_id"] == "patient00021/study1"
     assert row["view"] == "PA" and row["hadm_id"] is None and row["study_time"] is None
     assert chexpert["test"].features["label"].int2str(row["label"]) == "Cardiomegaly"
@@ -112,9 +101,7 @@ def test_radiographs_are_stored_shrunk_with_their_original_path(chexpert_root):
 
 
 def test_full_size_folder_name_is_stripped_from_paths_too(tmp_path):
-    root = write_chexpert(tmp_path, small=False)
-    built = build_chexpert5x200(root, per_class=2)
-    assert built["test"].num_rows == 10
+    assert build_chexpert5x200(write_chexpert(tmp_path, small=False), per_class=2)["test"].num_rows == 10
 
 
 def test_too_few_eligible_images_names_the_finding(chexpert_root):

@@ -11,7 +11,6 @@ from medbind_processing.building import build_dataset_dict
 from medbind_processing.cli import cli_parser, run_cli
 
 
-
 def _build_letters(root, count, build_dir):
     records = {"train": [{"text": f"{root.name}-{index}"} for index in range(count)]}
     features = datasets.Features({"text": datasets.Value("string")})

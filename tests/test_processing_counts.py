@@ -10,24 +10,14 @@ from medbind_processing.labels import ECG_SUPERCLASSES
 from medbind_processing.paper_counts import PAPER_LABEL_ROWS, PAPER_REFERENCE, PAPER_SPLIT_ROWS
 
 
-
 def test_built_datasets_count_single_and_multi_label_classes():
-    features = datasets.Features(
-        {
-            "label": datasets.ClassLabel(names=["no", "yes"]),
-            "labels": datasets.List(datasets.ClassLabel(names=["A", "B"])),
-        }
-    )
-    records = {
-        "train": [{"label": 1, "labels": ["A", "B"]}, {"label": 1, "labels": []}],
-        "test": [{"label": 0, "labels": ["B"]}],
-    }
+    features = datasets.Features({"label": datasets.ClassLabel(names=["no", "yes"]),
+                                  "labels": datasets.List(datasets.ClassLabel(names=["A", "B"]))})
+    records = {"train": [{"label": 1, "labels": ["A", "B"]}, {"label": 1, "labels": []}],
+               "test": [{"label": 0, "labels": ["B"]}]}  # fmt: skip
     built = build_dataset_dict(records, features, "unit test")
     assert list(built) == ["train", "test"] and built["train"].info.description == "unit test"
-    assert class_label_counts(built["train"]) == {
-        "label": {"no": 0, "yes": 2},
-        "labels": {"A": 1, "B": 1, "(none)": 1},
-    }
+    assert class_label_counts(built["train"]) == {"label": {"no": 0, "yes": 2}, "labels": {"A": 1, "B": 1, "(none)": 1}}
     assert "test: 1 rows\n  label: no=1, yes=0\n  labels: A=0, B=1, (none)=0" in format_summary(built)
 
 

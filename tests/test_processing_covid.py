@@ -6,7 +6,7 @@ from pathlib import Path
 
 import datasets
 import pytest
-from fixtures import assert_radiographs_stored
+from fixtures import assert_radiographs_stored, raw_and_built
 from fixtures.public import write_covid_qu_ex, write_covid_radiography
 
 from medbind_processing import covid
@@ -14,24 +14,8 @@ from medbind_processing.covid import build_covid, main
 from medbind_processing.splits import split_exactly
 
 
-@pytest.fixture(scope="module")
-def radiography_root(tmp_path_factory) -> Path:
-    return write_covid_radiography(tmp_path_factory.mktemp("radiography"))
-
-
-@pytest.fixture(scope="module")
-def radiography(radiography_root) -> datasets.DatasetDict:
-    return build_covid(radiography_root)
-
-
-@pytest.fixture(scope="module")
-def covid_root(tmp_path_factory) -> Path:
-    return write_covid_qu_ex(tmp_path_factory.mktemp("covid"))
-
-
-@pytest.fixture(scope="module")
-def covidqu(covid_root) -> datasets.DatasetDict:
-    return build_covid(covid_root, source="covidqu")
+radiography_root, radiography = raw_and_built("radiography", write_covid_radiography, build_covid)
+covidqu_root, covidqu = raw_and_built("covidqu", write_covid_qu_ex, build_covid, source="covidqu")
 
 
 def label_counts(dataset: datasets.Dataset) -> dict[str, int]:
@@ -124,33 +108,33 @@ def test_covidqu_folders_become_splits_and_non_covid_is_left_out(covidqu):
         "test": {"Normal": 1, "COVID-19": 2}}
 
 
-def test_covidqu_label_comes_from_the_class_folder(covidqu, covid_root):
+def test_covidqu_label_comes_from_the_class_folder(covidqu, covidqu_root):
     folders = {Path(row["image_path"]).parents[1].name: covidqu["train"].features["label"].int2str(row["label"])
                for row in covidqu["train"]}
     assert folders == {"Normal": "Normal", "COVID-19": "COVID-19"}
-    assert all(Path(path).is_relative_to(covid_root.resolve() / "Lung Segmentation Data")
+    assert all(Path(path).is_relative_to(covidqu_root.resolve() / "Lung Segmentation Data")
                for path in covidqu["train"]["image_path"])
     assert sorted(covidqu["train"]["study_id"]) == ["Normal (1)", "Normal (2)", "covid_1", "covid_2", "covid_3"]
     assert covidqu["train"][0]["image"].size == (16, 16)
 
 
-def test_covidqu_third_class_and_infection_subset_on_request(covid_root):
-    built = build_covid(covid_root, source="covidqu", subset="Infection Segmentation Data",
+def test_covidqu_third_class_and_infection_subset_on_request(covidqu_root):
+    built = build_covid(covidqu_root, source="covidqu", subset="Infection Segmentation Data",
                         classes=["Normal", "COVID-19", "Non-COVID"])
     assert built["train"].features["label"].names == ["Normal", "COVID-19", "Non-COVID"]
     assert label_counts(built["test"]) == {"Normal": 1, "COVID-19": 1, "Non-COVID": 1}
 
 
-def test_covidqu_root_may_be_the_subset_folder_itself(covid_root):
-    built = build_covid(covid_root / "Lung Segmentation Data" / "Lung Segmentation Data", source="covidqu")
-    assert built["train"].num_rows == 5
+def test_covidqu_root_may_be_the_subset_folder_itself(covidqu_root):
+    subset = covidqu_root / "Lung Segmentation Data" / "Lung Segmentation Data"
+    assert build_covid(subset, source="covidqu")["train"].num_rows == 5
 
 
-def test_covidqu_unknown_class_subset_and_missing_layout_are_errors(covid_root, tmp_path):
+def test_covidqu_unknown_class_subset_and_missing_layout_are_errors(covidqu_root, tmp_path):
     with pytest.raises(ValueError, match="source 'covidqu' must be distinct names among"):
-        build_covid(covid_root, source="covidqu", classes=["Pneumonia"])
+        build_covid(covidqu_root, source="covidqu", classes=["Pneumonia"])
     with pytest.raises(ValueError, match="subset must be one of"):
-        build_covid(covid_root, source="covidqu", subset="Masks")
+        build_covid(covidqu_root, source="covidqu", subset="Masks")
     with pytest.raises(FileNotFoundError, match="no Train/Val/Test folder"):
         build_covid(tmp_path, source="covidqu")
 
@@ -161,8 +145,8 @@ def test_covidqu_missing_class_folder_is_named(tmp_path):
         build_covid(root, source="covidqu")
 
 
-def test_covidqu_printed_label_counts(covid_root, tmp_path, capsys):
-    main(["--root", str(covid_root), "--out", str(tmp_path / "out"), "--source", "covidqu"])
+def test_covidqu_printed_label_counts(covidqu_root, tmp_path, capsys):
+    main(["--root", str(covidqu_root), "--out", str(tmp_path / "out"), "--source", "covidqu"])
     printed = capsys.readouterr().out
     assert "train: 5 rows\n  label: Normal=2, COVID-19=3" in printed
     assert "test: 3 rows\n  label: Normal=1, COVID-19=2" in printed

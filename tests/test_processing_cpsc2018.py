@@ -1,26 +1,17 @@
 """Tests for processing/medbind_processing/cpsc2018.py on a miniature CPSC2018 (REFERENCE.csv + Challenge 2020 WFDB records)."""
 
-from pathlib import Path
-
 import datasets
 import numpy as np
 import pytest
 import wfdb
-from fixtures import rows_by_study
+from fixtures import raw_and_built, rows_by_study
 from fixtures.public import CPSC2018_RECORDS, ecg_signal, write_cpsc2018
 
 from medbind_processing.cpsc2018 import CPSC2018_CLASSES, SPLIT_FRACTIONS, build_cpsc2018, main, reference_labels
 from medbind_processing.splits import patient_split
 
 
-@pytest.fixture(scope="module")
-def cpsc_root(tmp_path_factory) -> Path:
-    return write_cpsc2018(tmp_path_factory.mktemp("cpsc"))
-
-
-@pytest.fixture(scope="module")
-def cpsc(cpsc_root) -> datasets.DatasetDict:
-    return build_cpsc2018(cpsc_root)
+cpsc_root, cpsc = raw_and_built("cpsc", write_cpsc2018, build_cpsc2018)
 
 
 def test_every_recording_is_kept_with_all_its_labels_in_class_order(cpsc):

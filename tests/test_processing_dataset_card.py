@@ -37,10 +37,9 @@ def secret_build(tmp_path):
     built = build_dataset_dict({"train": rows[:1], "test": rows[1:]}, features, "A fixture of made-up rows.")
     out = tmp_path / "secret"
     options = {"root": Path("/secret/raw-MRN-4455667"), "seed": 7, "shortest_edge": 512}
-    source = DataSource(
-        name="mimic_cxr", pretty_name="Secret fixture", homepage="https://example.org/raw",
-        label_rules="Labels come from the fixture rule.", **physionet_credentialed("Made-up credentialed rows"),
-    )
+    source = DataSource(name="mimic_cxr", pretty_name="Secret fixture", homepage="https://example.org/raw",
+                        label_rules="Labels come from the fixture rule.",
+                        **physionet_credentialed("Made-up credentialed rows"))  # fmt: skip
     save(built, out, source, options)
     return built, out
 

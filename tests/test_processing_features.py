@@ -7,7 +7,6 @@ from medbind_processing.features import cxr_features, ecg_features
 from medbind_processing.labels import ECG_SUPERCLASSES
 
 
-
 def test_cxr_features_put_the_standard_columns_first_with_a_sources_differences():
     features = cxr_features(label=["no", "yes"], drop=["text", "hadm_id"], study_id=datasets.Value("string"),
                                    site=datasets.Value("int64"))
@@ -20,9 +19,8 @@ def test_cxr_features_put_the_standard_columns_first_with_a_sources_differences(
 
 
 def test_ecg_features_hold_the_record_path_or_the_signal_itself():
-    assert list(ecg_features()) == [
-        "ecg_path", "sampling_rate", "text", "subject_id", "study_id", "hadm_id", "ecg_time"
-    ]
+    standard = ["ecg_path", "sampling_rate", "text", "subject_id", "study_id", "hadm_id", "ecg_time"]
+    assert list(ecg_features()) == standard
     signal = datasets.Array2D((12, 1000), "float32")
     with_signal = ecg_features(ecg=signal, labels=ECG_SUPERCLASSES)
     assert list(with_signal)[0] == "ecg" and with_signal["ecg"] == signal and "ecg_path" not in with_signal

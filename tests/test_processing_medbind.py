@@ -46,18 +46,12 @@ def processor() -> MedBindProcessor:
 
 
 def test_all_three_modalities_give_every_model_input(processor):
-    batch = processor(
-        images=[radiograph(0), radiograph(1)],
-        ecgs=[ecg(), ecg(4)],
-        sampling_rate=500,
-        text=REPORTS[:2],
-        return_tensors="pt",
-    )
+    batch = processor(images=[radiograph(0), radiograph(1)], ecgs=[ecg(), ecg(4)], sampling_rate=500, text=REPORTS[:2],
+                      return_tensors="pt")  # fmt: skip
     assert set(batch) == {"pixel_values", "ecg_values", "input_ids", "attention_mask"}
     assert batch["pixel_values"].shape == (2, 3, 224, 224)
     assert batch["ecg_values"].shape == (2, 12, 1000)
-    assert batch["input_ids"].shape == batch["attention_mask"].shape
-    assert batch["input_ids"].shape[0] == 2
+    assert batch["input_ids"].shape == batch["attention_mask"].shape and batch["input_ids"].shape[0] == 2
 
 
 def test_only_the_given_modality_is_returned(processor):
@@ -67,11 +61,10 @@ def test_only_the_given_modality_is_returned(processor):
 
 def test_parts_give_the_same_values_as_when_called_alone(processor):
     batch = processor(images=radiograph(0), ecgs=ecg(), sampling_rate=500, return_tensors="pt")
-    alone = processor.image_processor(radiograph(0), return_tensors="pt")
-    torch.testing.assert_close(batch["pixel_values"], alone["pixel_values"])
-    torch.testing.assert_close(
-        batch["ecg_values"], processor.feature_extractor(ecg(), sampling_rate=500, return_tensors="pt")["ecg_values"]
-    )
+    alone = {**processor.image_processor(radiograph(0), return_tensors="pt"),
+             **processor.feature_extractor(ecg(), sampling_rate=500, return_tensors="pt")}  # fmt: skip
+    for key in ("pixel_values", "ecg_values"):
+        torch.testing.assert_close(batch[key], alone[key], msg=key)
 
 
 def test_text_is_cut_to_max_words_before_tokenising():
@@ -92,14 +85,14 @@ def test_non_positive_word_limit_is_an_error():
         make_processor(max_words=0)
 
 
-def test_no_input_is_an_error(processor):
-    with pytest.raises(ValueError, match="at least one of images=, ecgs= or text="):
-        processor()
-
-
-def test_empty_report_is_an_error_naming_its_position(processor):
-    with pytest.raises(ValueError, match="report 1 is empty"):
-        processor(text=["Lungs are clear.", "  "])
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [({}, "at least one of images=, ecgs= or text="), ({"text": ["Lungs are clear.", "  "]}, "report 1 is empty")],
+    ids=["no-input", "empty-report"],
+)
+def test_no_input_or_an_empty_report_is_an_error(processor, inputs, message):
+    with pytest.raises(ValueError, match=message):
+        processor(**inputs)
 
 
 def test_save_and_from_pretrained_round_trip(processor, tmp_path):
@@ -118,8 +111,7 @@ def test_save_and_from_pretrained_round_trip(processor, tmp_path):
 
 def test_auto_processor_loads_the_saved_folder_in_process(processor, tmp_path):
     processor.save_pretrained(tmp_path)
-    loaded = AutoProcessor.from_pretrained(tmp_path)
-    assert isinstance(loaded, MedBindProcessor)
+    assert isinstance(AutoProcessor.from_pretrained(tmp_path), MedBindProcessor)
 
 
 @pytest.mark.slow
@@ -153,12 +145,8 @@ def test_auto_processor_loads_remote_code_where_the_package_is_not_importable(pr
         np.savez({str(tmp_path / "outputs.npz")!r}, **batch)
         """
     )
-    environment = {
-        **os.environ,
-        "PYTHONPATH": str(shadow),
-        "HF_MODULES_CACHE": str(tmp_path / "modules"),
-        "HF_HUB_OFFLINE": "1",
-    }
+    environment = {**os.environ, "PYTHONPATH": str(shadow), "HF_MODULES_CACHE": str(tmp_path / "modules"),
+                   "HF_HUB_OFFLINE": "1"}  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
     )
@@ -199,15 +187,11 @@ def test_processor_from_config_follows_each_input_setting_through_to_the_model(o
     processor = MedBindProcessor.from_config(config, train_wordpiece_tokenizer(REPORTS * 4, vocab_size=150))
     ecg_config, cxr_config = config.ecg_config, config.cxr_config
     pretrained = get_pretrained_cfg(cxr_config.model_name)
-    assert (processor.image_processor.crop_size.height, processor.image_processor.crop_size.width) == (
-        cxr_config.image_size, cxr_config.image_size,
-    )  # fmt: skip
-    assert tuple(processor.image_processor.image_mean) == pretrained.mean
-    assert tuple(processor.image_processor.image_std) == pretrained.std
-    extractor = processor.feature_extractor
+    images, extractor = processor.image_processor, processor.feature_extractor
+    assert (images.crop_size.height, images.crop_size.width) == (cxr_config.image_size, cxr_config.image_size)
+    assert (tuple(images.image_mean), tuple(images.image_std)) == (pretrained.mean, pretrained.std)
     assert (extractor.num_samples, extractor.sampling_rate, extractor.lead_names) == (
-        ecg_config.num_samples, ecg_config.sampling_rate, ecg_config.lead_names,
-    )  # fmt: skip
+        ecg_config.num_samples, ecg_config.sampling_rate, ecg_config.lead_names)  # fmt: skip
 
     # Saved with the model and loaded back, it still follows the config, and the model takes its output.
     processor.save_pretrained(tmp_path)

@@ -7,7 +7,6 @@ import pandas as pd
 from medbind_processing.mimic_linking import link_admissions, match_greedy
 
 
-
 def test_link_admissions_uses_the_ed_stay_and_prefers_the_latest_admission():
     admissions = pd.DataFrame(
         {

@@ -1,24 +1,16 @@
 """Tests for processing/medbind_processing/openi.py on a miniature copy of the Kaggle Open-I layout."""
 
 import re
-from pathlib import Path
 
 import datasets
 import pytest
-from fixtures import assert_radiographs_stored
+from fixtures import assert_radiographs_stored, raw_and_built
 from fixtures.public import OPENI_REPORTS, write_openi
 
 from medbind_processing.openi import build_openi, main, report_text
 
 
-@pytest.fixture(scope="module")
-def openi_root(tmp_path_factory) -> Path:
-    return write_openi(tmp_path_factory.mktemp("openi"))
-
-
-@pytest.fixture(scope="module")
-def openi(openi_root) -> datasets.DatasetDict:
-    return build_openi(openi_root)
+openi_root, openi = raw_and_built("openi", write_openi, build_openi)
 
 
 def test_one_row_per_frontal_image_with_report_text(openi):

@@ -1,12 +1,10 @@
 """Tests for processing/medbind_processing/ptbxl.py on a miniature PTB-XL 1.0.3 folder and on the real scp_statements.csv."""
 
-from pathlib import Path
-
 import datasets
 import numpy as np
 import pytest
 import wfdb
-from fixtures import rows_by_study
+from fixtures import raw_and_built, rows_by_study
 from fixtures.public import PTBXL_RECORDS, ecg_signal, ptbxl_record_name, write_ptbxl
 
 from medbind_processing.labels import ECG_SUPERCLASSES
@@ -20,14 +18,7 @@ from medbind_processing.ptbxl import (
 )
 
 
-@pytest.fixture(scope="module")
-def ptbxl_root(tmp_path_factory) -> Path:
-    return write_ptbxl(tmp_path_factory.mktemp("ptbxl"))
-
-
-@pytest.fixture(scope="module")
-def ptbxl(ptbxl_root) -> datasets.DatasetDict:
-    return build_ptbxl(ptbxl_root)
+ptbxl_root, ptbxl = raw_and_built("ptbxl", write_ptbxl, build_ptbxl)
 
 
 def label_names(dataset_dict: datasets.DatasetDict, indices: list[int]) -> list[str]:

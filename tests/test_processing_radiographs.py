@@ -9,7 +9,6 @@ from PIL import Image
 from medbind_processing.radiographs import shrunk_size, stored_radiograph
 
 
-
 def test_shrunk_size_sets_the_shorter_side_and_never_enlarges():
     assert shrunk_size((3000, 2500), 512) == (614, 512)
     assert shrunk_size((2500, 3000), 512) == (512, 614)

@@ -6,7 +6,7 @@ import datasets
 import numpy as np
 import pydicom
 import pytest
-from fixtures import assert_radiographs_stored, rows_by_study
+from fixtures import assert_radiographs_stored, raw_and_built, rows_by_study
 from fixtures.public import RSNA_PATIENTS, rsna_pixels, write_rsna, write_rsna_dicom
 from PIL import Image
 
@@ -16,21 +16,12 @@ from medbind_processing.splits import patient_split
 REAL_PATIENT = "16d7f894-55d7-4d95-8957-d18987f0e981"  # the PatientID inside rsna_example.dcm
 
 
-@pytest.fixture(scope="module")
-def rsna_root(tmp_path_factory) -> Path:
-    return write_rsna(tmp_path_factory.mktemp("rsna"))
-
-
-@pytest.fixture(scope="module")
-def rsna(rsna_root) -> datasets.DatasetDict:
-    return build_rsna(rsna_root)
+rsna_root, rsna = raw_and_built("rsna", write_rsna, build_rsna)
 
 
 def test_one_row_per_patient_labelled_by_target(rsna):
-    rows = rows_by_study(rsna)
-    assert len(rows) == len(RSNA_PATIENTS)  # patients with two boxes are one row
-    names = rsna["train"].features["label"].names
-    assert names == ["Normal", "Pneumonia"]
+    rows, names = rows_by_study(rsna), rsna["train"].features["label"].names
+    assert len(rows) == len(RSNA_PATIENTS) and names == ["Normal", "Pneumonia"]  # patients with two boxes: one row
     labels = {patient: names[row["label"]] for patient, (_, row) in rows.items()}
     assert labels == {patient: "Pneumonia" if boxes else "Normal" for patient, boxes, *_ in RSNA_PATIENTS}
 
@@ -44,8 +35,7 @@ def test_dicom_pixels_and_view_are_kept_and_monochrome1_is_inverted(rsna):
     rows = rows_by_study(rsna)
     for seed, (patient, _, _, view, photometric) in enumerate(RSNA_PATIENTS):
         row = rows[patient][1]
-        expected = rsna_pixels(seed)
-        expected = 255 - expected if photometric == "MONOCHROME1" else expected
+        expected = 255 - rsna_pixels(seed) if photometric == "MONOCHROME1" else rsna_pixels(seed)
         assert row["image"].mode == "L"
         np.testing.assert_array_equal(np.asarray(row["image"]), expected)
         assert row["view"] == view

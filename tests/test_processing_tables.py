@@ -6,7 +6,6 @@ import pytest
 from medbind_processing.tables import read_table
 
 
-
 def test_read_table_finds_gzipped_tables_and_names_missing_columns(tmp_path):
     pd.DataFrame({"a": [1], "b": [2]}).to_csv(tmp_path / "t.csv.gz", index=False)
     assert list(read_table(tmp_path, "t.csv", ["a"])["b"]) == [2]

@@ -8,7 +8,6 @@ import pytest
 from medbind_processing.times import parse_time
 
 
-
 def test_parse_time_reads_iso_and_blanks():
     assert parse_time("2180-07-23 08:44:00") == datetime(2180, 7, 23, 8, 44)
     assert parse_time(pd.Timestamp("2180-07-23T08:44:00")) == datetime(2180, 7, 23, 8, 44)

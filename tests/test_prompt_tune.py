@@ -23,10 +23,7 @@ from transformers import AutoModel
 
 from medbind_training.tokenizer import train_wordpiece_tokenizer
 
-from modeling_medbind import (
-    MedBindClinicalPredictionConfig,
-    MedBindForClinicalPrediction,
-)
+from modeling_medbind import MedBindClinicalPredictionConfig, MedBindForClinicalPrediction
 
 METRICS = ("accuracy", "balanced_accuracy")  # AUROC too where the test split holds both classes
 
@@ -76,10 +73,8 @@ def test_study_embeddings_are_looked_up_by_id_and_absent_ids_are_zero():
 
 def test_collator_pads_text_and_stacks_each_modality_in_the_models_order():
     tokenizer = train_wordpiece_tokenizer(["Male patient admitted", "Female patient"], vocab_size=64)
-    embeddings = {
-        "cxr": StudyEmbeddings({1: 0}, torch.full((1, 3), 1.0)),
-        "ecg": StudyEmbeddings({2: 0}, torch.full((1, 3), 2.0)),
-    }
+    embeddings = {"cxr": StudyEmbeddings({1: 0}, torch.full((1, 3), 1.0)),
+                  "ecg": StudyEmbeddings({2: 0}, torch.full((1, 3), 2.0))}  # fmt: skip
     visits = [
         {**tokenizer("Male patient admitted"), "labels": 1, "cxr_study_id": 1, "ecg_study_id": None},
         {**tokenizer("Female patient"), "labels": 0, "cxr_study_id": None, "ecg_study_id": 2},
@@ -94,12 +89,8 @@ def test_collator_pads_text_and_stacks_each_modality_in_the_models_order():
 
 def test_text_only_appends_the_visits_reports_as_the_second_segment():
     tokenizer = train_wordpiece_tokenizer(["Male patient. Cardiomegaly. Sinus rhythm."], vocab_size=128)
-    batch = {
-        "mortality_text": ["Male patient.", "Male patient."],
-        "mortality": [1, 0],
-        "cxr_text": ["Cardiomegaly.", None],
-        "ecg_text": ["Sinus rhythm.", None],
-    }
+    batch = {"mortality_text": ["Male patient.", "Male patient."], "mortality": [1, 0],
+             "cxr_text": ["Cardiomegaly.", None], "ecg_text": ["Sinus rhythm.", None]}  # fmt: skip
     text_only = tokenize_visits(batch, tokenizer, "mortality", "text-only", max_length=64)
     decoded = tokenizer.decode(text_only["input_ids"][0])
     assert decoded == "[CLS] Male patient. [SEP] Cardiomegaly. [SEP] Sinus rhythm. [SEP]"
@@ -190,13 +181,10 @@ def test_the_saved_model_loads_back_and_the_card_reports_the_test_metrics(runs, 
 
 
 def test_mimic_trained_cards_state_physionet_terms_and_link_a_hub_base_model():
-    model = MedBindForClinicalPrediction(
-        MedBindClinicalPredictionConfig(
-            text_config={"vocab_size": 30, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-                         "intermediate_size": 32},
-            base_model_name_or_path="dmis-lab/biobert-v1.1",
-        )
-    )  # fmt: skip
+    text_config = {"vocab_size": 30, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                   "intermediate_size": 32}  # fmt: skip
+    config = MedBindClinicalPredictionConfig(text_config=text_config, base_model_name_or_path="dmis-lab/biobert-v1.1")
+    model = MedBindForClinicalPrediction(config)
     results = {"accuracy": 74.8, "accuracy/chance": 70.1, "balanced_accuracy": 60.0, "balanced_accuracy/chance": 50.0}
     card = str(render_model_card(model, results, "readmission", "medbind", "org/model", False, {"epochs": 3}))
     assert "license: other" in card and "license_name: physionet-credentialed-health-data-license-1.5.0" in card

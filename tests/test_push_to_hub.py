@@ -23,15 +23,9 @@ from huggingface_hub import ModelCard
 from medbind_training.pretraining import main
 
 CODE_FILES = {
-    "configuration_medbind.py",
-    "modeling_medbind.py",
-    "processing_medbind.py",
-    "image_processing_medbind.py",
-    "feature_extraction_medbind.py",
-    "tokenization_medbind.py",
-    "pipeline_medbind.py",
-    "hub_loading.py",
-}
+    "configuration_medbind.py", "modeling_medbind.py", "processing_medbind.py", "image_processing_medbind.py",
+    "feature_extraction_medbind.py", "tokenization_medbind.py", "pipeline_medbind.py", "hub_loading.py",
+}  # fmt: skip
 # A measured number of results.json (not a chance level, interval, RSUM or another model's): what the card indexes.
 MEASURED_KEY = re.compile(
     r"(retrieval/[^/]+/\w+_to_\w+/recall@\d+|(zero_shot|cross_modality)/[^/]+/(balanced_accuracy|auroc)"

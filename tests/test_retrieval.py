@@ -59,9 +59,8 @@ def test_chance_recall_is_what_a_random_ranking_scores():
     distinct = torch.arange(10)
     assert chance_recall_at_k(distinct, distinct, ks=(1, 5, 10)) == pytest.approx({1: 10.0, 5: 50.0, 10: 100.0})
     # two relevant among four: a random top 1 hits half the time, a random top 2 misses only 1 time in 6
-    assert chance_recall_at_k(torch.tensor([7]), torch.tensor([7, 7, 1, 2]), ks=(1, 2)) == pytest.approx(
-        {1: 50.0, 2: 100.0 * 5 / 6}
-    )
+    two_of_four = chance_recall_at_k(torch.tensor([7]), torch.tensor([7, 7, 1, 2]), ks=(1, 2))
+    assert two_of_four == pytest.approx({1: 50.0, 2: 100.0 * 5 / 6})
     generator = torch.Generator().manual_seed(0)
     query_groups = torch.randint(0, 8, (60,), generator=generator)
     candidate_groups = torch.randint(0, 8, (40,), generator=generator)
@@ -103,9 +102,7 @@ def test_recall_rejects_mismatched_groups_and_empty_queries():
 
 def test_recall_keys_are_the_flat_keys_of_results_json():
     assert recall_keys("retrieval/pairs/cxr_to_ecg", {1: 12.5, 10: 75.0}) == {
-        "retrieval/pairs/cxr_to_ecg/recall@1": 12.5,
-        "retrieval/pairs/cxr_to_ecg/recall@10": 75.0,
-    }
+        "retrieval/pairs/cxr_to_ecg/recall@1": 12.5, "retrieval/pairs/cxr_to_ecg/recall@10": 75.0}
     chance = recall_keys("retrieval/ecg/ecg_to_text", {1: 2.0}, name="chance")
     assert chance == {"retrieval/ecg/ecg_to_text/chance@1": 2.0}
 
@@ -190,12 +187,10 @@ def test_protocol_arguments_and_their_description():
     assert RetrievalProtocol.from_arguments("identical_text", "all") == RetrievalProtocol()
     protocol = RetrievalProtocol.from_arguments("instance", "100", draws=5, seed=2)
     assert protocol == RetrievalProtocol("instance", 100, 5, 2)
-    assert RetrievalProtocol().describe() == {
-        "protocol/retrieval_positives": "identical_text",
-        "protocol/retrieval_gallery": "all",
-    }
-    assert protocol.describe()["protocol/retrieval_gallery"] == "100"
-    assert protocol.describe()["protocol/retrieval_gallery_draws"] == "5"
+    assert RetrievalProtocol().describe() == {"protocol/retrieval_positives": "identical_text",
+                                              "protocol/retrieval_gallery": "all"}  # fmt: skip
+    described = protocol.describe()
+    assert (described["protocol/retrieval_gallery"], described["protocol/retrieval_gallery_draws"]) == ("100", "5")
     with pytest.raises(ValueError, match="positives must be one of"):
         RetrievalProtocol("same_report")
     with pytest.raises(ValueError, match="number of candidates"):

@@ -20,10 +20,8 @@ CXR_FIRST, ECG_FIRST = 100, 500  # the helpers' first study ids
 
 def streams(num_cxr: int, num_ecg: int, num_shards: int = 2) -> tuple[datasets.IterableDataset, ...]:
     """The helpers' CXR and ECG datasets as streams of `num_shards` shards each."""
-    return (
-        cxr_dataset(num_cxr, CXR_FIRST).to_iterable_dataset(num_shards=num_shards),
-        ecg_dataset(num_ecg, ECG_FIRST).to_iterable_dataset(num_shards=num_shards),
-    )
+    return (cxr_dataset(num_cxr, CXR_FIRST).to_iterable_dataset(num_shards=num_shards),
+            ecg_dataset(num_ecg, ECG_FIRST).to_iterable_dataset(num_shards=num_shards))  # fmt: skip
 
 
 def same_visit(num_pairs: int) -> dict[int, int]:
@@ -45,8 +43,7 @@ def test_every_sample_is_dealt_once_and_the_shorter_stream_fills_the_rest():
 
 
 def test_visit_pairs_come_out_as_paired_slots():
-    dataset = StreamingPretrainingDataset(*streams(8, 8), pairs=same_visit(6), buffer_size=16)
-    slots = list(dataset)
+    slots = list(StreamingPretrainingDataset(*streams(8, 8), pairs=same_visit(6), buffer_size=16))
     paired = sorted((slot["cxr"]["study_id"], slot["ecg"]["study_id"]) for slot in slots if slot["paired"])
     assert paired == sorted(same_visit(6).items())
     assert sorted(studies(slots, "cxr")) == list(range(CXR_FIRST, CXR_FIRST + 8))  # each once, paired or not
@@ -71,9 +68,8 @@ def mimic_ordered(num_cxr: int, num_ecg: int, num_pairs: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     cxr_rows = rng.choice(num_cxr, num_pairs, replace=False)
     ecg_rows = rng.choice(num_ecg, num_pairs, replace=False)
-    table = datasets.Dataset.from_dict(
-        {"cxr_study_id": (CXR_FIRST + cxr_rows).tolist(), "ecg_study_id": (ECG_FIRST + ecg_rows).tolist()}
-    )
+    table = datasets.Dataset.from_dict({"cxr_study_id": (CXR_FIRST + cxr_rows).tolist(),
+                                        "ecg_study_id": (ECG_FIRST + ecg_rows).tolist()})  # fmt: skip
     return cxr_dataset(num_cxr, CXR_FIRST), ecg_dataset(num_ecg, ECG_FIRST), table
 
 
@@ -87,9 +83,8 @@ def test_mimic_ordered_streams_give_the_map_style_pairs_per_batch():
     map_style = PretrainingDataset(cxr, ecg, pair_rows(cxr, ecg, table))
     expected = pairs_per_batch([{"paired": paired} for *_, paired in map_style.slots(seed=0, epoch=0)], 16)
     # A shuffle buffer far smaller than the distance between partners, as MIMIC's 1,000 against ~87k studies.
-    streamed = StreamingPretrainingDataset(
-        cxr.to_iterable_dataset(num_shards=4), ecg.to_iterable_dataset(num_shards=4), pairs=table, buffer_size=4
-    )
+    streamed = StreamingPretrainingDataset(cxr.to_iterable_dataset(num_shards=4), ecg.to_iterable_dataset(num_shards=4),
+                                           pairs=table, buffer_size=4)  # fmt: skip
     batches = list(DataLoader(streamed, batch_size=16, num_workers=2, collate_fn=lambda slots: slots))
     slots = [slot for batch in batches for slot in batch]
     assert len(slots) == len(map_style) and sum(slot["paired"] for slot in slots) == 40
@@ -139,16 +134,14 @@ def test_two_nodes_get_disjoint_samples_that_cover_everything_and_keep_their_pai
 
 def test_dataloader_workers_share_the_shards_without_repeating_samples():
     dataset = StreamingPretrainingDataset(*streams(8, 8), pairs=same_visit(8), buffer_size=8)
-    loader = DataLoader(dataset, batch_size=None, num_workers=2)
-    slots = list(loader)
+    slots = list(DataLoader(dataset, batch_size=None, num_workers=2))
     assert sorted(studies(slots, "ecg")) == list(range(ECG_FIRST, ECG_FIRST + 8))
     assert sum(slot["paired"] for slot in slots) == 8
     assert len({tuple(slot["key"]) for slot in slots}) == 8  # workers offset their keys
 
 
 def test_an_ecg_only_stream_deals_slots_without_cxr():
-    dataset = StreamingPretrainingDataset(None, ecg_dataset(5, ECG_FIRST).to_iterable_dataset(num_shards=2))
-    slots = list(dataset)
+    slots = list(StreamingPretrainingDataset(None, ecg_dataset(5, ECG_FIRST).to_iterable_dataset(num_shards=2)))
     assert sorted(studies(slots, "ecg")) == list(range(ECG_FIRST, ECG_FIRST + 5))
     assert all(slot["cxr"] is None and slot["key"][0] == -1 and not slot["paired"] for slot in slots)
 

@@ -11,16 +11,13 @@ WORDS = 100  # longer than every report here: no truncation
 
 
 def test_group_id_is_blake2b_of_the_normalised_report_as_signed_int64():
-    expected = int.from_bytes(
-        hashlib.blake2b(b"heart size is normal.", digest_size=8).digest(), "little", signed=True
-    )
+    expected = int.from_bytes(hashlib.blake2b(b"heart size is normal.", digest_size=8).digest(), "little", signed=True)
     assert text_group_ids(["  Heart SIZE is\nnormal. "], WORDS) == [expected]
 
 
 def test_reports_differing_only_in_case_and_whitespace_share_a_group_id():
     ids = text_group_ids(["Heart size is normal.", "heart  size is\nNORMAL.", "Heart size is enlarged."], WORDS)
-    assert ids[0] == ids[1]
-    assert ids[0] != ids[2]
+    assert ids[0] == ids[1] != ids[2]
 
 
 def test_reports_identical_in_their_first_max_words_share_a_group_id():

@@ -13,34 +13,31 @@ from medbind_training.tokenizer import BERT_SPECIAL_TOKENS, train_wordpiece_toke
 from modeling_medbind.tokenization_medbind import load_text_tokenizer, truncate_words
 
 
-def test_truncate_words_keeps_the_first_words_joined_by_single_spaces():
-    text = "one  two\nthree\tfour five"
-    assert truncate_words(text, max_words=3) == "one two three"
+@pytest.mark.parametrize(
+    ("text", "options", "expected"),
+    [
+        ("one  two\nthree\tfour five", {"max_words": 3}, "one two three"),
+        ("Lungs are clear.", {"max_words": 100}, "Lungs are clear."),
+        (" ".join(f"w{index}" for index in range(150)), {}, " ".join(f"w{index}" for index in range(100))),
+    ],
+    ids=["first-words-single-spaces", "short-report-whole", "paper-default-100-words"],
+)
+def test_truncate_words_keeps_the_first_words_joined_by_single_spaces(text, options, expected):
+    assert truncate_words(text, **options) == expected
 
 
-def test_truncate_words_keeps_a_short_report_whole():
-    assert truncate_words("Lungs are clear.", max_words=100) == "Lungs are clear."
-
-
-def test_paper_default_keeps_one_hundred_words():
-    words = [f"w{index}" for index in range(150)]
-    assert truncate_words(" ".join(words)).split() == words[:100]
-
-
-@pytest.mark.parametrize("text", ["", "   \n\t "])
-def test_empty_report_is_an_error_naming_it(text):
-    with pytest.raises(ValueError, match="report 7 is empty"):
-        truncate_words(text, name="report 7")
-
-
-def test_non_string_report_is_an_error():
-    with pytest.raises(ValueError, match="must be a string, got NoneType"):
-        truncate_words(None)
-
-
-def test_zero_word_limit_is_an_error():
-    with pytest.raises(ValueError, match="max_words"):
-        truncate_words("text", max_words=0)
+@pytest.mark.parametrize(
+    ("text", "options", "message"),
+    [
+        ("", {"name": "report 7"}, "report 7 is empty"),
+        ("   \n\t ", {"name": "report 7"}, "report 7 is empty"),
+        (None, {}, "must be a string, got NoneType"),
+        ("text", {"max_words": 0}, "max_words"),
+    ],
+)
+def test_empty_non_string_or_zero_limit_is_an_error(text, options, message):
+    with pytest.raises(ValueError, match=message):
+        truncate_words(text, **options)
 
 
 def test_trained_tokenizer_has_bert_special_tokens_and_keeps_case():

@@ -53,9 +53,8 @@ def test_checkpoints_are_published_whole_without_the_hub_token_and_rotated(medbi
 
     assert sorted(path.name for path in output.iterdir()) == ["checkpoint-2", "checkpoint-3"]
     for checkpoint in ("checkpoint-2", "checkpoint-3"):
-        assert {"model.safetensors", "optimizer.pt", "trainer_state.json"} <= {
-            path.name for path in (output / checkpoint).iterdir()
-        }
+        saved_files = {path.name for path in (output / checkpoint).iterdir()}
+        assert {"model.safetensors", "optimizer.pt", "trainer_state.json"} <= saved_files
         saved = torch.load(output / checkpoint / TRAINING_ARGS_NAME, weights_only=False)
         assert saved.hub_token is None and saved.output_dir == str(output)
     assert trainer.args.hub_token == "hf_secret"  # only the file goes without it

@@ -6,18 +6,15 @@ import datasets
 import numpy as np
 import pytest
 import torch
-import wfdb
 
-from modeling_medbind import CANONICAL_LEAD_NAMES
 from medbind_training.data import MedBindPretrainingCollator, PretrainingDataset, SlotSampler, pair_rows
-from samples import cxr_dataset, ecg_dataset
+from samples import cxr_dataset, ecg_dataset, write_record
 
 
 def test_pair_rows_maps_studies_to_rows_and_keeps_each_sample_in_one_pair():
     cxr, ecg = cxr_dataset(4), ecg_dataset(5)
-    pairs = datasets.Dataset.from_dict(
-        {"cxr_study_id": [101, 101, 103, 999, 102], "ecg_study_id": [502, 503, 502, 500, 504]}
-    )
+    links = {"cxr_study_id": [101, 101, 103, 999, 102], "ecg_study_id": [502, 503, 502, 500, 504]}
+    pairs = datasets.Dataset.from_dict(links)
     # 101-503 loses to 101's first link; 103-502 loses because ECG 502 is taken; 999 is in another split.
     assert pair_rows(cxr, ecg, pairs) == [(1, 2), (2, 4)]
 
@@ -38,9 +35,7 @@ def test_every_sample_is_dealt_each_epoch_and_pairs_stay_pairs():
 
 def test_slots_are_a_function_of_seed_and_epoch():
     dataset = PretrainingDataset(cxr_dataset(8), ecg_dataset(8), [(0, 0), (1, 1), (2, 2), (3, 3)], pair_fraction=0.5)
-    assert dataset.slots(3, 1) == dataset.slots(3, 1)
-    assert dataset.slots(3, 1) != dataset.slots(3, 2)
-    assert dataset.slots(3, 1) != dataset.slots(4, 1)
+    assert dataset.slots(3, 1) == dataset.slots(3, 1) not in (dataset.slots(3, 2), dataset.slots(4, 1))
     assert sum(flag for *_, flag in dataset.slots(3, 1)) == 2  # half of the pairs, a different half per epoch
     chosen = [{(c, e) for c, e, flag in dataset.slots(3, epoch) if flag} for epoch in range(6)]
     assert len({frozenset(pairs) for pairs in chosen}) > 1
@@ -95,10 +90,7 @@ def test_identical_reports_share_a_group_id_in_the_batch(medbind_processor):
 
 
 def test_collator_reads_wfdb_records_by_path_at_their_own_rate(medbind_processor, tmp_path):
-    rng = np.random.default_rng(2)
-    signal = rng.standard_normal((5000, 12))
-    wfdb.wrsamp("rec1", fs=500, units=["mV"] * 12, sig_name=list(CANONICAL_LEAD_NAMES), p_signal=signal, fmt=["16"] * 12,
-                write_dir=str(tmp_path))  # fmt: skip
+    write_record(tmp_path, "rec1", np.random.default_rng(2).standard_normal((12, 5000)), 500)
     row = {"ecg_path": str(tmp_path / "rec1"), "sampling_rate": 500, "text": "ECG presents sinus rhythm."}
     batch = MedBindPretrainingCollator(medbind_processor)([{"cxr": None, "ecg": row, "paired": False}])
     expected = medbind_processor(ecgs=[str(tmp_path / "rec1")], return_tensors="pt")["ecg_values"]
@@ -129,9 +121,8 @@ def test_a_random_crop_augmentation_takes_the_processors_uncropped_resize(medbin
     from medbind_training.augmentation import CXRAugmentation
     from modeling_medbind import MedBindImageProcessor, MedBindProcessor
 
-    processor = MedBindProcessor(
-        MedBindImageProcessor.from_medclip(), medbind_processor.feature_extractor, medbind_processor.tokenizer
-    )
+    processor = MedBindProcessor(MedBindImageProcessor.from_medclip(), medbind_processor.feature_extractor,
+                                 medbind_processor.tokenizer)  # fmt: skip
     dataset = PretrainingDataset(cxr_dataset(2), None)
     slots = [dataset[key] for key in dataset.slots(0, 0)]
     still = {"degrees": 0, "translate": 0, "scale": (1, 1), "flip_probability": 0, "brightness": 0, "contrast": 0}

@@ -37,16 +37,8 @@ def tiny_model(**overrides) -> MedBindModel:
 
 
 def save_tiny_medbind(folder: Path, **overrides) -> Path:
-    """
-    Save a tiny-preset model and the processor `MedBindProcessor.from_config` builds for it into `folder`.
-
-    Args:
-        folder: where to save (created).
-        **overrides: `MedBindConfig.from_preset("tiny", ...)` overrides, e.g. `variant="ecg-clip"`.
-
-    Returns:
-        `folder`.
-    """
+    """Save a tiny-preset model (`MedBindConfig.from_preset("tiny", **overrides)`, e.g. `variant="ecg-clip"`) and the
+    processor `MedBindProcessor.from_config` builds for it into `folder` (created); returns `folder`."""
     model = tiny_model(**overrides)
     processor = MedBindProcessor.from_config(model.config, train_wordpiece_tokenizer(CORPUS * 4, vocab_size=200))
     model.save_pretrained(folder)

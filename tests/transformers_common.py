@@ -73,15 +73,8 @@ def _download(target: Path) -> None:
 
 
 def load() -> types.ModuleType:
-    """
-    The `transformers_tests` package for the installed transformers.
-
-    Returns:
-        The package; `transformers_tests.test_modeling_common` and `.test_configuration_common` are imported.
-
-    Raises:
-        RuntimeError: the sdist could not be downloaded (no PyPI) and no cached copy exists; the message says why.
-    """
+    """The `transformers_tests` package for the installed transformers, `.test_modeling_common` and
+    `.test_configuration_common` imported; RuntimeError (saying why) where no PyPI and no cached copy has the sdist."""
     if PACKAGE in sys.modules:
         return sys.modules[PACKAGE]
     folder = CACHE / transformers.__version__ / "tests"
@@ -94,9 +87,8 @@ def load() -> types.ModuleType:
                 f"could not get transformers {transformers.__version__}'s common tests from its PyPI sdist into "
                 f"{folder}: {detail}"
             ) from error
-    spec = importlib.util.spec_from_file_location(
-        PACKAGE, folder / "__init__.py", submodule_search_locations=[str(folder)]
-    )
+    init = folder / "__init__.py"
+    spec = importlib.util.spec_from_file_location(PACKAGE, init, submodule_search_locations=[str(folder)])
     package = importlib.util.module_from_spec(spec)
     sys.modules[PACKAGE] = package
     spec.loader.exec_module(package)

@@ -48,12 +48,9 @@ def sharded_model(mesh, seed: int) -> MedBindModel:
 
 def local_batch(rank: int) -> dict:
     generator = torch.Generator().manual_seed(rank)
-    return {
-        "pixel_values": torch.randn(2, 3, 56, 56, generator=generator),
-        "ecg_values": torch.randn(2, 12, 1000, generator=generator),
-        "input_ids": torch.randint(5, 500, (4, 12), generator=generator),
-        "pair_index": torch.tensor([[0, 1]]),
-    }
+    return {"pixel_values": torch.randn(2, 3, 56, 56, generator=generator),
+            "ecg_values": torch.randn(2, 12, 1000, generator=generator),
+            "input_ids": torch.randint(5, 500, (4, 12), generator=generator), "pair_index": torch.tensor([[0, 1]])}
 
 
 def gradient_shards(model: MedBindModel) -> dict[str, torch.Tensor]:
@@ -95,8 +92,7 @@ def main(out_dir: Path) -> None:
     chunked_grads = gradient_shards(model)
     found["chunked_loss_matches"] = abs(chunked.loss.item() - whole.item()) < 1e-4 * abs(whole.item())
     found["chunked_gradients_match"] = whole_grads.keys() == chunked_grads.keys() and all(
-        close_at_scale(chunked_grads[name], grad) for name, grad in whole_grads.items()
-    )
+        close_at_scale(chunked_grads[name], grad) for name, grad in whole_grads.items())  # fmt: skip
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     optimizer.step()
@@ -117,9 +113,8 @@ def main(out_dir: Path) -> None:
         found["resumed_loss_matches"] = batch_loss(resumed, batch).loss.item() == saved_loss
     model.train(), resumed.train()  # the root group holds unsharded weights after an eval forward; reshard first
     model.reshard(), resumed.reshard()
-    found["resumed_weights_match"] = all(
-        torch.equal(a.to_local(), b.to_local()) for a, b in zip(model.parameters(), resumed.parameters())
-    )
+    found["resumed_weights_match"] = all(torch.equal(a.to_local(), b.to_local())
+                                         for a, b in zip(model.parameters(), resumed.parameters()))  # fmt: skip
     found["resumed_optimizer_steps"] = [s["step"].item() for s in resumed_optimizer.state.values()][:1] == [1.0]
     (out_dir / f"rank{rank}.json").write_text(json.dumps(found))
     accelerator.wait_for_everyone()

@@ -51,12 +51,9 @@ def model_batch(rows: slice) -> dict:
     ecg_values = torch.randn(GLOBAL_ROWS, 12, 1000, generator=generator)
     ecg_reports = torch.randint(5, 500, (GLOBAL_ROWS, 12), generator=generator)
     # A training batch's texts: the CXRs' reports, then the ECGs'.
-    local = {
-        "pixel_values": pixel_values[rows],
-        "ecg_values": ecg_values[rows],
-        "input_ids": torch.cat([cxr_reports[rows], ecg_reports[rows]]),
-        "text_group_ids": torch.cat([TEXT_GROUPS[rows], TEXT_GROUPS.flip(0)[rows]]),
-    }
+    local = {"pixel_values": pixel_values[rows], "ecg_values": ecg_values[rows],
+             "input_ids": torch.cat([cxr_reports[rows], ecg_reports[rows]]),
+             "text_group_ids": torch.cat([TEXT_GROUPS[rows], TEXT_GROUPS.flip(0)[rows]])}  # fmt: skip
     # Pairs are (cxr row, ecg row) in local row numbers: global pairs (0,1), (2,2), (3,0), (6,7), (7,5),
     # each inside one process's rows (a visit's CXR and ECG always travel together).
     global_pairs = torch.tensor([[0, 1], [2, 2], [3, 0], [6, 7], [7, 5]])
@@ -68,9 +65,8 @@ def model_batch(rows: slice) -> dict:
 def single_process_reference() -> dict:
     reference = {}
     for name in ("tmcl", "emcl"):
-        reference[f"{name}_loss"], reference[f"{name}_grad"] = loss_and_grad(
-            name, slice(0, GLOBAL_ROWS), slice(0, 4), GLOBAL_ROWS
-        )
+        loss_grad = loss_and_grad(name, slice(0, GLOBAL_ROWS), slice(0, 4), GLOBAL_ROWS)
+        reference[f"{name}_loss"], reference[f"{name}_grad"] = loss_grad
     model = tiny_model()
     loss = batch_loss(model, model_batch(slice(0, GLOBAL_ROWS))).loss
     loss.backward()
