@@ -33,6 +33,7 @@ from transformers.utils import ModelOutput
 from modeling_medbind import MedBindImageProcessor
 from modeling_medbind.hub_loading import load_pretrained
 
+from .data import per_sampling_rate
 from .embedding import Embedder, TaskEmbedder
 
 BASELINE_MODALITIES = ("cxr", "ecg", "text")
@@ -296,13 +297,11 @@ class BaselineEmbedder:
         key = ("dataset", modality, dataset._fingerprint)
         if key not in self._memory:
             items, rates = _dataset_items(dataset, modality)
-            embeds: list[torch.Tensor | None] = [None] * len(items)
-            for rate in dict.fromkeys(rates):
-                rows = [row for row, row_rate in enumerate(rates) if row_rate == rate]
-                kwargs = {"sampling_rate": rate} if modality == "ecg" else {}
-                for row, embed in zip(rows, self.encoder.embed(modality, [items[row] for row in rows], **kwargs)):
-                    embeds[row] = embed
-            self._memory[key] = torch.stack(embeds) if embeds else self.encoder.embed(modality, [])
+
+            def embed(group: list[Any], rate: float | None) -> torch.Tensor:
+                return self.encoder.embed(modality, group, sampling_rate=rate)
+
+            self._memory[key] = per_sampling_rate(items, rates, embed) if items else embed([], None)
         return self._memory[key]
 
     def embed_rows(self, dataset: datasets.Dataset, rows: Sequence[int], modality: str, name: str = "") -> torch.Tensor:

@@ -9,7 +9,7 @@ every other sample into unpaired slots, so all unpaired data is used every epoch
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,13 +57,10 @@ def pair_rows(cxr: datasets.Dataset, ecg: datasets.Dataset, pairs: datasets.Data
 
 
 class PretrainingDataset(Dataset):
-    """Map-style dataset over slots, indexed by the `(cxr_row, ecg_row, paired)` keys that `slots` produces.
-
-    Args:
-        cxr: CXR dataset (`image`, `text`, `study_id`), or None for an ECG-only run (ECG-CLIP).
-        ecg: ECG dataset (`ecg` array or `ecg_path`, `sampling_rate`, `text`, `study_id`), or None.
-        pairs: disjoint (CXR row, ECG row) visit pairs (`pair_rows`).
-        pair_fraction: share of the pairs dealt as paired slots each epoch; the others' samples go unpaired.
+    """Map-style dataset over slots, indexed by the `(cxr_row, ecg_row, paired)` keys that `slots` produces, from a CXR
+    dataset (`image`, `text`, `study_id`) and an ECG dataset (`ecg` array or `ecg_path`, `sampling_rate`, `text`,
+    `study_id`), either None for a one-modality run, and their disjoint visit pairs (`pair_rows`), of which
+    `pair_fraction` are dealt as paired slots each epoch (the others' samples go unpaired).
     """
 
     def __init__(
@@ -199,6 +196,18 @@ class MedBindPretrainingCollator:
         return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
 
+def per_sampling_rate(
+    items: Sequence[Any], rates: Sequence[float | None], process: Callable[[list[Any], float | None], torch.Tensor]
+) -> torch.Tensor:
+    """`process(items of one rate, rate)` once per sampling rate, the results' rows stacked back in the items' order."""
+    values: list[torch.Tensor | None] = [None] * len(items)
+    for rate in dict.fromkeys(rates):
+        rows = [i for i, row_rate in enumerate(rates) if row_rate == rate]
+        for row, value in zip(rows, process([items[i] for i in rows], rate), strict=True):
+            values[row] = value
+    return torch.stack(values)
+
+
 def processed_ecgs(
     processor: MedBindProcessor, signals: Sequence[Any], sampling_rates: Sequence[float | None]
 ) -> torch.Tensor:
@@ -206,10 +215,8 @@ def processed_ecgs(
     rate, the row's is ignored) or an array (`[leads, samples]`) at its row's rate; one processor call per rate.
     """
     signals = [item if isinstance(item, str | os.PathLike) else np.asarray(item, np.float32) for item in signals]
-    values: list[torch.Tensor | None] = [None] * len(signals)
-    for rate in set(sampling_rates):
-        rows = [i for i, row_rate in enumerate(sampling_rates) if row_rate == rate]
-        extracted = processor(ecgs=[signals[i] for i in rows], sampling_rate=rate, return_tensors="pt")["ecg_values"]
-        for row, value in zip(rows, extracted, strict=True):
-            values[row] = value
-    return torch.stack(values)
+
+    def extract(group: list[Any], rate: float | None) -> torch.Tensor:
+        return processor(ecgs=group, sampling_rate=rate, return_tensors="pt")["ecg_values"]
+
+    return per_sampling_rate(signals, sampling_rates, extract)

@@ -1,12 +1,8 @@
-"""Evaluate a saved MedBind model as the paper does: retrieval, zero-shot, few-shot, cross-modality zero-shot, t-SNE.
+"""Evaluate a saved MedBind model as the paper does (`training/run_evaluation.py`; the tasks: `evaluation_tasks`).
 
-    python training/run_evaluation.py --model_name_or_path DIR --dataset_dir DATA --split test --output_dir OUT \\
-        [--tasks retrieval zero_shot few_shot cross_modality tsne] [--eval_dataset ptbxl=PATH covid=PATH ...] \\
-        [--few_shot_sets 300] [--zoo_cxr_model DIR --zoo_ecg_model DIR] [--baseline NAME=PATH ...]
-
-`DATA` holds the `cxr/`, `ecg/`, `pairs/` DatasetDicts that `medbind_processing.demo` or the MIMIC builders write;
-`--eval_dataset NAME=PATH` adds the external sets the other `medbind_processing` builders write (ptbxl, cpsc2018,
-covid, rsna, chexpert5x200, openi). Writes `OUT/results.json` (flat keys, percent: `medbind_training.results_keys`)
+`--dataset_dir DATA` holds the `cxr/`, `ecg/`, `pairs/` DatasetDicts of `medbind_processing.demo` or the MIMIC
+builders; `--eval_dataset NAME=PATH` adds the external sets of the other builders (ptbxl, cpsc2018, covid, rsna,
+chexpert5x200, openi). Writes `OUT/results.json` (flat keys, percent: `medbind_training.results_keys`)
 and the figures `retrieval.png`, `few_shot.png`, `tsne.png`.
 
 Other models run every task that applies to their modalities on the same splits, support sets and prompt files,
@@ -83,10 +79,7 @@ class EvaluationArguments:
     )
     retrieval_positives: str = field(
         default="identical_text",
-        metadata={
-            "help": f"what counts as a retrieval hit, one of {' '.join(POSITIVE_RULES)}: any report identical to the "
-            "query's own (as TMCL's positives), or the query's own report only (the paper does not say)"
-        },
+        metadata={"help": f"a retrieval hit: {' or '.join(POSITIVE_RULES)} (see RetrievalProtocol)"},
     )
     retrieval_gallery: str = field(
         default="all",
@@ -102,8 +95,7 @@ class EvaluationArguments:
         default_factory=list,
         metadata={
             "action": "extend",  # argparse's default keeps only the last of repeated `--baseline`s
-            "help": f"NAME=PATH, repeatable: a CLIP, SigLIP, open_clip or MedBind folder evaluated on every task that "
-            f"applies to its modalities, its keys under {BASELINE_PREFIX}NAME/"
+            "help": f"NAME=PATH, repeatable: a CLIP, SigLIP, open_clip or MedBind folder, keys {BASELINE_PREFIX}NAME/",
         },
     )
     prompt_dir: str | None = field(

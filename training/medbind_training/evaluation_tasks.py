@@ -2,17 +2,9 @@
 
 `medbind_training.evaluation` runs all of it on a saved model's test split; `MedBindTrainer.evaluate` runs the retrieval
 part on the validation split (`validation_retrieval`, which picks the best checkpoint). Every task is a function of
-L2-normalised embeddings from a `TaskEmbedder` (MedBind's `Embedder`, or a baseline's `BaselineEmbedder`):
-
-- **Retrieval** (`modality_text_retrieval`, `pair_retrieval`): recall@1/5/10 of modality -> report (identical reports
-  are all hits) and CXR <-> ECG over a split's visit pairs; the paper's RSUM per modality (`rsum`).
-- **Zero-shot** (`zero_shot_scores`): cosine similarity to each class's prompts (`prompt_files`), averaged over the
-  prompts; balanced accuracy and macro one-vs-rest AUROC.
-- **Few-shot** (`few_shot_balanced_accuracy`): logistic-regression probes on K labelled support samples per class
-  (`support_sets`), scored on the whole evaluated split.
-- **Cross-modality zero-shot** (`prototype_scores`): class prototypes from the *other* modality's labelled embeddings
-  (ECG HYP vs not; CXR Cardiomegaly vs not), cosine to the query modality's paired samples.
-- **t-SNE** (`tsne_map`): CXR and ECG embeddings in 2-D, coloured by modality and by class.
+L2-normalised embeddings from a `TaskEmbedder` (MedBind's `Embedder`, or a baseline's `BaselineEmbedder`): retrieval
+(`modality_text_retrieval`, `pair_retrieval`, the paper's RSUM `rsum`), zero-shot (`zero_shot_scores`), few-shot
+(`few_shot_balanced_accuracy`), cross-modality zero-shot (`prototype_scores`) and t-SNE (`tsne_map`).
 
 Multi-label rows (MIMIC's and the demo's): for classification against a class list (zero-shot, few-shot, t-SNE
 colours), a row counts when exactly one of the listed classes is among its labels, as the paper uses single-class
@@ -281,7 +273,6 @@ def pair_retrieval(
     ecg_embeds: torch.Tensor,
     pairs: Sequence[tuple[int, int]],
     device=None,
-    name: str = PAIRS,
     protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
     """`retrieval/pairs/{cxr_to_ecg,ecg_to_cxr}/{recall,chance}@K` over a split's disjoint visit pairs: the query is a
@@ -291,36 +282,29 @@ def pair_retrieval(
     cxr_rows, ecg_rows, groups = pair_groups(pairs)
     cxr, ecg = cxr_embeds[cxr_rows], ecg_embeds[ecg_rows]
     return {
-        **_retrieval_keys(retrieval_prefix(name, "cxr_to_ecg"), cxr, ecg, groups, device, protocol),
-        **_retrieval_keys(retrieval_prefix(name, "ecg_to_cxr"), ecg, cxr, groups, device, protocol),
+        **_retrieval_keys(retrieval_prefix(PAIRS, "cxr_to_ecg"), cxr, ecg, groups, device, protocol),
+        **_retrieval_keys(retrieval_prefix(PAIRS, "ecg_to_cxr"), ecg, cxr, groups, device, protocol),
     }
-
-
-def split_retrieval(embedders: Mapping[str, TaskEmbedder], split: RetrievalSplit) -> dict[str, float]:
-    """Retrieval on one split of a DATA folder: `cxr` and `ecg` to their reports, and CXR <-> ECG over its visit pairs,
-    with RSUM. `embedders` maps each modality to the embedder of its model (the same one for MedBind; two for the
-    encoder zoo).
-    """
-    results: dict[str, float] = {}
-    embeds = {}
-    for modality in MODALITIES:
-        dataset = getattr(split, modality)
-        if dataset is not None and len(dataset) > 0 and modality in embedders:
-            embeds[modality] = embedders[modality].embed(dataset, modality, modality)
-            results |= modality_text_retrieval(embedders[modality], modality, dataset, modality, embeds[modality])
-    if split.pairs and len(embeds) == 2:
-        results |= pair_retrieval(embeds["cxr"], embeds["ecg"], split.pairs, embedders["cxr"].device)
-    return results | rsum(results)
 
 
 def validation_retrieval(
     model: MedBindModel, processor: MedBindProcessor, split: RetrievalSplit, batch_size: int = 64, device=None
 ) -> dict[str, float]:
-    """The Trainer's validation metrics: `split_retrieval`'s keys and `recall_sum`, the checkpoint-selection metric.
-    Nothing is cached: the weights change between calls.
+    """The Trainer's validation metrics on one split of a DATA folder: `cxr` and `ecg` to their reports, CXR <-> ECG
+    over its visit pairs, RSUM, and `recall_sum`, the checkpoint-selection metric. Nothing is cached: the weights
+    change between calls.
     """
     embedder = Embedder(model, processor, batch_size=batch_size, device=device)
-    results = split_retrieval({modality: embedder for modality in embedder.modalities}, split)
+    results: dict[str, float] = {}
+    embeds = {}
+    for modality in MODALITIES:
+        dataset = getattr(split, modality)
+        if dataset is not None and len(dataset) > 0 and modality in embedder.modalities:
+            embeds[modality] = embedder.embed(dataset, modality, modality)
+            results |= modality_text_retrieval(embedder, modality, dataset, modality, embeds[modality])
+    if split.pairs and len(embeds) == 2:
+        results |= pair_retrieval(embeds["cxr"], embeds["ecg"], split.pairs, embedder.device)
+    results |= rsum(results)
     return results | {"recall_sum": recall_sum(results)}
 
 

@@ -52,21 +52,14 @@ def process_counts(counts: Sequence[int], device: torch.device | str) -> list[li
     return torch.stack(everyone).tolist()  # the host sync: the gathers below need the counts to shape their output
 
 
-def gather_across_processes(
-    tensor: torch.Tensor, rows: Sequence[int] | None = None, with_grad: bool = True
-) -> torch.Tensor:
+def gather_across_processes(tensor: torch.Tensor, rows: Sequence[int], with_grad: bool = True) -> torch.Tensor:
     """Concatenate `tensor` from every process along dim 0, in rank order; processes may hold different row counts
-    (0 included). `tensor` itself when not running distributed.
-
-    `rows` is every process's row count, in rank order (`process_counts`), when the caller already has them (default:
-    exchanged here, one host sync); `with_grad` keeps the autograd graph so gradients flow back to every process's rows
-    (needed for embeddings, off for integer ids).
+    (0 included), `rows` in rank order (`process_counts`). `tensor` itself when not running distributed. `with_grad`
+    keeps the autograd graph so gradients flow back to every process's rows (needed for embeddings, off for ids).
     """
     world_size = _world_size()
     if world_size == 1:
         return tensor
-    if rows is None:
-        rows = [count for (count,) in process_counts([tensor.shape[0]], tensor.device)]
     if len(rows) != world_size or rows[dist.get_rank()] != tensor.shape[0]:
         raise ValueError(f"rows {list(rows)} does not match {world_size} processes and {tensor.shape[0]} local rows")
     # all_gather needs equal shapes: pad to the largest row count, then drop the padding.

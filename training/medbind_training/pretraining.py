@@ -97,7 +97,9 @@ def pretrain(
         processing_class=processor,
         contrastive_chunk_size=training_args.contrastive_chunk_size,
     )
-    checkpoint = resolve_checkpoint(training_args)
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint == "auto":  # the newest complete checkpoint in output_dir, or none for a fresh run
+        checkpoint = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
     if checkpoint:
         logger.warning("resuming from %s", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -113,13 +115,6 @@ def pretrain(
     else:
         trainer.save_model()
     return results
-
-
-def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
-    """`--resume_from_checkpoint auto`: the newest complete checkpoint in output_dir, or None for a fresh run."""
-    if training_args.resume_from_checkpoint != "auto":
-        return training_args.resume_from_checkpoint
-    return get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
 
 
 def describe_contrastive_batch(training_args: TrainingArguments) -> str:
@@ -296,11 +291,8 @@ def export(
     training_args: TrainingArguments,
     train_metrics: dict[str, float],
 ) -> dict[str, Any]:
-    """The test-split evaluation (`results.json`, its figures) and the model card that reports it, beside the saved
-    model. Validation served to choose the checkpoint; the card reports what `training/run_evaluation.py` measures on the
-    held-out test split, with every task it can run (the demo with `DEMO_FEW_SHOT_SETS` few-shot support sets and
-    its own prompts, `training/medbind_training/prompts/demo`). The results are `{}` when the data has no local test
-    split (e.g. streamed Hub datasets).
+    """The test-split evaluation (`results.json`, its figures; `{}` without a local dataset folder, e.g. streamed Hub
+    datasets) and the model card that reports it, beside the saved model. Validation served to choose the checkpoint.
     """
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

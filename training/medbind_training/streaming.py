@@ -156,14 +156,9 @@ class StreamingPretrainingDataset(IterableDataset):
     per epoch, process and worker so that keys never repeat; `-1` for an absent modality. The collator seeds the
     batch's augmentation with these keys.
 
-    Args:
-        cxr: streamed CXR dataset (`image`, `text`, `study_id`), or None for an ECG-only run (ECG-CLIP).
-        ecg: streamed ECG dataset (`ecg` array or `ecg_path`, `sampling_rate`, `text`, `study_id`), or None.
-        pairs: visit pairs (`visit_pair_map`'s input, or its dict); None: no paired slots (m = 0). With pairs, both
-            streams are read once here to index the paired rows.
-        seed: seed of the shuffles of the streams and of the pairs (the same on every process).
-        rank, world_size: split both streams and the pairs between processes (see the module docstring for when,
-            and when not, to use it with the Trainer).
+    The streams hold `PretrainingDataset`'s columns; `pairs` is `visit_pair_map`'s input or its dict (None: no paired
+    slots; with pairs, both streams are read once here to index the paired rows). `seed` shuffles the streams and the
+    pairs alike on every process; `rank` / `world_size` split them between processes (module docstring: when not to).
     """
 
     def __init__(
