@@ -163,17 +163,10 @@ class MedBindPretrainingCollator:
             if not rows:
                 continue
             reports += [row["text"] for row in rows]
-            if modality == "cxr":
-                images = [row["image"] for row in rows]
-                image_processor = self.processor.image_processor
-                pixel_values = image_processor(images, return_tensors="pt", **self._image_settings)["pixel_values"]
-                augment = self.cxr_augmentation
-                batch["pixel_values"] = augment(pixel_values, generator) if augment else pixel_values
-            else:
-                signals = [row["ecg_path"] if "ecg_path" in row else row["ecg"] for row in rows]
-                ecg_values = processed_ecgs(self.processor, signals, [row.get("sampling_rate") for row in rows])
-                augment = self.ecg_augmentation
-                batch["ecg_values"] = augment(ecg_values, generator) if augment else ecg_values
+            columns = {column: [row[column] for row in rows] for column in rows[0]}
+            augment = getattr(self, f"{modality}_augmentation")
+            for name, values in modality_inputs(self.processor, columns, modality, self._image_settings).items():
+                batch[name] = augment(values, generator) if augment else values
         text = self.processor(text=reports, return_tensors="pt")
         batch["input_ids"], batch["attention_mask"] = text["input_ids"], text["attention_mask"]
         batch["text_group_ids"] = torch.tensor(text_group_ids(reports, max_words=self.processor.max_words))
@@ -220,3 +213,17 @@ def processed_ecgs(
         return processor(ecgs=group, sampling_rate=rate, return_tensors="pt")["ecg_values"]
 
     return per_sampling_rate(signals, sampling_rates, extract)
+
+
+def modality_inputs(
+    processor: MedBindProcessor, batch: Mapping[str, list], modality: str, image_kwargs: Mapping[str, Any] | None = None
+) -> dict[str, torch.Tensor]:
+    """A batch of dataset rows (columns as lists) -> `{"pixel_values": [B, 3, H, W]}` for CXR (`image_kwargs` to the
+    image processor), `{"ecg_values": [B, 12, T]}` for ECG (record paths carry their own rate; arrays are resampled
+    from their row's `sampling_rate`).
+    """
+    if modality == "cxr":
+        images = processor.image_processor(batch["image"], return_tensors="pt", **(image_kwargs or {}))
+        return {"pixel_values": images["pixel_values"]}
+    signals = batch["ecg_path"] if "ecg_path" in batch else batch["ecg"]
+    return {"ecg_values": processed_ecgs(processor, signals, batch.get("sampling_rate") or [None] * len(signals))}

@@ -23,7 +23,7 @@ from transformers import AutoModel, AutoProcessor
 from modeling_medbind import MedBindModel, MedBindProcessor
 from modeling_medbind.hub_loading import load_pretrained
 
-from .data import processed_ecgs
+from .data import modality_inputs
 
 
 def load_model(name_or_path: str) -> tuple[MedBindModel, MedBindProcessor]:
@@ -49,17 +49,6 @@ def modality_of(dataset: datasets.Dataset) -> str:
     if columns & {"ecg", "ecg_path"}:
         return "ecg"
     raise ValueError(f"cannot tell the modality of a dataset with columns {sorted(columns)}: no image, ecg or ecg_path")
-
-
-def modality_inputs(processor: MedBindProcessor, batch: Mapping[str, list], modality: str) -> dict[str, torch.Tensor]:
-    """A batch of dataset rows (columns as lists) -> `{"pixel_values": [B, 3, H, W]}` for CXR, `{"ecg_values": [B, 12,
-    T]}` for ECG (record paths carry their own rate; arrays are resampled from their row's `sampling_rate`).
-    """
-    if modality == "cxr":
-        return {"pixel_values": processor(images=batch["image"], return_tensors="pt")["pixel_values"]}
-    signals = batch["ecg_path"] if "ecg_path" in batch else batch["ecg"]
-    rates = batch.get("sampling_rate") or [None] * len(signals)
-    return {"ecg_values": processed_ecgs(processor, signals, rates)}
 
 
 def _input_columns(dataset: datasets.Dataset, modality: str) -> list[str]:
