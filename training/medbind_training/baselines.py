@@ -7,9 +7,8 @@
   extra `pip install "medbind[baselines]"`);
 - `medbind`: a MedBind folder of any variant (BD, NM, ECG-CLIP, CXR-CLIP), through `AutoModel` / `AutoProcessor`.
 
-Every adapter embeds with its model's own processor and conventions. Radiographs reach the general-domain models as
-8-bit RGB read by MedBind's image processor (`radiograph_rgb`), which is what their processors expect. The
-evaluation tasks embed through `task_embedder(adapter)`.
+Every adapter embeds with its model's own processor and conventions; the evaluation tasks embed through
+`task_embedder(adapter)`.
 """
 
 from __future__ import annotations
@@ -46,9 +45,7 @@ _RADIOGRAPH_READER = MedBindImageProcessor()
 
 
 def parse_baselines(specs: Sequence[str]) -> dict[str, Path]:
-    """`--baseline NAME=PATH` values -> `{NAME: PATH}`, in order; a malformed item, a name given twice or a path that
-    is not a folder is an error.
-    """
+    """`--baseline NAME=PATH` values -> `{NAME: PATH}`, in order."""
     baselines: dict[str, Path] = {}
     for spec in specs:
         name, separator, path = spec.partition("=")
@@ -96,8 +93,8 @@ def radiograph_rgb(image: ImageItem) -> Image.Image:
 
 
 def pooled_embedding(output: torch.Tensor | ModelOutput) -> torch.Tensor:
-    """A `get_*_features` result as a tensor: its `pooler_output` when it is a `ModelOutput` (transformers 5's
-    CLIP and SigLIP, and MedBind's feature getters that follow them), else the tensor itself."""
+    """A `get_*_features` result as a tensor: the `pooler_output` of a `ModelOutput` (transformers 5's CLIP and
+    SigLIP, MedBind's), else the tensor itself."""
     return output.pooler_output if isinstance(output, ModelOutput) else output
 
 
@@ -278,10 +275,8 @@ def _dataset_items(dataset: datasets.Dataset, modality: str) -> tuple[list[Any],
 
 
 class BaselineEmbedder:
-    """A `BaselineEncoder` as the evaluation tasks take a model (`TaskEmbedder`): datasets and texts embedded once per
-    `BaselineEmbedder` (in memory: these are public checkpoints, quick to embed again). `max_words` is effectively
-    unbounded: these tokenizers cut reports by tokens, not words, so two reports are one report for retrieval only when
-    they are identical (after MedBind's whitespace and case normalisation).
+    """A `BaselineEncoder` as the evaluation tasks take a model (`TaskEmbedder`), each dataset and text list embedded
+    once (in memory). `max_words` is effectively unbounded: these tokenizers cut reports by tokens, not words.
     """
 
     max_words = 1_000_000
@@ -305,11 +300,9 @@ class BaselineEmbedder:
         return self._memory[key]
 
     def embed_rows(self, dataset: datasets.Dataset, rows: Sequence[int], modality: str, name: str = "") -> torch.Tensor:
-        """`[len(rows), d]` embeddings of some rows of a dataset."""
         return self.embed(dataset.select([int(row) for row in rows]), modality, name)
 
     def embed_texts(self, texts: Sequence[str], name: str = "") -> torch.Tensor:
-        """`[len(texts), d]` embeddings of reports or prompts, with the baseline's own tokenisation."""
         key = ("texts", *texts)
         if key not in self._memory:
             self._memory[key] = self.encoder.embed_texts(texts)
@@ -317,9 +310,8 @@ class BaselineEmbedder:
 
 
 def task_embedder(encoder: BaselineEncoder, cache_dir: str | os.PathLike | None = None) -> TaskEmbedder:
-    """What the evaluation tasks embed with: a MedBind folder's `Embedder` (its model and processor, cached in
-    `cache_dir` like the evaluated model), or a `BaselineEmbedder` for the other formats.
-    """
+    """What the evaluation tasks embed with: an `Embedder` for a MedBind folder (cached in `cache_dir`, like the
+    evaluated model's), a `BaselineEmbedder` for the other formats."""
     if isinstance(encoder, MedBindEncoder):
         return Embedder(encoder.model, encoder.processor, encoder.batch_size, encoder.device, cache_dir)
     return BaselineEmbedder(encoder)

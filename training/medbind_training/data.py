@@ -157,6 +157,9 @@ class MedBindPretrainingCollator:
         positions: dict[str, list[int]] = {}
         reports: list[str] = []
         generator = self._augmentation_generator(slots)
+        # An augmentation that crops at random (MedCLIP's) takes the processor's resize uncropped.
+        crops = self.cxr_augmentation is not None and self.cxr_augmentation.crop_size is not None
+        image_kwargs = {"do_center_crop": False} if crops else {}
         for modality in MODALITIES:
             rows = [slot[modality] for slot in slots if slot[modality] is not None]
             positions[modality] = [i for i, slot in enumerate(slots) if slot[modality] is not None]
@@ -165,7 +168,7 @@ class MedBindPretrainingCollator:
             reports += [row["text"] for row in rows]
             columns = {column: [row[column] for row in rows] for column in rows[0]}
             augment = getattr(self, f"{modality}_augmentation")
-            for name, values in modality_inputs(self.processor, columns, modality, self._image_settings).items():
+            for name, values in modality_inputs(self.processor, columns, modality, image_kwargs).items():
                 batch[name] = augment(values, generator) if augment else values
         text = self.processor(text=reports, return_tensors="pt")
         batch["input_ids"], batch["attention_mask"] = text["input_ids"], text["attention_mask"]
@@ -176,12 +179,6 @@ class MedBindPretrainingCollator:
             [[cxr_position[i], ecg_position[i]] for i, slot in enumerate(slots) if slot["paired"]], dtype=torch.long
         ).reshape(-1, 2)
         return batch
-
-    @property
-    def _image_settings(self) -> dict[str, bool]:
-        # An augmentation that crops at random (MedCLIP's) takes the processor's resize uncropped.
-        crops = self.cxr_augmentation is not None and self.cxr_augmentation.crop_size is not None
-        return {"do_center_crop": False} if crops else {}
 
     def _augmentation_generator(self, slots: Sequence[Mapping[str, Any]]) -> torch.Generator:
         # Keys hold -1 for an absent modality; SeedSequence takes non-negative integers.

@@ -79,13 +79,11 @@ class TaskEmbedder(Protocol):
 
 
 class Embedder:
-    """Embeds datasets of one modality, and texts, with a model (in eval mode meanwhile, on `device`, by default where
-    its parameters are) and its processor: L2-normalised `[N, d]` float32 on the CPU, each pass with a progress bar.
-
-    With `cache_dir`, embeddings are stored as safetensors files named by a hash of the model (weights, config,
-    processor and vocabulary) and of the dataset (its `datasets` fingerprint) or the texts, so a second evaluation
-    of the same model on the same data (another task, another run) reads them instead of embedding again. Within
-    one `Embedder`, a dataset is embedded once however many tasks use it: do not train the model in between.
+    """The `TaskEmbedder` of a MedBind model and its processor (the model in eval mode meanwhile, on `device`, by
+    default where its parameters are). With `cache_dir`, embeddings are stored as safetensors files named by a hash of
+    the model (weights, config, processor, vocabulary) and of the dataset's fingerprint or the texts, so a second
+    evaluation of the same model on the same data reads them. Within one `Embedder` a dataset is embedded once,
+    however many tasks use it: do not train the model in between.
     """
 
     def __init__(

@@ -383,13 +383,6 @@ def few_shot_results(
     return results
 
 
-def _per_class_sample(targets: np.ndarray, size: int | None, seed: int) -> np.ndarray:
-    """Sorted row indices: up to `size` rows of each class of `targets`, drawn without replacement (seeded)."""
-    rng = np.random.default_rng(seed)
-    chosen = [rng.permutation(np.flatnonzero(targets == c))[:size] for c in np.unique(targets)]
-    return np.sort(np.concatenate(chosen))
-
-
 def cross_modal_results(
     embedders: Mapping[str, TaskEmbedder],
     evaluated: RetrievalSplit,
@@ -429,7 +422,9 @@ def cross_modal_results(
         if len(np.unique(support_targets)) < 2 or len(np.unique(targets)) < 2:
             logger.warning("cross-modality %s: needs positive and negative %s samples; skipped", task_name, task.label)
             continue
-        chosen = _per_class_sample(support_targets, support_size, seed)
+        rng = np.random.default_rng(seed)  # up to support_size rows per class, drawn without replacement
+        pools = [np.flatnonzero(support_targets == c) for c in np.unique(support_targets)]
+        chosen = np.sort(np.concatenate([rng.permutation(pool)[:support_size] for pool in pools]))
         support_embeds = embedders[task.support].embed_rows(
             support_data, chosen, task.support, f"{task.support} support"
         )

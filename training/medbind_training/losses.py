@@ -229,15 +229,11 @@ def medbind_loss(
         )
     if text_group_ids is None:
         text_group_ids = torch.arange(num_texts, device=text_embeds.device)
-    tmcl = None
-    start = 0
-    for embeds in (cxr_embeds, ecg_embeds):
-        if embeds is None:
-            continue
-        rows = slice(start, start + embeds.shape[0])
-        start = rows.stop
-        loss = tmcl_loss(text_embeds[rows], embeds, text_group_ids[rows], temperature, reduction)
-        tmcl = loss if tmcl is None else tmcl + loss
+    sizes = [counts["cxr"], counts["ecg"]]
+    parts = zip((cxr_embeds, ecg_embeds), text_embeds.split(sizes), text_group_ids.split(sizes))
+    tmcl = sum(
+        tmcl_loss(texts, embeds, groups, temperature, reduction) for embeds, texts, groups in parts if embeds is not None
+    )
     emcl = _paired_emcl(cxr_embeds, ecg_embeds, pair_index, temperature, reduction) if variant == "bd" else None
     return (tmcl + emcl if emcl is not None else tmcl), tmcl, emcl
 
@@ -284,14 +280,9 @@ def batch_loss(
     `loss_model`, whose temperature and config the loss reads (default: `model`).
     """
     outputs = model(**{name: value for name, value in batch.items() if name not in LOSS_INPUTS})
-    return embeddings_loss(
-        model if loss_model is None else loss_model,
-        outputs.cxr_embeds,
-        outputs.ecg_embeds,
-        outputs.text_embeds,
-        batch.get("text_group_ids"),
-        batch.get("pair_index"),
-    )
+    embeds = (outputs.cxr_embeds, outputs.ecg_embeds, outputs.text_embeds)
+    loss_model = model if loss_model is None else loss_model
+    return embeddings_loss(loss_model, *embeds, batch.get("text_group_ids"), batch.get("pair_index"))
 
 
 def _rows(embeds: torch.Tensor | None) -> int:

@@ -1,9 +1,6 @@
 """Pretraining MEDBind_BD, MEDBind_NM or ECG-CLIP (paper Section 3) (`training/pretrain.py`; from an installed wheel,
-`python -m medbind_training.pretraining`), in the order of a run: the data (the DATA folder's `cxr/`, `ecg/` and
-`pairs/` DatasetDicts, from `medbind_processing.demo` or the MIMIC builders, each also given alone with
-`--cxr_dataset` etc.; in memory or streamed), the model (config, tokenizer, model, processor), `MedBindTrainer`, and
-the export: the test-split evaluation (`results.json`, its figures) and the model card of the Hub-ready folder. The
-arguments and their paper defaults: `medbind_training.pretraining_arguments`.
+`python -m medbind_training.pretraining`), in the order of a run: the data (in memory or streamed), the model,
+`MedBindTrainer`, and the export (the test-split evaluation and the model card of the Hub-ready folder).
 """
 
 from __future__ import annotations
@@ -70,7 +67,12 @@ def pretrain(
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
     logger.info(describe_contrastive_batch(training_args))
     if data_args.synthetic_demo:
-        build_demo_data_if_absent(data_args, training_args)
+        from medbind_processing.demo import DEMO_DATASETS, save_demo
+
+        with training_args.main_process_first(desc="building the synthetic demo dataset"):
+            if not all(os.path.isdir(os.path.join(data_args.dataset_dir, name)) for name in DEMO_DATASETS):
+                logger.info("building the SYNTHETIC demo dataset in %s", data_args.dataset_dir)
+                save_demo(Path(data_args.dataset_dir), data_args.demo_num_patients, seed=training_args.seed)
     set_seed(training_args.seed)
 
     config = build_config(model_args)
@@ -196,16 +198,6 @@ def training_set(
         )
     reports = [text for part in (train.cxr, train.ecg) if part is not None for text in part["text"]]
     return PretrainingDataset(train.cxr, train.ecg, train.pairs, data_args.pair_fraction), reports
-
-
-def build_demo_data_if_absent(data_args: DataArguments, training_args: TrainingArguments) -> None:
-    """The demo's data: synthetic patients from `medbind_processing.demo`, written once by the main process."""
-    from medbind_processing.demo import DEMO_DATASETS, save_demo
-
-    with training_args.main_process_first(desc="building the synthetic demo dataset"):
-        if not all(os.path.isdir(os.path.join(data_args.dataset_dir, name)) for name in DEMO_DATASETS):
-            logger.info("building the SYNTHETIC demo dataset in %s", data_args.dataset_dir)
-            save_demo(Path(data_args.dataset_dir), num_patients=data_args.demo_num_patients, seed=training_args.seed)
 
 
 # ---- model -------------------------------------------------------------------------------------------------------

@@ -225,10 +225,6 @@ class StreamingPretrainingDataset(IterableDataset):
         worker = torch.utils.data.get_worker_info()
         return (worker.num_workers, worker.id) if worker is not None else (1, 0)
 
-    def _first_position(self) -> int:
-        workers, worker_id = self._worker()
-        return ((self.epoch * self.world_size + self.rank) * workers + worker_id) * KEY_STRIDE
-
     def _my_pairs(self) -> list[tuple[Any, Any]]:
         """This epoch's pairs, shuffled, of this process (with `rank`) and DataLoader worker."""
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.pairs))
@@ -246,7 +242,8 @@ class StreamingPretrainingDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Yield one epoch of slots `{"cxr": row | None, "ecg": row | None, "paired": bool, "key": (c, e, paired)}`."""
-        first = self._first_position()
+        workers, worker_id = self._worker()
+        first = ((self.epoch * self.world_size + self.rank) * workers + worker_id) * KEY_STRIDE
         position = {modality: count(first) for modality in MODALITIES}
         pairs = self._my_pairs()
         paired = (
