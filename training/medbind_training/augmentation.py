@@ -1,9 +1,8 @@
 """Train-time augmentation, applied by the pretraining collator after the processor and never at inference.
 
 The processor in `modeling_medbind` (which ships with every model) is deterministic; what only training needs lives
-here, as CLIP's augmentation lives in `run_clip.py` rather than in `CLIPImageProcessor`. Both augmentations draw
-from a `torch.Generator` the collator seeds per batch, so a resumed run sees the augmentation an uninterrupted one
-would have.
+here, as CLIP's augmentation lives in `run_clip.py` rather than in `CLIPImageProcessor`. Both draw from the generator
+the collator seeds per batch.
 """
 
 from __future__ import annotations

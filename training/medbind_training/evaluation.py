@@ -46,7 +46,7 @@ from .evaluation_tasks import (
 )
 from .figures import plot_few_shot, plot_recalls, plot_tsne
 from .prompt_files import prompt_sets
-from .results_keys import BASELINE_PREFIX, MAIN_MODEL, ZOO_PREFIX, model_key, model_name, rsum
+from .results_keys import BASELINE_PREFIX, ZOO_PREFIX, model_key, model_name, rsum
 from .retrieval import POSITIVE_RULES, RetrievalProtocol
 from .splits import PAIRS, RetrievalSplit, dataset_paths, first_rows, load_dataset_dicts, pick_split, retrieval_split
 
@@ -122,8 +122,7 @@ class EvaluationArguments:
             raise ValueError(f"--eval_dataset takes NAME=PATH, got {malformed}")
         if not self.dataset_dir and not self.eval_dataset:
             raise ValueError("nothing to evaluate: give --dataset_dir and/or --eval_dataset NAME=PATH")
-        if self.baseline:
-            parse_baselines(self.baseline)  # a malformed or missing baseline fails before any embedding
+        parse_baselines(self.baseline)  # a malformed or missing baseline fails before any embedding
         _ = self.retrieval_protocol  # a bad --retrieval_positives / --retrieval_gallery fails before any embedding
 
     @property
@@ -253,23 +252,21 @@ def run_evaluation(
     if model is None:
         model, processor = load_model(args.model_name_or_path)
     main_embedder = Embedder(model.to(device), processor, args.batch_size, device, args.cache_dir)
-    results, tsne = evaluate_datasets(
-        {modality: main_embedder for modality in main_embedder.modalities}, data, evaluated, support, args
-    )
-    tsnes = {MAIN_MODEL: tsne} if tsne is not None else {}
-    others: dict[str, dict[str, TaskEmbedder]] = {}
+    # Each model's embedder per modality, by key prefix: the evaluated model's keys have none.
+    models: dict[str, dict[str, TaskEmbedder]] = {"": dict.fromkeys(main_embedder.modalities, main_embedder)}
     for name, path in parse_baselines(args.baseline).items():
         baseline = other_model(name, str(path))
-        others[f"{BASELINE_PREFIX}{name}/"] = {modality: baseline for modality in baseline.modalities}
+        models[f"{BASELINE_PREFIX}{name}/"] = {modality: baseline for modality in baseline.modalities}
     if args.zoo_cxr_model:
         # The paper's encoder-zoo baseline: separately trained CXR and ECG encoders, each on its own modality.
-        others[ZOO_PREFIX] = {modality: other_model(f"zoo_{modality}", getattr(args, f"zoo_{modality}_model"), modality)
+        models[ZOO_PREFIX] = {modality: other_model(f"zoo_{modality}", getattr(args, f"zoo_{modality}_model"), modality)
                               for modality in MODALITIES}  # fmt: skip
-    for prefix, embedders in others.items():
-        other_results, other_tsne = evaluate_datasets(embedders, data, evaluated, support, args)
-        results |= {model_key(prefix, key): value for key, value in other_results.items()}
-        if other_tsne is not None:
-            tsnes[model_name(prefix)] = other_tsne
+    results, tsnes = {}, {}
+    for prefix, embedders in models.items():
+        model_results, tsne = evaluate_datasets(embedders, data, evaluated, support, args)
+        results |= {model_key(prefix, key): value for key, value in model_results.items()}
+        if tsne is not None:
+            tsnes[model_name(prefix)] = tsne
     output = {"model": args.model_name_or_path, "split": args.split, **args.retrieval_protocol.describe(), **results}
     save_results(output, tsnes, args.output_dir)
     return output
