@@ -74,15 +74,12 @@ class PretrainingDataset(Dataset):
         if pairs and (cxr is None or ecg is None):
             raise ValueError("visit pairs need both a CXR and an ECG dataset")
         self.data = {"cxr": cxr, "ecg": ecg}
+        self.sizes = {modality: 0 if data is None else len(data) for modality, data in self.data.items()}
         self.pairs = list(pairs)
         self.num_paired_slots = round(pair_fraction * len(self.pairs))
 
-    def _size(self, modality: str) -> int:
-        data = self.data[modality]
-        return 0 if data is None else len(data)
-
     def __len__(self) -> int:
-        unpaired = max(self._size(modality) - self.num_paired_slots for modality in MODALITIES)
+        unpaired = max(self.sizes[modality] - self.num_paired_slots for modality in MODALITIES)
         return self.num_paired_slots + unpaired
 
     def slots(self, seed: int, epoch: int) -> list[tuple[int, int, int]]:
@@ -96,7 +93,7 @@ class PretrainingDataset(Dataset):
         num_unpaired = len(self) - len(chosen)
         rest = {}
         for modality in MODALITIES:
-            rows = np.array([r for r in range(self._size(modality)) if r not in paired[modality]], dtype=np.int64)
+            rows = np.array([r for r in range(self.sizes[modality]) if r not in paired[modality]], dtype=np.int64)
             if len(rows) == 0:
                 rest[modality] = np.full(num_unpaired, NO_ROW)
                 continue

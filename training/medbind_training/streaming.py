@@ -116,15 +116,13 @@ class PartnerIndex:
     """
 
     def __init__(self, stream: datasets.IterableDataset, studies: set[Any]):
-        if stream.features is not None and "study_id" not in stream.features:
-            raise ValueError(f"a streamed row needs a study_id to match visit pairs, got {sorted(stream.features)}")
         self.num_rows = 0
         self._folder = tempfile.mkdtemp(prefix="medbind-partners-")
         weakref.finalize(self, _remove_in_owner, self._folder, os.getpid())
 
         def partnered_rows() -> Iterator[dict[str, Any]]:
             for row in stream.decode(False):
-                if "study_id" not in row:  # a stream without declared features
+                if "study_id" not in row:
                     raise ValueError(f"a streamed row needs a study_id to match visit pairs, got {sorted(row)}")
                 self.num_rows += 1
                 if row["study_id"] in studies:
