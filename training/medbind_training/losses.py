@@ -232,7 +232,7 @@ def medbind_loss(
     sizes = [counts["cxr"], counts["ecg"]]
     parts = zip((cxr_embeds, ecg_embeds), text_embeds.split(sizes), text_group_ids.split(sizes))
     tmcl = sum(
-        tmcl_loss(texts, embeds, groups, temperature, reduction) for embeds, texts, groups in parts if embeds is not None
+        tmcl_loss(texts, embeds, ids, temperature, reduction) for embeds, texts, ids in parts if embeds is not None
     )
     emcl = _paired_emcl(cxr_embeds, ecg_embeds, pair_index, temperature, reduction) if variant == "bd" else None
     return (tmcl + emcl if emcl is not None else tmcl), tmcl, emcl

@@ -94,7 +94,7 @@ class PretrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "paper: cosine annealing"})
     weight_decay_exemptions: bool = field(
         default=True,
-        metadata={"help": "no weight decay on biases and LayerNorm weights (the Trainer's default; paper preset: false)"},
+        metadata={"help": "no weight decay on biases and LayerNorm weights (Trainer default; paper preset: false)"},
     )
     eval_strategy: str = field(default="epoch", metadata={"help": "retrieval evaluation on the validation split"})
     save_strategy: str = field(default="epoch", metadata={"help": "checkpoint interval"})
