@@ -96,14 +96,10 @@ class Embedder:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.modalities = model.config.modalities
+        self.max_words = processor.max_words  # the processor's word limit on reports
         self._memory: dict[str, torch.Tensor] = {}
         self._rows: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
         self._model_hash: str | None = None
-
-    @property
-    def max_words(self) -> int:
-        """The processor's word limit on reports."""
-        return self.processor.max_words
 
     def embed(self, dataset: datasets.Dataset, modality: str, name: str = "") -> torch.Tensor:
         """`[len(dataset), d]` embeddings of a CXR or ECG dataset's samples."""

@@ -169,11 +169,9 @@ def evaluate_datasets(
     support: RetrievalSplit,
     args: EvaluationArguments,
 ) -> tuple[dict[str, float], TsneMap | None]:
-    """
-    Every task of `args.tasks` on every dataset a model can embed, `(results, tsne)`: a dataset of modality m (and its
-    reports and prompts) is embedded by `embedders[m]`, and skipped without one; `evaluated` and `support` are the DATA
-    folder's `args.split` and `args.support_split` (`retrieval_split`). The t-SNE map is None unless asked and both
-    modalities exist and are embedded.
+    """Every task of `args.tasks` on every dataset a model can embed, `(results, tsne)`: a dataset of modality m (and
+    its reports and prompts) is embedded by `embedders[m]`, and skipped without one; the t-SNE map is None unless asked
+    and both modalities are embedded.
     """
     tasks, prompts = set(args.tasks), prompt_sets(args.prompt_dir)
     results: dict[str, float] = {}

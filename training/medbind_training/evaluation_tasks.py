@@ -392,13 +392,11 @@ def cross_modal_results(
     seed: int = 0,
     protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
-    """
-    The tasks that need both modalities, on the evaluated split's visit pairs (none without pairs or both modalities):
-    CXR <-> ECG `"retrieval"` (`pair_retrieval`), and `"cross_modality"`:
-    `cross_modality/{task}/{balanced_accuracy,auroc}` (+ `/chance`) for each of `CROSS_MODALITY_TASKS` (paper Table 3).
-    Each query is labelled by its visit partner (an ECG's HYP, a CXR's Cardiomegaly); the prototypes come from up to
-    `support_size` samples per class (positive, negative) of the support split's other modality, so no test label is
-    used.
+    """The tasks that need both modalities, on the evaluated split's visit pairs (none without pairs or both
+    modalities): CXR <-> ECG `"retrieval"` (`pair_retrieval`), and `"cross_modality"`: `cross_modality/{task}/
+    {balanced_accuracy,auroc}` (+ `/chance`) for each of `CROSS_MODALITY_TASKS` (paper Table 3). Each query is labelled
+    by its visit partner (an ECG's HYP, a CXR's Cardiomegaly); the prototypes come from up to `support_size` samples
+    per class (positive, negative) of the support split's other modality, so no test label is used.
     """
     if not evaluated.pairs or set(embedders) != set(MODALITIES):
         return {}

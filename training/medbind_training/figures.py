@@ -49,6 +49,8 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
         raise ValueError("plot_recalls found no 'retrieval/{dataset}/{direction}/recall@{k}' metric to plot")
     groups = list(dict.fromkeys(group for rows in tables.values() for group in rows))
     colors, width = _model_colors(list(tables)), 0.8 / len(tables)
+    # Each group's chance levels, from the first model that has them: they depend on the data only.
+    chances = [next((rows[g]["chance"] for rows in tables.values() if "chance" in rows.get(g, {})), {}) for g in groups]
     # One row per K, so that many models and datasets still fit a page's width.
     figure, panels = plt.subplots(
         len(RECALL_KS), 1, figsize=(2.5 + len(groups) * (0.4 + 0.25 * len(tables)), 2.6 * len(RECALL_KS)),
@@ -60,12 +62,7 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
             values = [rows.get(group, {}).get("recall", {}).get(k, float("nan")) for group in groups]
             bars = axes.bar(positions, values, width, color=colors[model], label=model)
             axes.bar_label(bars, fmt="%.0f", fontsize=6)
-        chance = [
-            (i, chances[k])
-            for i, group in enumerate(groups)
-            if k in (chances := next((rows[group]["chance"] for rows in tables.values()
-                                      if "chance" in rows.get(group, {})), {}))  # fmt: skip
-        ]
+        chance = [(i, levels[k]) for i, levels in enumerate(chances) if k in levels]
         if chance:  # a tick across the group's bars
             positions, values = zip(*chance)
             axes.hlines(values, [i - 0.42 for i in positions], [i + 0.42 for i in positions], color="black",

@@ -243,9 +243,7 @@ def build_model_and_processor(
     reports: list[str],
 ) -> tuple[MedBindModel, MedBindProcessor]:
     """The model (`build_model`) and its processor: a saved model's own, or `MedBindProcessor.from_config` of the
-    model's config (image size, mean / std of the CXR tower it really has, ECG samples, rate and leads) with
-    `build_tokenizer`'s tokenizer.
-    """
+    model's config with `build_tokenizer`'s tokenizer."""
     if model_args.model_name_or_path and not optional_argument(model_args.tokenizer_name):
         processor = MedBindProcessor.from_pretrained(model_args.model_name_or_path)
         return build_model(model_args, config, vocab_size=len(processor.tokenizer)), processor

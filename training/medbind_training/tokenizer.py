@@ -50,14 +50,12 @@ def wordpiece_vocabulary(
     min_frequency: int = 1,
     special_tokens: Sequence[str] = BERT_SPECIAL_TOKENS,
 ) -> list[str]:
-    """A WordPiece vocabulary learned by greedy pair merges, deterministically.
-
-    As the `tokenizers` WordPiece trainer: every word starts as its first character followed by its other
-    characters with the continuation prefix `"##"`; the vocabulary is the special tokens, the characters, the
-    continuation characters, then, merge after merge, the most frequent adjacent pair of pieces (counted over the
-    words, weighted by word count) joined into one piece, until `vocab_size` pieces or no pair seen
-    `min_frequency` times. Equally frequent pairs are merged in the order of their pieces' text, so the result is a
-    function of the counts alone. Returns the pieces in id order, `special_tokens` first.
+    """A WordPiece vocabulary learned by greedy pair merges as the `tokenizers` trainer learns it, but with equally
+    frequent pairs merged in the order of their pieces' text: every word starts as its first character followed by its
+    other characters with the continuation prefix `"##"`; the vocabulary is the special tokens, the characters, the
+    continuation characters, then, merge after merge, the most frequent adjacent pair of pieces (weighted by word
+    count) joined into one piece, until `vocab_size` pieces or no pair seen `min_frequency` times. Returns the pieces
+    in id order, `special_tokens` first.
     """
     words = sorted(word_counts)
     counts = [word_counts[word] for word in words]
