@@ -153,7 +153,9 @@ class MedBindPretrainingCollator:
         batch: dict[str, torch.Tensor] = {}
         positions: dict[str, list[int]] = {}
         reports: list[str] = []
-        generator = self._augmentation_generator(slots)
+        # Keys hold -1 for an absent modality; SeedSequence takes non-negative integers.
+        entropy = [self.seed] + [value + 1 for slot in slots for value in slot.get("key", (NO_ROW, NO_ROW, 0))]
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
         # An augmentation that crops at random (MedCLIP's) takes the processor's resize uncropped.
         crops = self.cxr_augmentation is not None and self.cxr_augmentation.crop_size is not None
         image_kwargs = {"do_center_crop": False} if crops else {}
@@ -176,11 +178,6 @@ class MedBindPretrainingCollator:
             [[cxr_position[i], ecg_position[i]] for i, slot in enumerate(slots) if slot["paired"]], dtype=torch.long
         ).reshape(-1, 2)
         return batch
-
-    def _augmentation_generator(self, slots: Sequence[Mapping[str, Any]]) -> torch.Generator:
-        # Keys hold -1 for an absent modality; SeedSequence takes non-negative integers.
-        entropy = [self.seed] + [value + 1 for slot in slots for value in slot.get("key", (NO_ROW, NO_ROW, 0))]
-        return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
 
 
 def per_sampling_rate(

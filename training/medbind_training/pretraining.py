@@ -149,24 +149,6 @@ def pretraining_paths(data_args: DataArguments) -> dict[str, str | None]:
     )
 
 
-def streamed_train_set(
-    data_args: DataArguments, data: dict[str, datasets.DatasetDict | None], modalities: Sequence[str], seed: int
-) -> StreamingPretrainingDataset:
-    """The training split as streams: local DatasetDicts through `to_iterable_dataset`, the others from the Hub."""
-    paths = pretraining_paths(data_args)
-
-    def stream(name: str) -> datasets.IterableDataset | None:
-        local = data[name] and data[name].get("train")
-        if local is not None:
-            # The pair table is small and read whole by the dataset; only the samples are streamed.
-            return local if name == "pairs" else local.to_iterable_dataset(data_args.streaming_num_shards)
-        return datasets.load_dataset(paths[name], split="train", streaming=True) if paths[name] else None
-
-    cxr, ecg = (stream(modality) if modality in modalities else None for modality in MODALITIES)
-    pairs = stream("pairs") if cxr is not None and ecg is not None else None
-    return StreamingPretrainingDataset(cxr, ecg, pairs, seed=seed, buffer_size=data_args.streaming_buffer_size)
-
-
 def training_set(
     data_args: DataArguments,
     training_args: TrainingArguments,
@@ -182,8 +164,20 @@ def training_set(
         # accelerate's default for an IterableDataset (process 0 concatenates the processes' batches and slices
         # them) breaks pair_index and the padded text; every process reads the stream and keeps its own slots.
         training_args.accelerator_config.dispatch_batches = False
+        paths = pretraining_paths(data_args)
+
+        def open_stream(name: str) -> datasets.IterableDataset | None:
+            """Local DatasetDicts through `to_iterable_dataset`, the others from the Hub."""
+            local = data[name] and data[name].get("train")
+            if local is not None:
+                # The pair table is small and read whole by the dataset; only the samples are streamed.
+                return local if name == "pairs" else local.to_iterable_dataset(data_args.streaming_num_shards)
+            return datasets.load_dataset(paths[name], split="train", streaming=True) if paths[name] else None
+
+        cxr, ecg = (open_stream(modality) if modality in modalities else None for modality in MODALITIES)
+        pairs = open_stream("pairs") if cxr is not None and ecg is not None else None
         seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-        streamed = streamed_train_set(data_args, data, modalities, seed)
+        streamed = StreamingPretrainingDataset(cxr, ecg, pairs, seed=seed, buffer_size=data_args.streaming_buffer_size)
         reports = [
             row["text"]
             for stream in streamed.streams.values()
