@@ -26,15 +26,15 @@ from modeling_medbind.hub_loading import load_pretrained
 from .data import modality_inputs
 
 
-def load_model(name_or_path: str) -> tuple[MedBindModel, MedBindProcessor]:
-    """A saved MedBind model (folder or Hub id) and its processor, through the Auto classes with the folder's own code
-    (a model saved by another MedBind version loads as it was saved).
+def load_model(name_or_path: str, trust_remote_code: bool = True) -> tuple[MedBindModel, MedBindProcessor]:
+    """A saved MedBind model (folder or Hub id) and its processor, through the Auto classes; `trust_remote_code` runs
+    the folder's own code (a model saved by another MedBind version), False the installed `modeling_medbind` classes.
     """
     return load_pretrained(
         name_or_path,
         lambda: (
-            AutoModel.from_pretrained(name_or_path, trust_remote_code=True),
-            AutoProcessor.from_pretrained(name_or_path, trust_remote_code=True),
+            AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code),
+            AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code),
         ),
         "the MedBind model",
         "Pass a folder written by training/pretrain.py, or a Hub id reachable from here.",
