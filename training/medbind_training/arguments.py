@@ -1,9 +1,5 @@
 """The one argument reader of the three entry points: dataclasses parsed by `HfArgumentParser`, from a preset file
-and the command line.
-
-    python training/pretrain.py --preset demo --variant nm        # a packaged preset, one value overridden
-    python training/pretrain.py --preset my_run.yaml              # a copy of a preset, edited
-    python training/pretrain.py my_run.yaml --seed 1              # the same, shorter
+(`--preset demo`, `--preset my_run.yaml`, or `my_run.yaml` first) and the command line.
 
 A preset is a YAML (or JSON) file of argument values: a name (`demo`, `paper`) names one of the entry point's
 packaged files, `presets/{entry}/{name}.yaml`; any other value is a path. Its values become the parser's defaults,

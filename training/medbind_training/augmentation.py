@@ -1,14 +1,14 @@
 """Train-time augmentation, applied by the pretraining collator after the processor and never at inference.
 
 The processor in `modeling_medbind` (which ships with every model) is deterministic; what only training needs lives
-here, as CLIP's augmentation lives in `run_clip.py` rather than in `CLIPImageProcessor`. Both augmentations draw
-from a `torch.Generator` the collator seeds per batch, so a resumed run sees the augmentation an uninterrupted one
-would have.
+here, as CLIP's augmentation lives in `run_clip.py` rather than in `CLIPImageProcessor`. Both draw from the generator
+the collator seeds per batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from modeling_medbind import MedBindCXRConfig, MedBindImageProcessor
 
 
+@dataclass
 class CXRAugmentation:
     """MedCLIP's train-time chest X-ray augmentation, on a normalised batch: horizontal flip, brightness/contrast
     jitter and a random affine (rotation, translation, scale), with MedCLIP's ranges as defaults
@@ -33,35 +34,27 @@ class CXRAugmentation:
     has centre-cropped already).
     """
 
-    def __init__(
-        self,
-        image_mean: Sequence[float] = MedBindImageProcessor.image_mean,
-        image_std: Sequence[float] = MedBindImageProcessor.image_std,
-        degrees: float = 10.0,
-        translate: float = 0.0625,
-        scale: tuple[float, float] = (0.8, 1.1),
-        flip_probability: float = 0.5,
-        brightness: float = 0.2,
-        contrast: float = 0.2,
-        crop_size: int | None = None,
-    ):
-        if not (0 < scale[0] <= scale[1]):
-            raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
-        if not 0.0 <= flip_probability <= 1.0:
-            raise ValueError(f"flip_probability must lie in [0, 1], got {flip_probability}")
-        if not (0.0 <= brightness < 1.0 and 0.0 <= contrast < 1.0 and degrees >= 0 and translate >= 0):
+    image_mean: Sequence[float] = tuple(MedBindImageProcessor.image_mean)
+    image_std: Sequence[float] = tuple(MedBindImageProcessor.image_std)
+    degrees: float = 10.0
+    translate: float = 0.0625
+    scale: tuple[float, float] = (0.8, 1.1)
+    flip_probability: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    crop_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (0 < self.scale[0] <= self.scale[1]):
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {self.scale}")
+        if not 0.0 <= self.flip_probability <= 1.0:
+            raise ValueError(f"flip_probability must lie in [0, 1], got {self.flip_probability}")
+        if not (0.0 <= self.brightness < 1.0 and 0.0 <= self.contrast < 1.0 and min(self.degrees, self.translate) >= 0):
             raise ValueError("brightness and contrast must lie in [0, 1); degrees and translate must be >= 0")
-        if crop_size is not None and crop_size < 1:
-            raise ValueError(f"crop_size must be a positive number of pixels, got {crop_size}")
-        self.image_mean = torch.tensor(image_mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.image_std = torch.tensor(image_std, dtype=torch.float32).view(1, -1, 1, 1)
-        self.degrees = degrees
-        self.translate = translate
-        self.scale = scale
-        self.flip_probability = flip_probability
-        self.brightness = brightness
-        self.contrast = contrast
-        self.crop_size = crop_size
+        if self.crop_size is not None and self.crop_size < 1:
+            raise ValueError(f"crop_size must be a positive number of pixels, got {self.crop_size}")
+        self.image_mean = torch.tensor(self.image_mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.image_std = torch.tensor(self.image_std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def __call__(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment a normalised `[B, 3, H, W]` batch (the processor's output), drawing on `generator`'s device: a new

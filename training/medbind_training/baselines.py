@@ -7,9 +7,8 @@
   extra `pip install "medbind[baselines]"`);
 - `medbind`: a MedBind folder of any variant (BD, NM, ECG-CLIP, CXR-CLIP), through `AutoModel` / `AutoProcessor`.
 
-Every adapter embeds with its model's own processor and conventions. Radiographs reach the general-domain models as
-8-bit RGB read by MedBind's image processor (`radiograph_rgb`), which is what their processors expect. The
-evaluation tasks embed through `task_embedder(adapter)`.
+Every adapter embeds with its model's own processor and conventions; the evaluation tasks embed through
+`task_embedder(adapter)`.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from transformers.utils import ModelOutput
 from modeling_medbind import MedBindImageProcessor
 from modeling_medbind.hub_loading import load_pretrained
 
+from .data import per_sampling_rate
 from .embedding import Embedder, TaskEmbedder
 
 BASELINE_MODALITIES = ("cxr", "ecg", "text")
@@ -45,9 +45,7 @@ _RADIOGRAPH_READER = MedBindImageProcessor()
 
 
 def parse_baselines(specs: Sequence[str]) -> dict[str, Path]:
-    """`--baseline NAME=PATH` values -> `{NAME: PATH}`, in order; a malformed item, a name given twice or a path that
-    is not a folder is an error.
-    """
+    """`--baseline NAME=PATH` values -> `{NAME: PATH}`, in order."""
     baselines: dict[str, Path] = {}
     for spec in specs:
         name, separator, path = spec.partition("=")
@@ -95,8 +93,8 @@ def radiograph_rgb(image: ImageItem) -> Image.Image:
 
 
 def pooled_embedding(output: torch.Tensor | ModelOutput) -> torch.Tensor:
-    """A `get_*_features` result as a tensor: its `pooler_output` when it is a `ModelOutput` (transformers 5's
-    CLIP and SigLIP, and MedBind's feature getters that follow them), else the tensor itself."""
+    """A `get_*_features` result as a tensor: the `pooler_output` of a `ModelOutput` (transformers 5's CLIP and
+    SigLIP, MedBind's), else the tensor itself."""
     return output.pooler_output if isinstance(output, ModelOutput) else output
 
 
@@ -277,10 +275,8 @@ def _dataset_items(dataset: datasets.Dataset, modality: str) -> tuple[list[Any],
 
 
 class BaselineEmbedder:
-    """A `BaselineEncoder` as the evaluation tasks take a model (`TaskEmbedder`): datasets and texts embedded once per
-    `BaselineEmbedder` (in memory: these are public checkpoints, quick to embed again). `max_words` is effectively
-    unbounded: these tokenizers cut reports by tokens, not words, so two reports are one report for retrieval only when
-    they are identical (after MedBind's whitespace and case normalisation).
+    """A `BaselineEncoder` as the evaluation tasks take a model (`TaskEmbedder`), each dataset and text list embedded
+    once (in memory). `max_words` is effectively unbounded: these tokenizers cut reports by tokens, not words.
     """
 
     max_words = 1_000_000
@@ -296,21 +292,17 @@ class BaselineEmbedder:
         key = ("dataset", modality, dataset._fingerprint)
         if key not in self._memory:
             items, rates = _dataset_items(dataset, modality)
-            embeds: list[torch.Tensor | None] = [None] * len(items)
-            for rate in dict.fromkeys(rates):
-                rows = [row for row, row_rate in enumerate(rates) if row_rate == rate]
-                kwargs = {"sampling_rate": rate} if modality == "ecg" else {}
-                for row, embed in zip(rows, self.encoder.embed(modality, [items[row] for row in rows], **kwargs)):
-                    embeds[row] = embed
-            self._memory[key] = torch.stack(embeds) if embeds else self.encoder.embed(modality, [])
+
+            def embed(group: list[Any], rate: float | None) -> torch.Tensor:
+                return self.encoder.embed(modality, group, sampling_rate=rate)
+
+            self._memory[key] = per_sampling_rate(items, rates, embed) if items else embed([], None)
         return self._memory[key]
 
     def embed_rows(self, dataset: datasets.Dataset, rows: Sequence[int], modality: str, name: str = "") -> torch.Tensor:
-        """`[len(rows), d]` embeddings of some rows of a dataset."""
         return self.embed(dataset.select([int(row) for row in rows]), modality, name)
 
     def embed_texts(self, texts: Sequence[str], name: str = "") -> torch.Tensor:
-        """`[len(texts), d]` embeddings of reports or prompts, with the baseline's own tokenisation."""
         key = ("texts", *texts)
         if key not in self._memory:
             self._memory[key] = self.encoder.embed_texts(texts)
@@ -318,9 +310,8 @@ class BaselineEmbedder:
 
 
 def task_embedder(encoder: BaselineEncoder, cache_dir: str | os.PathLike | None = None) -> TaskEmbedder:
-    """What the evaluation tasks embed with: a MedBind folder's `Embedder` (its model and processor, cached in
-    `cache_dir` like the evaluated model), or a `BaselineEmbedder` for the other formats.
-    """
+    """What the evaluation tasks embed with: an `Embedder` for a MedBind folder (cached in `cache_dir`, like the
+    evaluated model's), a `BaselineEmbedder` for the other formats."""
     if isinstance(encoder, MedBindEncoder):
         return Embedder(encoder.model, encoder.processor, encoder.batch_size, encoder.device, cache_dir)
     return BaselineEmbedder(encoder)

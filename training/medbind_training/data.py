@@ -9,7 +9,7 @@ every other sample into unpaired slots, so all unpaired data is used every epoch
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,13 +57,10 @@ def pair_rows(cxr: datasets.Dataset, ecg: datasets.Dataset, pairs: datasets.Data
 
 
 class PretrainingDataset(Dataset):
-    """Map-style dataset over slots, indexed by the `(cxr_row, ecg_row, paired)` keys that `slots` produces.
-
-    Args:
-        cxr: CXR dataset (`image`, `text`, `study_id`), or None for an ECG-only run (ECG-CLIP).
-        ecg: ECG dataset (`ecg` array or `ecg_path`, `sampling_rate`, `text`, `study_id`), or None.
-        pairs: disjoint (CXR row, ECG row) visit pairs (`pair_rows`).
-        pair_fraction: share of the pairs dealt as paired slots each epoch; the others' samples go unpaired.
+    """Map-style dataset over slots, indexed by the `(cxr_row, ecg_row, paired)` keys that `slots` produces, from a CXR
+    dataset (`image`, `text`, `study_id`) and an ECG dataset (`ecg` array or `ecg_path`, `sampling_rate`, `text`,
+    `study_id`), either None for a one-modality run, and their disjoint visit pairs (`pair_rows`), of which
+    `pair_fraction` are dealt as paired slots each epoch (the others' samples go unpaired).
     """
 
     def __init__(
@@ -77,15 +74,12 @@ class PretrainingDataset(Dataset):
         if pairs and (cxr is None or ecg is None):
             raise ValueError("visit pairs need both a CXR and an ECG dataset")
         self.data = {"cxr": cxr, "ecg": ecg}
+        self.sizes = {modality: 0 if data is None else len(data) for modality, data in self.data.items()}
         self.pairs = list(pairs)
         self.num_paired_slots = round(pair_fraction * len(self.pairs))
 
-    def _size(self, modality: str) -> int:
-        data = self.data[modality]
-        return 0 if data is None else len(data)
-
     def __len__(self) -> int:
-        unpaired = max(self._size(modality) - self.num_paired_slots for modality in MODALITIES)
+        unpaired = max(self.sizes[modality] - self.num_paired_slots for modality in MODALITIES)
         return self.num_paired_slots + unpaired
 
     def slots(self, seed: int, epoch: int) -> list[tuple[int, int, int]]:
@@ -99,7 +93,7 @@ class PretrainingDataset(Dataset):
         num_unpaired = len(self) - len(chosen)
         rest = {}
         for modality in MODALITIES:
-            rows = np.array([r for r in range(self._size(modality)) if r not in paired[modality]], dtype=np.int64)
+            rows = np.array([r for r in range(self.sizes[modality]) if r not in paired[modality]], dtype=np.int64)
             if len(rows) == 0:
                 rest[modality] = np.full(num_unpaired, NO_ROW)
                 continue
@@ -159,24 +153,22 @@ class MedBindPretrainingCollator:
         batch: dict[str, torch.Tensor] = {}
         positions: dict[str, list[int]] = {}
         reports: list[str] = []
-        generator = self._augmentation_generator(slots)
+        # Keys hold -1 for an absent modality; SeedSequence takes non-negative integers.
+        entropy = [self.seed] + [value + 1 for slot in slots for value in slot.get("key", (NO_ROW, NO_ROW, 0))]
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+        # An augmentation that crops at random (MedCLIP's) takes the processor's resize uncropped.
+        crops = self.cxr_augmentation is not None and self.cxr_augmentation.crop_size is not None
+        image_kwargs = {"do_center_crop": False} if crops else {}
         for modality in MODALITIES:
             rows = [slot[modality] for slot in slots if slot[modality] is not None]
             positions[modality] = [i for i, slot in enumerate(slots) if slot[modality] is not None]
             if not rows:
                 continue
             reports += [row["text"] for row in rows]
-            if modality == "cxr":
-                images = [row["image"] for row in rows]
-                image_processor = self.processor.image_processor
-                pixel_values = image_processor(images, return_tensors="pt", **self._image_settings)["pixel_values"]
-                augment = self.cxr_augmentation
-                batch["pixel_values"] = augment(pixel_values, generator) if augment else pixel_values
-            else:
-                signals = [row["ecg_path"] if "ecg_path" in row else row["ecg"] for row in rows]
-                ecg_values = processed_ecgs(self.processor, signals, [row.get("sampling_rate") for row in rows])
-                augment = self.ecg_augmentation
-                batch["ecg_values"] = augment(ecg_values, generator) if augment else ecg_values
+            columns = {column: [row[column] for row in rows] for column in rows[0]}
+            augment = getattr(self, f"{modality}_augmentation")
+            for name, values in modality_inputs(self.processor, columns, modality, image_kwargs).items():
+                batch[name] = augment(values, generator) if augment else values
         text = self.processor(text=reports, return_tensors="pt")
         batch["input_ids"], batch["attention_mask"] = text["input_ids"], text["attention_mask"]
         batch["text_group_ids"] = torch.tensor(text_group_ids(reports, max_words=self.processor.max_words))
@@ -187,16 +179,17 @@ class MedBindPretrainingCollator:
         ).reshape(-1, 2)
         return batch
 
-    @property
-    def _image_settings(self) -> dict[str, bool]:
-        # An augmentation that crops at random (MedCLIP's) takes the processor's resize uncropped.
-        crops = self.cxr_augmentation is not None and self.cxr_augmentation.crop_size is not None
-        return {"do_center_crop": False} if crops else {}
 
-    def _augmentation_generator(self, slots: Sequence[Mapping[str, Any]]) -> torch.Generator:
-        # Keys hold -1 for an absent modality; SeedSequence takes non-negative integers.
-        entropy = [self.seed] + [value + 1 for slot in slots for value in slot.get("key", (NO_ROW, NO_ROW, 0))]
-        return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+def per_sampling_rate(
+    items: Sequence[Any], rates: Sequence[float | None], process: Callable[[list[Any], float | None], torch.Tensor]
+) -> torch.Tensor:
+    """`process(items of one rate, rate)` once per sampling rate, the results' rows stacked back in the items' order."""
+    values: list[torch.Tensor | None] = [None] * len(items)
+    for rate in dict.fromkeys(rates):
+        rows = [i for i, row_rate in enumerate(rates) if row_rate == rate]
+        for row, value in zip(rows, process([items[i] for i in rows], rate), strict=True):
+            values[row] = value
+    return torch.stack(values)
 
 
 def processed_ecgs(
@@ -206,10 +199,22 @@ def processed_ecgs(
     rate, the row's is ignored) or an array (`[leads, samples]`) at its row's rate; one processor call per rate.
     """
     signals = [item if isinstance(item, str | os.PathLike) else np.asarray(item, np.float32) for item in signals]
-    values: list[torch.Tensor | None] = [None] * len(signals)
-    for rate in set(sampling_rates):
-        rows = [i for i, row_rate in enumerate(sampling_rates) if row_rate == rate]
-        extracted = processor(ecgs=[signals[i] for i in rows], sampling_rate=rate, return_tensors="pt")["ecg_values"]
-        for row, value in zip(rows, extracted, strict=True):
-            values[row] = value
-    return torch.stack(values)
+
+    def extract(group: list[Any], rate: float | None) -> torch.Tensor:
+        return processor(ecgs=group, sampling_rate=rate, return_tensors="pt")["ecg_values"]
+
+    return per_sampling_rate(signals, sampling_rates, extract)
+
+
+def modality_inputs(
+    processor: MedBindProcessor, batch: Mapping[str, list], modality: str, image_kwargs: Mapping[str, Any] | None = None
+) -> dict[str, torch.Tensor]:
+    """A batch of dataset rows (columns as lists) -> `{"pixel_values": [B, 3, H, W]}` for CXR (`image_kwargs` to the
+    image processor), `{"ecg_values": [B, 12, T]}` for ECG (record paths carry their own rate; arrays are resampled
+    from their row's `sampling_rate`).
+    """
+    if modality == "cxr":
+        images = processor.image_processor(batch["image"], return_tensors="pt", **(image_kwargs or {}))
+        return {"pixel_values": images["pixel_values"]}
+    signals = batch["ecg_path"] if "ecg_path" in batch else batch["ecg"]
+    return {"ecg_values": processed_ecgs(processor, signals, batch.get("sampling_rate") or [None] * len(signals))}

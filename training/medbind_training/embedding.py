@@ -23,7 +23,7 @@ from transformers import AutoModel, AutoProcessor
 from modeling_medbind import MedBindModel, MedBindProcessor
 from modeling_medbind.hub_loading import load_pretrained
 
-from .data import processed_ecgs
+from .data import modality_inputs
 
 
 def load_model(name_or_path: str, trust_remote_code: bool = True) -> tuple[MedBindModel, MedBindProcessor]:
@@ -49,17 +49,6 @@ def modality_of(dataset: datasets.Dataset) -> str:
     if columns & {"ecg", "ecg_path"}:
         return "ecg"
     raise ValueError(f"cannot tell the modality of a dataset with columns {sorted(columns)}: no image, ecg or ecg_path")
-
-
-def modality_inputs(processor: MedBindProcessor, batch: Mapping[str, list], modality: str) -> dict[str, torch.Tensor]:
-    """A batch of dataset rows (columns as lists) -> `{"pixel_values": [B, 3, H, W]}` for CXR, `{"ecg_values": [B, 12,
-    T]}` for ECG (record paths carry their own rate; arrays are resampled from their row's `sampling_rate`).
-    """
-    if modality == "cxr":
-        return {"pixel_values": processor(images=batch["image"], return_tensors="pt")["pixel_values"]}
-    signals = batch["ecg_path"] if "ecg_path" in batch else batch["ecg"]
-    rates = batch.get("sampling_rate") or [None] * len(signals)
-    return {"ecg_values": processed_ecgs(processor, signals, rates)}
 
 
 def _input_columns(dataset: datasets.Dataset, modality: str) -> list[str]:
@@ -90,13 +79,11 @@ class TaskEmbedder(Protocol):
 
 
 class Embedder:
-    """Embeds datasets of one modality, and texts, with a model (in eval mode meanwhile, on `device`, by default where
-    its parameters are) and its processor: L2-normalised `[N, d]` float32 on the CPU, each pass with a progress bar.
-
-    With `cache_dir`, embeddings are stored as safetensors files named by a hash of the model (weights, config,
-    processor and vocabulary) and of the dataset (its `datasets` fingerprint) or the texts, so a second evaluation
-    of the same model on the same data (another task, another run) reads them instead of embedding again. Within
-    one `Embedder`, a dataset is embedded once however many tasks use it: do not train the model in between.
+    """The `TaskEmbedder` of a MedBind model and its processor (the model in eval mode meanwhile, on `device`, by
+    default where its parameters are). With `cache_dir`, embeddings are stored as safetensors files named by a hash of
+    the model (weights, config, processor, vocabulary) and of the dataset's fingerprint or the texts, so a second
+    evaluation of the same model on the same data reads them. Within one `Embedder` a dataset is embedded once,
+    however many tasks use it: do not train the model in between.
     """
 
     def __init__(
@@ -109,14 +96,10 @@ class Embedder:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.modalities = model.config.modalities
+        self.max_words = processor.max_words  # the processor's word limit on reports
         self._memory: dict[str, torch.Tensor] = {}
         self._rows: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
         self._model_hash: str | None = None
-
-    @property
-    def max_words(self) -> int:
-        """The processor's word limit on reports."""
-        return self.processor.max_words
 
     def embed(self, dataset: datasets.Dataset, modality: str, name: str = "") -> torch.Tensor:
         """`[len(dataset), d]` embeddings of a CXR or ECG dataset's samples."""

@@ -1,12 +1,8 @@
-"""Evaluate a saved MedBind model as the paper does: retrieval, zero-shot, few-shot, cross-modality zero-shot, t-SNE.
+"""Evaluate a saved MedBind model as the paper does (`training/run_evaluation.py`; the tasks: `evaluation_tasks`).
 
-    python training/run_evaluation.py --model_name_or_path DIR --dataset_dir DATA --split test --output_dir OUT \\
-        [--tasks retrieval zero_shot few_shot cross_modality tsne] [--eval_dataset ptbxl=PATH covid=PATH ...] \\
-        [--few_shot_sets 300] [--zoo_cxr_model DIR --zoo_ecg_model DIR] [--baseline NAME=PATH ...]
-
-`DATA` holds the `cxr/`, `ecg/`, `pairs/` DatasetDicts that `medbind_processing.demo` or the MIMIC builders write;
-`--eval_dataset NAME=PATH` adds the external sets the other `medbind_processing` builders write (ptbxl, cpsc2018,
-covid, rsna, chexpert5x200, openi). Writes `OUT/results.json` (flat keys, percent: `medbind_training.results_keys`)
+`--dataset_dir DATA` holds the `cxr/`, `ecg/`, `pairs/` DatasetDicts of `medbind_processing.demo` or the MIMIC
+builders; `--eval_dataset NAME=PATH` adds the external sets of the other builders (ptbxl, cpsc2018, covid, rsna,
+chexpert5x200, openi). Writes `OUT/results.json` (flat keys, percent: `medbind_training.results_keys`)
 and the figures `retrieval.png`, `few_shot.png`, `tsne.png`.
 
 Other models run every task that applies to their modalities on the same splits, support sets and prompt files,
@@ -50,7 +46,7 @@ from .evaluation_tasks import (
 )
 from .figures import plot_few_shot, plot_recalls, plot_tsne
 from .prompt_files import prompt_sets
-from .results_keys import BASELINE_PREFIX, MAIN_MODEL, ZOO_PREFIX, model_key, model_name, rsum
+from .results_keys import BASELINE_PREFIX, ZOO_PREFIX, model_key, model_name, rsum
 from .retrieval import POSITIVE_RULES, RetrievalProtocol
 from .splits import PAIRS, RetrievalSplit, dataset_paths, first_rows, load_dataset_dicts, pick_split, retrieval_split
 
@@ -83,10 +79,7 @@ class EvaluationArguments:
     )
     retrieval_positives: str = field(
         default="identical_text",
-        metadata={
-            "help": f"what counts as a retrieval hit, one of {' '.join(POSITIVE_RULES)}: any report identical to the "
-            "query's own (as TMCL's positives), or the query's own report only (the paper does not say)"
-        },
+        metadata={"help": f"a retrieval hit: {' or '.join(POSITIVE_RULES)} (see RetrievalProtocol)"},
     )
     retrieval_gallery: str = field(
         default="all",
@@ -102,8 +95,7 @@ class EvaluationArguments:
         default_factory=list,
         metadata={
             "action": "extend",  # argparse's default keeps only the last of repeated `--baseline`s
-            "help": f"NAME=PATH, repeatable: a CLIP, SigLIP, open_clip or MedBind folder evaluated on every task that "
-            f"applies to its modalities, its keys under {BASELINE_PREFIX}NAME/"
+            "help": f"NAME=PATH, repeatable: a CLIP, SigLIP, open_clip or MedBind folder, keys {BASELINE_PREFIX}NAME/",
         },
     )
     prompt_dir: str | None = field(
@@ -130,8 +122,7 @@ class EvaluationArguments:
             raise ValueError(f"--eval_dataset takes NAME=PATH, got {malformed}")
         if not self.dataset_dir and not self.eval_dataset:
             raise ValueError("nothing to evaluate: give --dataset_dir and/or --eval_dataset NAME=PATH")
-        if self.baseline:
-            parse_baselines(self.baseline)  # a malformed or missing baseline fails before any embedding
+        parse_baselines(self.baseline)  # a malformed or missing baseline fails before any embedding
         _ = self.retrieval_protocol  # a bad --retrieval_positives / --retrieval_gallery fails before any embedding
 
     @property
@@ -178,11 +169,9 @@ def evaluate_datasets(
     support: RetrievalSplit,
     args: EvaluationArguments,
 ) -> tuple[dict[str, float], TsneMap | None]:
-    """
-    Every task of `args.tasks` on every dataset a model can embed, `(results, tsne)`: a dataset of modality m (and its
-    reports and prompts) is embedded by `embedders[m]`, and skipped without one; `evaluated` and `support` are the DATA
-    folder's `args.split` and `args.support_split` (`retrieval_split`). The t-SNE map is None unless asked and both
-    modalities exist and are embedded.
+    """Every task of `args.tasks` on every dataset a model can embed, `(results, tsne)`: a dataset of modality m (and
+    its reports and prompts) is embedded by `embedders[m]`, and skipped without one; the t-SNE map is None unless asked
+    and both modalities are embedded.
     """
     tasks, prompts = set(args.tasks), prompt_sets(args.prompt_dir)
     results: dict[str, float] = {}
@@ -261,23 +250,21 @@ def run_evaluation(
     if model is None:
         model, processor = load_model(args.model_name_or_path)
     main_embedder = Embedder(model.to(device), processor, args.batch_size, device, args.cache_dir)
-    results, tsne = evaluate_datasets(
-        {modality: main_embedder for modality in main_embedder.modalities}, data, evaluated, support, args
-    )
-    tsnes = {MAIN_MODEL: tsne} if tsne is not None else {}
-    others: dict[str, dict[str, TaskEmbedder]] = {}
+    # Each model's embedder per modality, by key prefix: the evaluated model's keys have none.
+    models: dict[str, dict[str, TaskEmbedder]] = {"": dict.fromkeys(main_embedder.modalities, main_embedder)}
     for name, path in parse_baselines(args.baseline).items():
         baseline = other_model(name, str(path))
-        others[f"{BASELINE_PREFIX}{name}/"] = {modality: baseline for modality in baseline.modalities}
+        models[f"{BASELINE_PREFIX}{name}/"] = {modality: baseline for modality in baseline.modalities}
     if args.zoo_cxr_model:
         # The paper's encoder-zoo baseline: separately trained CXR and ECG encoders, each on its own modality.
-        others[ZOO_PREFIX] = {modality: other_model(f"zoo_{modality}", getattr(args, f"zoo_{modality}_model"), modality)
+        models[ZOO_PREFIX] = {modality: other_model(f"zoo_{modality}", getattr(args, f"zoo_{modality}_model"), modality)
                               for modality in MODALITIES}  # fmt: skip
-    for prefix, embedders in others.items():
-        other_results, other_tsne = evaluate_datasets(embedders, data, evaluated, support, args)
-        results |= {model_key(prefix, key): value for key, value in other_results.items()}
-        if other_tsne is not None:
-            tsnes[model_name(prefix)] = other_tsne
+    results, tsnes = {}, {}
+    for prefix, embedders in models.items():
+        model_results, tsne = evaluate_datasets(embedders, data, evaluated, support, args)
+        results |= {model_key(prefix, key): value for key, value in model_results.items()}
+        if tsne is not None:
+            tsnes[model_name(prefix)] = tsne
     output = {"model": args.model_name_or_path, "split": args.split, **args.retrieval_protocol.describe(), **results}
     save_results(output, tsnes, args.output_dir)
     return output

@@ -2,17 +2,9 @@
 
 `medbind_training.evaluation` runs all of it on a saved model's test split; `MedBindTrainer.evaluate` runs the retrieval
 part on the validation split (`validation_retrieval`, which picks the best checkpoint). Every task is a function of
-L2-normalised embeddings from a `TaskEmbedder` (MedBind's `Embedder`, or a baseline's `BaselineEmbedder`):
-
-- **Retrieval** (`modality_text_retrieval`, `pair_retrieval`): recall@1/5/10 of modality -> report (identical reports
-  are all hits) and CXR <-> ECG over a split's visit pairs; the paper's RSUM per modality (`rsum`).
-- **Zero-shot** (`zero_shot_scores`): cosine similarity to each class's prompts (`prompt_files`), averaged over the
-  prompts; balanced accuracy and macro one-vs-rest AUROC.
-- **Few-shot** (`few_shot_balanced_accuracy`): logistic-regression probes on K labelled support samples per class
-  (`support_sets`), scored on the whole evaluated split.
-- **Cross-modality zero-shot** (`prototype_scores`): class prototypes from the *other* modality's labelled embeddings
-  (ECG HYP vs not; CXR Cardiomegaly vs not), cosine to the query modality's paired samples.
-- **t-SNE** (`tsne_map`): CXR and ECG embeddings in 2-D, coloured by modality and by class.
+L2-normalised embeddings from a `TaskEmbedder` (MedBind's `Embedder`, or a baseline's `BaselineEmbedder`): retrieval
+(`modality_text_retrieval`, `pair_retrieval`, the paper's RSUM `rsum`), zero-shot (`zero_shot_scores`), few-shot
+(`few_shot_balanced_accuracy`), cross-modality zero-shot (`prototype_scores`) and t-SNE (`tsne_map`).
 
 Multi-label rows (MIMIC's and the demo's): for classification against a class list (zero-shot, few-shot, t-SNE
 colours), a row counts when exactly one of the listed classes is among its labels, as the paper uses single-class
@@ -281,7 +273,6 @@ def pair_retrieval(
     ecg_embeds: torch.Tensor,
     pairs: Sequence[tuple[int, int]],
     device=None,
-    name: str = PAIRS,
     protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
     """`retrieval/pairs/{cxr_to_ecg,ecg_to_cxr}/{recall,chance}@K` over a split's disjoint visit pairs: the query is a
@@ -291,36 +282,29 @@ def pair_retrieval(
     cxr_rows, ecg_rows, groups = pair_groups(pairs)
     cxr, ecg = cxr_embeds[cxr_rows], ecg_embeds[ecg_rows]
     return {
-        **_retrieval_keys(retrieval_prefix(name, "cxr_to_ecg"), cxr, ecg, groups, device, protocol),
-        **_retrieval_keys(retrieval_prefix(name, "ecg_to_cxr"), ecg, cxr, groups, device, protocol),
+        **_retrieval_keys(retrieval_prefix(PAIRS, "cxr_to_ecg"), cxr, ecg, groups, device, protocol),
+        **_retrieval_keys(retrieval_prefix(PAIRS, "ecg_to_cxr"), ecg, cxr, groups, device, protocol),
     }
-
-
-def split_retrieval(embedders: Mapping[str, TaskEmbedder], split: RetrievalSplit) -> dict[str, float]:
-    """Retrieval on one split of a DATA folder: `cxr` and `ecg` to their reports, and CXR <-> ECG over its visit pairs,
-    with RSUM. `embedders` maps each modality to the embedder of its model (the same one for MedBind; two for the
-    encoder zoo).
-    """
-    results: dict[str, float] = {}
-    embeds = {}
-    for modality in MODALITIES:
-        dataset = getattr(split, modality)
-        if dataset is not None and len(dataset) > 0 and modality in embedders:
-            embeds[modality] = embedders[modality].embed(dataset, modality, modality)
-            results |= modality_text_retrieval(embedders[modality], modality, dataset, modality, embeds[modality])
-    if split.pairs and len(embeds) == 2:
-        results |= pair_retrieval(embeds["cxr"], embeds["ecg"], split.pairs, embedders["cxr"].device)
-    return results | rsum(results)
 
 
 def validation_retrieval(
     model: MedBindModel, processor: MedBindProcessor, split: RetrievalSplit, batch_size: int = 64, device=None
 ) -> dict[str, float]:
-    """The Trainer's validation metrics: `split_retrieval`'s keys and `recall_sum`, the checkpoint-selection metric.
-    Nothing is cached: the weights change between calls.
+    """The Trainer's validation metrics on one split of a DATA folder: `cxr` and `ecg` to their reports, CXR <-> ECG
+    over its visit pairs, RSUM, and `recall_sum`, the checkpoint-selection metric. Nothing is cached: the weights
+    change between calls.
     """
     embedder = Embedder(model, processor, batch_size=batch_size, device=device)
-    results = split_retrieval({modality: embedder for modality in embedder.modalities}, split)
+    results: dict[str, float] = {}
+    embeds = {}
+    for modality in MODALITIES:
+        dataset = getattr(split, modality)
+        if dataset is not None and len(dataset) > 0 and modality in embedder.modalities:
+            embeds[modality] = embedder.embed(dataset, modality, modality)
+            results |= modality_text_retrieval(embedder, modality, dataset, modality, embeds[modality])
+    if split.pairs and len(embeds) == 2:
+        results |= pair_retrieval(embeds["cxr"], embeds["ecg"], split.pairs, embedder.device)
+    results |= rsum(results)
     return results | {"recall_sum": recall_sum(results)}
 
 
@@ -399,13 +383,6 @@ def few_shot_results(
     return results
 
 
-def _per_class_sample(targets: np.ndarray, size: int | None, seed: int) -> np.ndarray:
-    """Sorted row indices: up to `size` rows of each class of `targets`, drawn without replacement (seeded)."""
-    rng = np.random.default_rng(seed)
-    chosen = [rng.permutation(np.flatnonzero(targets == c))[:size] for c in np.unique(targets)]
-    return np.sort(np.concatenate(chosen))
-
-
 def cross_modal_results(
     embedders: Mapping[str, TaskEmbedder],
     evaluated: RetrievalSplit,
@@ -415,13 +392,11 @@ def cross_modal_results(
     seed: int = 0,
     protocol: RetrievalProtocol = RetrievalProtocol(),
 ) -> dict[str, float]:
-    """
-    The tasks that need both modalities, on the evaluated split's visit pairs (none without pairs or both modalities):
-    CXR <-> ECG `"retrieval"` (`pair_retrieval`), and `"cross_modality"`:
-    `cross_modality/{task}/{balanced_accuracy,auroc}` (+ `/chance`) for each of `CROSS_MODALITY_TASKS` (paper Table 3).
-    Each query is labelled by its visit partner (an ECG's HYP, a CXR's Cardiomegaly); the prototypes come from up to
-    `support_size` samples per class (positive, negative) of the support split's other modality, so no test label is
-    used.
+    """The tasks that need both modalities, on the evaluated split's visit pairs (none without pairs or both
+    modalities): CXR <-> ECG `"retrieval"` (`pair_retrieval`), and `"cross_modality"`: `cross_modality/{task}/
+    {balanced_accuracy,auroc}` (+ `/chance`) for each of `CROSS_MODALITY_TASKS` (paper Table 3). Each query is labelled
+    by its visit partner (an ECG's HYP, a CXR's Cardiomegaly); the prototypes come from up to `support_size` samples
+    per class (positive, negative) of the support split's other modality, so no test label is used.
     """
     if not evaluated.pairs or set(embedders) != set(MODALITIES):
         return {}
@@ -445,7 +420,9 @@ def cross_modal_results(
         if len(np.unique(support_targets)) < 2 or len(np.unique(targets)) < 2:
             logger.warning("cross-modality %s: needs positive and negative %s samples; skipped", task_name, task.label)
             continue
-        chosen = _per_class_sample(support_targets, support_size, seed)
+        rng = np.random.default_rng(seed)  # up to support_size rows per class, drawn without replacement
+        pools = [np.flatnonzero(support_targets == c) for c in np.unique(support_targets)]
+        chosen = np.sort(np.concatenate([rng.permutation(pool)[:support_size] for pool in pools]))
         support_embeds = embedders[task.support].embed_rows(
             support_data, chosen, task.support, f"{task.support} support"
         )

@@ -1,8 +1,5 @@
-"""Figures written next to the `results.json` they show (paper Figures 2-3 and the retrieval of Table 2).
-
-Every figure draws the chance level beside the measured value, so a reader can tell a real score from noise, and the
-retrieval and few-shot figures draw every model of the results (the evaluated one, each baseline, the encoder zoo) with
-a legend, as the paper's Figure 3 does; the t-SNE figure a row per model with CXR and ECG embeddings.
+"""Figures written next to the `results.json` they show (paper Figures 2-3 and the retrieval of Table 2), each with
+the chance level beside the measured value, so a reader can tell a real score from noise.
 """
 
 from __future__ import annotations
@@ -36,10 +33,8 @@ def _model_colors(models: Sequence[str]) -> dict[str, object]:
 
 
 def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "Retrieval recall@K") -> Path:
-    """Recall@1/5/10 (one panel per K, stacked) per dataset and retrieval direction, a bar per model (the evaluated
-    model, each `baselines/{NAME}/`, the `zoo/`: `split_models`) with a legend, and each group's chance level as a black
-    tick. `metrics` holds flat `retrieval/{dataset}/{direction}/{recall,chance}@{k}` keys (an `eval_` prefix is
-    accepted; other models' behind their prefixes), in percent. Returns the path written.
+    """Recall@1/5/10 (one panel per K, stacked) per dataset and retrieval direction, a bar per model (`split_models`)
+    and each group's chance level as a black tick, from results.json's retrieval keys (an `eval_` prefix is accepted).
     """
     tables: dict[str, dict[str, dict[str, dict[int, float]]]] = {}
     for model, found in split_models({key.removeprefix("eval_"): value for key, value in metrics.items()}).items():
@@ -54,6 +49,8 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
         raise ValueError("plot_recalls found no 'retrieval/{dataset}/{direction}/recall@{k}' metric to plot")
     groups = list(dict.fromkeys(group for rows in tables.values() for group in rows))
     colors, width = _model_colors(list(tables)), 0.8 / len(tables)
+    # Each group's chance levels, from the first model that has them: they depend on the data only.
+    chances = [next((rows[g]["chance"] for rows in tables.values() if "chance" in rows.get(g, {})), {}) for g in groups]
     # One row per K, so that many models and datasets still fit a page's width.
     figure, panels = plt.subplots(
         len(RECALL_KS), 1, figsize=(2.5 + len(groups) * (0.4 + 0.25 * len(tables)), 2.6 * len(RECALL_KS)),
@@ -65,12 +62,7 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
             values = [rows.get(group, {}).get("recall", {}).get(k, float("nan")) for group in groups]
             bars = axes.bar(positions, values, width, color=colors[model], label=model)
             axes.bar_label(bars, fmt="%.0f", fontsize=6)
-        chance = [
-            (i, chances[k])
-            for i, group in enumerate(groups)
-            if k in (chances := next((rows[group]["chance"] for rows in tables.values()
-                                      if "chance" in rows.get(group, {})), {}))  # fmt: skip
-        ]
+        chance = [(i, levels[k]) for i, levels in enumerate(chances) if k in levels]
         if chance:  # a tick across the group's bars
             positions, values = zip(*chance)
             axes.hlines(values, [i - 0.42 for i in positions], [i + 0.42 for i in positions], color="black",
@@ -84,11 +76,9 @@ def plot_recalls(metrics: Mapping[str, float], path: str | Path, title: str = "R
 
 
 def plot_few_shot(metrics: Mapping[str, float], path: str | Path, title: str = "Few-shot linear probe") -> Path:
-    """Balanced accuracy vs K shots per class, one panel per dataset (paper Figure 3): per model (the evaluated model,
-    each `baselines/{NAME}/`, the `zoo/`: `split_models`), in its own colour, the mean over support sets with its 95%
-    confidence interval and its zero-shot balanced accuracy as a dashed line; chance as a dotted line; a legend.
-    `metrics` holds flat `few_shot/{dataset}/k{K}/{balanced_accuracy,ci95,chance}` and
-    `zero_shot/{dataset}/balanced_accuracy` keys (other models' behind their prefixes), in percent. Returns the path.
+    """Balanced accuracy vs K shots per class, one panel per dataset (paper Figure 3): per model (`split_models`), in
+    its own colour, the mean over support sets with its 95% confidence interval and its zero-shot balanced accuracy as
+    a dashed line; chance as a dotted line.
     """
     models = split_models(metrics)
     curves: dict[str, dict[str, dict[int, dict[str, float]]]] = {}  # dataset -> model -> K -> name -> value
@@ -133,7 +123,7 @@ def plot_few_shot(metrics: Mapping[str, float], path: str | Path, title: str = "
 def plot_tsne(maps: Mapping[str, TsneMap], path: str | Path, title: str = "t-SNE of CXR and ECG embeddings") -> Path:
     """Each model's t-SNE map twice (paper Figure 2, left), a row per model: coloured by modality, and by class (marker
     by modality). Each panel's title gives the share of nearest map neighbours of the same modality / class and its
-    chance level, behind the model's name when there are several. Returns the path written.
+    chance level, behind the model's name when there are several.
     """
     if not maps:
         raise ValueError("no t-SNE map to draw")

@@ -107,30 +107,21 @@ def batch_rows(batch: Mapping[str, torch.Tensor], modality: str) -> int:
     return 0 if values is None else values.shape[0]
 
 
-@dataclass(frozen=True)
-class RandomState:
-    """The default generators' states (CPU, and the accelerator `device` when it is one) at one moment."""
+def _rng_states(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The current states of the default generators that dropout on `device` (and any CPU draw) will start from."""
+    accelerator = None if device.type == "cpu" else torch.get_device_module(device.type).get_rng_state(device)
+    return torch.get_rng_state(), accelerator
 
-    device: torch.device
-    cpu: torch.Tensor
-    accelerator: torch.Tensor | None
 
-    @classmethod
-    def capture(cls, device: torch.device | str) -> "RandomState":
-        """The current states: those that dropout on `device` (and any CPU draw) will start from."""
-        device = torch.device(device)
-        accelerator = None if device.type == "cpu" else torch.get_device_module(device.type).get_rng_state(device)
-        return cls(device, torch.get_rng_state(), accelerator)
-
-    @contextlib.contextmanager
-    def replay(self) -> Iterator[None]:
-        """Run the block from these states, then put back the states the block started from."""
-        devices = [] if self.accelerator is None else [self.device]
-        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
-            torch.set_rng_state(self.cpu)
-            if self.accelerator is not None:
-                torch.get_device_module(self.device.type).set_rng_state(self.accelerator, self.device)
-            yield
+@contextlib.contextmanager
+def _replay(states: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> Iterator[None]:
+    """Run the block from `_rng_states`' `states`, then put back the states the block started from."""
+    cpu, accelerator = states
+    with torch.random.fork_rng(devices=[] if accelerator is None else [device], device_type=device.type):
+        torch.set_rng_state(cpu)
+        if accelerator is not None:
+            torch.get_device_module(device.type).set_rng_state(accelerator, device)
+        yield
 
 
 def _embeddings(output: MedBindOutput, chunk: Chunk) -> dict[str, torch.Tensor]:
@@ -167,15 +158,9 @@ def gradient_cached_step(
     are accumulated into `.grad` as `backward(loss * loss_scale)` would; nothing else of the training step (clipping,
     optimizer) happens here. Returns the batch's unscaled losses and its embeddings, detached.
 
-    Args:
-        model: what embeds a chunk: the `MedBindModel`, or the training wrapper around it (DDP, FSDP), whose forward
-            takes `MedBindModel.forward`'s inputs.
-        loss_model: the bare `MedBindModel` whose temperature and config the loss reads (default: `model`).
-        backward: back-propagates a scalar (`accelerator.backward`, which applies an fp16 loss scaler).
-        no_sync: a context in which a backward only accumulates gradients (`accelerator.no_sync(model)`); every
-            chunk but the last runs in it, so a data-parallel model reduces its gradients once per step.
-        loss_scale: factor of the loss whose gradients are accumulated (1 / gradient accumulation steps).
-        context: a context for the forward passes and the loss (the Trainer's autocast).
+    `model` may be the DDP / FSDP wrapper around the bare `loss_model` (`batch_loss`); `backward` is
+    `accelerator.backward` (fp16 loss scaling); every chunk but the last runs in `no_sync` (`accelerator.no_sync`), so a
+    data-parallel model reduces its gradients once per step; `context` wraps the forwards and the loss (autocast).
     """
     loss_model = loss_model if loss_model is not None else model
     chunks = chunk_batch(inputs, chunk_size)
@@ -191,7 +176,7 @@ def gradient_cached_step(
     states, parts = [], []
     with torch.no_grad(), context():
         for chunk in chunks:
-            states.append(RandomState.capture(device))
+            states.append(_rng_states(device))
             parts.append(_embeddings(model(**chunk.model_inputs(inputs)), chunk))
     embeds = {name: value.detach().requires_grad_() for name, value in _whole_batch(parts, chunks).items()}
 
@@ -211,7 +196,7 @@ def gradient_cached_step(
     # tower, so the one synchronised backward reaches every parameter (DDP without find_unused_parameters needs that).
     for index in reversed(range(len(chunks))):
         chunk = chunks[index]
-        with (no_sync() if index > 0 else contextlib.nullcontext()), states[index].replay(), context():
+        with (no_sync() if index > 0 else contextlib.nullcontext()), _replay(states[index], device), context():
             chunk_embeds = _embeddings(model(**chunk.model_inputs(inputs)), chunk)
             surrogate = sum(
                 (value * chunk.rows(name, embed_grads[name]).to(value.dtype)).sum()

@@ -52,21 +52,14 @@ def process_counts(counts: Sequence[int], device: torch.device | str) -> list[li
     return torch.stack(everyone).tolist()  # the host sync: the gathers below need the counts to shape their output
 
 
-def gather_across_processes(
-    tensor: torch.Tensor, rows: Sequence[int] | None = None, with_grad: bool = True
-) -> torch.Tensor:
+def gather_across_processes(tensor: torch.Tensor, rows: Sequence[int], with_grad: bool = True) -> torch.Tensor:
     """Concatenate `tensor` from every process along dim 0, in rank order; processes may hold different row counts
-    (0 included). `tensor` itself when not running distributed.
-
-    `rows` is every process's row count, in rank order (`process_counts`), when the caller already has them (default:
-    exchanged here, one host sync); `with_grad` keeps the autograd graph so gradients flow back to every process's rows
-    (needed for embeddings, off for integer ids).
+    (0 included), `rows` in rank order (`process_counts`). `tensor` itself when not running distributed. `with_grad`
+    keeps the autograd graph so gradients flow back to every process's rows (needed for embeddings, off for ids).
     """
     world_size = _world_size()
     if world_size == 1:
         return tensor
-    if rows is None:
-        rows = [count for (count,) in process_counts([tensor.shape[0]], tensor.device)]
     if len(rows) != world_size or rows[dist.get_rank()] != tensor.shape[0]:
         raise ValueError(f"rows {list(rows)} does not match {world_size} processes and {tensor.shape[0]} local rows")
     # all_gather needs equal shapes: pad to the largest row count, then drop the padding.
@@ -236,15 +229,11 @@ def medbind_loss(
         )
     if text_group_ids is None:
         text_group_ids = torch.arange(num_texts, device=text_embeds.device)
-    tmcl = None
-    start = 0
-    for embeds in (cxr_embeds, ecg_embeds):
-        if embeds is None:
-            continue
-        rows = slice(start, start + embeds.shape[0])
-        start = rows.stop
-        loss = tmcl_loss(text_embeds[rows], embeds, text_group_ids[rows], temperature, reduction)
-        tmcl = loss if tmcl is None else tmcl + loss
+    sizes = [counts["cxr"], counts["ecg"]]
+    parts = zip((cxr_embeds, ecg_embeds), text_embeds.split(sizes), text_group_ids.split(sizes))
+    tmcl = sum(
+        tmcl_loss(texts, embeds, ids, temperature, reduction) for embeds, texts, ids in parts if embeds is not None
+    )
     emcl = _paired_emcl(cxr_embeds, ecg_embeds, pair_index, temperature, reduction) if variant == "bd" else None
     return (tmcl + emcl if emcl is not None else tmcl), tmcl, emcl
 
@@ -291,14 +280,9 @@ def batch_loss(
     `loss_model`, whose temperature and config the loss reads (default: `model`).
     """
     outputs = model(**{name: value for name, value in batch.items() if name not in LOSS_INPUTS})
-    return embeddings_loss(
-        model if loss_model is None else loss_model,
-        outputs.cxr_embeds,
-        outputs.ecg_embeds,
-        outputs.text_embeds,
-        batch.get("text_group_ids"),
-        batch.get("pair_index"),
-    )
+    embeds = (outputs.cxr_embeds, outputs.ecg_embeds, outputs.text_embeds)
+    loss_model = model if loss_model is None else loss_model
+    return embeddings_loss(loss_model, *embeds, batch.get("text_group_ids"), batch.get("pair_index"))
 
 
 def _rows(embeds: torch.Tensor | None) -> int:

@@ -1,9 +1,6 @@
 """Pretraining MEDBind_BD, MEDBind_NM or ECG-CLIP (paper Section 3) (`training/pretrain.py`; from an installed wheel,
-`python -m medbind_training.pretraining`), in the order of a run: the data (the DATA folder's `cxr/`, `ecg/` and
-`pairs/` DatasetDicts, from `medbind_processing.demo` or the MIMIC builders, each also given alone with
-`--cxr_dataset` etc.; in memory or streamed), the model (config, tokenizer, model, processor), `MedBindTrainer`, and
-the export: the test-split evaluation (`results.json`, its figures) and the model card of the Hub-ready folder. The
-arguments and their paper defaults: `medbind_training.pretraining_arguments`.
+`python -m medbind_training.pretraining`), in the order of a run: the data (in memory or streamed), the model,
+`MedBindTrainer`, and the export (the test-split evaluation and the model card of the Hub-ready folder).
 """
 
 from __future__ import annotations
@@ -70,7 +67,12 @@ def pretrain(
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
     logger.info(describe_contrastive_batch(training_args))
     if data_args.synthetic_demo:
-        build_demo_data_if_absent(data_args, training_args)
+        from medbind_processing.demo import DEMO_DATASETS, save_demo
+
+        with training_args.main_process_first(desc="building the synthetic demo dataset"):
+            if not all(os.path.isdir(os.path.join(data_args.dataset_dir, name)) for name in DEMO_DATASETS):
+                logger.info("building the SYNTHETIC demo dataset in %s", data_args.dataset_dir)
+                save_demo(Path(data_args.dataset_dir), data_args.demo_num_patients, seed=training_args.seed)
     set_seed(training_args.seed)
 
     config = build_config(model_args)
@@ -97,7 +99,9 @@ def pretrain(
         processing_class=processor,
         contrastive_chunk_size=training_args.contrastive_chunk_size,
     )
-    checkpoint = resolve_checkpoint(training_args)
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint == "auto":  # the newest complete checkpoint in output_dir, or none for a fresh run
+        checkpoint = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
     if checkpoint:
         logger.warning("resuming from %s", checkpoint)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -113,13 +117,6 @@ def pretrain(
     else:
         trainer.save_model()
     return results
-
-
-def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
-    """`--resume_from_checkpoint auto`: the newest complete checkpoint in output_dir, or None for a fresh run."""
-    if training_args.resume_from_checkpoint != "auto":
-        return training_args.resume_from_checkpoint
-    return get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
 
 
 def describe_contrastive_batch(training_args: TrainingArguments) -> str:
@@ -152,24 +149,6 @@ def pretraining_paths(data_args: DataArguments) -> dict[str, str | None]:
     )
 
 
-def streamed_train_set(
-    data_args: DataArguments, data: dict[str, datasets.DatasetDict | None], modalities: Sequence[str], seed: int
-) -> StreamingPretrainingDataset:
-    """The training split as streams: local DatasetDicts through `to_iterable_dataset`, the others from the Hub."""
-    paths = pretraining_paths(data_args)
-
-    def stream(name: str) -> datasets.IterableDataset | None:
-        local = data[name] and data[name].get("train")
-        if local is not None:
-            # The pair table is small and read whole by the dataset; only the samples are streamed.
-            return local if name == "pairs" else local.to_iterable_dataset(data_args.streaming_num_shards)
-        return datasets.load_dataset(paths[name], split="train", streaming=True) if paths[name] else None
-
-    cxr, ecg = (stream(modality) if modality in modalities else None for modality in MODALITIES)
-    pairs = stream("pairs") if cxr is not None and ecg is not None else None
-    return StreamingPretrainingDataset(cxr, ecg, pairs, seed=seed, buffer_size=data_args.streaming_buffer_size)
-
-
 def training_set(
     data_args: DataArguments,
     training_args: TrainingArguments,
@@ -185,8 +164,20 @@ def training_set(
         # accelerate's default for an IterableDataset (process 0 concatenates the processes' batches and slices
         # them) breaks pair_index and the padded text; every process reads the stream and keeps its own slots.
         training_args.accelerator_config.dispatch_batches = False
+        paths = pretraining_paths(data_args)
+
+        def open_stream(name: str) -> datasets.IterableDataset | None:
+            """Local DatasetDicts through `to_iterable_dataset`, the others from the Hub."""
+            local = data[name] and data[name].get("train")
+            if local is not None:
+                # The pair table is small and read whole by the dataset; only the samples are streamed.
+                return local if name == "pairs" else local.to_iterable_dataset(data_args.streaming_num_shards)
+            return datasets.load_dataset(paths[name], split="train", streaming=True) if paths[name] else None
+
+        cxr, ecg = (open_stream(modality) if modality in modalities else None for modality in MODALITIES)
+        pairs = open_stream("pairs") if cxr is not None and ecg is not None else None
         seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-        streamed = streamed_train_set(data_args, data, modalities, seed)
+        streamed = StreamingPretrainingDataset(cxr, ecg, pairs, seed=seed, buffer_size=data_args.streaming_buffer_size)
         reports = [
             row["text"]
             for stream in streamed.streams.values()
@@ -201,16 +192,6 @@ def training_set(
         )
     reports = [text for part in (train.cxr, train.ecg) if part is not None for text in part["text"]]
     return PretrainingDataset(train.cxr, train.ecg, train.pairs, data_args.pair_fraction), reports
-
-
-def build_demo_data_if_absent(data_args: DataArguments, training_args: TrainingArguments) -> None:
-    """The demo's data: synthetic patients from `medbind_processing.demo`, written once by the main process."""
-    from medbind_processing.demo import DEMO_DATASETS, save_demo
-
-    with training_args.main_process_first(desc="building the synthetic demo dataset"):
-        if not all(os.path.isdir(os.path.join(data_args.dataset_dir, name)) for name in DEMO_DATASETS):
-            logger.info("building the SYNTHETIC demo dataset in %s", data_args.dataset_dir)
-            save_demo(Path(data_args.dataset_dir), num_patients=data_args.demo_num_patients, seed=training_args.seed)
 
 
 # ---- model -------------------------------------------------------------------------------------------------------
@@ -256,9 +237,7 @@ def build_model_and_processor(
     reports: list[str],
 ) -> tuple[MedBindModel, MedBindProcessor]:
     """The model (`build_model`) and its processor: a saved model's own, or `MedBindProcessor.from_config` of the
-    model's config (image size, mean / std of the CXR tower it really has, ECG samples, rate and leads) with
-    `build_tokenizer`'s tokenizer.
-    """
+    model's config with `build_tokenizer`'s tokenizer."""
     if model_args.model_name_or_path and not optional_argument(model_args.tokenizer_name):
         processor = MedBindProcessor.from_pretrained(model_args.model_name_or_path)
         return build_model(model_args, config, vocab_size=len(processor.tokenizer)), processor
@@ -296,11 +275,8 @@ def export(
     training_args: TrainingArguments,
     train_metrics: dict[str, float],
 ) -> dict[str, Any]:
-    """The test-split evaluation (`results.json`, its figures) and the model card that reports it, beside the saved
-    model. Validation served to choose the checkpoint; the card reports what `training/run_evaluation.py` measures on the
-    held-out test split, with every task it can run (the demo with `DEMO_FEW_SHOT_SETS` few-shot support sets and
-    its own prompts, `training/medbind_training/prompts/demo`). The results are `{}` when the data has no local test
-    split (e.g. streamed Hub datasets).
+    """The test-split evaluation (`results.json`, its figures; `{}` without a local dataset folder, e.g. streamed Hub
+    datasets) and the model card that reports it, beside the saved model. Validation served to choose the checkpoint.
     """
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -46,11 +46,7 @@ class DataArguments:
     ecg_dataset: str | None = field(default=None, metadata={"help": "ECG DatasetDict folder (overrides dataset_dir)"})
     pair_dataset: str | None = field(default=None, metadata={"help": "visit-pair DatasetDict folder"})
     synthetic_demo: bool = field(
-        default=False,
-        metadata={
-            "help": "the synthetic demo: build its data (medbind_processing.demo) in dataset_dir when absent; the card "
-            "says synthetic, and the final evaluation uses the demo's prompts and fewer few-shot sets"
-        },
+        default=False, metadata={"help": "the synthetic demo: its data built in dataset_dir when absent, its prompts"}
     )
     max_words: int = field(default=MAX_WORDS, metadata={"help": f"reports are cut to their first N words (paper: {MAX_WORDS})"})
     max_length: int = field(default=256, metadata={"help": "token limit after the word cut"})
@@ -65,11 +61,7 @@ class DataArguments:
     demo_num_patients: int = field(default=1000, metadata={"help": "patients in a demo dataset built by this run"})
     streaming: bool = field(
         default=False,
-        metadata={
-            "help": "stream the training data (needs --max_steps): local folders through to_iterable_dataset; "
-            "--cxr_dataset / --ecg_dataset / --pair_dataset may then name Hub datasets, of which only the "
-            "validation split is downloaded"
-        },
+        metadata={"help": "stream the training split (needs --max_steps); --*_dataset may then name Hub datasets"},
     )
     streaming_buffer_size: int = field(
         default=1000, metadata={"help": "shuffle buffer per stream (visit pairs do not depend on it)"}
@@ -102,10 +94,7 @@ class PretrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "paper: cosine annealing"})
     weight_decay_exemptions: bool = field(
         default=True,
-        metadata={
-            "help": "exempt biases and LayerNorm weights from weight decay (the Trainer's default; the paper does not "
-            "say, and its `paper` preset sets false: AdamW decays every parameter)"
-        },
+        metadata={"help": "no weight decay on biases and LayerNorm weights (Trainer default; paper preset: false)"},
     )
     eval_strategy: str = field(default="epoch", metadata={"help": "retrieval evaluation on the validation split"})
     save_strategy: str = field(default="epoch", metadata={"help": "checkpoint interval"})
@@ -123,18 +112,11 @@ class PretrainingArguments(TrainingArguments):
     )
     dataloader_num_workers: int = field(
         default_factory=default_dataloader_workers,
-        metadata={
-            "help": "loader processes per training process (default: this process's share of the cores, minus one "
-            "for itself, at most 8)"
-        },
+        metadata={"help": "loader processes per training process (default: its share of the cores, minus one, <= 8)"},
     )
     contrastive_chunk_size: int | None = field(
         default=None,
-        metadata={
-            "help": "embed each batch this many samples per modality at a time (gradient caching): the negatives and "
-            "gradients of the whole per_device_train_batch_size batch, the activation memory of one chunk, for one "
-            "extra forward pass"
-        },
+        metadata={"help": "embed each batch this many samples per modality at a time (gradient caching, exact)"},
     )
     logging_nan_inf_filter: bool = field(
         default=False, metadata={"help": "skip NaN/inf losses in the logged mean (True costs a host sync per step)"}

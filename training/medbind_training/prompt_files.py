@@ -16,10 +16,9 @@ _PROMPT_FILE_KEYS = {"datasets", "template", "classes", "prompts_per_class"}
 
 @dataclass(frozen=True)
 class PromptSet:
-    """
-    The prompts of one dataset's classes (`classes`: class name as in the dataset -> its prompts, in file order), read
-    from a prompt file (format: `training/medbind_training/prompts/ecg_superclasses.yaml`); `prompts_per_class` is how
-    many of a class's prompts to draw (seeded) and average, None for all.
+    """The prompts of one dataset's classes (`classes`: class name as in the dataset -> its prompts, in file
+    order), read from a prompt file (format: `prompts/ecg_superclasses.yaml`); `prompts_per_class` is how many of a
+    class's prompts to draw (seeded) and average, None for all.
     """
 
     classes: dict[str, tuple[str, ...]]

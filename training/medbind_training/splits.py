@@ -16,10 +16,8 @@ PAIRS = "pairs"  # the visit-pair dataset of a DATA folder
 
 
 def dataset_paths(dataset_dir: str | None, **explicit: str | None) -> dict[str, str | None]:
-    """
-    `{name: folder}` for each name of `explicit`: its explicit folder (or, streamed, Hub id), else `dataset_dir/name`,
-    None where neither is given (`dataset_paths(args.dataset_dir, cxr=args.cxr_dataset, ecg=args.ecg_dataset)`).
-    """
+    """`{name: folder}` for each name of `explicit`: its explicit folder (or, streamed, Hub id), else
+    `dataset_dir/name`, None where neither is given."""
     return {name: path or (dataset_dir and os.path.join(dataset_dir, name)) for name, path in explicit.items()}
 
 

@@ -116,15 +116,13 @@ class PartnerIndex:
     """
 
     def __init__(self, stream: datasets.IterableDataset, studies: set[Any]):
-        if stream.features is not None and "study_id" not in stream.features:
-            raise ValueError(f"a streamed row needs a study_id to match visit pairs, got {sorted(stream.features)}")
         self.num_rows = 0
         self._folder = tempfile.mkdtemp(prefix="medbind-partners-")
         weakref.finalize(self, _remove_in_owner, self._folder, os.getpid())
 
         def partnered_rows() -> Iterator[dict[str, Any]]:
             for row in stream.decode(False):
-                if "study_id" not in row:  # a stream without declared features
+                if "study_id" not in row:
                     raise ValueError(f"a streamed row needs a study_id to match visit pairs, got {sorted(row)}")
                 self.num_rows += 1
                 if row["study_id"] in studies:
@@ -156,14 +154,9 @@ class StreamingPretrainingDataset(IterableDataset):
     per epoch, process and worker so that keys never repeat; `-1` for an absent modality. The collator seeds the
     batch's augmentation with these keys.
 
-    Args:
-        cxr: streamed CXR dataset (`image`, `text`, `study_id`), or None for an ECG-only run (ECG-CLIP).
-        ecg: streamed ECG dataset (`ecg` array or `ecg_path`, `sampling_rate`, `text`, `study_id`), or None.
-        pairs: visit pairs (`visit_pair_map`'s input, or its dict); None: no paired slots (m = 0). With pairs, both
-            streams are read once here to index the paired rows.
-        seed: seed of the shuffles of the streams and of the pairs (the same on every process).
-        rank, world_size: split both streams and the pairs between processes (see the module docstring for when,
-            and when not, to use it with the Trainer).
+    The streams hold `PretrainingDataset`'s columns; `pairs` is `visit_pair_map`'s input or its dict (None: no paired
+    slots; with pairs, both streams are read once here to index the paired rows). `seed` shuffles the streams and the
+    pairs alike on every process; `rank` / `world_size` split them between processes (module docstring: when not to).
     """
 
     def __init__(
@@ -230,10 +223,6 @@ class StreamingPretrainingDataset(IterableDataset):
         worker = torch.utils.data.get_worker_info()
         return (worker.num_workers, worker.id) if worker is not None else (1, 0)
 
-    def _first_position(self) -> int:
-        workers, worker_id = self._worker()
-        return ((self.epoch * self.world_size + self.rank) * workers + worker_id) * KEY_STRIDE
-
     def _my_pairs(self) -> list[tuple[Any, Any]]:
         """This epoch's pairs, shuffled, of this process (with `rank`) and DataLoader worker."""
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.pairs))
@@ -251,7 +240,8 @@ class StreamingPretrainingDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Yield one epoch of slots `{"cxr": row | None, "ecg": row | None, "paired": bool, "key": (c, e, paired)}`."""
-        first = self._first_position()
+        workers, worker_id = self._worker()
+        first = ((self.epoch * self.world_size + self.rank) * workers + worker_id) * KEY_STRIDE
         position = {modality: count(first) for modality in MODALITIES}
         pairs = self._my_pairs()
         paired = (

@@ -19,36 +19,29 @@ WORDPIECE_PREFIX = "##"  # marks a piece that continues a word, as in BERT's voc
 
 
 def train_wordpiece_tokenizer(
-    corpus: Iterable[str],
-    vocab_size: int = TRAINED_VOCAB_SIZE,
-    min_frequency: int = 1,
-    lowercase: bool = False,
-    model_max_length: int = 256,
+    corpus: Iterable[str], vocab_size: int = TRAINED_VOCAB_SIZE, model_max_length: int = 256
 ) -> BertTokenizerFast:
     """Train a small BERT WordPiece tokenizer on report texts, for offline demos and tests.
 
-    BioBERT v1.1's vocabulary is cased (it was initialised from BERT-base-cased), so the default keeps case too:
+    BioBERT v1.1's vocabulary is cased (it was initialised from BERT-base-cased), so this one keeps case too:
     the offline tokenizer then sees text the way the real one does. The vocabulary is learned as the `tokenizers`
     WordPiece trainer learns it (BERT normalisation and pre-tokenisation, then pair merges by frequency;
     `wordpiece_vocabulary`), but with frequency ties broken by the pieces' text: the Rust trainer breaks them in
     hash-map order, which changes from process to process (huggingface/tokenizers#1794), so two runs on the same
-    reports gave two vocabularies and two different models. `vocab_size` counts the special tokens (BERT's, ids
-    0-4); `min_frequency` is the fewest occurrences for a merge.
+    reports gave two vocabularies and two different models. `vocab_size` counts the special tokens (BERT's, ids 0-4).
     """
     texts = [text for text in corpus if isinstance(text, str) and text.strip()]
     if not texts:
         raise ValueError("train_wordpiece_tokenizer needs a corpus with at least one non-blank report text")
-    pipeline = BertWordPieceTokenizer(lowercase=lowercase)._tokenizer
+    pipeline = BertWordPieceTokenizer(lowercase=False)._tokenizer
     word_counts = Counter(
         word
         for text in texts
         for word, _ in pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(text))
     )
-    vocabulary = wordpiece_vocabulary(word_counts, vocab_size, min_frequency, list(BERT_SPECIAL_TOKENS))
-    wordpiece = BertWordPieceTokenizer(vocab={token: i for i, token in enumerate(vocabulary)}, lowercase=lowercase)
-    return BertTokenizerFast(
-        tokenizer_object=wordpiece._tokenizer, do_lower_case=lowercase, model_max_length=model_max_length
-    )
+    vocabulary = {token: i for i, token in enumerate(wordpiece_vocabulary(word_counts, vocab_size))}
+    wordpiece = BertWordPieceTokenizer(vocab=vocabulary, lowercase=False)._tokenizer
+    return BertTokenizerFast(tokenizer_object=wordpiece, do_lower_case=False, model_max_length=model_max_length)
 
 
 def wordpiece_vocabulary(
@@ -56,20 +49,17 @@ def wordpiece_vocabulary(
     vocab_size: int,
     min_frequency: int = 1,
     special_tokens: Sequence[str] = BERT_SPECIAL_TOKENS,
-    prefix: str = WORDPIECE_PREFIX,
 ) -> list[str]:
-    """A WordPiece vocabulary learned by greedy pair merges, deterministically.
-
-    As the `tokenizers` WordPiece trainer: every word starts as its first character followed by its other
-    characters with the continuation `prefix` (`"##"`); the vocabulary is the special tokens, the characters, the
-    continuation characters, then, merge after merge, the most frequent adjacent pair of pieces (counted over the
-    words, weighted by word count) joined into one piece, until `vocab_size` pieces or no pair seen
-    `min_frequency` times. Equally frequent pairs are merged in the order of their pieces' text, so the result is a
-    function of the counts alone. Returns the pieces in id order, `special_tokens` first.
+    """A WordPiece vocabulary learned by greedy pair merges as the `tokenizers` trainer learns it, but with equally
+    frequent pairs merged in the order of their pieces' text: every word starts as its first character followed by its
+    other characters with the continuation prefix `"##"`; the vocabulary is the special tokens, the characters, the
+    continuation characters, then, merge after merge, the most frequent adjacent pair of pieces (weighted by word
+    count) joined into one piece, until `vocab_size` pieces or no pair seen `min_frequency` times. Returns the pieces
+    in id order, `special_tokens` first.
     """
     words = sorted(word_counts)
     counts = [word_counts[word] for word in words]
-    pieces = [[word[0]] + [prefix + character for character in word[1:]] for word in words]
+    pieces = [[word[0]] + [WORDPIECE_PREFIX + character for character in word[1:]] for word in words]
     vocabulary = list(special_tokens)
     seen = set(vocabulary)
     # Characters, then continuation characters, each sorted: the order no longer depends on the corpus's order.
@@ -91,7 +81,7 @@ def wordpiece_vocabulary(
             continue
         if -negative_count < min_frequency:
             break
-        merged = pair[0] + pair[1].removeprefix(prefix)
+        merged = pair[0] + pair[1].removeprefix(WORDPIECE_PREFIX)
         if merged not in seen:
             vocabulary.append(merged)
             seen.add(merged)

@@ -1,12 +1,5 @@
-"""MedBind's metrics as `evaluate` modules that ship in the package and load by local path.
-
-The modules (`accuracy`, `balanced_accuracy`, `auroc`, `recall_at_k`, all in percent) live in folders beside this
-file, one script per folder, as on the Hub; `load_metric(name)` finds them with `importlib.resources`, so callers
-never build paths and nothing is fetched from the Hub (which an offline cluster cannot reach):
-
-    >>> from medbind_training.metrics import load_metric
-    >>> load_metric("balanced_accuracy").compute(predictions=[0, 1, 1], references=[0, 1, 0])
-    {'balanced_accuracy': 75.0}
+"""MedBind's metrics (in percent) as `evaluate` modules that ship in the package, one folder each as on the Hub, and
+load by local path (`load_metric`): nothing is fetched from the Hub, which an offline cluster cannot reach.
 """
 
 from __future__ import annotations
